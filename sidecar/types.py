@@ -1,0 +1,185 @@
+"""Records that cross stage boundaries.
+
+Data flows one way: sources -> parse -> join -> enrich -> spool -> sinks. Each stage owns its own
+internal types; only the records that travel between stages live here, so that no stage imports a
+sibling.
+
+    AccessRecord    parse/access.py  -> join       one per finished HTTP request
+    BodyRecord      parse/body.py    -> join       one per body-log line (a chunk, an end, a body)
+    ParsedBody      parse/providers  -> enrich     what a whole response body says
+    Usage           parse/providers  -> enrich     normalised token counts
+    Cost            enrich/pricing   -> enrich     money for one request, in integer nano-USD
+    Completed       join             -> enrich     an access record plus its body, joined
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Outcome of a request (event field `status`).
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+STATUS_RATE_LIMITED = "rate_limited"
+STATUS_CANCELLED = "cancelled"
+STATUS_TIMEOUT = "timeout"
+STATUS_CLIENT_ERROR = "client_error"
+
+# How the token counts were obtained (event field `token_source`).
+TOKENS_FROM_USAGE = "usage"
+TOKENS_ESTIMATED_TIKTOKEN = "estimated_tiktoken"
+TOKENS_ESTIMATED_CALIBRATED = "estimated_calibrated"
+TOKENS_ESTIMATED_HEURISTIC = "estimated_heuristic"
+TOKENS_NONE = "none"
+
+# Pricing outcome (event field `cost_status`).
+COST_PRICED = "priced"
+COST_ESTIMATED = "estimated"
+COST_UNPRICED_MODEL = "unpriced_model"
+COST_NO_USAGE = "no_usage"
+
+NANO = 1_000_000_000  # nano-USD per USD
+
+
+@dataclass(slots=True)
+class Usage:
+    """Normalised token usage (DESIGN.md section 4).
+
+    `input_tokens` counts all input, cached and cache-write tokens included;
+    `output_tokens` counts all output, reasoning included. The other fields are subsets.
+    """
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
+    cache_write_1h_input_tokens: int = 0  # subset of cache_write_input_tokens (Anthropic 1h TTL)
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def add(self, other: Usage) -> None:
+        self.input_tokens += other.input_tokens
+        self.cached_input_tokens += other.cached_input_tokens
+        self.cache_write_input_tokens += other.cache_write_input_tokens
+        self.cache_write_1h_input_tokens += other.cache_write_1h_input_tokens
+        self.output_tokens += other.output_tokens
+        self.reasoning_tokens += other.reasoning_tokens
+
+
+@dataclass(slots=True)
+class BillingPart:
+    """One separately billed part of a response (an Anthropic `usage.iterations` entry)."""
+
+    model: str | None
+    usage: Usage
+
+
+@dataclass(slots=True)
+class ParsedBody:
+    """What a response body (SSE stream or JSON) says about the request."""
+
+    provider: str | None = None  # openai, azure, anthropic, gemini, vertex, other
+    api: str | None = None  # chat.completions, responses, messages, generate_content, embeddings
+    model: str | None = None  # as served (never Azure's empty first-chunk model)
+    provider_request_id: str | None = None
+    is_stream: bool = False
+    usage: Usage | None = None  # None: the body carried no usage
+    billing_parts: list[BillingPart] = field(default_factory=list)  # empty: bill `usage` whole
+    finish_reason: str | None = None
+    service_tier: str | None = None
+    terminal_seen: bool = False  # [DONE], message_stop, response.completed, final chunk...
+    error_type: str | None = None  # mid-stream error event or error body
+    error_code: str | None = None
+    error_http_status: int | None = None  # status found inside an error body, if any
+    retry_after_secs: float | None = None  # e.g. Gemini RetryInfo.retryDelay in a 429 body
+    output_text: list[str] = field(default_factory=list)  # generated text, for estimation only
+    reasoning_model_hint: bool = False  # the body shows hidden reasoning (lower-bound estimates)
+    malformed_events: int = 0  # SSE payloads that were not JSON
+    truncated: bool = False  # the body was cut (size cap, `truncated: true`, missing terminal)
+    compressed: bool = False  # the body is gzip: the proxy forwarded Accept-Encoding
+
+
+@dataclass(slots=True)
+class AccessRecord:
+    """One access-log line mapped onto the canonical fields (DESIGN.md section 3)."""
+
+    request_id: str
+    time: float | None = None  # epoch seconds, request end
+    method: str | None = None
+    path: str | None = None
+    status: int | None = None
+    duration_ms: float | None = None
+    ttft_ms: float | None = None
+    upstream_host: str | None = None
+    stream: bool | None = None  # requested
+    model: str | None = None  # requested
+    user: str | None = None
+    tenant: str | None = None
+    api_key_id: str | None = None  # keyed hash of the raw key; the raw key never leaves parse
+    conversation_id: str | None = None
+    client_request_id: str | None = None
+    attempt: int | None = None
+    request_completion: str | None = None  # nginx $request_completion: "OK" or ""
+    response_headers: dict[str, str] = field(default_factory=dict)  # lower-cased names
+    response_body: str | None = None  # non-streaming body logged in the access line
+    usage: dict[str, Any] | None = None  # usage object logged in the access line
+    request_body: str | None = None  # only to count input tokens; never forwarded
+
+
+# Kinds of body-log records.
+BODY_DATA = 0  # `chunks` style: one network chunk of the response
+BODY_END = 1  # `chunks` style: the end record
+BODY_WHOLE = 2  # `bodies` style: the whole body at once
+
+
+@dataclass(slots=True)
+class BodyRecord:
+    request_id: str
+    kind: int
+    ts: float | None = None
+    data: str = ""  # chunk text or whole body
+    end: str | None = None  # complete | client_closed | upstream_closed | upstream_error
+    content_type: str | None = None
+    truncated: bool = False
+
+
+@dataclass(slots=True)
+class Completed:
+    """A request as the join hands it on: its access record and the concatenated body."""
+
+    request_id: str
+    source: str  # identity of the source (config name), part of the event id
+    access: AccessRecord | None
+    body: str | None  # concatenated body-log data; None: no body record seen
+    end: str | None  # the body's end record, if any
+    content_type: str | None = None
+    body_truncated: bool = False
+    expired: bool = False  # emitted by expiry: one side never arrived
+    first_ts: float | None = None  # first body record
+    last_ts: float | None = None  # last body record
+    source_path: str | None = None  # the access log path (HEC `source`)
+
+
+@dataclass(slots=True)
+class Cost:
+    """Money for one request, in integer nano-USD (1e-9 USD) per component."""
+
+    cost_known: bool
+    cost_status: str
+    input_nusd: int = 0  # uncached, non-cache-write input
+    cached_input_nusd: int = 0
+    cache_write_nusd: int = 0
+    output_nusd: int = 0
+    total_nusd: int = 0
+    pricing_model: str | None = None
+    pricing_source: str | None = None  # genai-prices | override | None
+    pricing_version: str | None = None
+    rates: dict[str, Any] | None = None  # USD per million tokens, for display (`price` command)
+
+
+def nusd_to_usd(nusd: int) -> float:
+    """A float for the event: the nearest double to an exact 1e-9 amount (never accumulated)."""
+    return nusd / NANO
