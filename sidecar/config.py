@@ -99,11 +99,6 @@ class Pricing:
 
 
 @dataclass
-class Spool:
-    max_bytes: int = 1024 * 1024 * 1024
-
-
-@dataclass
 class Batch:
     max_bytes: int = 1_000_000  # uncompressed bytes per HEC request
     max_events: int = 1000
@@ -159,21 +154,14 @@ SinkConfig = HecSink | FileSink
 
 
 @dataclass
-class Server:
-    listen: str | None = "127.0.0.1:9178"  # /health and /metrics; null = off
-
-
-@dataclass
 class Config:
     sources: list[Source] = field(default_factory=list)
     join: Join = field(default_factory=Join)
     tokens: Tokens = field(default_factory=Tokens)
     identity: Identity = field(default_factory=Identity)
     pricing: Pricing = field(default_factory=Pricing)
-    state_dir: str = ".sidecar-state"  # checkpoints and spool
-    spool: Spool = field(default_factory=Spool)
+    state_dir: str = ".sidecar-state"  # hash key, set-aside records, dead letters
     sinks: list[SinkConfig] = field(default_factory=lambda: [FileSink()])
-    server: Server = field(default_factory=Server)
     base_dir: str = field(default=".", metadata={"internal": True})  # relative paths resolve here
 
     def resolve(self, path: str) -> str:

@@ -100,6 +100,10 @@ class ParsedBody:
     malformed_events: int = 0  # SSE payloads that were not JSON
     truncated: bool = False  # the body was cut (size cap, `truncated: true`, missing terminal)
     compressed: bool = False  # the body is gzip: the proxy forwarded Accept-Encoding
+    # `usage` is a snapshot from before the stream ended (Anthropic message_start without a
+    # message_delta, a Gemini running snapshot, continuous usage stats): input counts are right,
+    # output is only a lower bound.
+    usage_partial: bool = False
 
 
 @dataclass(slots=True)
@@ -183,3 +187,13 @@ class Cost:
 def nusd_to_usd(nusd: int) -> float:
     """A float for the event: the nearest double to an exact 1e-9 amount (never accumulated)."""
     return nusd / NANO
+
+
+@dataclass(slots=True)
+class OutEvent:
+    """An enriched event on its way to the sinks: the `llm_usage/1` body plus envelope metadata."""
+
+    body: dict[str, Any]  # the HEC `event` object (schema llm_usage/1)
+    time: float  # epoch seconds (request end)
+    source: str | None  # HEC `source`: the access log path by default
+    sourcetype: str = "llm:usage"

@@ -1,0 +1,219 @@
+"""Enrich: one joined request and its parsed body -> one `llm_usage/1` event. Pure but for state
+that learns (token calibration, unpriced-model counters).
+
+The event has every key of the schema on every request (nullable ones set to null) so SPL sees
+the same columns everywhere. Nothing secret gets in: no text, no raw key, no header values other
+than the rate-limit numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from sidecar.enrich.pricing import PricingEngine
+from sidecar.enrich.ratelimit import parse_ratelimits
+from sidecar.enrich.status import classify
+from sidecar.enrich.tokens import TokenEstimator
+from sidecar.types import (
+    COST_NO_USAGE,
+    STATUS_CANCELLED,
+    STATUS_OK,
+    TOKENS_FROM_USAGE,
+    TOKENS_NONE,
+    Completed,
+    Cost,
+    OutEvent,
+    ParsedBody,
+    Usage,
+    nusd_to_usd,
+)
+
+SCHEMA = "llm_usage/1"
+PROVIDERS = frozenset({"openai", "azure", "anthropic", "gemini", "vertex", "other"})
+APIS = frozenset({"chat.completions", "responses", "messages", "generate_content", "embeddings"})
+
+
+def event_id(source: str, request_id: str) -> str:
+    """Deterministic: the same request from the same source always gets the same id."""
+    return hashlib.sha256(f"{source}\x00{request_id}".encode()).hexdigest()[:32]
+
+
+class Enricher:
+    def __init__(
+        self,
+        *,
+        pricing: PricingEngine,
+        estimator: TokenEstimator,
+        estimate_missing: bool = True,
+        hash_user: Callable[[str], str] | None = None,
+        hash_tenant: Callable[[str], str] | None = None,
+        hash_conversation: Callable[[str], str] | None = None,
+        source_host: str | None = None,
+    ) -> None:
+        self.pricing = pricing
+        self.estimator = estimator
+        self.estimate_missing = estimate_missing
+        self.hash_user = hash_user
+        self.hash_tenant = hash_tenant
+        self.hash_conversation = hash_conversation
+        self.source_host = source_host or socket.gethostname()
+
+    # -------------------------------------------------------------- text wanted?
+    def wants_text(self, c: Completed, parsed: ParsedBody) -> bool:
+        """Should the body be parsed again with its text (estimation or a calibration sample)?"""
+        if not parsed.is_stream or parsed.compressed:
+            return False
+        if parsed.usage is None:
+            return self.estimate_missing and bool(c.body)
+        return parsed.terminal_seen and self.estimator.wants_sample(parsed.model)
+
+    # -------------------------------------------------------------- the event
+    def enrich(self, c: Completed, parsed: ParsedBody) -> OutEvent:
+        a = c.access
+        http_status = a.status if a is not None else parsed.error_http_status
+        status, error_type = classify(
+            http_status,
+            parsed,
+            end=c.end,
+            request_completion=a.request_completion if a is not None else None,
+        )
+        model = parsed.model or (a.model if a is not None else None)
+        provider = parsed.provider if parsed.provider in PROVIDERS else "other"
+        api = parsed.api if parsed.api in APIS else None
+        end_time = self._end_time(c)
+
+        usage = parsed.usage
+        tokens_estimated = False
+        token_source = TOKENS_FROM_USAGE if usage is not None else TOKENS_NONE
+        calibration_ratio: float | None = None
+        lower_bound = False
+        if usage is not None and parsed.output_text and parsed.terminal_seen:
+            self.estimator.observe(parsed, model=model)
+        if usage is None and self.estimate_missing and parsed.output_text:
+            est = self.estimator.estimate(
+                parsed, model=model, request_body=a.request_body if a is not None else None
+            )
+            usage = Usage(
+                input_tokens=est.input_tokens or 0,
+                output_tokens=est.output_tokens,
+                reasoning_tokens=est.reasoning_tokens,
+            )
+            tokens_estimated = True
+            token_source = est.token_source
+            calibration_ratio = est.calibration_ratio
+            lower_bound = est.lower_bound
+
+        if usage is None:
+            cost = Cost(cost_known=False, cost_status=COST_NO_USAGE)
+        else:
+            cost = self.pricing.price(
+                provider=provider,
+                model=model,
+                usage=usage,
+                billing_parts=parsed.billing_parts,
+                at=end_time,
+                service_tier=parsed.service_tier,
+                tokens_estimated=tokens_estimated,
+            )
+
+        headers = a.response_headers if a is not None else {}
+        limits = parse_ratelimits(
+            headers,
+            provider=provider,
+            now=end_time,
+            body_retry_after_secs=parsed.retry_after_secs,
+        )
+        flags = self._flags(c, parsed, status)
+
+        body: dict[str, Any] = {
+            "schema": SCHEMA,
+            "event_id": event_id(c.source, c.request_id),
+            "request_id": c.request_id,
+            "provider_request_id": parsed.provider_request_id
+            or headers.get("x-request-id")
+            or headers.get("request-id"),
+            "time": end_time,
+            "source_host": self.source_host,
+            "provider": provider,
+            "api": api,
+            "model": model,
+            "model_requested": a.model if a is not None else None,
+            "pricing_model": cost.pricing_model,
+            "is_streaming": parsed.is_stream,
+            "service_tier": parsed.service_tier,
+            "status": status,
+            "http_status": http_status,
+            "finish_reason": parsed.finish_reason,
+            "error_type": error_type if status != STATUS_OK else None,
+            "duration_ms": a.duration_ms if a is not None else None,
+            "ttft_ms": a.ttft_ms if a is not None else None,
+            "input_tokens": usage.input_tokens if usage is not None else None,
+            "cached_input_tokens": usage.cached_input_tokens if usage is not None else None,
+            "cache_write_input_tokens": usage.cache_write_input_tokens
+            if usage is not None
+            else None,
+            "output_tokens": usage.output_tokens if usage is not None else None,
+            "reasoning_tokens": usage.reasoning_tokens if usage is not None else None,
+            "total_tokens": usage.total_tokens if usage is not None else None,
+            "tokens_estimated": tokens_estimated,
+            "token_source": token_source,
+            "cost_input_usd": nusd_to_usd(cost.input_nusd) if cost.cost_known else None,
+            "cost_cached_input_usd": nusd_to_usd(cost.cached_input_nusd)
+            if cost.cost_known
+            else None,
+            "cost_cache_write_usd": nusd_to_usd(cost.cache_write_nusd) if cost.cost_known else None,
+            "cost_output_usd": nusd_to_usd(cost.output_nusd) if cost.cost_known else None,
+            "estimated_cost_usd": nusd_to_usd(cost.total_nusd) if cost.cost_known else None,
+            "cost_known": cost.cost_known,
+            "cost_status": cost.cost_status,
+            "pricing_source": cost.pricing_source,
+            "pricing_version": cost.pricing_version,
+            **limits,
+            "user": self._hashed(a.user if a else None, self.hash_user),
+            "tenant": self._hashed(a.tenant if a else None, self.hash_tenant),
+            "api_key_id": a.api_key_id if a is not None else None,
+            "conversation_id": self._hashed(a.conversation_id if a else None, self.hash_conversation),
+            "retry_group": a.client_request_id if a is not None else None,
+            "attempt": a.attempt if a is not None else None,
+            "calibration_ratio": calibration_ratio,
+            "estimate_lower_bound": lower_bound,
+            "flags": flags,
+        }
+        return OutEvent(body=body, time=end_time, source=c.source_path)
+
+    @staticmethod
+    def _hashed(value: str | None, hasher: Callable[[str], str] | None) -> str | None:
+        if value is None or hasher is None:
+            return value
+        return hasher(value)
+
+    @staticmethod
+    def _end_time(c: Completed) -> float:
+        a = c.access
+        if a is not None and a.time is not None:
+            return float(a.time)
+        if c.last_ts is not None:
+            return float(c.last_ts)
+        import time
+
+        return time.time()
+
+    @staticmethod
+    def _flags(c: Completed, parsed: ParsedBody, status: str) -> list[str]:
+        flags: list[str] = []
+        if c.expired and c.access is None:
+            flags.append("expired_no_access")
+        if c.expired and c.access is not None and c.end is None:
+            flags.append("expired_no_body")
+        if c.body_truncated or parsed.truncated:
+            flags.append("truncated")
+        if parsed.compressed:
+            flags.append("compressed_body")
+        if parsed.malformed_events:
+            flags.append("malformed_events")
+        if parsed.is_stream and not parsed.terminal_seen and status != STATUS_CANCELLED:
+            flags.append("stream_incomplete")
+        return flags

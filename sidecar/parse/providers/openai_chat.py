@@ -1,0 +1,169 @@
+"""OpenAI Chat Completions bodies (OpenAI, Azure OpenAI and OpenAI-compatible servers).
+
+Streams: `data: {chat.completion.chunk}` events ending with `data: [DONE]`. Usage is the LAST chunk
+whose `usage` is not null (Azure's first prompt-filter chunk also has `choices: []`, so an empty
+`choices` alone proves nothing). Without `want_text` the stream is walked from its end and only the
+chunks that can matter are decoded: the usage chunk, the finish chunk, one chunk with a non-empty
+`model`, and chunks whose raw text holds an `"error"` key. Mid-stream errors: an `event: error`
+event (Groq) or an `error` key inside a normal chunk (OpenRouter, which still sends usage).
+
+Non-streaming: one `chat.completion` object.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sidecar.parse.providers import errors
+from sidecar.parse.providers._common import (
+    Chunks,
+    as_dict,
+    as_int,
+    as_str,
+    body_has,
+    is_reasoning_model,
+)
+from sidecar.types import ParsedBody, Usage
+
+
+def usage_from(u: dict[str, Any]) -> Usage:
+    """Normalise a chat `usage` object (all detail fields optional and null-tolerant)."""
+    prompt = as_dict(u.get("prompt_tokens_details"))
+    completion = as_dict(u.get("completion_tokens_details"))
+    return Usage(
+        input_tokens=as_int(u.get("prompt_tokens")),
+        cached_input_tokens=as_int(prompt.get("cached_tokens")),
+        cache_write_input_tokens=as_int(prompt.get("cache_write_tokens")),
+        output_tokens=as_int(u.get("completion_tokens")),
+        reasoning_tokens=as_int(completion.get("reasoning_tokens")),
+    )
+
+
+def _choice_text(out: list[str], part: dict[str, Any]) -> None:
+    """Append the generated text of one `delta` or `message` object."""
+    for key in ("content", "refusal", "reasoning_content", "reasoning"):
+        value = part.get(key)
+        if type(value) is str and value:
+            out.append(value)
+        elif type(value) is list:  # content as a list of parts
+            for item in value:
+                text = as_dict(item).get("text")
+                if type(text) is str and text:
+                    out.append(text)
+    calls = part.get("tool_calls")
+    for call in calls if type(calls) is list else ():
+        fn = as_dict(as_dict(call).get("function"))
+        for key in ("name", "arguments"):
+            value = fn.get(key)
+            if type(value) is str and value:
+                out.append(value)
+    legacy = as_dict(part.get("function_call"))
+    for key in ("name", "arguments"):
+        value = legacy.get(key)
+        if type(value) is str and value:
+            out.append(value)
+
+
+def _texts(obj: dict[str, Any], out: list[str]) -> None:
+    choices = obj.get("choices")
+    for choice in choices if type(choices) is list else ():
+        choice = as_dict(choice)
+        _choice_text(out, as_dict(choice.get("delta")))
+        _choice_text(out, as_dict(choice.get("message")))
+
+
+def _finish_reason(obj: dict[str, Any]) -> str | None:
+    choices = obj.get("choices")
+    if type(choices) is not list:
+        return None
+    for choice in reversed(choices):
+        reason = as_str(as_dict(choice).get("finish_reason"))
+        if reason:
+            return reason
+    return None
+
+
+def _finalise(pb: ParsedBody) -> None:
+    if not pb.reasoning_model_hint:
+        pb.reasoning_model_hint = bool(
+            (pb.usage and pb.usage.reasoning_tokens > 0) or is_reasoning_model(pb.model)
+        )
+
+
+def parse_stream(pb: ParsedBody, body: str, chunks: Chunks, want_text: bool) -> None:
+    """Fill `pb` from a chat completions SSE stream."""
+    has_usage = body_has(body, '"usage":{', '"usage": {')
+    has_finish = body_has(body, '"finish_reason":"', '"finish_reason": "')
+    has_error = body_has(body, '"error"', "event: error", "event:error")
+    if want_text:
+        for i in range(chunks.n):
+            obj = chunks.obj(i)
+            if obj is not None:
+                _texts(obj, pb.output_text)
+
+    usage_obj: dict[str, Any] | None = None
+    usage_choices_empty = False
+    finish: str | None = None
+    done = False
+    for i in range(chunks.n - 1, -1, -1):
+        if chunks.is_done(i):
+            done = True
+            continue
+        ev = chunks.event(i)
+        if ev is None:
+            continue
+        complete = (
+            (usage_obj is not None or not has_usage)
+            and (finish is not None or not has_finish)
+            and pb.model is not None
+            and pb.provider_request_id is not None
+        )
+        error_candidate = has_error and (ev[0] == "error" or chunks.raw_has(i, '"error"'))
+        if complete and not error_candidate:
+            if has_error:
+                continue
+            break
+        obj = chunks.obj(i)
+        if obj is None:
+            continue
+        if error_candidate and errors.apply_error(pb, obj):
+            pb.terminal_seen = True
+        if usage_obj is None:
+            u = obj.get("usage")
+            if type(u) is dict:
+                usage_obj = u
+                usage_choices_empty = obj.get("choices") == []
+        if finish is None:
+            finish = _finish_reason(obj)
+        if pb.model is None:
+            pb.model = as_str(obj.get("model"))
+        if pb.provider_request_id is None:
+            pb.provider_request_id = as_str(obj.get("id"))
+        if pb.service_tier is None:
+            pb.service_tier = as_str(obj.get("service_tier"))
+
+    pb.finish_reason = finish
+    if usage_obj is not None:
+        pb.usage = usage_from(usage_obj)
+    if done or (usage_obj is not None and (usage_choices_empty or finish is not None)):
+        pb.terminal_seen = True
+    if pb.usage is not None and not pb.terminal_seen:
+        pb.usage_partial = True  # continuous usage stats on a cut stream
+    _finalise(pb)
+
+
+def parse_json(pb: ParsedBody, obj: dict[str, Any], want_text: bool) -> None:
+    """Fill `pb` from a non-streaming `chat.completion` object."""
+    pb.terminal_seen = True
+    pb.model = as_str(obj.get("model"))
+    pb.provider_request_id = as_str(obj.get("id"))
+    pb.service_tier = as_str(obj.get("service_tier"))
+    pb.finish_reason = _finish_reason(obj)
+    u = obj.get("usage")
+    if type(u) is dict:
+        pb.usage = usage_from(u)
+    errors.apply_error(pb, obj)
+    if want_text:
+        _texts(obj, pb.output_text)
+    _finalise(pb)
+

@@ -1,0 +1,280 @@
+"""The only place that wires the stages together.
+
+    tail(access) ─┐                                     ┌─► sink 1
+                  ├─► parse ─► join ─► [q] ─► enrich ─► [q] ─┤
+    tail(body)  ──┘                                     └─► sink N
+
+Each source has one `Joiner`; its two tailers feed it in the same event loop. Between the join
+and enrichment, and between enrichment and the sinks, bounded queues of *lists* carry the data:
+when a sink is slow the queues fill, the tailers stop reading, and the logs on disk are the
+buffer (backpressure). Memory stays flat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sidecar import config as C
+from sidecar.enrich.event import Enricher
+from sidecar.enrich.identity import load_or_create_key, make_hasher
+from sidecar.enrich.pricing import PricingEngine
+from sidecar.enrich.tokens import TokenEstimator
+from sidecar.errors import ParseError
+from sidecar.join import Joiner
+from sidecar.parse.access import parser_for
+from sidecar.parse.body import parse_bodies_line, parse_chunks_line
+from sidecar.parse.response import parse_completed
+from sidecar.sinks.file import FileSink
+from sidecar.sinks.hec.sink import HecSink
+from sidecar.sources.tail import LineBatch, Tailer
+from sidecar.telemetry import Telemetry
+from sidecar.types import Completed, OutEvent
+
+log = logging.getLogger("sidecar.pipeline")
+
+_QUEUE_LISTS = 64  # lists in flight between stages
+
+
+@dataclass
+class _SourceRuntime:
+    cfg: C.Source
+    joiner: Joiner
+    access_tail: Tailer
+    body_tail: Tailer | None
+    parse_access: Callable[..., Any]
+    provider: str | None
+
+
+class Pipeline:
+    def __init__(self, cfg: C.Config, *, once: bool = False) -> None:
+        self.cfg = cfg
+        self.once = once
+        self.telemetry = Telemetry(
+            set_aside_path=os.path.join(cfg.resolve(cfg.state_dir), "malformed.ndjson")
+        )
+        key = load_or_create_key(cfg.identity.hash_key, cfg.resolve(cfg.state_dir))
+        self.hasher = make_hasher(key)
+        hf = set(cfg.identity.hash_fields)
+        self.pricing = PricingEngine(cfg.pricing, base_dir=cfg.base_dir)
+        self.estimator = TokenEstimator(cfg.tokens)
+        self.enricher = Enricher(
+            pricing=self.pricing,
+            estimator=self.estimator,
+            estimate_missing=cfg.tokens.estimate_missing,
+            hash_user=self.hasher if "user" in hf else None,
+            hash_tenant=self.hasher if "tenant" in hf else None,
+            hash_conversation=self.hasher if "conversation_id" in hf else None,
+        )
+        self.sources = [self._make_source(s) for s in cfg.sources]
+        host = socket.gethostname()
+        self.sinks: list[Any] = []
+        for s in cfg.sinks:
+            if isinstance(s, C.FileSink):
+                self.sinks.append(FileSink(cfg.resolve(s.path), envelope=s.envelope, host=host))
+            else:
+                self.sinks.append(
+                    HecSink(
+                        s,
+                        host=s.host or host,
+                        default_source=None,
+                        dead_letter_path=os.path.join(
+                            cfg.resolve(cfg.state_dir), "dead-letter.ndjson"
+                        ),
+                    )
+                )
+        self._completed_q: asyncio.Queue[list[Completed] | None] = asyncio.Queue(_QUEUE_LISTS)
+        self._events_q: asyncio.Queue[list[OutEvent] | None] = asyncio.Queue(_QUEUE_LISTS)
+
+    def _make_source(self, s: C.Source) -> _SourceRuntime:
+        cfg = self.cfg
+        joiner = Joiner(
+            expire_after_secs=cfg.join.expire_after_secs,
+            max_pending_requests=cfg.join.max_pending_requests,
+            max_body_bytes=s.body_log.max_body_bytes if s.body_log else 0,
+        )
+        joiner.has_body[s.name] = s.body_log is not None
+        kw = {
+            "start_at": s.start_at,
+            "read_chunk_bytes": s.read_chunk_bytes,
+            "poll_interval_secs": s.poll_interval_secs,
+        }
+        fmt = s.access_log.format
+        return _SourceRuntime(
+            cfg=s,
+            joiner=joiner,
+            access_tail=Tailer([cfg.resolve(p) for p in s.access_log.paths], **kw),
+            body_tail=Tailer([cfg.resolve(p) for p in s.body_log.paths], **kw)
+            if s.body_log
+            else None,
+            parse_access=parser_for(fmt.type, fmt.fields, fmt.headers_path),
+            provider=None if s.provider == "auto" else s.provider,
+        )
+
+    # ------------------------------------------------------------------ stage: tail+parse+join
+    async def _run_access(self, src: _SourceRuntime, stop: asyncio.Event) -> None:
+        t = self.telemetry
+        parse = src.parse_access
+        hasher = self.hasher
+        name = src.cfg.name
+        async for batch in src.access_tail.batches(follow=not self.once, stop=stop):
+            out: list[Completed] = []
+            t.counters["access_lines_total"] += len(batch.lines)
+            for i, line in enumerate(batch.lines):
+                if not line.strip():
+                    continue
+                try:
+                    rec = parse(line, hasher)
+                except ParseError as exc:
+                    self._set_aside(exc, batch, i)
+                    continue
+                src.joiner.add_access(rec, name, batch.path, out)
+            if out:
+                await self._completed_q.put(out)
+
+    async def _run_body(self, src: _SourceRuntime, stop: asyncio.Event) -> None:
+        assert src.body_tail is not None
+        t = self.telemetry
+        parse = parse_bodies_line if src.cfg.body_log.format.type == "bodies" else parse_chunks_line  # type: ignore[union-attr]
+        add = src.joiner.add_body
+        name = src.cfg.name
+        async for batch in src.body_tail.batches(follow=not self.once, stop=stop):
+            out: list[Completed] = []
+            lossy_n = 0
+            t.counters["body_lines_total"] += len(batch.lines)
+            for i, line in enumerate(batch.lines):
+                try:
+                    rec, lossy = parse(line)
+                except ParseError as exc:
+                    if line.strip():
+                        self._set_aside(exc, batch, i)
+                    continue
+                if lossy:
+                    lossy_n += 1
+                add(rec, name, out)
+            if lossy_n:
+                t.counters["body_lines_lossy_utf8_total"] += lossy_n
+            if out:
+                await self._completed_q.put(out)
+
+    def _set_aside(self, exc: ParseError, batch: LineBatch, index: int) -> None:
+        # The offset of line `index`: the batch ends at end_offset; walk back over later lines.
+        tail = sum(len(x) + 1 for x in batch.lines[index:])
+        offset = batch.end_offset - tail
+        self.telemetry.set_aside(
+            exc.reason, batch.path, offset, len(batch.lines[index]), exc.detail
+        )
+
+    async def _run_expiry(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except TimeoutError:
+                pass
+            for src in self.sources:
+                out: list[Completed] = []
+                src.joiner.expire(out)
+                if out:
+                    await self._completed_q.put(out)
+
+    # ------------------------------------------------------------------ stage: enrich
+    async def _run_enrich(self) -> None:
+        t = self.telemetry
+        enricher = self.enricher
+        providers = {s.cfg.name: s.provider for s in self.sources}
+        while (batch := await self._completed_q.get()) is not None:
+            events: list[OutEvent] = []
+            for c in batch:
+                provider = providers.get(c.source)
+                parsed = parse_completed(c, provider=provider)
+                if enricher.wants_text(c, parsed):
+                    parsed = parse_completed(c, provider=provider, want_text=True)
+                ev = enricher.enrich(c, parsed)
+                self._count_completed(c, parsed)
+                t.observe_event(ev.body)
+                events.append(ev)
+            await self._events_q.put(events)
+        await self._events_q.put(None)
+
+    def _count_completed(self, c: Completed, parsed: Any) -> None:
+        cnt = self.telemetry.counters
+        if c.access is None:
+            cnt["body_records_without_access_total"] += 1
+        elif c.expired and c.end is None and self.sources and c.body is None:
+            cnt["access_without_body_total"] += 1
+        if parsed.malformed_events:
+            cnt["sse_events_malformed_total"] += parsed.malformed_events
+        if parsed.compressed:
+            cnt["bodies_compressed_total"] += 1
+        if c.body_truncated:
+            cnt["bodies_truncated_total"] += 1
+
+    # ------------------------------------------------------------------ stage: sinks
+    async def _run_sinks(self) -> None:
+        while (events := await self._events_q.get()) is not None:
+            for sink in self.sinks:
+                await sink.write(events)
+        for sink in self.sinks:
+            await sink.flush()
+
+    # ------------------------------------------------------------------ run
+    async def run(self, stop: asyncio.Event | None = None) -> Telemetry:
+        stop = stop or asyncio.Event()
+        for sink in self.sinks:
+            await sink.start()
+        enrich_task = asyncio.create_task(self._run_enrich(), name="enrich")
+        sink_task = asyncio.create_task(self._run_sinks(), name="sinks")
+        readers = []
+        for src in self.sources:
+            readers.append(asyncio.create_task(self._run_access(src, stop), name="access"))
+            if src.body_tail is not None:
+                readers.append(asyncio.create_task(self._run_body(src, stop), name="body"))
+        expiry = None if self.once else asyncio.create_task(self._run_expiry(stop))
+        try:
+            await asyncio.gather(*readers)
+        finally:
+            if expiry is not None:
+                stop.set()
+                await expiry
+            # Emit what is still pending: nothing read is lost at shutdown.
+            for src in self.sources:
+                out: list[Completed] = []
+                src.joiner.flush(out)
+                if out:
+                    await self._completed_q.put(out)
+            await self._completed_q.put(None)
+            await enrich_task
+            await sink_task
+            for sink in self.sinks:
+                await sink.close()
+                for k, v in getattr(sink, "stats", {}).items():
+                    if "dead" in k:
+                        self.telemetry.counters["events_dead_lettered_total"] += v
+            for src in self.sources:
+                src.access_tail.close()
+                if src.body_tail is not None:
+                    src.body_tail.close()
+                self.telemetry.counters["late_records_total"] += src.joiner.late_records
+            self.telemetry.close()
+        return self.telemetry
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """SIGTERM/SIGINT stop cleanly; a second one forces exit (uvicorn's habit)."""
+    loop = asyncio.get_running_loop()
+
+    def handler(signame: str) -> None:
+        if stop.is_set():
+            log.warning("Second %s: exiting now without draining.", signame)
+            os._exit(130)
+        log.info("%s received: draining and stopping.", signame)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, handler, sig.name)

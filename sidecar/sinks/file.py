@@ -1,0 +1,63 @@
+"""File sink: one JSON event per line (NDJSON), appended, flushed at every `flush()`.
+
+`envelope: true` writes what the HEC sink would send (time, host, source, sourcetype, event),
+which is handy to replay into Splunk with curl; by default the bare event is written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from sidecar.types import OutEvent
+
+
+class FileSink:
+    def __init__(self, path: str, *, envelope: bool = False, host: str = "") -> None:
+        self.path = path
+        self.envelope = envelope
+        self.host = host
+        self._fh = None
+        self.stats = {"events_written": 0, "bytes_written": 0}
+
+    async def start(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "ab")  # noqa: SIM115 - held open for the sink's life
+
+    async def write(self, events: Sequence[OutEvent]) -> None:
+        if self._fh is None:
+            await self.start()
+        dumps = orjson.dumps
+        if self.envelope:
+            lines = [
+                dumps(
+                    {
+                        "time": round(ev.time, 3),
+                        "host": self.host,
+                        "source": ev.source,
+                        "sourcetype": ev.sourcetype,
+                        "event": ev.body,
+                    }
+                )
+                for ev in events
+            ]
+        else:
+            lines = [dumps(ev.body) for ev in events]
+        data = b"\n".join(lines) + b"\n" if lines else b""
+        self._fh.write(data)  # type: ignore[union-attr]
+        self.stats["events_written"] += len(lines)
+        self.stats["bytes_written"] += len(data)
+
+    async def flush(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+
+    async def close(self) -> None:
+        if self._fh is not None:
+            await self.flush()
+            self._fh.close()
+            self._fh = None

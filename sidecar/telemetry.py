@@ -1,0 +1,138 @@
+"""The sidecar's own counters, and the run summary built from the events it emitted.
+
+Counters follow Vector's grammar (`<noun>_<verb>_total`). Money in the summary is summed in
+integer nano-USD, never as floats.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from sidecar.types import NANO
+
+
+@dataclass
+class _Row:
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_nusd: int = 0
+    unpriced: int = 0
+    estimated: int = 0
+
+
+@dataclass
+class Telemetry:
+    counters: Counter[str] = field(default_factory=Counter)
+    malformed: Counter[str] = field(default_factory=Counter)  # reason -> count
+    by_model: dict[str, _Row] = field(default_factory=lambda: defaultdict(_Row))
+    by_status: dict[str, _Row] = field(default_factory=lambda: defaultdict(_Row))
+    set_aside_path: str | None = None
+    set_aside_cap: int = 100_000
+    _set_aside_fh: Any = None
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n
+
+    def set_aside(self, reason: str, path: str, offset: int | None, length: int, detail: str = "") -> None:
+        """Count a malformed record and record where it is (never its bytes: it may hold a key)."""
+        self.malformed[reason] += 1
+        self.counters["records_malformed_total"] += 1
+        if self.set_aside_path is None or self.counters["records_set_aside_total"] >= self.set_aside_cap:
+            return
+        if self._set_aside_fh is None:
+            os.makedirs(os.path.dirname(self.set_aside_path) or ".", exist_ok=True)
+            self._set_aside_fh = open(self.set_aside_path, "ab")  # noqa: SIM115
+        rec = {"reason": reason, "path": path, "offset": offset, "length": length, "detail": detail[:200]}
+        self._set_aside_fh.write(orjson.dumps(rec) + b"\n")
+        self.counters["records_set_aside_total"] += 1
+
+    def observe_event(self, body: dict[str, Any]) -> None:
+        model = body.get("model") or "(unknown)"
+        status = body.get("status") or "(unknown)"
+        for row in (self.by_model[model], self.by_status[status]):
+            row.requests += 1
+            row.input_tokens += body.get("input_tokens") or 0
+            row.output_tokens += body.get("output_tokens") or 0
+            cost = body.get("estimated_cost_usd")
+            if cost is not None:
+                row.cost_nusd += round(cost * NANO)  # exact: the float came from nusd / 1e9
+            if body.get("cost_status") == "unpriced_model":
+                row.unpriced += 1
+            if body.get("tokens_estimated"):
+                row.estimated += 1
+        self.counters["events_emitted_total"] += 1
+
+    def close(self) -> None:
+        if self._set_aside_fh is not None:
+            self._set_aside_fh.close()
+            self._set_aside_fh = None
+
+
+def _usd(nusd: int) -> str:
+    whole, frac = divmod(nusd, NANO)
+    return f"${whole}.{frac:09d}"[: len(str(whole)) + 8]  # 6 decimals, truncated for display
+
+
+def format_summary(t: Telemetry) -> str:
+    lines: list[str] = []
+
+    def table(title: str, rows: dict[str, _Row]) -> None:
+        head = f"{title:<34} {'requests':>9} {'input tok':>11} {'output tok':>11} {'cost USD':>14}"
+        lines.append(head)
+        lines.append("-" * len(head))
+        total = _Row()
+        for key in sorted(rows, key=lambda k: (-rows[k].cost_nusd, k)):
+            r = rows[key]
+            note = []
+            if r.unpriced:
+                note.append(f"{r.unpriced} unpriced")
+            if r.estimated:
+                note.append(f"{r.estimated} estimated")
+            suffix = f"  ({', '.join(note)})" if note else ""
+            lines.append(
+                f"{key[:34]:<34} {r.requests:>9} {r.input_tokens:>11} {r.output_tokens:>11} "
+                f"{_usd(r.cost_nusd):>14}{suffix}"
+            )
+            total.requests += r.requests
+            total.input_tokens += r.input_tokens
+            total.output_tokens += r.output_tokens
+            total.cost_nusd += r.cost_nusd
+        lines.append(
+            f"{'total':<34} {total.requests:>9} {total.input_tokens:>11} "
+            f"{total.output_tokens:>11} {_usd(total.cost_nusd):>14}"
+        )
+        lines.append("")
+
+    table("model", t.by_model)
+    table("status", t.by_status)
+    c = t.counters
+    lines.append(
+        f"lines read: access {c['access_lines_total']}, body {c['body_lines_total']}; "
+        f"events emitted: {c['events_emitted_total']}"
+    )
+    if t.malformed:
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(t.malformed.items()))
+        where = f" (positions in {t.set_aside_path})" if t.set_aside_path else ""
+        lines.append(f"malformed records set aside: {sum(t.malformed.values())}: {parts}{where}")
+    else:
+        lines.append("malformed records set aside: 0")
+    extra = [
+        ("body_records_without_access_total", "body records for requests with no access line"),
+        ("access_without_body_total", "access lines whose body never ended"),
+        ("body_lines_lossy_utf8_total", "body lines with invalid UTF-8 (replaced)"),
+        ("late_records_total", "records after their request was emitted"),
+        ("sse_events_malformed_total", "SSE payloads that were not JSON"),
+        ("bodies_compressed_total", "gzip bodies (clear Accept-Encoding in the proxy)"),
+        ("bodies_truncated_total", "bodies cut at max_body_bytes"),
+        ("events_dead_lettered_total", "events dead-lettered by a sink"),
+    ]
+    for key, label in extra:
+        if c[key]:
+            lines.append(f"{label}: {c[key]}")
+    return "\n".join(lines)

@@ -1,0 +1,16 @@
+"""Shared test helpers: paths to the repo, the shared fixtures and the example logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+EXAMPLES = REPO / "examples" / "logs"
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO

@@ -1,0 +1,493 @@
+"""Token estimation: offline encodings, fixture counts, tool calls, fallback, calibration."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import orjson
+import pytest
+import tiktoken.load
+
+from sidecar.config import Tokens
+from sidecar.enrich import tokens as tk
+from sidecar.enrich.tokens import Estimate, TokenEstimator
+from sidecar.types import (
+    TOKENS_ESTIMATED_CALIBRATED,
+    TOKENS_ESTIMATED_HEURISTIC,
+    TOKENS_ESTIMATED_TIKTOKEN,
+    ParsedBody,
+    Usage,
+)
+
+FIXTURES = Path("/work/shared/fixtures")
+if not FIXTURES.is_dir():  # a checkout without the shared folder
+    FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def sse_payloads(name: str) -> list[dict]:
+    out = []
+    for line in (FIXTURES / name).read_text(encoding="utf-8").splitlines():
+        if line.startswith("data:") and line[5:].strip() != "[DONE]":
+            out.append(orjson.loads(line[5:].strip()))
+    return out
+
+
+def chat_pieces(name: str, *, tools: bool = False) -> list[str]:
+    """choices[0].delta.content (and, with tools, tool-call names and arguments), in order."""
+    pieces = []
+    for d in sse_payloads(name):
+        for choice in d.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                pieces.append(delta["content"])
+            if tools:
+                for call in delta.get("tool_calls") or []:
+                    fn = call.get("function") or {}
+                    pieces += [p for p in (fn.get("name"), fn.get("arguments")) if p]
+    return pieces
+
+
+def chat_usage(name: str) -> dict | None:
+    usage = None
+    for d in sse_payloads(name):
+        usage = d.get("usage") or usage
+    return usage
+
+
+def estimator(**kw) -> TokenEstimator:
+    return TokenEstimator(Tokens(**kw))
+
+
+def body(pieces: list[str], model: str | None = None, hint: bool = False) -> ParsedBody:
+    return ParsedBody(model=model, output_text=list(pieces), reasoning_model_hint=hint)
+
+
+def completed(pieces: list[str], output: int, reasoning: int = 0) -> ParsedBody:
+    return ParsedBody(
+        output_text=list(pieces), usage=Usage(output_tokens=output, reasoning_tokens=reasoning)
+    )
+
+
+# --- offline loading --------------------------------------------------------------------------
+
+CHILD = textwrap.dedent(
+    """
+    import json, os, socket, sys
+
+    def refuse(*a, **k):
+        raise OSError("network used in an offline test")
+
+    socket.socket.connect = refuse
+    socket.create_connection = refuse
+
+    from sidecar.config import Tokens
+    from sidecar.enrich.tokens import TokenEstimator
+    from sidecar.types import ParsedBody
+
+    est = TokenEstimator(Tokens())
+    a = est.estimate(ParsedBody(output_text=["Foo", "!"]), model="gpt-4o")
+    b = est.estimate(ParsedBody(output_text=json.loads(sys.argv[1])), model="gpt-3.5-turbo")
+    print(json.dumps({
+        "gpt4o": [a.output_tokens, a.token_source],
+        "gpt35": [b.output_tokens, b.token_source],
+        "env_after": os.environ.get("TIKTOKEN_CACHE_DIR"),
+        "encoders": est.metrics()["encoders"],
+    }))
+    """
+)
+
+
+def test_encodings_load_offline_in_a_fresh_process(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR")}
+    env.update(
+        HTTPS_PROXY="http://127.0.0.1:9",
+        HTTP_PROXY="http://127.0.0.1:9",
+        https_proxy="http://127.0.0.1:9",
+        http_proxy="http://127.0.0.1:9",
+        TMPDIR=str(tmp_path),  # tiktoken's default cache (<tmp>/data-gym-cache) is empty here
+    )
+    pieces = chat_pieces("openai_chat_nousage_1.sse")
+    run = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(pieces)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["gpt4o"] == [2, TOKENS_ESTIMATED_TIKTOKEN]
+    assert out["gpt35"] == [24, TOKENS_ESTIMATED_TIKTOKEN]  # cl100k_base
+    assert out["env_after"] is None  # the variable is set only for the load
+    assert out["encoders"] == {"o200k_base": "tiktoken", "cl100k_base": "tiktoken"}
+    assert not (tmp_path / "data-gym-cache").exists()
+
+
+def test_load_restores_env_and_tiktoken_reader(tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "enc"
+    shutil.copytree(tk.BUNDLED_DIR, folder)
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "/somewhere/else")
+    reader = tiktoken.load.read_file
+    est = estimator(encodings_dir=str(folder))
+    assert est.estimate(body(["Foo", "!"]), model="gpt-4o").output_tokens == 2
+    assert os.environ["TIKTOKEN_CACHE_DIR"] == "/somewhere/else"
+    assert tiktoken.load.read_file is reader
+    assert est.metrics()["encoders"]["o200k_base"] == "tiktoken"
+
+
+def test_downloads_are_refused_during_load() -> None:
+    with pytest.raises(OSError, match="refused"):
+        tk._refuse_urls("https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken")
+
+
+# --- counts on the recorded streams -----------------------------------------------------------
+
+
+def test_o200k_matches_reported_completion_tokens_gpt4o() -> None:
+    pieces = chat_pieces("openai_chat_usage_2.sse")  # gpt-4o-2024-08-06, "Foo!"
+    reported = chat_usage("openai_chat_usage_2.sse")["completion_tokens"]
+    enc = tk.get_encoder("o200k_base")
+    assert len(enc.encode_ordinary("".join(pieces))) == reported == 2
+    est = estimator().estimate(body(pieces), model="gpt-4o-2024-08-06")
+    assert (est.output_tokens, est.token_source) == (2, TOKENS_ESTIMATED_TIKTOKEN)
+    assert not est.lower_bound and est.input_tokens is None
+
+
+def test_counts_of_the_streams_without_usage() -> None:
+    # gpt-4o-mini on Azure (o200k_base) and gpt-3.5-turbo (cl100k_base): no usage in the body.
+    est = estimator()
+    azure = est.estimate(body(chat_pieces("azure_chat_nousage_1.sse")), model="gpt-4o-mini")
+    assert azure.output_tokens == 10
+    old = est.estimate(body(chat_pieces("openai_chat_nousage_1.sse")), model="gpt-3.5-turbo-0125")
+    assert old.output_tokens == 24
+
+
+def test_responses_deltas_within_one_token_of_reported() -> None:
+    pieces, usage = [], None
+    for d in sse_payloads("openai_responses_usage_1.sse"):
+        if d["type"] == "response.output_text.delta":
+            pieces.append(d["delta"])
+        if d["type"] == "response.completed":
+            usage = d["response"]["usage"]
+    est = estimator().estimate(body(pieces), model="gpt-4o-2024-08-06")
+    assert (est.output_tokens, usage["output_tokens"]) == (10, 11)
+
+
+def test_tool_calls_are_counted() -> None:
+    name = "openai_chat_usage_1.sse"  # gpt-4o-mini, a tool call only, 15 completion tokens
+    reported = chat_usage(name)["completion_tokens"]
+    est = estimator()
+    content_only = est.estimate(body(chat_pieces(name)), model="gpt-4o-mini")
+    with_tools = est.estimate(body(chat_pieces(name, tools=True)), model="gpt-4o-mini")
+    assert content_only.output_tokens == 0
+    assert with_tools.output_tokens == 8  # "get_capital" + '{"country":"France"}'-like args
+    assert 0 < with_tools.output_tokens <= reported == 15
+
+
+# --- model -> encoding ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "encoding", "exact"),
+    [
+        ("gpt-4o", "o200k_base", True),
+        ("gpt-4o-mini-2024-07-18", "o200k_base", True),
+        ("openai/gpt-4.1-nano", "o200k_base", True),
+        ("azure/gpt-4.5-preview", "o200k_base", True),
+        ("gpt-5-mini", "o200k_base", True),
+        ("o1", "o200k_base", True),
+        ("o3-mini", "o200k_base", True),
+        ("o4-mini-2025-04-16", "o200k_base", True),
+        ("chatgpt-4o-latest", "o200k_base", True),
+        ("gpt-oss-120b", "o200k_base", True),
+        ("ft:gpt-4o-mini:org::abc", "o200k_base", True),
+        ("gpt-4", "cl100k_base", True),
+        ("gpt-4-turbo-2024-04-09", "cl100k_base", True),
+        ("gpt-3.5-turbo-0125", "cl100k_base", True),
+        ("gpt-35-turbo", "cl100k_base", True),
+        ("text-embedding-3-small", "cl100k_base", True),
+        ("claude-sonnet-4-5", "o200k_base", False),
+        ("gemini-2.5-flash", "o200k_base", False),
+        ("meta-llama/llama-3.1-70b", "o200k_base", False),
+        ("omni-moderation-latest", "o200k_base", False),
+        (None, "o200k_base", False),
+    ],
+)
+def test_encoding_per_model(model: str | None, encoding: str, exact: bool) -> None:
+    assert tk.encoding_for(model) == (encoding, exact)
+
+
+def test_cl100k_and_o200k_differ_where_they_should() -> None:
+    text = "नमस्ते दुनिया, यह एक परीक्षण है।"  # o200k_base is much denser on Devanagari
+    est = estimator()
+    new = est.estimate(body([text]), model="gpt-4o").output_tokens
+    old = est.estimate(body([text]), model="gpt-4").output_tokens
+    assert new < old
+
+
+# --- heuristic fallback -----------------------------------------------------------------------
+
+
+def test_bad_encodings_dir_falls_back_with_one_warning(tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="sidecar.tokens")
+    est = estimator(encodings_dir=str(tmp_path / "missing"))
+    text = "Why did the developer go broke?"
+    for model in ("gpt-4o", "gpt-3.5-turbo", "claude-3-5-haiku", "gpt-4o"):
+        e = est.estimate(body([text]), model=model, request_body='{"input": "abcdefgh"}')
+        assert e.token_source == TOKENS_ESTIMATED_HEURISTIC
+        assert e.output_tokens == math.ceil(len(text) / 4)
+        assert e.input_tokens == 2 + 3 + 3  # 8 chars / 4, one message, reply priming
+    warnings = [r for r in caplog.records if r.name == "sidecar.tokens"]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert "heuristic" in warnings[0].getMessage()
+    m = est.metrics()
+    assert m["encoders"] == {"o200k_base": "heuristic", "cl100k_base": "heuristic"}
+    assert m["heuristic_fallbacks"] == 8
+    assert m["estimates"] == {TOKENS_ESTIMATED_HEURISTIC: 4}
+
+
+def test_corrupt_encoding_file_is_not_handed_to_tiktoken(tmp_path: Path, caplog) -> None:
+    folder = tmp_path / "enc"
+    shutil.copytree(tk.BUNDLED_DIR, folder)
+    filename = tk._ENCODING_FILES["o200k_base"][0]
+    (folder / filename).write_bytes(b"garbage\n")
+    est = estimator(encodings_dir=str(folder))
+    assert est.estimate(body(["Foo!"]), model="gpt-4o").token_source == TOKENS_ESTIMATED_HEURISTIC
+    # tiktoken deletes a cache file with a bad hash and downloads it again: it never saw this one
+    assert (folder / filename).read_bytes() == b"garbage\n"
+    # the other encoding in the same folder is fine
+    assert est.estimate(body(["Foo!"]), model="gpt-4").token_source == TOKENS_ESTIMATED_TIKTOKEN
+    assert len([r for r in caplog.records if r.name == "sidecar.tokens"]) == 1
+
+
+# --- reasoning models -------------------------------------------------------------------------
+
+
+def test_reasoning_model_without_calibration_is_a_lower_bound() -> None:
+    est = estimator()
+    e = est.estimate(body(["The answer is 42."]), model="gpt-5")
+    assert e.lower_bound and e.reasoning_tokens == 0
+    assert e.token_source == TOKENS_ESTIMATED_TIKTOKEN
+    assert est.estimate(body(["x"]), model="o3-mini").lower_bound
+    assert not est.estimate(body(["x"]), model="gpt-5-chat-latest").lower_bound
+    # the parser saw hidden reasoning (e.g. Claude thinking, Gemini thoughts)
+    assert est.estimate(body(["x"], hint=True), model="claude-sonnet-4-5").lower_bound
+    assert not est.estimate(body(["x"]), model="claude-sonnet-4-5").lower_bound
+
+
+# --- calibration ------------------------------------------------------------------------------
+
+
+def test_calibration_scales_cancelled_streams() -> None:
+    est = estimator()
+    model = "claude-sonnet-4-5"
+    sample = ["hello", " world"]  # 2 tokens in o200k_base
+    assert est.estimate(body(sample), model=model).output_tokens == 2
+    for i in range(tk.MIN_CALIBRATION_SAMPLES):
+        before = est.estimate(body(sample), model=model)
+        assert before.token_source == TOKENS_ESTIMATED_TIKTOKEN, i
+        est.observe(completed(sample, output=3), model=model)  # reported 3 for 2 visible
+    e = est.estimate(body(["hello world hello world"]), model=model)  # 4 visible
+    assert e == Estimate(
+        input_tokens=None,
+        output_tokens=6,
+        reasoning_tokens=0,
+        token_source=TOKENS_ESTIMATED_CALIBRATED,
+        calibration_ratio=1.5,
+        lower_bound=False,
+    )
+    # another model is not affected
+    other = est.estimate(body(sample), model="gpt-4o")
+    assert other.token_source == TOKENS_ESTIMATED_TIKTOKEN
+    # provider prefixes share the model's calibration
+    assert est.estimate(body(sample), model="anthropic/Claude-Sonnet-4-5").output_tokens == 3
+
+
+def test_calibration_of_a_reasoning_model_includes_hidden_reasoning() -> None:
+    est = estimator()
+    for _ in range(tk.MIN_CALIBRATION_SAMPLES):
+        est.observe(completed(["hello world"], output=20, reasoning=16), model="gpt-5")
+    e = est.estimate(body(["hello world hello world"]), model="gpt-5")
+    assert (e.output_tokens, e.reasoning_tokens, e.calibration_ratio) == (40, 32, 10.0)
+    assert e.token_source == TOKENS_ESTIMATED_CALIBRATED and not e.lower_bound
+    # nothing visible yet (cancelled while reasoning): 0 scaled is still a lower bound
+    empty = est.estimate(body([]), model="gpt-5")
+    assert empty.output_tokens == 0 and empty.lower_bound
+
+
+def test_calibration_window_rolls() -> None:
+    est = estimator()
+    for _ in range(tk.WINDOW):
+        est.observe(completed(["hello world"], output=2), model="m")
+    assert est.metrics()["models"]["m"]["ratio"] == 1.0
+    for _ in range(tk.WINDOW):
+        est.observe(completed(["hello world"], output=4), model="m")
+    m = est.metrics()["models"]["m"]
+    assert (m["ratio"], m["samples"], m["samples_total"]) == (2.0, tk.WINDOW, 2 * tk.WINDOW)
+
+
+def test_calibration_off() -> None:
+    est = estimator(calibrate=False)
+    assert not est.wants_sample("gpt-4o")
+    for _ in range(tk.MIN_CALIBRATION_SAMPLES):
+        est.observe(completed(["hello world"], output=4), model="gpt-4o")
+    e = est.estimate(body(["hello world"]), model="gpt-4o")
+    assert (e.token_source, e.output_tokens) == (TOKENS_ESTIMATED_TIKTOKEN, 2)
+
+
+def test_observe_ignores_streams_without_usage_or_model() -> None:
+    est = estimator()
+    est.observe(ParsedBody(output_text=["x"]), model="gpt-4o")  # no usage
+    est.observe(completed(["x"], output=0), model="gpt-4o")  # nothing generated
+    est.observe(completed(["x"], output=3), model=None)  # no model
+    assert est.metrics()["models"] == {}
+
+
+def test_wants_sample_warm_up_then_one_in_n() -> None:
+    est = estimator(calibration_sample_every=10)
+    answers = [est.wants_sample("gpt-4o") for _ in range(60)]
+    assert all(answers[: tk.WARMUP_SAMPLES])
+    after = [i + 1 for i, a in enumerate(answers) if a and i >= tk.WARMUP_SAMPLES]
+    assert after == [30, 40, 50, 60]
+    assert est.wants_sample("gpt-4o-mini")  # per model
+    assert not est.wants_sample(None)
+
+
+def test_metrics_report_estimation_error() -> None:
+    est = estimator()
+    model = "claude-3-5-haiku"
+    for _ in range(10):
+        est.observe(completed(["hello world"], output=3), model=model)  # 2 visible vs 3
+    m = est.metrics()
+    stats = m["models"]["claude-3-5-haiku"]
+    assert stats["samples"] == 10 and stats["calibrated"]
+    assert stats["ratio"] == 1.5 and stats["reasoning_ratio"] == 0.0
+    assert stats["encoding"] == "o200k_base" and stats["encoding_approximate"]
+    assert stats["mape_uncalibrated_pct"] == 33.33  # |2 - 3| / 3
+    assert stats["mape_calibrated_pct"] == 0.0  # predicted 3 from the 5th sample on
+    assert m["encoders"]["o200k_base"] == "tiktoken"
+    assert m["heuristic_fallbacks"] == 0
+
+
+def test_calibrated_error_is_measured_before_learning() -> None:
+    est = estimator()
+    for _ in range(tk.MIN_CALIBRATION_SAMPLES):
+        est.observe(completed(["hello world"], output=2), model="gpt-4o")  # ratio 1.0
+    est.observe(completed(["hello world"], output=4), model="gpt-4o")  # predicted 2: 50 % off
+    assert est.metrics()["models"]["gpt-4o"]["mape_calibrated_pct"] == 50.0
+
+
+# --- input tokens from request bodies ---------------------------------------------------------
+
+
+def n(text: str) -> int:
+    return len(tk.get_encoder("o200k_base").encode_ordinary(text))
+
+
+def test_input_known_value_chat() -> None:
+    req = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello"}]}
+    # cookbook: 3 per message + role + content + 3 for the reply
+    assert estimator().count_input(json.dumps(req), "gpt-4o") == 3 + 1 + 2 + 3
+
+
+@pytest.mark.parametrize(
+    ("req", "texts"),
+    [
+        pytest.param(
+            {
+                "messages": [
+                    {"role": "system", "content": "You are terse."},
+                    {"role": "user", "content": [{"type": "text", "text": "Capital of France?"}]},
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {"function": {"name": "get_capital", "arguments": '{"c":"FR"}'}}
+                        ],
+                    },
+                    {"role": "tool", "content": "Paris"},
+                ]
+            },
+            ["systemYou are terse.", "userCapital of France?", 'assistantget_capital{"c":"FR"}', "toolParis"],
+            id="chat",
+        ),
+        pytest.param(
+            {"instructions": "Be brief.", "input": "What is 4200 + 42?"},
+            ["Be brief.", "What is 4200 + 42?"],
+            id="responses-string",
+        ),
+        pytest.param(
+            {
+                "input": [
+                    {"role": "user", "content": [{"type": "input_text", "text": "Add 1 and 2"}]},
+                    {"type": "function_call", "name": "add", "arguments": '{"a":1,"b":2}'},
+                    {"type": "function_call_output", "output": "3"},
+                ]
+            },
+            ["userAdd 1 and 2", 'add{"a":1,"b":2}', "3"],
+            id="responses-items",
+        ),
+        pytest.param(
+            {
+                "system": [{"type": "text", "text": "You are a poet."}],
+                "messages": [
+                    {"role": "user", "content": "Write a haiku"},
+                    {
+                        "role": "assistant",
+                        "content": [
+                            {"type": "text", "text": "Autumn moon"},
+                            {"type": "tool_use", "name": "rhyme", "input": {"w": "moon"}},
+                        ],
+                    },
+                ],
+            },
+            ["You are a poet.", "userWrite a haiku", 'assistantAutumn moonrhyme{"w":"moon"}'],
+            id="anthropic",
+        ),
+        pytest.param(
+            {
+                "systemInstruction": {"parts": [{"text": "Answer in French."}]},
+                "contents": [
+                    {"role": "user", "parts": [{"text": "Hello"}, {"text": " world"}]},
+                    {"role": "model", "parts": [{"text": "Bonjour"}]},
+                ],
+            },
+            ["Answer in French.", "userHello world", "modelBonjour"],
+            id="gemini",
+        ),
+    ],
+)
+def test_input_counting_per_api(req: dict, texts: list[str]) -> None:
+    expected = sum(n(t) for t in texts) + 3 * len(texts) + 3
+    assert estimator().count_input(json.dumps(req), "gpt-4o") == expected
+    e = estimator().estimate(body(["ok"]), model="gpt-4o", request_body=json.dumps(req))
+    assert e.input_tokens == expected
+
+
+def test_input_tools_are_counted() -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    base = {"messages": [{"role": "user", "content": "hi"}]}
+    est = estimator()
+    without = est.count_input(json.dumps(base), "gpt-4o")
+    with_tools = est.count_input(json.dumps({**base, "tools": tools}), "gpt-4o")
+    assert with_tools == without + n("f") + n('{"type":"object"}') + 3
+
+
+def test_input_embeddings() -> None:
+    est = estimator()
+    req = {"model": "text-embedding-3-small", "input": ["hello world", "foo"]}
+    assert est.count_input(json.dumps(req), None) == 2 + 1  # no chat framing; cl100k_base
+    assert est.count_input(json.dumps({"input": [[1, 2, 3], [4, 5]], "dimensions": 8}), None) == 5
+
+
+@pytest.mark.parametrize("raw", [None, "", "not json", "[1, 2]", '{"model": "gpt-4o"}', "{"])
+def test_input_unknown_is_none(raw: str | None) -> None:
+    assert estimator().count_input(raw, "gpt-4o") is None
