@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import heapq
+import itertools
 import json
 import math
 import random
@@ -79,7 +80,10 @@ URIS = {
     "gemini": "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
 }
 APIS = {"openai": "chat.completions", "anthropic": "messages", "gemini": "generate_content"}
-OPENAI_MODELS = (("gpt-4o-mini", "gpt-4o-mini-2024-07-18"), ("gpt-4.1-mini", "gpt-4.1-mini-2025-04-14"))
+OPENAI_MODELS = (
+    ("gpt-4o-mini", "gpt-4o-mini-2024-07-18"),
+    ("gpt-4.1-mini", "gpt-4.1-mini-2025-04-14"),
+)
 ANTHROPIC_MODELS = ("claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001")
 SSE_TYPE = "text/event-stream; charset=utf-8"
 JSON_TYPE = "application/json"
@@ -254,17 +258,24 @@ def event_times(rng: random.Random, t0: int, n: int, lo: int, hi: int) -> list[i
 # ------------------------------------------------------------------ provider bodies
 # Each builder returns (events, times, resp headers, truth, served model) for a 200 stream.
 def openai_stream(rng: random.Random, start: int, k: int) -> tuple:
-    requested, served = OPENAI_MODELS[0] if rng.random() < 0.75 else OPENAI_MODELS[1]
+    _, served = OPENAI_MODELS[0] if rng.random() < 0.75 else OPENAI_MODELS[1]
     cid, created = "chatcmpl-" + rand_id(rng, 29), start // 1000
     fp = "fp_" + f"{rng.getrandbits(40):010x}"
     head = orjson.dumps(
-        {"id": cid, "object": "chat.completion.chunk", "created": created, "model": served,
-         "service_tier": "default", "system_fingerprint": fp}
-    )[:-1]  # fmt: skip
+        {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": served,
+            "service_tier": "default",
+            "system_fingerprint": fp,
+        }
+    )[:-1]
 
     def chunk(choices: list, usage: dict | None) -> bytes:
-        rest = orjson.dumps({"choices": choices, "usage": usage, "obfuscation": rand_id(
-            rng, rng.randint(1, 15))})  # fmt: skip
+        rest = orjson.dumps(
+            {"choices": choices, "usage": usage, "obfuscation": rand_id(rng, rng.randint(1, 15))}
+        )
         return b"data: " + head + b"," + rest[1:] + b"\n\n"
 
     def delta(d: dict, finish: str | None = None) -> list:
@@ -293,12 +304,21 @@ def anthropic_stream(rng: random.Random, start: int, k: int) -> tuple:
     write_1h = cache_write if rng.random() < 0.25 else 0
     chunks = [words(rng, rng.randint(1, 4)) for _ in range(k)]
     out = sum(len(c) for c in chunks) + rng.randint(1, 4)
-    totals = {"input_tokens": inp, "cache_creation_input_tokens": cache_write,
-              "cache_read_input_tokens": cache_read}  # fmt: skip
-    start_usage = {**totals, "cache_creation": {
-        "ephemeral_5m_input_tokens": cache_write - write_1h, "ephemeral_1h_input_tokens": write_1h},
-        "output_tokens": rng.randint(1, 2), "service_tier": "standard",
-        "inference_geo": "not_available"}  # fmt: skip
+    totals = {
+        "input_tokens": inp,
+        "cache_creation_input_tokens": cache_write,
+        "cache_read_input_tokens": cache_read,
+    }
+    start_usage = {
+        **totals,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": cache_write - write_1h,
+            "ephemeral_1h_input_tokens": write_1h,
+        },
+        "output_tokens": rng.randint(1, 2),
+        "service_tier": "standard",
+        "inference_geo": "not_available",
+    }
 
     def ev(name: str, obj: dict) -> bytes:
         data = orjson.dumps(obj)
@@ -306,27 +326,47 @@ def anthropic_stream(rng: random.Random, start: int, k: int) -> tuple:
             data = data[:-1] + b" " * rng.randint(1, 15) + b"}"
         return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
 
-    msg = {"model": model, "id": "msg_01" + rand_id(rng, 22), "type": "message",
-           "role": "assistant", "content": [], "stop_reason": None, "stop_sequence": None,
-           "stop_details": None, "usage": start_usage}  # fmt: skip
+    msg = {
+        "model": model,
+        "id": "msg_01" + rand_id(rng, 22),
+        "type": "message",
+        "role": "assistant",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "stop_details": None,
+        "usage": start_usage,
+    }
     events = [
         ev("message_start", {"type": "message_start", "message": msg}),
-        ev("content_block_start", {"type": "content_block_start", "index": 0,
-                                   "content_block": {"type": "text", "text": ""}}),
+        ev(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
         b'event: ping\ndata: {"type": "ping"}\n\n',
-    ]  # fmt: skip
+    ]
     for i, c in enumerate(chunks):
         d = {"type": "text_delta", "text": join_words(c, i == 0)}
-        events.append(ev("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                 "delta": d}))  # fmt: skip
+        events.append(
+            ev("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d})
+        )
     stop = "max_tokens" if rng.random() < 0.05 else "end_turn"
     events += [
         ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop,
-           "stop_sequence": None, "stop_details": None}, "usage": {**totals,
-           "output_tokens": out}}),
+        ev(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": None, "stop_details": None},
+                "usage": {**totals, "output_tokens": out},
+            },
+        ),
         ev("message_stop", {"type": "message_stop"}),
-    ]  # fmt: skip
+    ]
     times = event_times(rng, start + rng.randint(400, 1500), len(events), 5, 80)
     truth = usage_truth(inp + cache_read + cache_write, cache_read, cache_write, out, 0)
     return events, times, anthropic_headers(rng, start, inp, out), truth, model
@@ -354,8 +394,12 @@ def gemini_stream(rng: random.Random, start: int, k: int) -> tuple:
         um["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": p}]
         if thoughts:
             um["thoughtsTokenCount"] = thoughts
-        obj = {"candidates": [cand], "usageMetadata": um, "modelVersion": "gemini-2.5-flash",
-               "responseId": resp_id}  # fmt: skip
+        obj = {
+            "candidates": [cand],
+            "usageMetadata": um,
+            "modelVersion": "gemini-2.5-flash",
+            "responseId": resp_id,
+        }
         events.append(b"data: " + gjson(obj) + b"\r\n\r\n")
     times = event_times(rng, start + rng.randint(400, 1500) + thoughts, k, 40, 250)
     truth = usage_truth(prompt, 0, 0, cands + thoughts, thoughts)
@@ -363,29 +407,48 @@ def gemini_stream(rng: random.Random, start: int, k: int) -> tuple:
     return events, times, headers, truth, "gemini-2.5-flash"
 
 
+STREAM_KINDS = (
+    "openai_stream", "openai_stream_sdk_close", "cancelled_midstream", "anthropic_stream",
+    "gemini_stream",
+)  # fmt: skip
 STREAMS = {"openai": openai_stream, "anthropic": anthropic_stream, "gemini": gemini_stream}
 
 
 def openai_json(rng: random.Random, start: int) -> tuple:
-    requested, served = OPENAI_MODELS[0] if rng.random() < 0.7 else OPENAI_MODELS[1]
+    _, served = OPENAI_MODELS[0] if rng.random() < 0.7 else OPENAI_MODELS[1]
     n = rng.randint(800, 1600) if rng.random() < 0.2 else rng.randint(5, 200)
     prompt = rng.randint(12, 6000)
     cached = 1024 + 128 * rng.randint(0, (prompt - 1024) // 128) if prompt >= 1024 else 0
     cached = cached if rng.random() < 0.4 else 0
     out = int(n * 1.25) + 1
-    body = {"id": "chatcmpl-" + rand_id(rng, 29), "object": "chat.completion",
-            "created": start // 1000, "model": served,
-            "choices": [{"index": 0, "message": {"role": "assistant",
-                         "content": join_words(words(rng, n), True), "refusal": None,
-                         "annotations": []}, "logprobs": None, "finish_reason": "stop"}],
-            "usage": openai_usage(prompt, out, cached), "service_tier": "default",
-            "system_fingerprint": "fp_" + f"{rng.getrandbits(40):010x}"}  # fmt: skip
+    body = {
+        "id": "chatcmpl-" + rand_id(rng, 29),
+        "object": "chat.completion",
+        "created": start // 1000,
+        "model": served,
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": join_words(words(rng, n), True),
+                    "refusal": None,
+                    "annotations": [],
+                },
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": openai_usage(prompt, out, cached),
+        "service_tier": "default",
+        "system_fingerprint": "fp_" + f"{rng.getrandbits(40):010x}",
+    }
     data = orjson.dumps(body, option=orjson.OPT_INDENT_2)
     truth = usage_truth(prompt, cached, 0, out, 0)
     return data, openai_headers(rng, start, prompt), truth, served, 300 + out * 12
 
 
-def openai_error(status: int, message: str, etype: str, code: str | None) -> bytes:
+def openai_error(message: str, etype: str, code: str | None) -> bytes:
     err = {"error": {"message": message, "type": etype, "param": None, "code": code}}
     return json.dumps(err, indent=4).encode() + b"\n"
 
@@ -442,34 +505,51 @@ def build(plan: dict, k_fixed: int | None) -> Built:
     user, tenant, remote = USERS[plan["user"]]
     keys = API_KEYS[provider]
     access.update(
-        request_id=rid, remote_addr=remote, method="POST", uri=URIS[provider],
-        upstream_addr=addr, upstream_host=host, upstream_status="200",
-        req_content_type="application/json", req_user_agent=agent,
+        request_id=rid,
+        remote_addr=remote,
+        method="POST",
+        uri=URIS[provider],
+        upstream_addr=addr,
+        upstream_host=host,
+        upstream_status="200",
+        req_content_type="application/json",
+        req_user_agent=agent,
         req_x_stainless_retry_count="" if provider == "gemini" else plan["retry_count"],
-        user=user, tenant=tenant, api_key=keys[plan["user"] % len(keys)],
-        conversation_id=plan["conv"], client_request_id=plan["creq"],
-    )  # fmt: skip
+        user=user,
+        tenant=tenant,
+        api_key=keys[plan["user"] % len(keys)],
+        conversation_id=plan["conv"],
+        client_request_id=plan["creq"],
+    )
     status, completion, end_reason = 200, "OK", "complete"
-    truth = {"provider": provider, "api": APIS[provider], "model": None, "http_status": 200,
-             "status": "ok", "is_streaming": False}  # fmt: skip
+    truth = {
+        "provider": provider,
+        "api": APIS[provider],
+        "model": None,
+        "http_status": 200,
+        "status": "ok",
+        "is_streaming": False,
+    }
     usage, estimated, header_ms = NO_USAGE, False, None
     records: list = []
-    if kind in ("openai_stream", "openai_stream_sdk_close", "cancelled_midstream") or kind in (
-        "anthropic_stream",
-        "gemini_stream",
-    ):
-        k = k_fixed or rng.randint(*{"gemini": (2, 14), "anthropic": (3, 40)}.get(provider, (4, 60)))
+    if kind in STREAM_KINDS:
+        k = k_fixed or rng.randint(
+            *{"gemini": (2, 14), "anthropic": (3, 40)}.get(provider, (4, 60))
+        )
         if kind == "cancelled_midstream":
             k = max(k, 8)
         events, times, headers, usage, model = STREAMS[provider](rng, start, k)
-        access.update(resp_content_type=SSE_TYPE, **headers)
+        access["resp_content_type"] = SSE_TYPE
+        access.update(headers)
         records = stream_records(rng, events, times)
         header_ms = times[0] - rng.randint(1, 40)
         truth.update(model=model, is_streaming=True)
         if kind == "cancelled_midstream":  # client hung up after some text: 200, completion ""
-            first_text = next(i for i, (_, p) in enumerate(records) if b'"content":"' in p)
-            keep = rng.randint(first_text + 1, max(first_text + 1, len(records) * 2 // 3))
-            records = records[:keep]
+            # keep from the record holding the first text delta up to the last before finish
+            ends = list(itertools.accumulate(len(p) for _, p in records))
+            lo = bisect.bisect_left(ends, len(events[0]) + len(events[1])) + 1
+            hi = bisect.bisect_right(ends, sum(len(e) for e in events[: 1 + k]))
+            records = records[: rng.randint(lo, max(lo, hi))]
             completion, end_reason = "", "client_closed"
             truth["status"], usage, estimated = "cancelled", NO_USAGE, True
         elif kind == "openai_stream_sdk_close":  # SDK closes after [DONE]: a complete stream
@@ -495,22 +575,26 @@ def build(plan: dict, k_fixed: int | None) -> Built:
             f"{go_duration(reset_ms)}. Visit https://platform.openai.com/account/rate-limits "
             "to learn more."
         )
-        data = openai_error(429, msg, "requests", "rate_limit_exceeded")
+        data = openai_error(msg, "requests", "rate_limit_exceeded")
         access.update(openai_headers(rng, start, 0))
         access.update(
-            resp_content_type=JSON_TYPE, resp_x_ratelimit_limit_requests="500",
+            resp_content_type=JSON_TYPE,
+            resp_x_ratelimit_limit_requests="500",
             resp_x_ratelimit_remaining_requests="0",
             resp_x_ratelimit_reset_requests=go_duration(reset_ms),
-            resp_retry_after=str(math.ceil(reset_ms / 1000)), resp_retry_after_ms=str(reset_ms),
-        )  # fmt: skip
+            resp_retry_after=str(math.ceil(reset_ms / 1000)),
+            resp_retry_after_ms=str(reset_ms),
+        )
         t = start + rng.randint(40, 250)
         records, header_ms = [(t, data)], t - 1
         truth.update(http_status=429, status="rate_limited")
     elif kind == "server_error":
         status = 500
         msg = "The server had an error while processing your request. Sorry about that!"
-        data = openai_error(500, msg, "server_error", None)
-        access.update(resp_content_type=JSON_TYPE, resp_x_request_id=f"req_{rng.getrandbits(128):032x}")
+        data = openai_error(msg, "server_error", None)
+        access.update(
+            resp_content_type=JSON_TYPE, resp_x_request_id=f"req_{rng.getrandbits(128):032x}"
+        )
         t = start + rng.randint(200, 3000)
         records, header_ms = [(t, data)], t - 1
         truth.update(http_status=500, status="error")
@@ -525,16 +609,28 @@ def build(plan: dict, k_fixed: int | None) -> Built:
         access["upstream_status"] = str(status)
         access["upstream_header_time"] = ts_text(header_ms - start)
     access.update(
-        ts=orjson.Fragment(ts_text(b.end).encode()), time=iso(b.end), status=status,
+        ts=orjson.Fragment(ts_text(b.end).encode()),
+        time=iso(b.end),
+        status=status,
         request_time=orjson.Fragment(ts_text(b.end - start).encode()),
         request_completion=completion,
-    )  # fmt: skip
+    )
     b.access = orjson.dumps(access) + b"\n"
     b.truth = {**truth, **usage, "tokens_estimated": estimated}
     ctype = access["resp_content_type"]
     whole = b"".join(p for _, p in records).decode()
-    b.bodies = orjson.dumps({"ts": orjson.Fragment(ts_text(b.end).encode()), "request_id": rid,
-                             "content_type": ctype, "body": whole, "truncated": False}) + b"\n"  # fmt: skip
+    b.bodies = (
+        orjson.dumps(
+            {
+                "ts": orjson.Fragment(ts_text(b.end).encode()),
+                "request_id": rid,
+                "content_type": ctype,
+                "body": whole,
+                "truncated": False,
+            }
+        )
+        + b"\n"
+    )
     return b
 
 
@@ -554,12 +650,19 @@ def plan_requests(n: int, seed: int, mix: str, k: int | None, concurrency: int) 
     for i, kind in enumerate(kinds):
         u = rng.choices(range(len(USERS)), USER_WEIGHTS)[0]
         sdk = kind.split("_")[0] != "gemini"
-        plans.append({
-            "i": i, "kind": kind, "start": t, "rid": f"{rng.getrandbits(128):032x}",
-            "seed": rng.getrandbits(64), "user": u, "retry_count": "0",
-            "conv": rng.choice(convs[u]) if rng.random() < 0.6 else "",
-            "creq": f"{rng.getrandbits(128):032x}" if sdk and rng.random() < 0.5 else "",
-        })  # fmt: skip
+        plans.append(
+            {
+                "i": i,
+                "kind": kind,
+                "start": t,
+                "rid": f"{rng.getrandbits(128):032x}",
+                "seed": rng.getrandbits(64),
+                "user": u,
+                "retry_count": "0",
+                "conv": rng.choice(convs[u]) if rng.random() < 0.6 else "",
+                "creq": f"{rng.getrandbits(128):032x}" if sdk and rng.random() < 0.5 else "",
+            }
+        )
         t += int(rng.expovariate(1 / gap)) + 1
     # each 429 is retried by the SDK: a later openai_stream with the same client id and user
     taken: set[int] = set()
@@ -606,7 +709,7 @@ def generate(
                 nxt += 1
             if not heap:
                 continue
-            ts, i, j, recs = heap[0]
+            _, i, j, recs = heap[0]
             body.write(recs[j][1])
             if j + 1 < len(recs):
                 heapq.heapreplace(heap, (recs[j + 1][0], i, j + 1, recs))
@@ -626,10 +729,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=42, help="random seed (42)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "logs")
     ap.add_argument("--style", choices=("chunks", "bodies"), default="chunks")
-    ap.add_argument("--chunks-per-stream", type=int, default=None,
-                    help="content events per stream (default: random per stream)")  # fmt: skip
-    ap.add_argument("--mix", choices=("default", "streams"), default="default",
-                    help="streams: only complete streams (benchmarks)")  # fmt: skip
+    ap.add_argument(
+        "--chunks-per-stream",
+        type=int,
+        default=None,
+        help="content events per stream (default: random per stream)",
+    )
+    ap.add_argument(
+        "--mix",
+        choices=("default", "streams"),
+        default="default",
+        help="streams: only complete streams (benchmarks)",
+    )
     ap.add_argument("--concurrency", type=int, default=25, help="mean concurrent requests (25)")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -638,7 +749,8 @@ def main(argv: list[str] | None = None) -> int:
         lines = sum(1 for _ in f)
     print(
         f"wrote {a.requests} requests, {lines} body lines to {a.out} in "
-        f"{time.perf_counter() - t0:.1f}s: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())),
+        f"{time.perf_counter() - t0:.1f}s: "
+        + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())),
         file=sys.stderr,
     )
     return 0

@@ -75,7 +75,7 @@ class Pipeline:
         self.sources = [self._make_source(s) for s in cfg.sources]
         host = socket.gethostname()
         self.sinks: list[Any] = []
-        for s in cfg.sinks:
+        for i, s in enumerate(cfg.sinks):
             if isinstance(s, C.FileSink):
                 self.sinks.append(FileSink(cfg.resolve(s.path), envelope=s.envelope, host=host))
             else:
@@ -87,6 +87,7 @@ class Pipeline:
                         dead_letter_path=os.path.join(
                             cfg.resolve(cfg.state_dir), "dead-letter.ndjson"
                         ),
+                        config_key=f"sinks[{i}]",
                     )
                 )
         self._completed_q: asyncio.Queue[list[Completed] | None] = asyncio.Queue(_QUEUE_LISTS)
@@ -226,6 +227,8 @@ class Pipeline:
     # ------------------------------------------------------------------ run
     async def run(self, stop: asyncio.Event | None = None) -> Telemetry:
         stop = stop or asyncio.Event()
+        # Loading the tiktoken encodings takes ~1 s: do it off the event loop, before reading.
+        await asyncio.get_running_loop().run_in_executor(None, self.estimator.warm_up)
         for sink in self.sinks:
             await sink.start()
         enrich_task = asyncio.create_task(self._run_enrich(), name="enrich")

@@ -95,6 +95,7 @@ class Fault:
     invalid_event_number: int | None = None
     drop: bool = False
     delay_secs: float = 0.0
+    reject_event: int | None = None  # handle normally, but event n is invalid (with `code`)
 
 
 @dataclass
@@ -288,6 +289,11 @@ class HecTestServer:
         """Close the connection of the next n event POSTs without replying."""
         self._faults.extend(Fault(drop=True) for _ in range(n))
 
+    def reject_event_next(self, event_number: int, *, code: int = 6) -> None:
+        """Treat event `event_number` of the next event POST as invalid, as Splunk does with a
+        bad event: the events before it are kept, it and the rest are not (moby/moby#35862)."""
+        self._faults.append(Fault(code=code, reject_event=event_number))
+
     def delay_next(self, n: int = 1, secs: float = 1.0) -> None:
         """Delay the reply to the next n event POSTs (they are then handled normally)."""
         self._faults.extend(Fault(delay_secs=secs) for _ in range(n))
@@ -304,13 +310,12 @@ class HecTestServer:
         app.router.add_post(ACK_PATH, self._handle_ack)
         for p in HEALTH_PATHS:
             app.router.add_get(p, self._handle_health)
-        self._runner = web.AppRunner(app, access_log=None)
+        # auto_decompress off: the raw size is recorded, and gzip is decoded (and checked) here.
+        self._runner = web.AppRunner(app, access_log=None, auto_decompress=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[union-attr]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = int(self._runner.addresses[0][1])  # the real port when port=0
         self.url = f"http://{self.host}:{self.port}"
         return self.url
 
@@ -435,6 +440,10 @@ class HecTestServer:
                 except (OSError, EOFError, zlib.error):
                     raise _Reply(6, invalid=0) from None
             accepted, error = parse_events(body, settings)
+            if fault is not None and fault.reject_event is not None and fault.code is not None:
+                n = fault.reject_event
+                if error is None or (error.invalid is not None and error.invalid > n):
+                    accepted, error = accepted[:n], _Reply(fault.code, invalid=n)
         except _Reply as err:
             rec.status, rec.hec_code = err.http, err.code
             return _reply(err)

@@ -1,8 +1,9 @@
 """Rate tables: prices compiled into exact integer arithmetic, and the per-event cost kernel.
 
-This module owns the numeric side of pricing; `sidecar.enrich.pricing` owns model resolution,
-overrides and the genai-prices catalogue (it is the only module that imports genai_prices: here
-catalogue objects are read by duck typing).
+This module owns the numeric side of pricing (catalogue prices and config overrides compiled
+into rate tables and schedules, override validation, rounding); `sidecar.enrich.pricing` owns
+model resolution, the engine and the genai-prices catalogue (it is the only module that imports
+genai_prices: here catalogue objects are read by duck typing).
 
 A *spec* is a plain dict of the leaf rates one request pays, in USD per million tokens (Decimal):
 
@@ -31,10 +32,20 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, localcontext
+from decimal import Decimal, InvalidOperation, localcontext
+from pathlib import Path
 from typing import Any
 
+import yaml
+
+from sidecar.config import PriceOverride
+from sidecar.configload import build
+from sidecar.errors import ConfigError
+
+SOURCE_CATALOGUE = "genai-prices"
+SOURCE_OVERRIDE = "override"
 SPEC_KEYS = ("input", "cached", "cw5m", "cw1h", "output", "reasoning", "request_k")
 ZERO = Decimal(0)
 DAY_SECS = 86_400
@@ -171,9 +182,7 @@ def compile_rates(spec: TieredSpec, source: str, version: str) -> Rates:
         ints[6] *= 1000  # request fee: USD per 1000 requests -> 10^-(s+6) USD per request
         return (*ints, div, sub_tiers, _display(s, tier_start), source, version)
 
-    regions = tuple(
-        (start, one(s, start, ())) for start, s in sorted(tiers, key=lambda t: -t[0])
-    )
+    regions = tuple((start, one(s, start, ())) for start, s in sorted(tiers, key=lambda t: -t[0]))
     return one(base, None, regions)
 
 
@@ -283,3 +292,116 @@ def rates_at_time(schedule: Schedule, at: float) -> Rates | None:
         points, cells = seg
         return cells[bisect_right(points, at % DAY_SECS)]
     return seg
+
+
+# -- overrides (config `pricing.overrides` / `pricing.overrides_file`) ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    model: str  # lower-cased
+    provider: str | None
+    effective_from: date | None
+    free: bool
+    factor: Decimal | None  # discount: multiply catalogue rates by this
+    spec: TieredSpec | None  # explicit prices
+    version: str
+
+    def rates_at(self, catalogue_spec: TieredSpec | None) -> Rates | None:
+        if self.free:
+            return zero_rates(SOURCE_OVERRIDE, self.version)
+        if self.spec is not None:
+            return compile_rates(self.spec, SOURCE_OVERRIDE, self.version)
+        if catalogue_spec is None or self.factor is None:
+            return None  # a discount on a model the catalogue does not price
+        return compile_rates(scale_spec(catalogue_spec, self.factor), SOURCE_OVERRIDE, self.version)
+
+
+def _decimal(value: str | None, where: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        d = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ConfigError(
+            where, f"{value!r} is not a decimal number", "write e.g. '2.50'"
+        ) from None
+    if not d.is_finite() or d < 0:
+        raise ConfigError(where, f"{value!r} must be a finite number >= 0")
+    return d
+
+
+def compile_override(o: PriceOverride, where: str) -> Override:
+    """Validate one override and compile it (ConfigError naming the key on any mistake)."""
+    if not o.model or not o.model.strip():
+        raise ConfigError(f"{where}.model", "an override needs a model name")
+    eff: date | None = None
+    if o.effective_from:
+        try:
+            eff = date.fromisoformat(str(o.effective_from).strip()[:10])
+        except ValueError:
+            raise ConfigError(
+                f"{where}.effective_from", f"{o.effective_from!r} is not an ISO date", "2025-01-31"
+            ) from None
+    prices = {
+        "input_mtok": _decimal(o.input_usd_per_mtok, f"{where}.input_usd_per_mtok"),
+        "cache_read_mtok": _decimal(
+            o.cached_input_usd_per_mtok, f"{where}.cached_input_usd_per_mtok"
+        ),
+        "cache_write_mtok": _decimal(
+            o.cache_write_usd_per_mtok, f"{where}.cache_write_usd_per_mtok"
+        ),
+        "output_mtok": _decimal(o.output_usd_per_mtok, f"{where}.output_usd_per_mtok"),
+    }
+    pct = _decimal(o.discount_pct, f"{where}.discount_pct")
+    explicit = any(v is not None for v in prices.values())
+    kinds = [
+        k
+        for k, on in (("free", o.free), ("discount_pct", pct is not None), ("prices", explicit))
+        if on
+    ]
+    if len(kinds) != 1:
+        raise ConfigError(
+            where,
+            "an override needs exactly one of: free, discount_pct, explicit prices"
+            + (f" (got {', '.join(kinds)})" if kinds else ""),
+            "e.g. input_usd_per_mtok: '2.5' and output_usd_per_mtok: '10'",
+        )
+    spec: TieredSpec | None = None
+    factor: Decimal | None = None
+    if explicit:
+        for key, field_name in (("input_mtok", "input"), ("output_mtok", "output")):
+            if prices[key] is None:
+                raise ConfigError(
+                    f"{where}.{field_name}_usd_per_mtok",
+                    "explicit prices need both input_usd_per_mtok and output_usd_per_mtok",
+                    "write '0' for a part that is free",
+                )
+        spec = (leaf_spec(prices), ())
+        compile_rates(spec, SOURCE_OVERRIDE, "")  # validates exactness up front
+    if pct is not None:
+        if pct > 100:
+            raise ConfigError(f"{where}.discount_pct", f"{pct} is more than 100")
+        factor = (Decimal(100) - pct).scaleb(-2)
+    version = f"override:{eff.isoformat()}" if eff else "override"
+    provider = o.provider.strip().lower() if o.provider else None
+    return Override(o.model.strip().lower(), provider, eff, o.free, factor, spec, version)
+
+
+def load_overrides_file(path: Path) -> list[PriceOverride]:
+    """Read a YAML list of overrides (or a mapping with an `overrides` list)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(
+            str(path), f"cannot read the overrides file: {exc.strerror or exc}"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), f"not valid YAML: {exc}") from None
+    if isinstance(data, dict) and set(data) == {"overrides"}:
+        data = data["overrides"]
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise ConfigError(str(path), "expected a YAML list of overrides")
+    return [build(PriceOverride, item, f"{path}[{i}]") for i, item in enumerate(data)]

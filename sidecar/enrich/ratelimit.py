@@ -93,7 +93,7 @@ def _go_duration(value: str) -> float | None:
             return None
         total += float(match.group(1)) * _UNIT_SECS[match.group(2)]
         pos = match.end()
-    if pos == 0 or pos != len(value):
+    if pos == 0 or pos != len(value) or not math.isfinite(total):
         return None
     return round(total, 6)
 
@@ -114,9 +114,16 @@ def _timestamp_from_now(value: str, now: float) -> float | None:
         when = datetime.fromisoformat(value)
     except ValueError:
         return None
+    return _from_now(when, now)
+
+
+def _from_now(when: datetime, now: float) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return round(max(0.0, when.timestamp() - now), 3)
+    try:
+        return round(max(0.0, when.timestamp() - now), 3)
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def _retry_after(value: str, now: float) -> float | None:
@@ -130,9 +137,7 @@ def _retry_after(value: str, now: float) -> float | None:
         return None
     if when is None:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return round(max(0.0, when.timestamp() - now), 3)
+    return _from_now(when, now)
 
 
 def _pct(remaining: Number | None, limit: Number | None) -> float | None:

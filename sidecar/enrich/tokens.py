@@ -262,7 +262,7 @@ def _message_texts(msg: Any, out: list[str]) -> None:
         return
     if isinstance(msg.get("role"), str):
         out.append(msg["role"])
-    if isinstance(msg.get("name"), str):
+    if isinstance(msg.get("name"), str):  # chat `name`, or a Responses function_call's
         out.append(msg["name"])
     _part_texts(msg.get("content"), out)
     _part_texts(msg.get("parts"), out)  # Gemini contents[]
@@ -271,8 +271,7 @@ def _message_texts(msg: Any, out: list[str]) -> None:
         if isinstance(fn, dict):
             out.append(str(fn.get("name") or ""))
             out.append(_json_text(fn.get("arguments")))
-    if msg.get("type") == "function_call":  # Responses input items
-        out.append(str(msg.get("name") or ""))
+    if msg.get("type") == "function_call":  # Responses input items (name appended above)
         out.append(_json_text(msg.get("arguments")))
     if msg.get("type") == "function_call_output":
         out.append(_json_text(msg.get("output")))
@@ -462,6 +461,11 @@ class TokenEstimator:
         return stats
 
     # public API
+
+    def warm_up(self) -> None:
+        """Load both encodings now (about 1 s, blocking) rather than at the first estimate."""
+        for name in _ENCODING_FILES:
+            get_encoder(name, self.cfg.encodings_dir)
 
     def estimate(
         self, parsed: ParsedBody, *, model: str | None, request_body: str | None = None

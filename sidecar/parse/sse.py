@@ -5,10 +5,10 @@ providers or JSON. A body is split into *blocks* (the text between blank lines) 
 `str.split`, and a block is turned into `(event_name | None, data)` only when a caller asks for it,
 so that the hot path can walk a stream from its end and look at the few events that matter.
 
-Handled: `\\n`, `\\r\\n`, lone `\\r` and mixed line endings; several events in one chunk; comment lines
-(`:` ...); `event:` lines; multi-line `data:` (joined with `\\n`); an optional single space after
-the colon; `id:`/`retry:`/unknown fields (ignored); a last event without its blank line
-(a truncated stream).
+Handled: `\\n`, `\\r\\n`, lone `\\r` and mixed line endings; several events in one chunk;
+comment lines (`:` ...); `event:` lines; multi-line `data:` (joined with `\\n`); an optional single
+space after the colon; `id:`/`retry:`/unknown fields (ignored); a last event without its blank
+line (a truncated stream).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ Event = tuple[str | None, str]
 
 
 def normalise_newlines(body: str) -> str:
-    """Return `body` with every `\\r\\n` and lone `\\r` turned into `\\n` (no copy when there is none)."""
+    """`body` with every `\\r\\n` and lone `\\r` turned into `\\n` (no copy when there is none)."""
     if "\r" not in body:
         return body
     return body.replace("\r\n", "\n").replace("\r", "\n")

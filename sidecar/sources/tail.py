@@ -160,10 +160,17 @@ class Tailer:
                 out.append(b)
         return out
 
-    async def batches(self, *, follow: bool, stop: asyncio.Event | None = None) -> AsyncIterator[
-        LineBatch
-    ]:
+    async def batches(
+        self, *, follow: bool, stop: asyncio.Event | None = None
+    ) -> AsyncIterator[LineBatch]:
         """Yield line batches. With `follow=False`, stop at EOF of every file (`run --once`)."""
+        try:
+            async for b in self._follow(follow, stop):
+                yield b
+        finally:
+            self.close()
+
+    async def _follow(self, follow: bool, stop: asyncio.Event | None) -> AsyncIterator[LineBatch]:
         loop = asyncio.get_running_loop()
         self._scan()
         last_scan = loop.time()
@@ -172,6 +179,8 @@ class Tailer:
             for b in got:
                 yield b
             if got:
+                if stop is not None and stop.is_set():
+                    return  # stop promptly even when the files keep growing
                 await asyncio.sleep(0)  # let downstream stages run between blocks
                 continue
             if not follow:

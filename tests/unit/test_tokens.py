@@ -27,9 +27,7 @@ from sidecar.types import (
     Usage,
 )
 
-FIXTURES = Path("/work/shared/fixtures")
-if not FIXTURES.is_dir():  # a checkout without the shared folder
-    FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"  # as conftest.py
 
 
 def sse_payloads(name: str) -> list[dict]:
@@ -106,7 +104,9 @@ CHILD = textwrap.dedent(
 
 
 def test_encodings_load_offline_in_a_fresh_process(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR")
+    }
     env.update(
         HTTPS_PROXY="http://127.0.0.1:9",
         HTTP_PROXY="http://127.0.0.1:9",
@@ -141,6 +141,15 @@ def test_load_restores_env_and_tiktoken_reader(tmp_path: Path, monkeypatch) -> N
     assert os.environ["TIKTOKEN_CACHE_DIR"] == "/somewhere/else"
     assert tiktoken.load.read_file is reader
     assert est.metrics()["encoders"]["o200k_base"] == "tiktoken"
+
+
+def test_warm_up_loads_both_encodings(tmp_path: Path) -> None:
+    folder = tmp_path / "enc"
+    shutil.copytree(tk.BUNDLED_DIR, folder)
+    est = estimator(encodings_dir=str(folder))
+    assert set(est.metrics()["encoders"].values()) == {"not_loaded"}
+    est.warm_up()
+    assert set(est.metrics()["encoders"].values()) == {"tiktoken"}
 
 
 def test_downloads_are_refused_during_load() -> None:
@@ -416,7 +425,12 @@ def test_input_known_value_chat() -> None:
                     {"role": "tool", "content": "Paris"},
                 ]
             },
-            ["systemYou are terse.", "userCapital of France?", 'assistantget_capital{"c":"FR"}', "toolParis"],
+            [
+                "systemYou are terse.",
+                "userCapital of France?",
+                'assistantget_capital{"c":"FR"}',
+                "toolParis",
+            ],
             id="chat",
         ),
         pytest.param(

@@ -1,0 +1,204 @@
+"""Response-body parsing: `parse_body` turns a whole relayed body into a `ParsedBody`.
+
+The one entry point for the other stages. It recognises the body's form (gzip, SSE, a JSON array
+stream, a JSON object), works out the provider and API (the hints from the access record win;
+the body decides what they leave open) and hands the body to the API's parser:
+`openai_chat`, `openai_responses`, `anthropic`, `gemini`, `embeddings`, with `errors` for error
+envelopes and in-stream error events. Pure functions; never raises.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sidecar.parse import detect as _detect
+from sidecar.parse.providers import (
+    anthropic,
+    embeddings,
+    errors,
+    gemini,
+    openai_chat,
+    openai_responses,
+)
+from sidecar.parse.providers._common import Chunks, as_dict, is_unset, loads
+from sidecar.types import ParsedBody
+
+__all__ = ["is_rate_limit_error", "parse_body"]
+
+is_rate_limit_error = errors.is_rate_limit_error
+
+_GZIP_SECOND = ("\x8b", "\udc8b", "\ufffd")
+_OPENAI_LIKE = (None, "openai")
+
+
+def parse_body(
+    body: str,
+    *,
+    provider: str | None = None,
+    api: str | None = None,
+    content_type: str | None = None,
+    want_text: bool = False,
+    truncated: bool = False,
+) -> ParsedBody:
+    """What a response body says: usage, model, finish reason, errors (see ParsedBody).
+
+    `provider` / `api` are hints from the access record (None: detect from the body);
+    `truncated` says the proxy cut the body; `want_text` also collects the generated text into
+    `output_text` (for token estimation). Never raises: an internal failure returns what the
+    hints say plus one `malformed_events`.
+    """
+    try:
+        return parse_body_strict(
+            body,
+            provider=provider,
+            api=api,
+            content_type=content_type,
+            want_text=want_text,
+            truncated=truncated,
+        )
+    except Exception:  # the last line of defence: one bad body must not stop the pipeline
+        return ParsedBody(provider=provider, api=api, truncated=truncated, malformed_events=1)
+
+
+def parse_body_strict(
+    body: str,
+    *,
+    provider: str | None = None,
+    api: str | None = None,
+    content_type: str | None = None,
+    want_text: bool = False,
+    truncated: bool = False,
+) -> ParsedBody:
+    """`parse_body` without its safety net (the fuzz tests call this to find real bugs)."""
+    pb = ParsedBody(provider=provider, api=api, truncated=truncated)
+    if type(body) is not str or not body:
+        return pb
+    if body[0] == "\x1f" and body[1:2] in _GZIP_SECOND:
+        pb.compressed = True
+        return pb
+    start = body[0]
+    if start in " \t\r\n\ufeff":
+        stripped = body.lstrip(" \t\r\n\ufeff")
+        start = stripped[:1]
+    if start in ("{", "["):
+        _parse_json_body(pb, body, content_type, want_text)
+    else:
+        _parse_sse_body(pb, body, want_text)
+    return pb
+
+
+def _fill_hints(pb: ParsedBody, provider: str | None, api: str | None) -> None:
+    """Complete the provider / api hints with what the body shows."""
+    if pb.api is None:
+        pb.api = api
+    upgrade = (pb.provider, provider) in (("openai", "azure"), ("gemini", "vertex"))
+    if pb.provider is None or upgrade:
+        pb.provider = provider
+
+
+def _parse_sse_body(pb: ParsedBody, body: str, want_text: bool) -> None:
+    pb.is_stream = True
+    if pb.api is None or pb.provider is None:
+        _fill_hints(pb, *_detect.detect_from_body(body))
+    chunks = Chunks.from_sse(body)
+    api = pb.api
+    if api == _detect.RESPONSES:
+        openai_responses.parse_stream(pb, chunks, want_text)
+    elif api == _detect.MESSAGES:
+        anthropic.parse_stream(pb, chunks, want_text)
+    elif api == _detect.GENERATE:
+        gemini.parse_chunks(pb, chunks, want_text)
+    elif api == _detect.EMBEDDINGS:
+        obj = next((o for o in (ev.obj() for ev in chunks.forward()) if o is not None), None)
+        if obj is not None:
+            embeddings.parse_json(pb, obj)
+    else:  # chat.completions and unknown OpenAI-compatible streams
+        openai_chat.parse_stream(pb, chunks, want_text)
+    pb.malformed_events += chunks.malformed
+    if not pb.terminal_seen and pb.usage is None and next(chunks.backward(), None) is None:
+        pb.is_stream = False
+        if body.strip():
+            pb.malformed_events += 1  # text that is neither SSE nor JSON (an HTML error page)
+
+
+def _shape_api(obj: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(provider, api) from the shape of a decoded non-streaming body."""
+    kind = obj.get("object")
+    if kind == "chat.completion" or kind == "chat.completion.chunk":
+        azure = "prompt_filter_results" in obj
+        return ("azure" if azure else "openai"), _detect.CHAT
+    if kind == "response":
+        return ("azure" if "content_filters" in obj else "openai"), _detect.RESPONSES
+    if obj.get("type") == "message":
+        return "anthropic", _detect.MESSAGES
+    if "candidates" in obj or "usageMetadata" in obj:
+        vertex = "createTime" in obj or "trafficType" in as_dict(obj.get("usageMetadata"))
+        return ("vertex" if vertex else "gemini"), _detect.GENERATE
+    if embeddings.is_embeddings(obj):
+        return None, _detect.EMBEDDINGS
+    if "choices" in obj:
+        return None, _detect.CHAT
+    return None, None
+
+
+def _parse_json_body(pb: ParsedBody, body: str, content_type: str | None, want_text: bool) -> None:
+    value = loads(body)
+    if is_unset(value):
+        _parse_broken_json(pb, body, want_text)
+        return
+    if type(value) is list:
+        _parse_json_array(pb, body, value, want_text, complete=True)
+        return
+    if type(value) is not dict:
+        pb.malformed_events += 1
+        return
+    if content_type and "event-stream" in content_type:
+        pb.is_stream = True
+    if errors.is_error_envelope(value):
+        _fill_hints(pb, errors.envelope_provider(value), None)
+        pb.terminal_seen = True
+        errors.apply_error(pb, value)
+        return
+    provider, shape_api = _shape_api(value)
+    _fill_hints(pb, provider, shape_api)
+    if shape_api is not None:
+        pb.api = shape_api  # the body's shape beats a path-based guess
+    api = pb.api
+    if api == _detect.CHAT:
+        openai_chat.parse_json(pb, value, want_text)
+    elif api == _detect.RESPONSES:
+        openai_responses.parse_json(pb, value, want_text)
+    elif api == _detect.MESSAGES:
+        anthropic.parse_json(pb, value, want_text)
+    elif api == _detect.GENERATE:
+        gemini.parse_json(pb, value, want_text)
+    elif api == _detect.EMBEDDINGS:
+        embeddings.parse_json(pb, value)
+    else:
+        pb.terminal_seen = True
+        errors.apply_error(pb, value)
+
+
+def _parse_json_array(
+    pb: ParsedBody, body: str, items: list[Any], want_text: bool, *, complete: bool
+) -> None:
+    """A Gemini / Vertex JSON-array stream (or an error envelope wrapped in an array)."""
+    pb.is_stream = True
+    if items and all(type(o) is dict and errors.is_error_envelope(o) for o in items):
+        _fill_hints(pb, errors.envelope_provider(items), None)
+        pb.terminal_seen = True
+        errors.apply_error(pb, items[0])
+        return
+    first = next((o for o in items if type(o) is dict), {})
+    provider, api = _shape_api(first)
+    _fill_hints(pb, provider or "gemini", api or _detect.GENERATE)
+    gemini.parse_chunks(pb, Chunks.from_objects(items), want_text, complete_array=complete)
+
+
+def _parse_broken_json(pb: ParsedBody, body: str, want_text: bool) -> None:
+    """A JSON body that does not decode: a cut array stream keeps its complete elements."""
+    items = gemini.split_json_array(body) if body.lstrip()[:1] == "[" else None
+    if items:
+        _parse_json_array(pb, body, items, want_text, complete=False)
+        return
+    pb.malformed_events += 1

@@ -8,11 +8,13 @@ decode the two or three events that carry usage.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
-from sidecar.parse.sse import block_event_name, parse_block, peek_type, split_blocks
+from sidecar.parse.sse import normalise_newlines, parse_block, peek_type
+from sidecar.types import Usage
 
 _UNSET: Any = object()
 
@@ -24,6 +26,20 @@ def as_int(value: Any) -> int:
     if type(value) is float and value == value and 0 < value < 1e15:
         return int(value)
     return 0
+
+
+def subset_clamped(usage: Usage) -> Usage:
+    """Keep the subset fields within their totals (a provider reporting more reasoning than
+    output must not make a later `output - reasoning` negative)."""
+    usage.cached_input_tokens = min(usage.cached_input_tokens, usage.input_tokens)
+    usage.cache_write_input_tokens = min(
+        usage.cache_write_input_tokens, usage.input_tokens - usage.cached_input_tokens
+    )
+    usage.cache_write_1h_input_tokens = min(
+        usage.cache_write_1h_input_tokens, usage.cache_write_input_tokens
+    )
+    usage.reasoning_tokens = min(usage.reasoning_tokens, usage.output_tokens)
+    return usage
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -54,93 +70,134 @@ def dumps(value: Any) -> str:
         return ""
 
 
-class Chunks:
-    """The events of one stream, framed and decoded on demand.
+class Event:
+    """One event of a stream: its name, its raw payload, and the payload decoded on demand."""
 
-    Built either from an SSE body (`from_sse`) or from already decoded objects (`from_objects`,
-    the Gemini JSON-array form). `obj(i)` is the decoded JSON object of event `i` (None when the
-    payload is not a JSON object, for example `[DONE]`); payloads that fail to decode are counted
-    in `malformed`, except the unterminated last event of a cut stream.
+    __slots__ = ("_obj", "_stream", "data", "last", "name")
+
+    def __init__(self, stream: Chunks | None, name: str | None, data: str, last: bool) -> None:
+        self._stream = stream
+        self._obj: Any = _UNSET
+        self.name = name
+        self.data = data
+        self.last = last  # the stream's last event (its tail may have been cut)
+
+    def kind(self) -> str | None:
+        """The `event:` name, else the payload's `type` read without decoding."""
+        return self.name or peek_type(self.data)
+
+    def has(self, needle: str) -> bool:
+        """Whether the raw payload contains `needle` (True when there is no raw text)."""
+        return needle in self.data if self.data else True
+
+    def is_done(self) -> bool:
+        return self.data.startswith("[DONE]")
+
+    def obj(self) -> dict[str, Any] | None:
+        """The payload as a JSON object; None for `[DONE]`, non-objects and junk (counted)."""
+        o = self._obj
+        if o is _UNSET:
+            o = None
+            data = self.data
+            if data and not data.startswith("[DONE]") and not data.isspace():
+                value = loads(data)
+                if type(value) is dict:
+                    o = value
+                elif value is _UNSET and self._stream and not (self.last and self._stream.tail_cut):
+                    self._stream.malformed += 1
+            self._obj = o
+        return o
+
+
+class Chunks:
+    """The events of one stream, framed and decoded lazily, walked from either end.
+
+    `from_sse` frames an SSE body without splitting all of it: `backward()` carves blocks off the
+    end with `rfind`, `forward()` off the start with `find`, so a parser that needs the last
+    three events touches only those. `from_objects` wraps already decoded chunks (the Gemini
+    JSON-array form). Payloads that fail to decode are counted in `malformed`, except the
+    unterminated last event of a cut stream.
     """
 
-    __slots__ = ("_blocks", "_events", "_objs", "_tail_cut", "malformed", "n")
+    __slots__ = ("_cache", "_last_start", "_objects", "malformed", "tail_cut", "text")
 
-    def __init__(self) -> None:
-        self._blocks: list[str] = []
-        self._events: list[Any] = []
-        self._objs: list[Any] = []
-        self._tail_cut = False
+    def __init__(self, text: str = "", objects: list[Any] | None = None) -> None:
+        self.text = text
+        self._objects = objects
+        self._cache: dict[int, Event] = {}
         self.malformed = 0
-        self.n = 0
+        self.tail_cut = bool(text) and not text.endswith("\n\n")
+        end = len(text)
+        while end and text[end - 1] == "\n":
+            end -= 1
+        self._last_start = text.rfind("\n\n", 0, end) + 2 if end else -1
+        if self._last_start == 1:
+            self._last_start = 0
 
     @classmethod
     def from_sse(cls, body: str) -> Chunks:
-        self = cls()
-        blocks, complete = split_blocks(body)
-        self._blocks = blocks
-        self._tail_cut = not complete
-        self.n = len(blocks)
-        self._events = [_UNSET] * self.n
-        self._objs = [_UNSET] * self.n
-        return self
+        return cls(normalise_newlines(body))
 
     @classmethod
     def from_objects(cls, objects: list[Any]) -> Chunks:
-        self = cls()
-        self.n = len(objects)
-        self._events = [(None, "")] * self.n
-        self._objs = [o if type(o) is dict else None for o in objects]
-        return self
+        return cls("", objects)
 
-    def event(self, i: int) -> tuple[str | None, str] | None:
-        """`(event_name, data)` of block `i`; None for a block without data (comments only)."""
-        ev = self._events[i]
-        if ev is _UNSET:
-            ev = self._events[i] = parse_block(self._blocks[i])
+    def _event(self, start: int, end: int) -> Event | None:
+        ev = self._cache.get(start)
+        if ev is None:
+            framed = parse_block(self.text[start:end])
+            if framed is None:
+                return None
+            last = start == self._last_start
+            ev = self._cache[start] = Event(self, framed[0], framed[1], last)
         return ev
 
-    def name(self, i: int) -> str | None:
-        """The event's name: the `event:` line, else the payload's `type` (not decoded)."""
-        if self._blocks:
-            name = block_event_name(self._blocks[i])
-            if name:
-                return name
-        ev = self.event(i)
-        return peek_type(ev[1]) if ev else None
+    def _object_events(self) -> list[Event]:
+        out = []
+        for o in self._objects or ():
+            ev = Event(None, None, "", False)
+            ev._obj = o if type(o) is dict else None
+            out.append(ev)
+        return out
 
-    def data(self, i: int) -> str:
-        """Raw payload of event `i` ("" when unknown: decoded objects carry no raw text)."""
-        ev = self.event(i)
-        return ev[1] if ev else ""
+    def backward(self) -> Iterator[Event]:
+        """Events from the last to the first."""
+        if self._objects is not None:
+            yield from reversed(self._object_events())
+            return
+        text = self.text
+        end = len(text)
+        while end > 0:
+            while end > 0 and text[end - 1] == "\n":
+                end -= 1
+            if end == 0:
+                return
+            sep = text.rfind("\n\n", 0, end)
+            start = sep + 2 if sep >= 0 else 0
+            ev = self._event(start, end)
+            end = sep if sep >= 0 else 0
+            if ev is not None:
+                yield ev
 
-    def raw_has(self, i: int, needle: str) -> bool:
-        """Whether event `i`'s raw payload contains `needle` (always True without raw text)."""
-        if not self._blocks:
-            return True
-        return needle in self._blocks[i]
-
-    def obj(self, i: int) -> dict[str, Any] | None:
-        o = self._objs[i]
-        if o is not _UNSET:
-            return o
-        ev = self.event(i)
-        o = None
-        if ev is not None and ev[1].strip() and not ev[1].startswith("[DONE]"):
-            value = loads(ev[1])
-            if type(value) is dict:
-                o = value
-            elif value is _UNSET and not (self._tail_cut and i == self.n - 1):
-                self.malformed += 1
-        self._objs[i] = o
-        return o
-
-    def is_done(self, i: int) -> bool:
-        """Whether event `i` is the OpenAI `[DONE]` terminator."""
-        ev = self.event(i)
-        return ev is not None and ev[1].startswith("[DONE]")
-
-    def any_data(self) -> bool:
-        return any(self.event(i) is not None for i in range(self.n))
+    def forward(self) -> Iterator[Event]:
+        """Events from the first to the last."""
+        if self._objects is not None:
+            yield from self._object_events()
+            return
+        text = self.text
+        size = len(text)
+        pos = 0
+        while pos < size:
+            while pos < size and text[pos] == "\n":
+                pos += 1
+            if pos >= size:
+                return
+            sep = text.find("\n\n", pos)
+            end = sep if sep >= 0 else size
+            ev = self._event(pos, end)
+            pos = end + 2 if sep >= 0 else size
+            if ev is not None:
+                yield ev
 
 
 def body_has(body: str, *needles: str) -> bool:

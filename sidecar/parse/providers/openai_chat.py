@@ -20,22 +20,28 @@ from sidecar.parse.providers._common import (
     as_dict,
     as_int,
     as_str,
-    body_has,
     is_reasoning_model,
+    subset_clamped,
 )
 from sidecar.types import ParsedBody, Usage
+
+# Chunks with choices walked past, from the end, when no finish_reason shows up (a cut stream, or
+# Azure's asynchronous-filter annotation chunks after the finish chunk).
+_MAX_TAIL_CHUNKS = 4
 
 
 def usage_from(u: dict[str, Any]) -> Usage:
     """Normalise a chat `usage` object (all detail fields optional and null-tolerant)."""
     prompt = as_dict(u.get("prompt_tokens_details"))
     completion = as_dict(u.get("completion_tokens_details"))
-    return Usage(
-        input_tokens=as_int(u.get("prompt_tokens")),
-        cached_input_tokens=as_int(prompt.get("cached_tokens")),
-        cache_write_input_tokens=as_int(prompt.get("cache_write_tokens")),
-        output_tokens=as_int(u.get("completion_tokens")),
-        reasoning_tokens=as_int(completion.get("reasoning_tokens")),
+    return subset_clamped(
+        Usage(
+            input_tokens=as_int(u.get("prompt_tokens")),
+            cached_input_tokens=as_int(prompt.get("cached_tokens")),
+            cache_write_input_tokens=as_int(prompt.get("cache_write_tokens")),
+            output_tokens=as_int(u.get("completion_tokens")),
+            reasoning_tokens=as_int(completion.get("reasoning_tokens")),
+        )
     )
 
 
@@ -90,14 +96,11 @@ def _finalise(pb: ParsedBody) -> None:
         )
 
 
-def parse_stream(pb: ParsedBody, body: str, chunks: Chunks, want_text: bool) -> None:
-    """Fill `pb` from a chat completions SSE stream."""
-    has_usage = body_has(body, '"usage":{', '"usage": {')
-    has_finish = body_has(body, '"finish_reason":"', '"finish_reason": "')
-    has_error = body_has(body, '"error"', "event: error", "event:error")
+def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
+    """Fill `pb` from a chat completions SSE stream, walking it from its end."""
     if want_text:
-        for i in range(chunks.n):
-            obj = chunks.obj(i)
+        for ev in chunks.forward():
+            obj = ev.obj()
             if obj is not None:
                 _texts(obj, pb.output_text)
 
@@ -105,42 +108,43 @@ def parse_stream(pb: ParsedBody, body: str, chunks: Chunks, want_text: bool) -> 
     usage_choices_empty = False
     finish: str | None = None
     done = False
-    for i in range(chunks.n - 1, -1, -1):
-        if chunks.is_done(i):
+    content_chunks = 0  # chunks with choices seen so far (from the end)
+    for ev in chunks.backward():
+        if ev.is_done():
             done = True
             continue
-        ev = chunks.event(i)
-        if ev is None:
-            continue
-        complete = (
-            (usage_obj is not None or not has_usage)
-            and (finish is not None or not has_finish)
-            and pb.model is not None
-            and pb.provider_request_id is not None
-        )
-        error_candidate = has_error and (ev[0] == "error" or chunks.raw_has(i, '"error"'))
-        if complete and not error_candidate:
-            if has_error:
-                continue
-            break
-        obj = chunks.obj(i)
+        obj = ev.obj()
         if obj is None:
             continue
-        if error_candidate and errors.apply_error(pb, obj):
-            pb.terminal_seen = True
-        if usage_obj is None:
+        if (ev.name == "error" or ev.has('"error"')) and errors.apply_error(pb, obj):
+            pb.terminal_seen = True  # the server ended the stream with an error
+        choices = obj.get("choices")
+        if usage_obj is None and content_chunks == 0:
+            # Usage rides on the chunks after the last content chunk (or on it: continuous
+            # usage stats); Groq's older streams put it in `x_groq.usage`.
             u = obj.get("usage")
+            if type(u) is not dict:
+                u = as_dict(obj.get("x_groq")).get("usage")
             if type(u) is dict:
                 usage_obj = u
-                usage_choices_empty = obj.get("choices") == []
+                usage_choices_empty = choices == []
         if finish is None:
             finish = _finish_reason(obj)
         if pb.model is None:
-            pb.model = as_str(obj.get("model"))
+            pb.model = as_str(obj.get("model"))  # never Azure's empty first-chunk model
         if pb.provider_request_id is None:
             pb.provider_request_id = as_str(obj.get("id"))
         if pb.service_tier is None:
             pb.service_tier = as_str(obj.get("service_tier"))
+        if type(choices) is list and choices:
+            content_chunks += 1
+        if (
+            content_chunks
+            and pb.model is not None
+            and pb.provider_request_id is not None
+            and (finish is not None or content_chunks >= _MAX_TAIL_CHUNKS)
+        ):
+            break
 
     pb.finish_reason = finish
     if usage_obj is not None:
@@ -166,4 +170,3 @@ def parse_json(pb: ParsedBody, obj: dict[str, Any], want_text: bool) -> None:
     if want_text:
         _texts(obj, pb.output_text)
     _finalise(pb)
-

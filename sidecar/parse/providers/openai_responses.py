@@ -19,8 +19,8 @@ from sidecar.parse.providers._common import (
     as_dict,
     as_int,
     as_str,
-    body_has,
     is_reasoning_model,
+    subset_clamped,
 )
 from sidecar.types import ParsedBody, Usage
 
@@ -41,12 +41,14 @@ def usage_from(u: dict[str, Any]) -> Usage:
     """Normalise a Responses `usage` object."""
     inp = as_dict(u.get("input_tokens_details"))
     out = as_dict(u.get("output_tokens_details"))
-    return Usage(
-        input_tokens=as_int(u.get("input_tokens")),
-        cached_input_tokens=as_int(inp.get("cached_tokens")),
-        cache_write_input_tokens=as_int(inp.get("cache_write_tokens")),
-        output_tokens=as_int(u.get("output_tokens")),
-        reasoning_tokens=as_int(out.get("reasoning_tokens")),
+    return subset_clamped(
+        Usage(
+            input_tokens=as_int(u.get("input_tokens")),
+            cached_input_tokens=as_int(inp.get("cached_tokens")),
+            cache_write_input_tokens=as_int(inp.get("cache_write_tokens")),
+            output_tokens=as_int(u.get("output_tokens")),
+            reasoning_tokens=as_int(out.get("reasoning_tokens")),
+        )
     )
 
 
@@ -100,65 +102,54 @@ def apply_response(pb: ParsedBody, resp: dict[str, Any], *, final: bool) -> None
             pb.reasoning_model_hint = True
 
 
-def _finalise(pb: ParsedBody, body: str) -> None:
+def _finalise(pb: ParsedBody) -> None:
     if (pb.usage and pb.usage.reasoning_tokens > 0) or is_reasoning_model(pb.model):
         pb.reasoning_model_hint = True
-    elif body_has(body, '"type":"reasoning"', '"type": "reasoning"'):
-        pb.reasoning_model_hint = True
 
 
-def parse_stream(pb: ParsedBody, body: str, chunks: Chunks, want_text: bool) -> None:
-    """Fill `pb` from a Responses SSE stream."""
+def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
+    """Fill `pb` from a Responses SSE stream, walking it from its end."""
     if want_text:
-        for i in range(chunks.n):
-            if chunks.name(i) in _TEXT_DELTAS or chunks.raw_has(i, '"function_call"'):
-                obj = chunks.obj(i)
-                if obj is None:
-                    continue
-                delta = obj.get("delta")
+        for ev in chunks.forward():
+            kind = ev.kind()
+            if kind in _TEXT_DELTAS:
+                delta = (ev.obj() or {}).get("delta")
                 if type(delta) is str and delta:
                     pb.output_text.append(delta)
-                item = as_dict(obj.get("item"))
-                if obj.get("type") == "response.output_item.added" and item.get("type") in (
-                    "function_call",
-                    "custom_tool_call",
-                ):
-                    name = as_str(item.get("name"))
-                    if name:
-                        pb.output_text.append(name)
+            elif kind == "response.output_item.added":
+                item = as_dict((ev.obj() or {}).get("item"))
+                if item.get("type") == "reasoning":
+                    pb.reasoning_model_hint = True
+                name = as_str(item.get("name"))
+                if name and item.get("type") in ("function_call", "custom_tool_call"):
+                    pb.output_text.append(name)
 
-    has_error_event = body_has(
-        body, '"type":"error"', '"type": "error"', "event: error", "event:error"
-    )
     terminal: dict[str, Any] | None = None
     lifecycle: dict[str, Any] | None = None
-    for i in range(chunks.n - 1, -1, -1):
-        name = chunks.name(i)
-        if name == "error" and has_error_event:
-            obj = chunks.obj(i)
+    for ev in chunks.backward():
+        kind = ev.kind()
+        if kind == "error":
+            obj = ev.obj()
             if obj is not None and errors.apply_error(pb, obj):
-                pb.terminal_seen = True
-            continue
-        if terminal is None and name in TERMINAL:
-            obj = chunks.obj(i)
-            if obj is not None and type(obj.get("response")) is dict:
-                terminal = obj["response"]
-        elif terminal is None and lifecycle is None and name in _LIFECYCLE:
-            obj = chunks.obj(i)
-            if obj is not None and type(obj.get("response")) is dict:
-                lifecycle = obj["response"]
-        if terminal is not None and not has_error_event:
-            break
+                pb.terminal_seen = True  # the server ended the stream with an error
+        elif kind in TERMINAL:
+            terminal = as_dict((ev.obj() or {}).get("response")) or None
+            if terminal is not None:
+                break
+        elif kind in _LIFECYCLE:
+            lifecycle = as_dict((ev.obj() or {}).get("response")) or None
+            if lifecycle is not None:
+                break
 
     if terminal is not None:
         pb.terminal_seen = True
         apply_response(pb, terminal, final=True)
     elif lifecycle is not None:
         apply_response(pb, lifecycle, final=False)
-    _finalise(pb, body)
+    _finalise(pb)
 
 
-def parse_json(pb: ParsedBody, obj: dict[str, Any], body: str, want_text: bool) -> None:
+def parse_json(pb: ParsedBody, obj: dict[str, Any], want_text: bool) -> None:
     """Fill `pb` from a non-streaming `response` object."""
     pb.terminal_seen = True
     apply_response(pb, obj, final=True)
@@ -166,4 +157,4 @@ def parse_json(pb: ParsedBody, obj: dict[str, Any], body: str, want_text: bool) 
         output = obj.get("output")
         for item in output if type(output) is list else ():
             _item_text(as_dict(item), pb.output_text)
-    _finalise(pb, body)
+    _finalise(pb)

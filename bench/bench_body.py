@@ -1,0 +1,162 @@
+"""Body-log throughput, `chunks` style, next to a plain `json.loads` baseline in the same run.
+
+    python bench/bench_body.py [--requests 10000] [--chunks-per-stream 100] [--repeat 3]
+
+Generates (once, cached under bench/data/) a realistic interleaved log of >= 1,000,000 body lines,
+then measures, best of `--repeat` runs each:
+
+- baseline: `for line in file: json.loads(line)` (what a naive tailer does, no real work);
+- orjson:   `for line in file: orjson.loads(line)` (the floor for one decode per line);
+- body path: the sidecar's own hot path on the same bytes: `Tailer` block reads, `parse_chunks_line`,
+  `Joiner.add_body`, and at each request's completion the provider parser (`parse_completed`,
+  usage extraction). Access records are fed first so every request completes when its body ends;
+- pipeline: the whole `run --once` (tail both logs, join, parse, enrich with pricing and rate
+  limits, write NDJSON to a temporary file).
+
+Figures are printed as lines/s, MB/s and as a ratio to the baseline measured in the same run
+(the machine is noisy: compare ratios, not absolute numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sidecar import config as C  # noqa: E402
+from sidecar.join import Joiner  # noqa: E402
+from sidecar.parse.access import parse_nginx_json  # noqa: E402
+from sidecar.parse.body import parse_chunks_line  # noqa: E402
+from sidecar.parse.response import parse_completed  # noqa: E402
+from sidecar.pipeline import Pipeline  # noqa: E402
+from sidecar.sources.tail import Tailer  # noqa: E402
+
+
+def ensure_log(requests: int, chunks: int) -> Path:
+    out = REPO / "bench" / "data" / f"r{requests}-c{chunks}"
+    if not (out / "body.log").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "examples" / "generate.py"),
+                "--requests",
+                str(requests),
+                "--chunks-per-stream",
+                str(chunks),
+                "--seed",
+                "7",
+                "--mix",
+                "streams",
+                "--out",
+                str(out),
+            ],
+            check=True,
+        )
+    return out
+
+
+def bench_json(path: Path, loads) -> float:  # noqa: ANN001
+    t0 = time.perf_counter()
+    with open(path, "rb") as fh:
+        for line in fh:
+            loads(line)
+    return time.perf_counter() - t0
+
+
+def bench_body_path(access: Path, body: Path) -> tuple[float, int, int]:
+    joiner = Joiner(expire_after_secs=3600, max_pending_requests=10**7)
+    out: list = []
+    with open(access, "rb") as fh:
+        for line in fh:
+            joiner.add_access(parse_nginx_json(line.rstrip(b"\n")), "s", str(access), out)
+
+    async def run() -> tuple[int, int]:
+        parsed_n = 0
+        usage_n = 0
+        tailer = Tailer([str(body)])
+        add = joiner.add_body
+        async for batch in tailer.batches(follow=False):
+            done: list = []
+            for line in batch.lines:
+                rec, _ = parse_chunks_line(line)
+                add(rec, "s", done)
+            for c in done:
+                p = parse_completed(c, provider=None)
+                parsed_n += 1
+                usage_n += p.usage is not None
+        return parsed_n, usage_n
+
+    t0 = time.perf_counter()
+    parsed_n, usage_n = asyncio.run(run())
+    return time.perf_counter() - t0, parsed_n, usage_n
+
+
+def bench_pipeline(data: Path) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = C.from_dict(
+            {
+                "sources": [
+                    {
+                        "access_log": {"paths": [str(data / "access.log")]},
+                        "body_log": {"paths": [str(data / "body.log")]},
+                    }
+                ],
+                "state_dir": tmp,
+                "identity": {"hash_key": "bench"},
+                "sinks": [{"type": "file", "path": os.path.join(tmp, "events.ndjson")}],
+            }
+        )
+        t0 = time.perf_counter()
+        asyncio.run(Pipeline(cfg, once=True).run())
+        return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=10_000)  # x100 chunks: ~1.05M lines
+    ap.add_argument("--chunks-per-stream", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--skip-pipeline", action="store_true")
+    a = ap.parse_args()
+    data = ensure_log(a.requests, a.chunks_per_stream)
+    body = data / "body.log"
+    size = body.stat().st_size
+    with open(body, "rb") as fh:
+        lines = sum(1 for _ in fh)
+    print(f"body log: {lines:,} lines, {size / 1e6:.1f} MB, {a.requests:,} requests")
+
+    base = min(bench_json(body, json.loads) for _ in range(a.repeat))
+    fast = min(bench_json(body, orjson.loads) for _ in range(a.repeat))
+    runs = [bench_body_path(data / "access.log", body) for _ in range(a.repeat)]
+    ours = min(r[0] for r in runs)
+    parsed_n, usage_n = runs[0][1], runs[0][2]
+
+    def row(name: str, secs: float) -> None:
+        print(
+            f"{name:<28} {lines / secs:>12,.0f} lines/s {size / secs / 1e6:>8.1f} MB/s "
+            f"{base / secs:>6.2f}x baseline"
+        )
+
+    row("json.loads per line", base)
+    row("orjson.loads per line", fast)
+    row("sidecar body path", ours)
+    print(f"  (requests completed and parsed: {parsed_n:,}; with usage: {usage_n:,})")
+    if not a.skip_pipeline:
+        whole = min(bench_pipeline(data) for _ in range(max(1, a.repeat - 1)))
+        row("sidecar run --once (all)", whole)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""Anthropic Messages bodies (`/v1/messages`, also Anthropic models on Vertex).
+
+Streams: `message_start` (model, id, usage with input and cache counts and a placeholder
+`output_tokens`), content blocks, one or more cumulative `message_delta`, `message_stop`; `ping`
+and unknown event types are tolerated; `event: error` is a mid-stream error (HTTP stays 200).
+Usage = `message_start.message.usage` merged field by field with the LAST `message_delta.usage`
+(delta values win when present and not null). `input_tokens` excludes the cache, so
+input = input_tokens + cache_creation_input_tokens + cache_read_input_tokens.
+When `usage.iterations` is present each iteration is billed separately (`billing_parts`) and
+`usage` is their sum. Anthropic pads JSON with spaces: everything is decoded, never string-matched.
+
+Non-streaming: one `{"type": "message", ...}` object.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sidecar.parse.providers import errors
+from sidecar.parse.providers._common import (
+    Chunks,
+    as_dict,
+    as_int,
+    as_str,
+    dumps,
+    subset_clamped,
+)
+from sidecar.types import BillingPart, ParsedBody, Usage
+
+_THINKING_BLOCKS = ("thinking", "redacted_thinking")
+
+
+def usage_from(u: dict[str, Any]) -> Usage:
+    """Normalise one Anthropic usage object (top level or one iteration)."""
+    inp = as_int(u.get("input_tokens"))
+    read = as_int(u.get("cache_read_input_tokens"))
+    write = as_int(u.get("cache_creation_input_tokens"))
+    split = as_dict(u.get("cache_creation"))
+    write_1h = as_int(split.get("ephemeral_1h_input_tokens"))
+    if not write and split:
+        write = as_int(split.get("ephemeral_5m_input_tokens")) + write_1h
+    details = as_dict(u.get("output_tokens_details"))
+    return subset_clamped(
+        Usage(
+            input_tokens=inp + read + write,
+            cached_input_tokens=read,
+            cache_write_input_tokens=write,
+            cache_write_1h_input_tokens=min(write_1h, write),
+            output_tokens=as_int(u.get("output_tokens")),
+            reasoning_tokens=as_int(details.get("thinking_tokens")),
+        )
+    )
+
+
+def apply_usage(pb: ParsedBody, u: dict[str, Any]) -> None:
+    """Set `usage` (and `billing_parts` when the usage lists iterations)."""
+    iterations = u.get("iterations")
+    parts = [it for it in iterations if type(it) is dict] if type(iterations) is list else []
+    if not parts:
+        pb.usage = usage_from(u)
+        return
+    total = Usage()
+    for it in parts:
+        part = usage_from(it)
+        pb.billing_parts.append(BillingPart(model=as_str(it.get("model")), usage=part))
+        total.add(part)
+    pb.usage = total
+
+
+def merge_usage(start: dict[str, Any], delta: dict[str, Any] | None) -> dict[str, Any]:
+    """message_start usage overlaid with the cumulative message_delta usage (non-null wins)."""
+    merged = dict(start)
+    for key, value in (delta or {}).items():
+        if value is not None:
+            merged[key] = value
+    return merged
+
+
+def _block_text(block: dict[str, Any], out: list[str]) -> None:
+    """Generated text of one content block (whole, or a content_block_start / delta)."""
+    for key in ("text", "thinking", "partial_json", "name"):
+        value = block.get(key)
+        if type(value) is str and value:
+            out.append(value)
+    value = block.get("input")
+    if type(value) is dict and value:
+        out.append(dumps(value))
+
+
+def _service_tier(u: dict[str, Any]) -> str | None:
+    return as_str(u.get("service_tier"))
+
+
+def _finalise(pb: ParsedBody) -> None:
+    if pb.usage and pb.usage.reasoning_tokens > 0:
+        pb.reasoning_model_hint = True
+
+
+def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
+    """Fill `pb` from a Messages SSE stream: message_start from the front, the rest from the end."""
+    if want_text:
+        for ev in chunks.forward():
+            if ev.kind() in ("content_block_delta", "content_block_start"):
+                obj = ev.obj() or {}
+                block = as_dict(obj.get("delta")) or as_dict(obj.get("content_block"))
+                _block_text(block, pb.output_text)
+
+    start: dict[str, Any] | None = None
+    for seen, ev in enumerate(chunks.forward()):
+        kind = ev.kind()
+        if kind == "message_start" and start is None:
+            start = as_dict((ev.obj() or {}).get("message"))
+        elif kind == "content_block_start":
+            # Thinking comes first: the first block tells whether the model reasoned.
+            block = as_dict((ev.obj() or {}).get("content_block"))
+            if block.get("type") in _THINKING_BLOCKS:
+                pb.reasoning_model_hint = True
+            break
+        if seen >= 8 or kind in ("content_block_delta", "message_delta", "message_stop"):
+            break
+
+    delta: dict[str, Any] | None = None
+    stop = False
+    for ev in chunks.backward():
+        kind = ev.kind()
+        if kind == "message_stop":
+            stop = True
+        elif kind == "error":
+            obj = ev.obj()
+            if obj is not None and errors.apply_error(pb, obj):
+                pb.terminal_seen = True  # the server ended the stream with an error
+        elif kind == "message_delta":
+            delta = ev.obj()
+            if delta is not None:
+                break
+        elif kind == "message_start":
+            break
+
+    if start is not None:
+        pb.model = as_str(start.get("model"))
+        pb.provider_request_id = as_str(start.get("id"))
+        pb.finish_reason = as_str(start.get("stop_reason"))
+    start_usage = as_dict(start.get("usage")) if start else {}
+    delta_usage = as_dict(delta.get("usage")) if delta else None
+    if delta is not None:
+        reason = as_str(as_dict(delta.get("delta")).get("stop_reason"))
+        pb.finish_reason = reason or pb.finish_reason
+    if start_usage or delta_usage:
+        merged = merge_usage(start_usage, delta_usage)
+        apply_usage(pb, merged)
+        pb.service_tier = _service_tier(merged)
+        if delta is None:
+            pb.usage_partial = True  # output_tokens is message_start's placeholder
+    if stop:
+        pb.terminal_seen = True
+    _finalise(pb)
+
+
+def parse_json(pb: ParsedBody, obj: dict[str, Any], want_text: bool) -> None:
+    """Fill `pb` from a non-streaming Message object."""
+    pb.terminal_seen = True
+    pb.model = as_str(obj.get("model"))
+    pb.provider_request_id = as_str(obj.get("id"))
+    pb.finish_reason = as_str(obj.get("stop_reason"))
+    u = obj.get("usage")
+    if type(u) is dict:
+        apply_usage(pb, u)
+        pb.service_tier = _service_tier(u)
+    content = obj.get("content")
+    blocks = [b for b in content if type(b) is dict] if type(content) is list else []
+    if any(b.get("type") in _THINKING_BLOCKS for b in blocks):
+        pb.reasoning_model_hint = True
+    if want_text:
+        for block in blocks:
+            _block_text(block, pb.output_text)
+    _finalise(pb)

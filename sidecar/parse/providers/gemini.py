@@ -1,0 +1,183 @@
+"""Gemini API and Vertex AI `generateContent` / `streamGenerateContent` bodies.
+
+Three forms: SSE (`?alt=sse`, CRLF framed `data:` chunks, no `[DONE]`), a JSON array of chunks
+(`streamGenerateContent` without `alt=sse`, `[{...}\\n,\\r\\n{...}]`) and one JSON object
+(`generateContent`). Every chunk repeats `usageMetadata` as a running snapshot: take the LAST
+snapshot that has counts, never sum. Vertex's intermediate chunks carry only `trafficType`.
+output = candidatesTokenCount + thoughtsTokenCount (thoughts are outside candidates);
+input = promptTokenCount (cache included) + toolUsePromptTokenCount.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sidecar.parse.providers import errors
+from sidecar.parse.providers._common import (
+    Chunks,
+    as_dict,
+    as_int,
+    as_str,
+    dumps,
+    loads,
+    subset_clamped,
+)
+from sidecar.types import ParsedBody, Usage
+
+_COUNT_KEYS = (
+    "promptTokenCount",
+    "candidatesTokenCount",
+    "totalTokenCount",
+    "thoughtsTokenCount",
+    "toolUsePromptTokenCount",
+    "cachedContentTokenCount",
+)
+_TRAFFIC_TIERS = {
+    "ON_DEMAND": "standard",
+    "ON_DEMAND_FLEX": "flex",
+    "ON_DEMAND_PRIORITY": "priority",
+    "PROVISIONED_THROUGHPUT": "provisioned_throughput",
+}
+
+
+def usage_from(m: dict[str, Any]) -> Usage:
+    """Normalise one `usageMetadata` snapshot."""
+    thoughts = as_int(m.get("thoughtsTokenCount"))
+    prompt = as_int(m.get("promptTokenCount")) + as_int(m.get("toolUsePromptTokenCount"))
+    return subset_clamped(
+        Usage(
+            input_tokens=prompt,
+            cached_input_tokens=as_int(m.get("cachedContentTokenCount")),
+            output_tokens=as_int(m.get("candidatesTokenCount")) + thoughts,
+            reasoning_tokens=thoughts,
+        )
+    )
+
+
+def has_counts(m: dict[str, Any]) -> bool:
+    return any(k in m for k in _COUNT_KEYS)
+
+
+def service_tier_from(m: dict[str, Any]) -> str | None:
+    """`serviceTier` (Gemini API) or `trafficType` (Vertex), as a lower-case tier name."""
+    tier = as_str(m.get("serviceTier"))
+    if tier:
+        return tier.lower()
+    traffic = as_str(m.get("trafficType"))
+    if traffic:
+        return _TRAFFIC_TIERS.get(traffic, traffic.lower())
+    return None
+
+
+def _candidates(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    cands = obj.get("candidates")
+    return [c for c in cands if type(c) is dict] if type(cands) is list else []
+
+
+def _finish_reason(obj: dict[str, Any]) -> str | None:
+    for cand in reversed(_candidates(obj)):
+        reason = as_str(cand.get("finishReason"))
+        if reason:
+            return reason
+    return None
+
+
+def _texts(obj: dict[str, Any], out: list[str]) -> bool:
+    """Append the text of every part; return whether a part was a thought."""
+    thought = False
+    for cand in _candidates(obj):
+        parts = as_dict(cand.get("content")).get("parts")
+        for part in parts if type(parts) is list else ():
+            part = as_dict(part)
+            if part.get("thought") is True:
+                thought = True
+            text = part.get("text")
+            if type(text) is str and text:
+                out.append(text)
+            call = as_dict(part.get("functionCall"))
+            if call:
+                name = as_str(call.get("name"))
+                if name:
+                    out.append(name)
+                if call.get("args") is not None:
+                    out.append(dumps(call.get("args")))
+    return thought
+
+
+def split_json_array(body: str) -> list[Any] | None:
+    """Recover the complete elements of a cut JSON-array stream (`[{..}\\n,\\r\\n{..`).
+
+    Gemini pretty-prints each element and puts the separating comma at the start of a line,
+    so a line starting with `,` only ever separates top-level elements.
+    """
+    text = body.replace("\r\n", "\n").strip()
+    if not text.startswith("["):
+        return None
+    text = text[1:]
+    out: list[Any] = []
+    for piece in text.split("\n,"):
+        piece = piece.strip()
+        if piece.endswith("]"):
+            piece = piece[:-1]
+        value = loads(piece)
+        if type(value) is dict:
+            out.append(value)
+    return out
+
+
+def parse_chunks(
+    pb: ParsedBody, chunks: Chunks, want_text: bool, *, complete_array: bool = False
+) -> None:
+    """Fill `pb` from GenerateContentResponse chunks (SSE or JSON array), walked from the end."""
+    thought = False
+    if want_text:
+        for ev in chunks.forward():
+            obj = ev.obj()
+            if obj is not None:
+                thought = _texts(obj, pb.output_text) or thought
+    usage_meta: dict[str, Any] | None = None
+    finish: str | None = None
+    tier: str | None = None
+    visited = 0
+    for ev in chunks.backward():
+        obj = ev.obj()
+        if obj is None:
+            continue
+        visited += 1
+        if ev.has('"error"') and errors.apply_error(pb, obj):
+            pb.terminal_seen = True
+        meta = as_dict(obj.get("usageMetadata"))
+        if usage_meta is None and has_counts(meta):
+            usage_meta = meta
+        if tier is None:
+            tier = service_tier_from(meta)
+        if finish is None:
+            finish = _finish_reason(obj)
+        if not thought and ev.has('"thought"'):
+            thought = _texts(obj, [])
+        if pb.model is None:
+            pb.model = as_str(obj.get("modelVersion"))
+        if pb.provider_request_id is None:
+            pb.provider_request_id = as_str(obj.get("responseId"))
+        if (
+            usage_meta is not None
+            and pb.model is not None
+            and pb.provider_request_id is not None
+            and (finish is not None or visited >= 3)
+        ):
+            break
+
+    pb.finish_reason = finish
+    pb.service_tier = tier
+    if finish is not None or complete_array:
+        pb.terminal_seen = True
+    if usage_meta is not None:
+        pb.usage = usage_from(usage_meta)
+        if not pb.terminal_seen:
+            pb.usage_partial = True  # a running snapshot: candidates may still have grown
+    pb.reasoning_model_hint = thought or bool(pb.usage and pb.usage.reasoning_tokens > 0)
+
+
+def parse_json(pb: ParsedBody, obj: dict[str, Any], want_text: bool) -> None:
+    """Fill `pb` from a non-streaming GenerateContentResponse."""
+    parse_chunks(pb, Chunks.from_objects([obj]), want_text, complete_array=True)

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from sidecar.enrich.status import classify
+from sidecar.types import ParsedBody
+
+
+def pb(**kw: object) -> ParsedBody:
+    return ParsedBody(**kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("http", "parsed", "end", "completion", "expected"),
+    [
+        (200, pb(is_stream=True, terminal_seen=True), "complete", "OK", ("ok", None)),
+        # SDKs close right after [DONE]: nginx says client_closed, the stream is still complete
+        (200, pb(is_stream=True, terminal_seen=True), "client_closed", "", ("ok", None)),
+        (499, pb(), "client_closed", "", ("cancelled", "client_closed")),
+        (200, pb(is_stream=True), "client_closed", "", ("cancelled", "client_closed")),
+        (200, pb(is_stream=True), None, "OK", ("cancelled", "client_closed")),
+        (200, pb(is_stream=True), "upstream_error", "OK", ("error", "upstream_error")),
+        (
+            429,
+            pb(error_type="tokens", error_code="rate_limit_exceeded"),
+            "complete",
+            "OK",
+            ("rate_limited", "tokens"),
+        ),
+        (
+            200,
+            pb(is_stream=True, error_type="rate_limit_error"),
+            "complete",
+            "OK",
+            ("rate_limited", "rate_limit_error"),
+        ),
+        (
+            400,
+            pb(error_type="RESOURCE_EXHAUSTED", error_http_status=429),
+            "complete",
+            "OK",
+            ("rate_limited", "RESOURCE_EXHAUSTED"),
+        ),
+        (504, pb(), "complete", "OK", ("timeout", "gateway_timeout")),
+        (500, pb(error_type="server_error"), "complete", "OK", ("error", "server_error")),
+        (502, pb(), "complete", "OK", ("error", "http_502")),
+        (529, pb(error_type="overloaded_error"), "complete", "OK", ("error", "overloaded_error")),
+        (
+            401,
+            pb(error_type="invalid_request_error"),
+            "complete",
+            "OK",
+            ("client_error", "invalid_request_error"),
+        ),
+        (
+            200,
+            pb(is_stream=True, terminal_seen=True, error_type="overloaded_error"),
+            "complete",
+            "OK",
+            ("error", "overloaded_error"),
+        ),
+        (200, pb(is_stream=False, terminal_seen=True), "complete", "OK", ("ok", None)),
+        (None, pb(is_stream=True, terminal_seen=True), "complete", None, ("ok", None)),
+    ],
+)
+def test_classify(http, parsed, end, completion, expected) -> None:  # noqa: ANN001
+    assert classify(http, parsed, end=end, request_completion=completion) == expected
