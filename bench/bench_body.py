@@ -7,9 +7,10 @@ then measures, best of `--repeat` runs each:
 
 - baseline: `for line in file: json.loads(line)` (what a naive tailer does, no real work);
 - orjson:   `for line in file: orjson.loads(line)` (the floor for one decode per line);
-- body path: the sidecar's own hot path on the same bytes: `Tailer` block reads, `parse_chunks_line`,
-  `Joiner.add_body`, and at each request's completion the provider parser (`parse_completed`,
-  usage extraction). Access records are fed first so every request completes when its body ends;
+- body path: the sidecar's own hot path on the same bytes: `Tailer` block reads,
+  `parse_chunks_line`, `Joiner.add_body`, and at each request's completion the provider
+  parser (`parse_completed`, usage extraction). Access records are fed first so every
+  request completes when its body ends;
 - pipeline: the whole `run --once` (tail both logs, join, parse, enrich with pricing and rate
   limits, write NDJSON to a temporary file).
 
@@ -67,7 +68,7 @@ def ensure_log(requests: int, chunks: int) -> Path:
     return out
 
 
-def bench_json(path: Path, loads) -> float:  # noqa: ANN001
+def bench_json(path: Path, loads) -> float:
     t0 = time.perf_counter()
     with open(path, "rb") as fh:
         for line in fh:

@@ -32,7 +32,7 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
-def _load(path: str):  # noqa: ANN202
+def _load(path: str):
     from sidecar import config
 
     return config.load(path)
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _optional_config(args: argparse.Namespace):  # noqa: ANN202
+def _optional_config(args: argparse.Namespace):
     path = getattr(args, "config", None)
     if not path:
         return None

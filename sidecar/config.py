@@ -74,7 +74,7 @@ class Tokens:
 class Identity:
     hash_key: str = ""  # keyed HMAC key for user/api_key hashing (set it from an env var)
     hash_fields: list[Literal["api_key", "user", "tenant", "conversation_id"]] = field(
-        default_factory=lambda: ["api_key"]
+        default_factory=lambda: ["api_key", "user"]
     )
 
 

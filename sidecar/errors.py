@@ -1,11 +1,11 @@
 """The exception tree.
 
-    SidecarError
-    ├── ConfigError      a config key is wrong: names the key, the problem and the fix
-    ├── ParseError       one input record cannot be understood (counted, set aside, never fatal)
-    └── SinkError        a sink cannot deliver
-        ├── RetryableSinkError   network errors, 5xx, 408, 429, HEC codes 8/9/18-20: try again
-        └── PermanentSinkError   other 4xx: it can never succeed (dead-letter it)
+SidecarError
+├── ConfigError      a config key is wrong: names the key, the problem and the fix
+├── ParseError       one input record cannot be understood (counted, set aside, never fatal)
+└── SinkError        a sink cannot deliver
+    ├── RetryableSinkError   network errors, 5xx, 408, 429, HEC codes 8/9/18-20: try again
+    └── PermanentSinkError   other 4xx: it can never succeed (dead-letter it)
 """
 
 from __future__ import annotations

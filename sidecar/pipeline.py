@@ -13,6 +13,7 @@ buffer (backpressure). Memory stays flat.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -174,10 +175,8 @@ class Pipeline:
 
     async def _run_expiry(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
-            except TimeoutError:
-                pass
             for src in self.sources:
                 out: list[Completed] = []
                 src.joiner.expire(out)

@@ -39,22 +39,33 @@ class Telemetry:
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
 
-    def set_aside(self, reason: str, path: str, offset: int | None, length: int, detail: str = "") -> None:
+    def set_aside(
+        self, reason: str, path: str, offset: int | None, length: int, detail: str = ""
+    ) -> None:
         """Count a malformed record and record where it is (never its bytes: it may hold a key)."""
         self.malformed[reason] += 1
         self.counters["records_malformed_total"] += 1
-        if self.set_aside_path is None or self.counters["records_set_aside_total"] >= self.set_aside_cap:
+        if (
+            self.set_aside_path is None
+            or self.counters["records_set_aside_total"] >= self.set_aside_cap
+        ):
             return
         if self._set_aside_fh is None:
             os.makedirs(os.path.dirname(self.set_aside_path) or ".", exist_ok=True)
             self._set_aside_fh = open(self.set_aside_path, "ab")  # noqa: SIM115
-        rec = {"reason": reason, "path": path, "offset": offset, "length": length, "detail": detail[:200]}
+        rec = {
+            "reason": reason,
+            "path": path,
+            "offset": offset,
+            "length": length,
+            "detail": detail[:200],
+        }
         self._set_aside_fh.write(orjson.dumps(rec) + b"\n")
         self.counters["records_set_aside_total"] += 1
 
     def observe_event(self, body: dict[str, Any]) -> None:
-        model = body.get("model") or "(unknown)"
-        status = body.get("status") or "(unknown)"
+        model = body.get("model") or "(no model)"
+        status = body.get("status") or "(no status)"
         for row in (self.by_model[model], self.by_status[status]):
             row.requests += 1
             row.input_tokens += body.get("input_tokens") or 0

@@ -66,7 +66,7 @@ class Enricher:
         """Should the body be parsed again with its text (estimation or a calibration sample)?"""
         if not parsed.is_stream or parsed.compressed:
             return False
-        if parsed.usage is None:
+        if parsed.usage is None or parsed.usage_partial:
             return self.estimate_missing and bool(c.body)
         return parsed.terminal_seen and self.estimator.wants_sample(parsed.model)
 
@@ -90,17 +90,30 @@ class Enricher:
         token_source = TOKENS_FROM_USAGE if usage is not None else TOKENS_NONE
         calibration_ratio: float | None = None
         lower_bound = False
-        if usage is not None and parsed.output_text and parsed.terminal_seen:
+        partial = usage is not None and parsed.usage_partial
+        if usage is not None and not partial and parsed.output_text and parsed.terminal_seen:
             self.estimator.observe(parsed, model=model)
-        if usage is None and self.estimate_missing and parsed.output_text:
+        if (usage is None or partial) and self.estimate_missing and parsed.output_text:
             est = self.estimator.estimate(
                 parsed, model=model, request_body=a.request_body if a is not None else None
             )
-            usage = Usage(
-                input_tokens=est.input_tokens or 0,
-                output_tokens=est.output_tokens,
-                reasoning_tokens=est.reasoning_tokens,
-            )
+            if partial and usage is not None:
+                # A snapshot taken before the stream was cut (Anthropic message_start, a Gemini
+                # running snapshot): its input counts are right, its output is a lower bound.
+                usage = Usage(
+                    input_tokens=usage.input_tokens,
+                    cached_input_tokens=usage.cached_input_tokens,
+                    cache_write_input_tokens=usage.cache_write_input_tokens,
+                    cache_write_1h_input_tokens=usage.cache_write_1h_input_tokens,
+                    output_tokens=max(usage.output_tokens, est.output_tokens),
+                    reasoning_tokens=max(usage.reasoning_tokens, est.reasoning_tokens),
+                )
+            else:
+                usage = Usage(
+                    input_tokens=est.input_tokens or 0,
+                    output_tokens=est.output_tokens,
+                    reasoning_tokens=est.reasoning_tokens,
+                )
             tokens_estimated = True
             token_source = est.token_source
             calibration_ratio = est.calibration_ratio
@@ -175,7 +188,9 @@ class Enricher:
             "user": self._hashed(a.user if a else None, self.hash_user),
             "tenant": self._hashed(a.tenant if a else None, self.hash_tenant),
             "api_key_id": a.api_key_id if a is not None else None,
-            "conversation_id": self._hashed(a.conversation_id if a else None, self.hash_conversation),
+            "conversation_id": self._hashed(
+                a.conversation_id if a else None, self.hash_conversation
+            ),
             "retry_group": a.client_request_id if a is not None else None,
             "attempt": a.attempt if a is not None else None,
             "calibration_ratio": calibration_ratio,

@@ -36,6 +36,7 @@ import functools
 import hashlib
 import logging
 import re
+import signal
 import time
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -500,3 +501,15 @@ class PricingEngine:
             "; ".join(versions),
             first[pt.R_DISPLAY],
         )
+
+
+def reload_on_sighup(engine: PricingEngine, loop: Any | None = None) -> None:
+    """Make SIGHUP call `engine.reload()` (on the asyncio `loop` if given, else a plain handler).
+
+    A plain handler must be installed from the main thread; an asyncio loop runs the reload in the
+    loop thread between callbacks.
+    """
+    if loop is not None:
+        loop.add_signal_handler(signal.SIGHUP, engine.reload)
+    else:
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: engine.reload())

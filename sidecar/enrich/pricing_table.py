@@ -299,6 +299,8 @@ def rates_at_time(schedule: Schedule, at: float) -> Rates | None:
 
 @dataclass(frozen=True, slots=True)
 class Override:
+    """One validated override: free, a discount off the catalogue, or explicit prices."""
+
     model: str  # lower-cased
     provider: str | None
     effective_from: date | None

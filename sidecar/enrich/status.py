@@ -2,19 +2,19 @@
 
 In order, the first rule that matches wins:
 
-| evidence | status |
-|---|---|
-| HTTP 499 (nginx: the client closed before any byte) | cancelled |
-| HTTP 429, or a rate-limit error in the body (rate_limit_exceeded, rate_limit_error, RESOURCE_EXHAUSTED, insufficient_quota, code 429) | rate_limited |
-| HTTP 504 or 408, or a timeout error in the body | timeout |
-| HTTP 5xx (529 overloaded included) | error |
-| other HTTP 4xx | client_error |
-| a mid-stream error event, `response.failed`, an error body | error |
-| a stream whose terminal event arrived (`[DONE]`, usage chunk, `message_stop`, ...) | ok, whatever the end record says (SDKs close right after `[DONE]`) |
-| a stream without its terminal event whose end record is `upstream_error`/`upstream_closed` | error (the upstream broke it) |
-| a stream without its terminal event otherwise (`client_closed`, `complete`, or no end record) | cancelled |
-| a body cut by the client (`client_closed`) without a terminal event | cancelled |
-| anything else | ok |
+1. HTTP 499 (nginx: the client closed before any byte) -> cancelled.
+2. HTTP 429, or a rate-limit error in the body (rate_limit_exceeded, rate_limit_error,
+   RESOURCE_EXHAUSTED, insufficient_quota, code 429) -> rate_limited.
+3. HTTP 504 or 408, or a timeout error in the body -> timeout.
+4. HTTP 5xx (Anthropic's 529 overloaded included) -> error.
+5. Other HTTP 4xx -> client_error.
+6. A mid-stream error event, `response.failed`, an error body -> error.
+7. A stream whose terminal event arrived (`[DONE]`, the usage chunk, `message_stop`, ...) -> ok,
+   whatever the end record says (SDKs close the connection right after `[DONE]`).
+8. A stream without its terminal event: end record `upstream_error`/`upstream_closed` -> error
+   (the upstream broke it); otherwise (`client_closed`, `complete`, no end record) -> cancelled.
+9. A body cut by the client (`client_closed`) without a terminal event -> cancelled.
+10. Anything else -> ok.
 """
 
 from __future__ import annotations

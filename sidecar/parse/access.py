@@ -93,9 +93,7 @@ def _loads(line: bytes) -> dict[str, Any]:
     return obj
 
 
-def _finish(
-    rec: AccessRecord, raw_key: str | None, hasher: Hasher | None
-) -> AccessRecord:
+def _finish(rec: AccessRecord, raw_key: str | None, hasher: Hasher | None) -> AccessRecord:
     if raw_key:
         rec.api_key_id = hasher(_strip_bearer(raw_key)) if hasher else None
     return rec
@@ -227,7 +225,9 @@ def make_generic(
     return parse
 
 
-def parser_for(fmt_type: str, fields: Mapping[str, str] | None = None, headers_path: str | None = None):  # noqa: ANN201
+def parser_for(
+    fmt_type: str, fields: Mapping[str, str] | None = None, headers_path: str | None = None
+):
     """The parse function for a preset name."""
     if fmt_type == "nginx_json":
         return parse_nginx_json

@@ -15,6 +15,7 @@ docs/architecture.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import logging
 import os
@@ -193,10 +194,8 @@ class Tailer:
                 last_scan = now
                 continue
             if stop is not None:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.poll_interval_secs)
-                except TimeoutError:
-                    pass
             else:
                 await asyncio.sleep(self.poll_interval_secs)
 
@@ -212,9 +211,7 @@ class Tailer:
 
     def close(self) -> None:
         for f in list(self._open.values()) + self._draining:
-            try:
+            with contextlib.suppress(OSError):
                 f.fh.close()  # type: ignore[attr-defined]
-            except OSError:
-                pass
         self._open.clear()
         self._draining.clear()

@@ -32,7 +32,9 @@ TOKEN_FIELDS = (
 )
 
 
-def run_cli(args: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], *, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "sidecar.cli", *args],
@@ -194,7 +196,9 @@ def test_bad_input_is_counted_and_the_rest_flows(tmp_path: Path) -> None:
     bad_access = orjson.dumps(
         {"ts": 2.0, "request_id": "badsse", "uri": "/v1/chat/completions", "status": 200}
     )
-    access.write_bytes(b"\n".join([*a_lines[:10], b"{this is not json", *a_lines[10:], bad_access]) + b"\n")
+    access.write_bytes(
+        b"\n".join([*a_lines[:10], b"{this is not json", *a_lines[10:], bad_access]) + b"\n"
+    )
     orphan = orjson.dumps({"ts": 1.0, "request_id": "nobody-knows", "data": "data: [DONE]\n\n"})
     orphan_end = orjson.dumps({"ts": 1.0, "request_id": "nobody-knows", "end": "complete"})
     body.write_bytes(
@@ -203,7 +207,9 @@ def test_bad_input_is_counted_and_the_rest_flows(tmp_path: Path) -> None:
         + orjson.dumps({"ts": 3.0, "request_id": "badsse", "end": "complete"})
         + b"\n"
     )
-    cfg = write_config(tmp_path, access, body, [{"type": "file", "path": str(tmp_path / "ev.ndjson")}])
+    cfg = write_config(
+        tmp_path, access, body, [{"type": "file", "path": str(tmp_path / "ev.ndjson")}]
+    )
     proc = run_cli(["run", "--once", "-c", str(cfg)], cwd=tmp_path, env={"SIDECAR_HASH_KEY": "k"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     events = [orjson.loads(x) for x in (tmp_path / "ev.ndjson").read_text().splitlines()]
@@ -219,7 +225,9 @@ def test_bad_input_is_counted_and_the_rest_flows(tmp_path: Path) -> None:
     assert "access_invalid_json 1" in out and "body_invalid_json 1" in out
     assert "body records for requests with no access line: 1" in out
     assert "SSE payloads that were not JSON: 1" in out
-    aside = [orjson.loads(x) for x in (tmp_path / "state" / "malformed.ndjson").read_text().splitlines()]
+    aside = [
+        orjson.loads(x) for x in (tmp_path / "state" / "malformed.ndjson").read_text().splitlines()
+    ]
     assert {a["reason"] for a in aside} == {"access_invalid_json", "body_invalid_json"}
     # the position points at the bad bytes in the original file
     a = next(x for x in aside if x["reason"] == "access_invalid_json")

@@ -86,18 +86,32 @@ def test_caddy_preset() -> None:
         }
     )
     rec = parse_caddy(raw, HASH)
-    assert (rec.request_id, rec.status, rec.duration_ms, rec.path) == ("r1", 429, 250.0, "/v1/messages")
+    assert (rec.request_id, rec.status, rec.duration_ms, rec.path) == (
+        "r1",
+        429,
+        250.0,
+        "/v1/messages",
+    )
     assert rec.response_headers == {"retry-after": "7", "request-id": "req_1"}
     assert rec.api_key_id == HASH("sk-ant-1") and rec.attempt == 1
 
 
 def test_generic_preset_dotted_paths() -> None:
     parse = make_generic(
-        {"request_id": "req.id", "status": "resp.code", "api_key": "auth.key", "model": "req.model"},
+        {
+            "request_id": "req.id",
+            "status": "resp.code",
+            "api_key": "auth.key",
+            "model": "req.model",
+        },
         "resp.headers",
     )
     raw = orjson.dumps(
-        {"req": {"id": "g1", "model": "gpt-4o"}, "resp": {"code": "200", "headers": {"X-Request-Id": "q"}}, "auth": {"key": "k"}}
+        {
+            "req": {"id": "g1", "model": "gpt-4o"},
+            "resp": {"code": "200", "headers": {"X-Request-Id": "q"}},
+            "auth": {"key": "k"},
+        }
     )
     rec = parse(raw, HASH)
     assert (rec.request_id, rec.status, rec.model) == ("g1", 200, "gpt-4o")

@@ -9,7 +9,13 @@ from sidecar.types import BODY_DATA, BODY_END, BODY_WHOLE
 
 def test_chunk_and_end_records() -> None:
     rec, lossy = parse_chunks_line(b'{"ts":1.5,"request_id":"r","data":"data: {}\\n\\n"}')
-    assert (rec.kind, rec.request_id, rec.data, rec.ts, lossy) == (BODY_DATA, "r", "data: {}\n\n", 1.5, False)
+    assert (rec.kind, rec.request_id, rec.data, rec.ts, lossy) == (
+        BODY_DATA,
+        "r",
+        "data: {}\n\n",
+        1.5,
+        False,
+    )
     rec, _ = parse_chunks_line(b'{"ts":2,"request_id":"r","end":"client_closed"}')
     assert (rec.kind, rec.end) == (BODY_END, "client_closed")
 
@@ -23,7 +29,12 @@ def test_bodies_style() -> None:
     rec, _ = parse_bodies_line(
         b'{"ts":1,"request_id":"r","content_type":"application/json","body":"{}","truncated":true}'
     )
-    assert (rec.kind, rec.data, rec.content_type, rec.truncated) == (BODY_WHOLE, "{}", "application/json", True)
+    assert (rec.kind, rec.data, rec.content_type, rec.truncated) == (
+        BODY_WHOLE,
+        "{}",
+        "application/json",
+        True,
+    )
 
 
 @pytest.mark.parametrize(

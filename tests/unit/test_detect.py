@@ -101,7 +101,10 @@ def test_model_and_deployment_from_path() -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ('data: {"object":"chat.completion.chunk","choices":[]}\n\n', ("openai", "chat.completions")),
+        (
+            'data: {"object":"chat.completion.chunk","choices":[]}\n\n',
+            ("openai", "chat.completions"),
+        ),
         (
             'data: {"choices":[],"model":"","prompt_filter_results":[{}]}\n\n',
             ("azure", "chat.completions"),

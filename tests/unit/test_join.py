@@ -30,7 +30,12 @@ def test_body_then_access_completes_once_with_joined_body() -> None:
     j.add_access(AccessRecord("a", status=200), "s", "/l/access.log", out)
     assert len(out) == 1
     c: Completed = out[0]
-    assert (c.request_id, c.body, c.end, c.expired) == ("a", "data: 1\n\ndata: 2\n\n", "complete", False)
+    assert (c.request_id, c.body, c.end, c.expired) == (
+        "a",
+        "data: 1\n\ndata: 2\n\n",
+        "complete",
+        False,
+    )
     assert c.source_path == "/l/access.log" and c.first_ts == 1.0 and c.last_ts == 2.0
     assert len(j) == 1  # b still pending
 

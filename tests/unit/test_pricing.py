@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 
 from sidecar.config import PriceOverride, Pricing
 from sidecar.enrich import pricing as pricing_mod
-from sidecar.enrich.pricing import PricingEngine, model_candidates
+from sidecar.enrich.pricing import PricingEngine, model_candidates, reload_on_sighup
 from sidecar.errors import ConfigError
 from sidecar.types import (
     COST_ESTIMATED,
@@ -411,6 +413,22 @@ def test_reload_overrides_file(tmp_path: Path, caplog: pytest.LogCaptureFixture)
         assert eng.price(provider=None, model="my-model", usage=u, at=AT).total_nusd == 4 * 10**9
     f.unlink()
     assert eng.reload() is False  # a missing file keeps the table too
+
+
+def test_sighup_reloads(tmp_path: Path) -> None:
+    f = tmp_path / "o.yaml"
+    f.write_text("- model: my-model\n  free: true\n")
+    eng = PricingEngine(Pricing(overrides_file=str(f)))
+    u = Usage(input_tokens=1_000_000)
+    assert eng.price(provider=None, model="my-model", usage=u, at=AT).total_nusd == 0
+    f.write_text("- model: my-model\n  input_usd_per_mtok: '1'\n  output_usd_per_mtok: '1'\n")
+    previous = signal.getsignal(signal.SIGHUP)
+    try:
+        reload_on_sighup(eng)
+        os.kill(os.getpid(), signal.SIGHUP)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert eng.price(provider=None, model="my-model", usage=u, at=AT).total_nusd == 10**9
 
 
 def test_bad_overrides_file_at_startup_is_an_error(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ def test_event_without_data_is_not_dispatched() -> None:
 
 
 def test_multiline_data_is_joined_with_newlines() -> None:
-    assert events("data: {\ndata:   \"a\": 1\ndata: }\n\n") == [(None, '{\n  "a": 1\n}')]
+    assert events('data: {\ndata:   "a": 1\ndata: }\n\n') == [(None, '{\n  "a": 1\n}')]
 
 
 def test_space_after_colon_is_optional_and_only_one_is_removed() -> None:

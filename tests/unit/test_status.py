@@ -63,5 +63,5 @@ def pb(**kw: object) -> ParsedBody:
         (None, pb(is_stream=True, terminal_seen=True), "complete", None, ("ok", None)),
     ],
 )
-def test_classify(http, parsed, end, completion, expected) -> None:  # noqa: ANN001
+def test_classify(http, parsed, end, completion, expected) -> None:
     assert classify(http, parsed, end=end, request_completion=completion) == expected
