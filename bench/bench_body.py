@@ -8,7 +8,7 @@ then measures, best of `--repeat` runs each:
 - baseline: `for line in file: json.loads(line)` (what a naive tailer does, no real work);
 - orjson:   `for line in file: orjson.loads(line)` (the floor for one decode per line);
 - body path: the sidecar's own hot path on the same bytes: `Tailer` block reads,
-  `parse_chunks_line`, `Joiner.add_body`, and at each request's completion the provider
+  `decode_chunk_lines`, `Joiner.add_chunks`, and at each request's completion the provider
   parser (`parse_completed`, usage extraction). Access records are fed first so every
   request completes when its body ends;
 - pipeline: the whole `run --once` (tail both logs, join, parse, enrich with pricing and rate
@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 from sidecar import config as C  # noqa: E402
 from sidecar.join import Joiner  # noqa: E402
 from sidecar.parse.access import parse_nginx_json  # noqa: E402
-from sidecar.parse.body import parse_chunks_line  # noqa: E402
+from sidecar.parse.body import assemble_escaped, decode_chunk_lines  # noqa: E402
 from sidecar.parse.response import parse_completed  # noqa: E402
 from sidecar.pipeline import Pipeline  # noqa: E402
 from sidecar.sources.tail import Tailer  # noqa: E402
@@ -77,7 +77,7 @@ def bench_json(path: Path, loads) -> float:
 
 
 def bench_body_path(access: Path, body: Path) -> tuple[float, int, int]:
-    joiner = Joiner(expire_after_secs=3600, max_pending_requests=10**7)
+    joiner = Joiner(expire_after_secs=3600, max_pending_requests=10**7, assemble=assemble_escaped)
     out: list = []
     with open(access, "rb") as fh:
         for line in fh:
@@ -87,12 +87,10 @@ def bench_body_path(access: Path, body: Path) -> tuple[float, int, int]:
         parsed_n = 0
         usage_n = 0
         tailer = Tailer([str(body)])
-        add = joiner.add_body
         async for batch in tailer.batches(follow=False):
             done: list = []
-            for line in batch.lines:
-                rec, _ = parse_chunks_line(line)
-                add(rec, "s", done)
+            dec = decode_chunk_lines(batch.lines)
+            joiner.add_chunks(dec.groups, dec.records, "s", done)
             for c in done:
                 p = parse_completed(c, provider=None)
                 parsed_n += 1

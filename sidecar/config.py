@@ -67,7 +67,7 @@ class Tokens:
     estimate_missing: bool = True  # count tokens with tiktoken when a stream has no usage
     encodings_dir: str | None = None  # offline tiktoken files; null = the bundled ones
     calibrate: bool = True  # learn per-model output/visible-text ratios from complete streams
-    calibration_sample_every: int = 10  # after warm-up, sample one complete stream in N per model
+    calibration_sample_every: int = 100  # after warm-up, sample 1 complete stream in N per model
 
 
 @dataclass

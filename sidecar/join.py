@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sidecar.types import BODY_DATA, BODY_END, AccessRecord, BodyRecord, Completed
@@ -23,7 +24,8 @@ from sidecar.types import BODY_DATA, BODY_END, AccessRecord, BodyRecord, Complet
 @dataclass(slots=True)
 class _Pending:
     source: str
-    parts: list[str] = field(default_factory=list)
+    parts: list = field(default_factory=list)  # body parts, in the form `assemble` takes
+    text: str | None = None  # a whole body (`bodies` style)
     size: int = 0
     access: AccessRecord | None = None
     end: str | None = None
@@ -36,6 +38,11 @@ class _Pending:
     source_path: str | None = None
 
 
+def _join_str(parts: list) -> tuple[str, int, int]:
+    """Assemble plain string parts: (body, bad parts, lossy)."""
+    return "".join(parts), 0, 0
+
+
 class Joiner:
     def __init__(
         self,
@@ -44,7 +51,9 @@ class Joiner:
         max_pending_requests: int = 100_000,
         max_body_bytes: int = 8 * 1024 * 1024,
         clock: object = time.monotonic,
+        assemble: Callable[[list], tuple[str, int, int]] = _join_str,
     ) -> None:
+        self._assemble = assemble
         self.expire_after_secs = expire_after_secs
         self.max_pending = max_pending_requests
         self.max_body_bytes = max_body_bytes
@@ -72,12 +81,53 @@ class Joiner:
             self._pending[rid] = p
         return p
 
-    def add_body(self, rec: BodyRecord, source: str, out: list[Completed]) -> None:
+    def add_chunks(
+        self,
+        groups: dict[str, list],
+        records: list[BodyRecord],
+        source: str,
+        out: list[Completed],
+    ) -> None:
+        """The hot path: a batch from `parse.body.decode_chunk_lines`.
+
+        `groups` holds each request's data parts of the batch (appended in one step per request,
+        nothing done per chunk); `records` are the batch's end records and whole bodies, which
+        take the general path after the data. The clock is read once per batch.
+        """
+        pending = self._pending
+        now = self._clock()  # type: ignore[operator]
+        cap = self.max_body_bytes
+        for rid, parts in groups.items():
+            p = pending.get(rid)
+            if p is None:
+                p = self._get(rid, source)
+                if p is None:
+                    continue
+            p.touched = now
+            n = sum(map(len, parts))
+            if p.size + n > cap:
+                for part in parts:  # keep what fits, in order
+                    if p.size + len(part) > cap:
+                        break
+                    p.parts.append(part)
+                    p.size += len(part)
+                if not p.truncated:
+                    p.truncated = True
+                    self.bodies_truncated += 1
+                continue
+            p.parts += parts
+            p.size += n
+        for rec in records:
+            self.add_body(rec, source, out, now=now)
+
+    def add_body(
+        self, rec: BodyRecord, source: str, out: list[Completed], *, now: float | None = None
+    ) -> None:
         """Add one body record; append to `out` any request it completes."""
         p = self._get(rec.request_id, source)
         if p is None:
             return
-        p.touched = self._clock()  # type: ignore[operator]
+        p.touched = self._clock() if now is None else now  # type: ignore[operator]
         ts = rec.ts
         if ts is not None:
             if p.first_ts is None:
@@ -98,7 +148,8 @@ class Joiner:
         if kind == BODY_END:
             p.end = rec.end
         else:  # BODY_WHOLE
-            p.parts = [rec.data]
+            p.parts = []
+            p.text = rec.data
             p.size = len(rec.data)
             p.end = rec.end
             p.whole = True
@@ -130,11 +181,9 @@ class Joiner:
         self._done[rid] = None
         if len(self._done) > self._done_cap:
             self._done.popitem(last=False)
-        body: str | None
-        if p.parts:
-            body = p.parts[0] if len(p.parts) == 1 else "".join(p.parts)
-        else:
-            body = "" if p.end is not None else None
+        body: str | None = p.text
+        if body is None and not p.parts and p.end is not None:
+            body = ""  # an end record and no data: an empty body
         content_type = p.content_type
         if content_type is None and p.access is not None:
             content_type = p.access.response_headers.get("content-type")
@@ -150,6 +199,8 @@ class Joiner:
             first_ts=p.first_ts,
             last_ts=p.last_ts,
             source_path=p.source_path,
+            parts=p.parts if p.text is None and p.parts else None,
+            assemble=self._assemble,
         )
 
     def _evict(self, out: list[Completed]) -> None:

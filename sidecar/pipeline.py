@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -30,7 +31,7 @@ from sidecar.enrich.tokens import TokenEstimator
 from sidecar.errors import ParseError
 from sidecar.join import Joiner
 from sidecar.parse.access import parser_for
-from sidecar.parse.body import parse_bodies_line, parse_chunks_line
+from sidecar.parse.body import assemble_escaped, decode_bodies_lines, decode_chunk_lines
 from sidecar.parse.response import parse_completed
 from sidecar.sinks.file import FileSink
 from sidecar.sinks.hec.sink import HecSink
@@ -100,6 +101,7 @@ class Pipeline:
             expire_after_secs=cfg.join.expire_after_secs,
             max_pending_requests=cfg.join.max_pending_requests,
             max_body_bytes=s.body_log.max_body_bytes if s.body_log else 0,
+            assemble=assemble_escaped,
         )
         joiner.has_body[s.name] = s.body_log is not None
         kw = {
@@ -143,25 +145,18 @@ class Pipeline:
     async def _run_body(self, src: _SourceRuntime, stop: asyncio.Event) -> None:
         assert src.body_tail is not None
         t = self.telemetry
-        parse = parse_bodies_line if src.cfg.body_log.format.type == "bodies" else parse_chunks_line  # type: ignore[union-attr]
-        add = src.joiner.add_body
+        bodies_style = src.cfg.body_log.format.type == "bodies"  # type: ignore[union-attr]
+        joiner = src.joiner
         name = src.cfg.name
         async for batch in src.body_tail.batches(follow=not self.once, stop=stop):
             out: list[Completed] = []
-            lossy_n = 0
             t.counters["body_lines_total"] += len(batch.lines)
-            for i, line in enumerate(batch.lines):
-                try:
-                    rec, lossy = parse(line)
-                except ParseError as exc:
-                    if line.strip():
-                        self._set_aside(exc, batch, i)
-                    continue
-                if lossy:
-                    lossy_n += 1
-                add(rec, name, out)
-            if lossy_n:
-                t.counters["body_lines_lossy_utf8_total"] += lossy_n
+            dec = (decode_bodies_lines if bodies_style else decode_chunk_lines)(batch.lines)
+            for i, exc in dec.errors:
+                self._set_aside(exc, batch, i)
+            if dec.lossy:
+                t.counters["body_lines_lossy_utf8_total"] += dec.lossy
+            joiner.add_chunks(dec.groups, dec.records, name, out)
             if out:
                 await self._completed_q.put(out)
 
@@ -206,7 +201,7 @@ class Pipeline:
         cnt = self.telemetry.counters
         if c.access is None:
             cnt["body_records_without_access_total"] += 1
-        elif c.expired and c.end is None and self.sources and c.body is None:
+        elif c.expired and c.end is None and not c.has_body():
             cnt["access_without_body_total"] += 1
         if parsed.malformed_events:
             cnt["sse_events_malformed_total"] += parsed.malformed_events
@@ -214,6 +209,10 @@ class Pipeline:
             cnt["bodies_compressed_total"] += 1
         if c.body_truncated:
             cnt["bodies_truncated_total"] += 1
+        if c.body_bad_parts:
+            cnt["body_parts_invalid_total"] += c.body_bad_parts
+        if c.body_lossy:
+            cnt["bodies_lossy_utf8_total"] += 1
 
     # ------------------------------------------------------------------ stage: sinks
     async def _run_sinks(self) -> None:
@@ -226,6 +225,12 @@ class Pipeline:
     # ------------------------------------------------------------------ run
     async def run(self, stop: asyncio.Event | None = None) -> Telemetry:
         stop = stop or asyncio.Event()
+        # The price catalogue and the encodings are large, long-lived object graphs: move them out
+        # of the collector's sight so that its full passes do not rescan them, and collect young
+        # objects less often (the hot path allocates many short-lived ones).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
         # Loading the tiktoken encodings takes ~1 s: do it off the event loop, before reading.
         await asyncio.get_running_loop().run_in_executor(None, self.estimator.warm_up)
         for sink in self.sinks:

@@ -137,6 +137,8 @@ def format_summary(t: Telemetry) -> str:
         ("body_records_without_access_total", "body records for requests with no access line"),
         ("access_without_body_total", "access lines whose body never ended"),
         ("body_lines_lossy_utf8_total", "body lines with invalid UTF-8 (replaced)"),
+        ("bodies_lossy_utf8_total", "bodies with invalid UTF-8 (replaced)"),
+        ("body_parts_invalid_total", "body data records that were not valid JSON (dropped)"),
         ("late_records_total", "records after their request was emitted"),
         ("sse_events_malformed_total", "SSE payloads that were not JSON"),
         ("bodies_compressed_total", "gzip bodies (clear Accept-Encoding in the proxy)"),

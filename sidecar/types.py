@@ -14,6 +14,7 @@ sibling.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,12 +153,18 @@ class BodyRecord:
 
 @dataclass(slots=True)
 class Completed:
-    """A request as the join hands it on: its access record and the concatenated body."""
+    """A request as the join hands it on: its access record and its body.
+
+    The body comes as `parts` (body-log records, still escaped) plus the `assemble` function that
+    decodes them; `text()` decodes the whole body once, `window()` only its first and last parts,
+    which is all most provider parsers need (see parse/response.py). `body` holds the decoded
+    text once known (or from the start, for a whole body).
+    """
 
     request_id: str
     source: str  # identity of the source (config name), part of the event id
     access: AccessRecord | None
-    body: str | None  # concatenated body-log data; None: no body record seen
+    body: str | None  # decoded body; None: not decoded yet, or no body record seen
     end: str | None  # the body's end record, if any
     content_type: str | None = None
     body_truncated: bool = False
@@ -165,6 +172,43 @@ class Completed:
     first_ts: float | None = None  # first body record
     last_ts: float | None = None  # last body record
     source_path: str | None = None  # the access log path (HEC `source`)
+    body_bad_parts: int = 0  # body-log data records that were not valid JSON strings (dropped)
+    body_lossy: bool = False  # invalid UTF-8 in the body was replaced
+    parts: list[Any] | None = None
+    assemble: Callable[[list[Any]], tuple[str, int, int]] | None = None
+
+    def has_body(self) -> bool:
+        return bool(self.parts) or bool(self.body)
+
+    def text(self) -> str | None:
+        """The whole body, decoded once (counting bad and lossy parts)."""
+        if self.body is None and self.parts and self.assemble is not None:
+            self.body, self.body_bad_parts, lossy = self.assemble(self.parts)
+            self.body_lossy = bool(lossy)
+        return self.body
+
+    def window(self, head_bytes: int, tail_bytes: int) -> str | None:
+        """The first parts (at least `head_bytes` of them) and the last parts (at least
+        `tail_bytes`), decoded and joined by a blank line; None when that would be most of the
+        body anyway (then decode it whole)."""
+        parts = self.parts
+        if self.body is not None or not parts or self.assemble is None:
+            return None
+        n = len(parts)
+        h = size = 0
+        while h < n and size < head_bytes:
+            size += len(parts[h])
+            h += 1
+        t = n
+        size = 0
+        while t > h and size < tail_bytes:
+            t -= 1
+            size += len(parts[t])
+        if t - h < (n // 4) + 1:  # the gap would be small: not worth two decodes
+            return None
+        first = self.assemble(parts[:h])[0]
+        last = self.assemble(parts[t:])[0]
+        return first + "\n\n" + last
 
 
 @dataclass(slots=True)

@@ -67,7 +67,7 @@ class Enricher:
         if not parsed.is_stream or parsed.compressed:
             return False
         if parsed.usage is None or parsed.usage_partial:
-            return self.estimate_missing and bool(c.body)
+            return self.estimate_missing and c.has_body()
         return parsed.terminal_seen and self.estimator.wants_sample(parsed.model)
 
     # -------------------------------------------------------------- the event

@@ -1,15 +1,22 @@
-"""Body-log lines -> `BodyRecord` (pure). This is the hot path: one call per body line.
+"""Body-log lines -> per-request body parts (pure). This is the hot path: one call per line.
 
-Per line the work is one `orjson.loads` and a few dict lookups; the SSE payload inside `data`
-is not looked at here (it is decoded once per request, by the provider parsers, and only
-where it can matter).
+The `chunks` lines a proxy writes have one shape, `{"ts":T,"request_id":"ID","data":"..."}`
+(the nginx + Lua module in examples/nginx writes exactly that). For such a line the work is two
+`bytes.find`s, two affix checks and the request id: the line itself is kept as the request's
+body part, its `data` still escaped; nothing is decoded or copied per line. JSON string escapes
+never span two lines, so the escaped parts of one request concatenate into one valid JSON
+string, cut out and decoded once when the request needs it (`assemble_escaped`). Any other
+line (an end record, other key order, odd content) takes the careful path: `orjson.loads` and
+checks, with the same result.
 
-Lines may carry invalid UTF-8 (a proxy that does not carry split characters over): orjson
-rejects them, so such a line is decoded again with `errors="replace"` and returned with
-`lossy=True`, which the caller counts. Nothing is dropped for it.
+Decoding once per request also heals a multi-byte UTF-8 character split across two lines (a
+proxy without the Lua module's carry). Bytes that are still invalid are replaced and counted;
+a part that is not a valid JSON string is dropped from the body and counted. Nothing is silent.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import orjson
 
@@ -17,6 +24,70 @@ from sidecar.errors import ParseError
 from sidecar.types import BODY_DATA, BODY_END, BODY_WHOLE, BodyRecord
 
 _loads = orjson.loads
+
+
+_dumps = orjson.dumps
+
+
+@dataclass(slots=True)
+class Decoded:
+    """A decoded batch.
+
+    `groups` maps each request id to its data lines in this batch, in file order, in the
+    canonical shape (`...,"data":"<escaped>"}`); grouping here means the join does per-request
+    work per batch instead of per-line work. `records` are the other records (ends, whole
+    bodies) in file order: they apply after the batch's data, which is where they stand in the
+    file for their own request. `errors` are (line index, reason) of unusable lines."""
+
+    groups: dict[str, list[bytes]]
+    records: list[BodyRecord]
+    errors: list[tuple[int, ParseError]]
+    lossy: int
+
+
+_RID = b',"request_id":"'
+_DATA = b'","data":"'
+
+
+def escape_part(data: str) -> bytes:
+    """A decoded chunk string -> a line in the fast path's form, for the careful path."""
+    return _DATA + _dumps(data)[1:] + b"}"
+
+
+def assemble_escaped(parts: list[bytes]) -> tuple[str, int, int]:
+    """Cut the escaped `data` out of a request's lines, join, decode once.
+
+    Returns (body, bad parts, lossy). The `data` of a canonical line starts after its first
+    `","data":"` (neither the number `ts` nor the request id can hold a quote) and ends 2 bytes
+    before the end (`"}`).
+
+    1. The common case: one `orjson.loads` of the whole body (a UTF-8 character split across
+       two parts is whole again here).
+    2. Invalid UTF-8 left: decode with replacement characters, `lossy` = 1.
+    3. A part that is not a valid JSON string (a torn or hand-edited line): decode part by part,
+       drop the bad ones and count them in `bad`.
+    """
+    find = bytes.find
+    parts = [p[find(p, _DATA) + 10 : -2] for p in parts]
+    joined = b'"' + b"".join(parts) + b'"'
+    try:
+        return _loads(joined), 0, 0
+    except _JSONDecodeError:
+        pass
+    try:
+        return _loads(joined.decode("utf-8", "replace")), 0, 1
+    except _JSONDecodeError:
+        pass
+    out: list[str] = []
+    bad = 0
+    for part in parts:
+        try:
+            out.append(_loads(b'"' + part.decode("utf-8", "replace").encode() + b'"'))
+        except _JSONDecodeError:
+            bad += 1
+    return "".join(out), bad, 1
+
+
 _JSONDecodeError = orjson.JSONDecodeError
 
 
@@ -51,6 +122,47 @@ def parse_chunks_line(line: bytes) -> tuple[BodyRecord, bool]:
     raise ParseError("body_record_without_data_or_end")
 
 
+def decode_chunk_lines(lines: list[bytes]) -> Decoded:
+    """The hot path: a batch of `chunks` lines -> `Decoded` (see the module docstring)."""
+    groups: dict[str, list[bytes]] = {}
+    records: list[BodyRecord] = []
+    errors: list[tuple[int, ParseError]] = []
+    lossy = 0
+    get = groups.get
+    rid_key, data_key = _RID, _DATA
+    for i, line in enumerate(lines):
+        # The canonical shape, checked by its landmarks; the `ts` before the id is not used.
+        j = line.find(rid_key)
+        if j > 0 and line.endswith(b'"}'):
+            k = j + 15
+            e = line.find(b'"', k)
+            if e > k and line.startswith(data_key, e):
+                try:
+                    rid = line[k:e].decode("ascii")
+                except UnicodeDecodeError:
+                    pass
+                else:
+                    g = get(rid)
+                    if g is None:
+                        groups[rid] = [line]
+                    else:
+                        g.append(line)
+                    continue
+        if not line.strip():
+            continue
+        try:
+            rec, was_lossy = parse_chunks_line(line)
+        except ParseError as exc:
+            errors.append((i, exc))
+            continue
+        lossy += was_lossy
+        if rec.kind == BODY_DATA:
+            groups.setdefault(rec.request_id, []).append(escape_part(rec.data))
+        else:
+            records.append(rec)
+    return Decoded(groups, records, errors, lossy)
+
+
 def parse_bodies_obj(d: dict, rid: str) -> BodyRecord:
     body = d.get("body")
     if body is None:
@@ -80,3 +192,22 @@ def parse_bodies_line(line: bytes) -> tuple[BodyRecord, bool]:
     if "body" not in d and "data" in d:  # tolerate a chunks line
         return parse_chunks_line(line)
     return parse_bodies_obj(d, rid), lossy
+
+
+def decode_bodies_lines(lines: list[bytes]) -> Decoded:
+    """Decode a batch of `bodies` lines: same contract as `decode_chunk_lines`."""
+    out = Decoded({}, [], [], 0)
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rec, was_lossy = parse_bodies_line(line)
+        except ParseError as exc:
+            out.errors.append((i, exc))
+            continue
+        out.lossy += was_lossy
+        if rec.kind == BODY_DATA:
+            out.groups.setdefault(rec.request_id, []).append(escape_part(rec.data))
+        else:
+            out.records.append(rec)
+    return out

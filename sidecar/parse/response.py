@@ -4,6 +4,17 @@ Picks the provider and API (the source's fixed provider, else the access record'
 upstream host, else the body itself), then hands the body to the provider parsers. A request
 whose body was not in the body log may still carry its response in the access line
 (`response_body`, or a bare `usage` object): that is parsed the same way.
+
+Decode only what can matter: a long stream is first parsed from a *window*: its first
+`WINDOW_HEAD_BYTES` and last `WINDOW_TAIL_BYTES` of body-log records, decoded and joined by a
+blank line. Every
+provider's usage lives there (the final usage chunk, `message_start` plus the last
+`message_delta`, the last `usageMetadata`, the terminal Responses event). The window's result is
+taken only when it is complete and clean: usage found and not partial, the terminal event seen,
+no malformed event and no error. Anything else (a cut event at the window's edge, a large
+terminal event, a mid-stream error, a body that is not a stream) falls back to the whole body,
+so the window can change the speed but never the answer; `tests/unit/test_response_window.py`
+checks that on every recorded fixture under random chunkings.
 """
 
 from __future__ import annotations
@@ -14,6 +25,9 @@ from sidecar.parse.detect import detect, model_from_path
 from sidecar.parse.providers import parse_body
 from sidecar.types import Completed, ParsedBody
 
+WINDOW_HEAD_BYTES = 2048  # body-log bytes decoded from the start of a long stream ...
+WINDOW_TAIL_BYTES = 4096  # ... and from its end
+
 
 def parse_completed(c: Completed, *, provider: str | None, want_text: bool = False) -> ParsedBody:
     a = c.access
@@ -22,7 +36,26 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
         det_provider, api = detect(a.path, a.upstream_host)
         if provider is None:
             provider = det_provider
-    body = c.body
+    if not want_text:
+        window = c.window(WINDOW_HEAD_BYTES, WINDOW_TAIL_BYTES)
+        if window is not None:
+            parsed = parse_body(
+                window,
+                provider=provider,
+                api=api,
+                content_type=c.content_type,
+                truncated=c.body_truncated,
+            )
+            if (
+                parsed.is_stream
+                and parsed.usage is not None
+                and not parsed.usage_partial
+                and parsed.terminal_seen
+                and not parsed.malformed_events
+                and parsed.error_type is None
+            ):
+                return _finish(parsed, c, provider, api)
+    body = c.text()
     if not body and a is not None:
         if a.response_body:
             body = a.response_body
@@ -39,6 +72,11 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
         )
     else:
         parsed = ParsedBody(provider=provider, api=api)
+    return _finish(parsed, c, provider, api)
+
+
+def _finish(parsed: ParsedBody, c: Completed, provider: str | None, api: str | None) -> ParsedBody:
+    a = c.access
     if parsed.provider is None:
         parsed.provider = provider
     if parsed.api is None:

@@ -30,7 +30,7 @@ def test_body_then_access_completes_once_with_joined_body() -> None:
     j.add_access(AccessRecord("a", status=200), "s", "/l/access.log", out)
     assert len(out) == 1
     c: Completed = out[0]
-    assert (c.request_id, c.body, c.end, c.expired) == (
+    assert (c.request_id, c.text(), c.end, c.expired) == (
         "a",
         "data: 1\n\ndata: 2\n\n",
         "complete",
@@ -45,7 +45,7 @@ def test_access_first_waits_for_end() -> None:
     j.add_access(AccessRecord("a", status=499), "s", None, out)
     assert out == []
     j.add_body(end("a", "client_closed"), "s", out)
-    assert len(out) == 1 and out[0].body == "" and out[0].end == "client_closed"
+    assert len(out) == 1 and out[0].text() == "" and out[0].end == "client_closed"
 
 
 def test_late_record_after_completion_is_counted_not_reemitted() -> None:
@@ -67,7 +67,7 @@ def test_expiry_emits_what_is_known_flagged() -> None:
     assert [c.request_id for c in out] == ["a"] and out[0].expired and out[0].access is None
     clock.now = 16
     j.expire(out)
-    assert [c.request_id for c in out] == ["a", "b"] and out[1].body is None
+    assert [c.request_id for c in out] == ["a", "b"] and out[1].text() is None
 
 
 def test_pending_cap_evicts_oldest() -> None:
@@ -83,18 +83,18 @@ def test_body_cap_truncates_and_flags() -> None:
     j.add_body(data("a", "456"), "s", out)
     j.add_body(end("a"), "s", out)
     j.add_access(AccessRecord("a"), "s", None, out)
-    assert out[0].body == "123" and out[0].body_truncated and j.bodies_truncated == 1
+    assert out[0].text() == "123" and out[0].body_truncated and j.bodies_truncated == 1
 
 
 def test_whole_body_record_and_access_only_source() -> None:
     j, out = Joiner(), []
     j.add_body(BodyRecord("a", BODY_WHOLE, 1.0, "{}", "complete", "application/json"), "s", out)
     j.add_access(AccessRecord("a"), "s", None, out)
-    assert out[0].body == "{}" and out[0].content_type == "application/json"
+    assert out[0].text() == "{}" and out[0].content_type == "application/json"
     j2, out2 = Joiner(), []
     j2.has_body["s"] = False
     j2.add_access(AccessRecord("x"), "s", None, out2)
-    assert len(out2) == 1 and out2[0].body is None
+    assert len(out2) == 1 and out2[0].text() is None
 
 
 def test_flush_emits_everything() -> None:

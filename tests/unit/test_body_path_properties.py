@@ -1,0 +1,134 @@
+"""The whole body path, property-tested on every recorded fixture.
+
+Each fixture is cut at random places into body-log lines written as the nginx module writes them
+(or, at random, with another key order, which takes the careful path), several fixtures are
+interleaved, the log is cut into random batches, and the lines go through the real hot path:
+`decode_chunk_lines` -> `Joiner.add_chunks` -> `parse_completed` (window first, whole body on
+fallback). The result must equal what `parse_body` says of the original body.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sidecar.join import Joiner
+from sidecar.parse.body import assemble_escaped, decode_chunk_lines
+from sidecar.parse.providers import parse_body
+from sidecar.parse.response import parse_completed
+from sidecar.types import AccessRecord, Completed
+
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+BODIES = {
+    p.name: p.read_text(encoding="utf-8")
+    for p in sorted(FIXTURES.iterdir())
+    if p.suffix in (".sse", ".json")
+}
+NAMES = sorted(BODIES)
+
+
+def summary(p: object) -> tuple[object, ...]:
+    return (
+        p.usage,  # type: ignore[attr-defined]
+        p.model,  # type: ignore[attr-defined]
+        p.finish_reason,  # type: ignore[attr-defined]
+        p.terminal_seen,  # type: ignore[attr-defined]
+        p.error_type,  # type: ignore[attr-defined]
+        p.provider,  # type: ignore[attr-defined]
+        p.is_stream,  # type: ignore[attr-defined]
+    )
+
+
+EXPECTED = {name: summary(parse_body(body)) for name, body in BODIES.items()}
+
+
+def lines_for(rid: str, body: str, rng: random.Random, pieces: int) -> list[bytes]:
+    cuts = sorted(rng.randrange(len(body) + 1) for _ in range(pieces))
+    out, last = [], 0
+    for c in [*cuts, len(body)]:
+        chunk = body[last:c]
+        last = c
+        if not chunk:
+            continue
+        if rng.random() < 0.1:  # another key order: the careful path
+            out.append(orjson.dumps({"data": chunk, "request_id": rid, "ts": 1.5}))
+        else:  # exactly the Lua module's shape (cjson writes "/" as "\/")
+            esc = orjson.dumps(chunk).replace(b"/", b"\\/")
+            out.append(
+                b'{"ts":1700000000.123,"request_id":"' + rid.encode() + b'","data":' + esc + b"}"
+            )
+    out.append(orjson.dumps({"ts": 2.0, "request_id": rid, "end": "complete"}))
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    names=st.lists(st.sampled_from(NAMES), min_size=1, max_size=6),
+    seed=st.integers(min_value=0, max_value=2**32),
+    pieces=st.integers(min_value=0, max_value=60),
+    batch=st.integers(min_value=1, max_value=50),
+)
+def test_body_path_gives_the_same_usage_as_the_whole_body(
+    names: list[str], seed: int, pieces: int, batch: int
+) -> None:
+    rng = random.Random(seed)
+    streams = {
+        f"{i:032x}": lines_for(f"{i:032x}", BODIES[n], rng, pieces) for i, n in enumerate(names)
+    }
+    # Interleave: keep each stream's order, pick the next stream at random.
+    cursors = {rid: 0 for rid in streams}
+    log: list[bytes] = []
+    while cursors:
+        rid = rng.choice(sorted(cursors))
+        log.append(streams[rid][cursors[rid]])
+        cursors[rid] += 1
+        if cursors[rid] == len(streams[rid]):
+            del cursors[rid]
+    j = Joiner(assemble=assemble_escaped)
+    done: list[Completed] = []
+    for rid in streams:
+        j.add_access(AccessRecord(rid, status=200), "s", None, done)
+    for k in range(0, len(log), batch):
+        dec = decode_chunk_lines(log[k : k + batch])
+        assert not dec.errors
+        j.add_chunks(dec.groups, dec.records, "s", done)
+    assert sorted(c.request_id for c in done) == sorted(streams)
+    for c in done:
+        name = names[int(c.request_id, 16)]
+        got = parse_completed(c, provider=None)
+        assert summary(got) == EXPECTED[name], name
+        assert c.text() == BODIES[name]
+
+
+def test_assemble_heals_a_utf8_character_split_across_lines() -> None:
+    raw = "caf\u00e9 \U0001f642".encode()
+    a, b = raw[:4], raw[4:]  # splits the two bytes of "é"
+    parts = [b'","data":"' + a + b'"}', b'","data":"' + b + b'"}']
+    assert assemble_escaped(parts) == ("caf\u00e9 \U0001f642", 0, 0)
+
+
+def test_assemble_counts_invalid_bytes_and_bad_parts() -> None:
+    body, bad, lossy = assemble_escaped([b'","data":"ok \xff"}'])
+    assert body == "ok \ufffd" and bad == 0 and lossy == 1
+    body, bad, lossy = assemble_escaped([b'","data":"a"}', b'","data":"b"c"}', b'","data":"d"}'])
+    assert body == "ad" and bad == 1
+
+
+def test_window_is_not_used_for_short_bodies_and_matches_for_long_ones() -> None:
+    j = Joiner(assemble=assemble_escaped)
+    done: list[Completed] = []
+    rng = random.Random(1)
+    body = BODIES["anthropic_cache_read_1.sse"]
+    for line in lines_for("f" * 32, body, rng, 40):
+        dec = decode_chunk_lines([line])
+        j.add_chunks(dec.groups, dec.records, "s", done)
+    j.add_access(AccessRecord("f" * 32, status=200), "s", None, done)
+    (c,) = done
+    assert c.window(2048, 4096) is not None and c.body is None
+    parsed = parse_completed(c, provider=None)
+    assert c.body is None, "the window was enough: the whole body was never decoded"
+    assert parsed.usage == parse_body(body).usage
