@@ -268,6 +268,7 @@ class Pipeline:
                 if src.body_tail is not None:
                     src.body_tail.close()
                 self.telemetry.counters["late_records_total"] += src.joiner.late_records
+            self.telemetry.estimation = self.estimator.metrics()
             self.telemetry.close()
         return self.telemetry
 

@@ -32,6 +32,7 @@ class Telemetry:
     malformed: Counter[str] = field(default_factory=Counter)  # reason -> count
     by_model: dict[str, _Row] = field(default_factory=lambda: defaultdict(_Row))
     by_status: dict[str, _Row] = field(default_factory=lambda: defaultdict(_Row))
+    estimation: dict[str, Any] = field(default_factory=dict)  # TokenEstimator.metrics()
     set_aside_path: str | None = None
     set_aside_cap: int = 100_000
     _set_aside_fh: Any = None
@@ -148,4 +149,31 @@ def format_summary(t: Telemetry) -> str:
     for key, label in extra:
         if c[key]:
             lines.append(f"{label}: {c[key]}")
+    lines.extend(_estimation_lines(t.estimation))
     return "\n".join(lines)
+
+
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{v:.1f}%"
+
+
+def _estimation_lines(m: dict[str, Any]) -> list[str]:
+    """How good the token estimates are: measured on complete streams that carried usage."""
+    models = m.get("models") or {}
+    if not models:
+        return []
+    out = [
+        "",
+        "token estimates, checked on complete streams (mean abs. error vs reported output):",
+        f"{'model':<34} {'samples':>8} {'ratio':>7} {'raw error':>10} {'calibrated':>11}",
+    ]
+    for name in sorted(models):
+        r = models[name]
+        ratio = "-" if r.get("ratio") is None else f"{r['ratio']:.3f}"
+        out.append(
+            f"{name[:34]:<34} {r.get('samples_total', 0):>8} {ratio:>7} "
+            f"{_pct(r.get('mape_uncalibrated_pct')):>10} {_pct(r.get('mape_calibrated_pct')):>11}"
+        )
+    if m.get("heuristic_fallbacks"):
+        out.append(f"character-heuristic estimates (no tiktoken): {m['heuristic_fallbacks']}")
+    return out

@@ -73,7 +73,13 @@ class Enricher:
     # -------------------------------------------------------------- the event
     def enrich(self, c: Completed, parsed: ParsedBody) -> OutEvent:
         a = c.access
-        http_status = a.status if a is not None else parsed.error_http_status
+        # Without an access record the HTTP status is unknown; a plain error envelope (not a
+        # stream) still says it (Gemini's `code`, Anthropic's error type).
+        http_status = (
+            a.status
+            if a is not None
+            else (parsed.error_http_status if not parsed.is_stream else None)
+        )
         status, error_type = classify(
             http_status,
             parsed,
@@ -90,6 +96,7 @@ class Enricher:
         token_source = TOKENS_FROM_USAGE if usage is not None else TOKENS_NONE
         calibration_ratio: float | None = None
         lower_bound = False
+        input_unknown = False
         partial = usage is not None and parsed.usage_partial
         if usage is not None and not partial and parsed.output_text and parsed.terminal_seen:
             self.estimator.observe(parsed, model=model)
@@ -109,6 +116,7 @@ class Enricher:
                     reasoning_tokens=max(usage.reasoning_tokens, est.reasoning_tokens),
                 )
             else:
+                input_unknown = est.input_tokens is None
                 usage = Usage(
                     input_tokens=est.input_tokens or 0,
                     output_tokens=est.output_tokens,
@@ -140,6 +148,8 @@ class Enricher:
             body_retry_after_secs=parsed.retry_after_secs,
         )
         flags = self._flags(c, parsed, status)
+        if input_unknown:
+            flags.append("input_unknown")
 
         body: dict[str, Any] = {
             "schema": SCHEMA,
@@ -163,7 +173,7 @@ class Enricher:
             "error_type": error_type if status != STATUS_OK else None,
             "duration_ms": a.duration_ms if a is not None else None,
             "ttft_ms": a.ttft_ms if a is not None else None,
-            "input_tokens": usage.input_tokens if usage is not None else None,
+            "input_tokens": usage.input_tokens if usage is not None and not input_unknown else None,
             "cached_input_tokens": usage.cached_input_tokens if usage is not None else None,
             "cache_write_input_tokens": usage.cache_write_input_tokens
             if usage is not None

@@ -360,6 +360,7 @@ def _is_embeddings(body: dict[str, Any]) -> bool:
 class _ModelStats:
     __slots__ = (
         "ape_cal",
+        "ape_paired",
         "ape_uncal",
         "observed",
         "reasoning_seen",
@@ -381,9 +382,18 @@ class _ModelStats:
         self.reasoning_seen = False
         self.ape_uncal: deque[float] = deque(maxlen=WINDOW)  # absolute percentage errors
         self.ape_cal: deque[float] = deque(maxlen=WINDOW)
+        # the uncalibrated error on the same samples as ape_cal, for a fair comparison
+        self.ape_paired: deque[float] = deque(maxlen=WINDOW)
 
     def calibrated(self) -> bool:
         return len(self.window) >= MIN_CALIBRATION_SAMPLES and self.sum_visible > 0
+
+    def calibration_helps(self) -> bool:
+        """Calibration is kept only while it beats the raw count on the same streams (a model
+        whose hidden reasoning varies wildly can make a fixed ratio worse than no ratio)."""
+        if len(self.ape_cal) < MIN_CALIBRATION_SAMPLES:
+            return True
+        return sum(self.ape_cal) <= sum(self.ape_paired)
 
     def add(self, visible: int, reported: int, reasoning: int) -> None:
         if len(self.window) == self.window.maxlen:
@@ -480,7 +490,12 @@ class TokenEstimator:
             or is_reasoning_family(model)
             or (stats is not None and stats.reasoning_seen)
         )
-        if self.cfg.calibrate and stats is not None and stats.calibrated():
+        if (
+            self.cfg.calibrate
+            and stats is not None
+            and stats.calibrated()
+            and stats.calibration_helps()
+        ):
             output = stats.scale(visible, stats.sum_reported)
             hidden = stats.scale(visible, stats.sum_reasoning)
             est = Estimate(
@@ -527,10 +542,12 @@ class TokenEstimator:
         visible = self.count_output(parsed, model)
         reported = usage.output_tokens
         # The error each method would have made on this stream, before learning from it.
-        stats.ape_uncal.append(abs(visible - reported) * 100 / reported)
+        raw_error = abs(visible - reported) * 100 / reported
+        stats.ape_uncal.append(raw_error)
         if stats.calibrated():
             predicted = stats.scale(visible, stats.sum_reported)
             stats.ape_cal.append(abs(predicted - reported) * 100 / reported)
+            stats.ape_paired.append(raw_error)
         stats.add(visible, reported, min(usage.reasoning_tokens, reported))
 
     def metrics(self) -> dict[str, Any]:
@@ -552,7 +569,9 @@ class TokenEstimator:
                 "encoding_approximate": not exact,
                 "samples": len(stats.window),
                 "samples_total": stats.observed,
-                "calibrated": self.cfg.calibrate and stats.calibrated(),
+                "calibrated": self.cfg.calibrate
+                and stats.calibrated()
+                and stats.calibration_helps(),
                 "ratio": round(stats.sum_reported / sv, 4) if sv else None,
                 "reasoning_ratio": round(stats.sum_reasoning / sv, 4) if sv else None,
                 "mape_uncalibrated_pct": _mean(stats.ape_uncal),

@@ -505,3 +505,26 @@ def test_input_embeddings() -> None:
 @pytest.mark.parametrize("raw", [None, "", "not json", "[1, 2]", '{"model": "gpt-4o"}', "{"])
 def test_input_unknown_is_none(raw: str | None) -> None:
     assert estimator().count_input(raw, "gpt-4o") is None
+
+
+def test_calibration_is_dropped_when_it_does_worse_than_the_raw_count() -> None:
+    """A model whose reported output varies wildly against its visible text: a fixed ratio
+    makes the estimate worse, so the estimator goes back to the plain tiktoken count."""
+    from sidecar.config import Tokens
+    from sidecar.enrich.tokens import TokenEstimator
+    from sidecar.types import ParsedBody, Usage
+
+    est = TokenEstimator(Tokens())
+    text = ["word " * 20]
+    visible = est.count_output(ParsedBody(output_text=text), "gpt-4o")
+    # alternately 1x and 40x the visible count: any single ratio is far off half the time
+    for i in range(40):
+        reported = visible if i % 2 == 0 else visible * 40
+        est.observe(
+            ParsedBody(output_text=text, usage=Usage(output_tokens=reported)), model="gpt-4o"
+        )
+    m = est.metrics()["models"]["gpt-4o"]
+    assert m["mape_calibrated_pct"] > m["mape_uncalibrated_pct"]
+    assert m["calibrated"] is False
+    got = est.estimate(ParsedBody(output_text=text), model="gpt-4o")
+    assert got.token_source == "estimated_tiktoken" and got.output_tokens == visible
