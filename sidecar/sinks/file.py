@@ -1,4 +1,5 @@
-"""File sink: one JSON event per line (NDJSON), appended, flushed at every `flush()`.
+"""File sink: one JSON event per line (NDJSON), appended; each write is handed to the OS at once
+(readers see it), and `flush()` fsyncs.
 
 `envelope: true` writes what the HEC sink would send (time, host, source, sourcetype, event),
 which is handy to replay into Splunk with curl; by default the bare event is written.
@@ -48,6 +49,7 @@ class FileSink:
             lines = [dumps(ev.body) for ev in events]
         data = b"\n".join(lines) + b"\n" if lines else b""
         self._fh.write(data)  # type: ignore[union-attr]
+        self._fh.flush()  # type: ignore[union-attr]  # visible to readers at once; fsync in flush()
         self.stats["events_written"] += len(lines)
         self.stats["bytes_written"] += len(data)
 

@@ -255,3 +255,48 @@ def test_readme_default_command_on_a_fresh_copy(tmp_path: Path) -> None:
     assert len(lines) == len(truth)
     assert "total" in proc.stdout
     assert (tmp_path / ".sidecar-state" / "hash_key").stat().st_mode & 0o077 == 0
+
+
+def test_bodies_style_log_gives_the_true_usage(tmp_path: Path) -> None:
+    """The other body-log style: one `bodies` record per response, from the same generator."""
+    gen = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "examples" / "generate.py"),
+            "--requests",
+            "80",
+            "--seed",
+            "5",
+            "--style",
+            "bodies",
+            "--out",
+            str(tmp_path / "logs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert gen.returncode == 0, gen.stderr
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "logs" / "access.log",
+        tmp_path / "logs" / "body.log",
+        [{"type": "file", "path": str(tmp_path / "ev.ndjson")}],
+    )
+    data = yaml.safe_load(cfg.read_text())
+    data["sources"][0]["body_log"]["format"] = {"type": "bodies"}
+    cfg.write_text(yaml.safe_dump(data))
+    proc = run_cli(["run", "--once", "-c", str(cfg)], cwd=tmp_path, env={"SIDECAR_HASH_KEY": "k"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    truth = json.loads((tmp_path / "logs" / "truth.json").read_text())
+    events = {
+        e["request_id"]: e
+        for e in map(orjson.loads, (tmp_path / "ev.ndjson").read_text().splitlines())
+    }
+    assert set(events) == set(truth)
+    for rid, t in truth.items():
+        ev = events[rid]
+        assert ev["status"] == t["status"], (rid, ev["status"], t)
+        if t.get("output_tokens") is not None:
+            for f in TOKEN_FIELDS:
+                assert ev[f] == t[f], (rid, f)
