@@ -50,11 +50,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    try:
-        cfg = _load(args.config)
-    except ConfigError as exc:
-        print(f"{args.config}: {exc}", file=sys.stderr)
-        return 2
+    cfg = _load(args.config)
     from sidecar.pipeline import Pipeline, install_signal_handlers
     from sidecar.telemetry import format_summary
 

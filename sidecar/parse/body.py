@@ -101,14 +101,20 @@ def _load(line: bytes) -> tuple[dict, bool]:
             raise ParseError("body_invalid_json", str(exc)) from exc
 
 
-def parse_chunks_line(line: bytes) -> tuple[BodyRecord, bool]:
-    """One `chunks`-style line -> (record, lossy). `lossy`: invalid UTF-8 was replaced."""
+def _load_record(line: bytes) -> tuple[dict, str, bool]:
+    """Decode one line and check it is an object with a request id -> (obj, id, lossy)."""
     d, lossy = _load(line)
     if type(d) is not dict:
         raise ParseError("body_not_an_object")
     rid = d.get("request_id")
     if not rid or type(rid) is not str:
         raise ParseError("body_missing_request_id")
+    return d, rid, lossy
+
+
+def parse_chunks_line(line: bytes) -> tuple[BodyRecord, bool]:
+    """One `chunks`-style line -> (record, lossy). `lossy`: invalid UTF-8 was replaced."""
+    d, rid, lossy = _load_record(line)
     data = d.get("data")
     if data is not None:
         if type(data) is not str:
@@ -183,12 +189,7 @@ def parse_bodies_obj(d: dict, rid: str) -> BodyRecord:
 
 def parse_bodies_line(line: bytes) -> tuple[BodyRecord, bool]:
     """One `bodies`-style line (the whole body at once) -> (record, lossy)."""
-    d, lossy = _load(line)
-    if type(d) is not dict:
-        raise ParseError("body_not_an_object")
-    rid = d.get("request_id")
-    if not rid or type(rid) is not str:
-        raise ParseError("body_missing_request_id")
+    d, rid, lossy = _load_record(line)
     if "body" not in d and "data" in d:  # tolerate a chunks line
         return parse_chunks_line(line)
     return parse_bodies_obj(d, rid), lossy
