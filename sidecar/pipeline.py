@@ -183,6 +183,7 @@ class Pipeline:
         t = self.telemetry
         enricher = self.enricher
         providers = {s.cfg.name: s.provider for s in self.sources}
+        await self._warm
         while (batch := await self._completed_q.get()) is not None:
             events: list[OutEvent] = []
             for c in batch:
@@ -231,8 +232,9 @@ class Pipeline:
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
-        # Loading the tiktoken encodings takes ~1 s: do it off the event loop, before reading.
-        await asyncio.get_running_loop().run_in_executor(None, self.estimator.warm_up)
+        # Loading the tiktoken encodings takes ~1 s: do it in a thread while the logs are read;
+        # enrichment waits for it before its first request.
+        self._warm = asyncio.get_running_loop().run_in_executor(None, self.estimator.warm_up)
         for sink in self.sinks:
             await sink.start()
         enrich_task = asyncio.create_task(self._run_enrich(), name="enrich")
