@@ -21,7 +21,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import genai_prices
 
 from sidecar.config import Pricing
-from sidecar.enrich.pricing import PricingEngine, price_context
+from sidecar.enrich.pricing import PricingEngine
+from sidecar.enrich.pricing_models import price_context
 from sidecar.types import Usage
 
 AT = datetime(2026, 11, 1, 14, 30, tzinfo=UTC)

@@ -1,21 +1,15 @@
-"""The pricing engine: model resolution, config overrides, and the cost of one request.
+"""The pricing engine: the catalogue, config overrides, and the cost of one request.
 
 Owns DESIGN.md section 5. This is the only module that imports genai_prices (its bundled
-catalogue, never the network); `sidecar.enrich.pricing_table` turns prices into exact integer
-rate tables and holds no third-party code.
+catalogue, never the network). `sidecar.enrich.pricing_models` resolves a served model name
+(resolution order, normalised spellings, the LRU of resolutions) and compiles each resolved
+model's per-tier schedules; `sidecar.enrich.pricing_table` turns prices into exact integer rate
+tables. Neither holds third-party code.
 
 Per request: aliases from config, then a bounded LRU of (provider, model) -> resolved entry (hits
 and misses), then a per-service-tier schedule (bisect on the date, compiled once), then a handful
 of integer multiplications. Money is integer nano-USD rounded half-even once per component and
 once for the total (from the exact sum).
-
-Resolution order for a model name (after `pricing.aliases`):
-1. the provider named by the sidecar (openai, azure, anthropic, gemini/vertex -> google, bedrock
-   spellings -> aws, or any genai-prices provider id), using genai-prices' own match rules
-   (dated snapshots, `-latest`, `models/...` and so on), with the name as given and normalised
-   (provider prefixes `openai/...`, `publishers/google/models/...`, Vertex `@date`, Bedrock
-   `us.anthropic.<id>-v1:0`, a trailing snapshot date);
-2. the provider whose model rules claim the name; 3. every provider (openrouter last).
 
 Overrides (config `pricing.overrides` and the YAML list in `pricing.overrides_file`) win over the
 catalogue from their `effective_from` date (UTC) on; before it the catalogue applies. An override
@@ -35,12 +29,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import re
 import signal
 import time
 from bisect import bisect_right
-from collections.abc import Sequence
-from datetime import date, datetime
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +42,11 @@ from genai_prices.data_snapshot import find_provider_by_id
 
 from sidecar.config import Pricing
 from sidecar.enrich import pricing_table as pt
+from sidecar.enrich.pricing_models import (
+    Entry,
+    ModelResolver,
+    catalogue_provider_id,
+)
 from sidecar.errors import ConfigError
 from sidecar.types import (
     COST_ESTIMATED,
@@ -66,28 +63,6 @@ log = logging.getLogger("sidecar.pricing")
 SOURCE_CATALOGUE = pt.SOURCE_CATALOGUE
 SOURCE_OVERRIDE = pt.SOURCE_OVERRIDE
 LRU_SIZE = 4096
-_MAX_TIERS_PER_MODEL = 32  # distinct service-tier strings kept per model; others share standard
-
-# Sidecar provider names -> genai-prices provider ids.
-_PROVIDER_IDS = {
-    "openai": "openai",
-    "azure": "azure",
-    "anthropic": "anthropic",
-    "gemini": "google",
-    "vertex": "google",
-    "google": "google",
-    "bedrock": "aws",
-    "aws": "aws",
-}
-_NO_PROVIDER = frozenset({"", "other", "auto", "none"})
-
-_BEDROCK = re.compile(
-    r"^(?:(?:us|eu|apac|ap|au|ca|jp|us-gov|global)\.)?"
-    r"(?:anthropic|amazon|meta|mistral|cohere|ai21|deepseek|openai|qwen|writer|twelvelabs"
-    r"|stability|minimax|moonshot|moonshotai|nvidia|google)\.(.+)$"
-)
-_BEDROCK_VERSION = re.compile(r"(?:-v\d+(?::\d+)?|:\d+)$")
-_DATE_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|20\d{6})$")
 
 
 def _catalogue_version() -> str:
@@ -99,7 +74,7 @@ def _catalogue_version() -> str:
 
 
 class _Catalogue:
-    """The bundled genai-prices providers and how to find a model in them (process-wide)."""
+    """The bundled genai-prices providers, their search order and version (process-wide)."""
 
     def __init__(self) -> None:
         self.providers: list[Any] = list(_gp_data.providers)
@@ -108,38 +83,8 @@ class _Catalogue:
         self.search_order = [p for p in self.providers if p.id != "openrouter"] + last
 
     def provider(self, name: str | None) -> Any | None:
-        if name is None or name in _NO_PROVIDER:
-            return None
-        return find_provider_by_id(self.providers, _PROVIDER_IDS.get(name, name))
-
-    def find(self, provider: str | None, name: str) -> tuple[Any, Any] | None:
-        """(genai provider, genai model) for a lower-cased model name, or None."""
-        candidates = model_candidates(name)
-        hinted: list[Any] = []
-        if any(_BEDROCK.match(c) for c in candidates):
-            hinted.append(self.provider("aws"))
-        hinted.append(self.provider(provider))
-        if "/" in name:
-            hinted.append(self.provider(name.split("/", 1)[0]))
-        seen: set[str] = set()
-        for prov in hinted:
-            if prov is None or prov.id in seen:
-                continue
-            seen.add(prov.id)
-            for cand in candidates:
-                if model := prov.find_model(cand, all_providers=self.providers):
-                    return prov, model
-        for cand in candidates:  # the provider whose model rules claim the name (genai-prices)
-            for prov in self.providers:
-                if prov.model_match is not None and prov.model_match.is_match(cand):
-                    if model := prov.find_model(cand, all_providers=self.providers):
-                        return prov, model
-                    break
-        for cand in candidates:
-            for prov in self.search_order:
-                if model := prov.find_model(cand):
-                    return prov, model
-        return None
+        provider_id = catalogue_provider_id(name)
+        return None if provider_id is None else find_provider_by_id(self.providers, provider_id)
 
 
 @functools.cache
@@ -147,117 +92,9 @@ def catalogue() -> _Catalogue:
     return _Catalogue()
 
 
-def model_candidates(name: str) -> list[str]:
-    """A lower-cased model name and its normalised spellings, most specific first."""
-    out = [name]
-    s = name
-    if "/" in s:
-        s = s.rsplit("/", 1)[1]
-        out.append(s)
-    if "@" in s:
-        base, _, version = s.partition("@")
-        out += [f"{base}-{version}", base]
-        s = base
-    if m := _BEDROCK.match(s):
-        inner = m.group(1)
-        out.append(inner)
-        s = _BEDROCK_VERSION.sub("", inner)
-        out.append(s)
-    undated = _DATE_SUFFIX.sub("", s)
-    if undated != s:
-        out.append(undated)
-    return list(dict.fromkeys(c for c in out if c))
-
-
-def price_context(service_tier: str | None) -> dict[str, str] | None:
-    """genai-prices request context for a service tier (None: standard prices)."""
-    if not service_tier:
-        return None
-    tier = service_tier.strip().lower()
-    ctx = {"service_tier": tier}
-    if tier == "batch":
-        ctx["processing"] = "batch"
-    elif tier == "fast":
-        ctx["speed"] = "fast"
-    return ctx
-
-
 # What the hot path needs per (provider, model, service tier): a schedule and the pricing model.
 _Plan = tuple[list[float], list[Any], bool, str | None]
 _UNPRICED_PLAN: _Plan = ([], [None], False, None)
-
-
-class _Entry:
-    """A resolved (provider, model): catalogue model and/or overrides, and per-tier schedules."""
-
-    __slots__ = ("_model", "_overrides", "_own", "_tiers", "_version", "pricing_model", "schedules")
-
-    def __init__(
-        self,
-        pricing_model: str,
-        provider: Any | None,
-        model: Any | None,
-        overrides: list[pt.Override],
-        version: str,
-    ) -> None:
-        self.pricing_model = pricing_model
-        self._model = model
-        self._own = provider is not None and any(model is m for m in provider.models)
-        self._overrides = sorted(overrides, key=lambda o: o.effective_from or date.min)
-        self._version = version
-        self._tiers: set[tuple[tuple[str, str], ...]] = set()
-        if model is not None and self._own:
-            self._tiers = {tuple(sorted(v.when.items())) for v in model.price_variants or ()}
-        self.schedules: dict[str | None, pt.Schedule] = {}
-
-    def schedule(self, service_tier: str | None) -> pt.Schedule:
-        """Compile (once) the schedule for a service tier."""
-        ctx = price_context(service_tier)
-        if ctx is not None and not any(all(ctx.get(k) == v for k, v in w) for w in self._tiers):
-            ctx = None  # no variant for this tier: the standard price
-        if ctx is None and service_tier is not None:
-            sched = self.schedules.get(None) or self.schedule(None)
-        else:
-            sched = self._compile(ctx)
-        if len(self.schedules) < _MAX_TIERS_PER_MODEL:
-            self.schedules[service_tier] = sched
-        return sched
-
-    def _compile(self, ctx: dict[str, str] | None) -> pt.Schedule:
-        model = self._model
-        days: set[date] = {o.effective_from for o in self._overrides if o.effective_from}
-        tod: set[int] = set()
-        if model is not None:
-            constraints = (
-                [c.constraint for c in model.prices] if isinstance(model.prices, list) else []
-            )
-            if ctx is not None:
-                constraints += [v.constraint for v in model.price_variants or ()]
-            for c in constraints:
-                if c is None:
-                    continue
-                if hasattr(c, "start_date"):
-                    days.add(c.start_date)
-                else:
-                    tod.add(pt.utc_seconds_of_day(c.start_time))
-                    tod.add(pt.utc_seconds_of_day(c.end_time))
-
-        def catalogue_spec(dt: datetime) -> pt.TieredSpec | None:
-            if model is None:
-                return None
-            return pt.spec_from_model_price(model.get_prices(dt, ctx))
-
-        def rates_at(dt: datetime) -> pt.Rates | None:
-            active = None
-            for o in self._overrides:
-                if o.effective_from is None or o.effective_from <= dt.date():
-                    active = o
-            if active is not None:
-                return active.rates_at(catalogue_spec(dt) if active.factor is not None else None)
-            spec = catalogue_spec(dt)
-            return None if spec is None else pt.compile_rates(spec, SOURCE_CATALOGUE, self._version)
-
-        return pt.build_schedule(days, tod, rates_at)
 
 
 class PricingEngine:
@@ -268,13 +105,11 @@ class PricingEngine:
         self.base_dir = Path(base_dir)
         self.catalogue = catalogue()
         self.unpriced: dict[str, int] = {}
-        self._aliases = dict(cfg.aliases)
-        self._aliases_lower = {k.lower(): v for k, v in cfg.aliases.items()}
         self._inline = [
             pt.compile_override(o, f"pricing.overrides[{i}]") for i, o in enumerate(cfg.overrides)
         ]
         self._overrides = self._index(self._inline + self._file_overrides())
-        self._lookup = functools.lru_cache(maxsize=LRU_SIZE)(self._resolve)
+        self._lookup = self._resolutions()
         self._plans: dict[tuple[str | None, str | None, str | None], _Plan] = {}
 
     # -- overrides ---------------------------------------------------------------------------
@@ -312,34 +147,16 @@ class PricingEngine:
             log.warning("pricing overrides not reloaded, keeping the previous ones: %r", exc)
             return False
         self._overrides = index
-        self._lookup = functools.lru_cache(maxsize=LRU_SIZE)(self._resolve)
+        self._lookup = self._resolutions()
         self._plans = {}
         log.info("pricing overrides reloaded: %d entries", sum(map(len, index.values())))
         return True
 
     # -- resolution --------------------------------------------------------------------------
 
-    def _resolve(self, provider: str | None, model: str | None) -> _Entry | None:
-        if not model:
-            return None
-        raw = model.strip()
-        name = self._aliases.get(raw) or self._aliases_lower.get(raw.lower()) or raw
-        name_l = name.lower()
-        prov_l = provider.strip().lower() if provider else None
-        found = self.catalogue.find(prov_l, name_l)
-        names = [name_l, raw.lower()]
-        if found is not None:
-            names.append(found[1].id.lower())
-        overrides: list[pt.Override] = []
-        for n in names:
-            overrides = self._overrides.get((prov_l, n)) or self._overrides.get((None, n)) or []
-            if overrides:
-                break
-        if found is None and not overrides:
-            return None
-        if found is None:
-            return _Entry(overrides[0].model, None, None, overrides, self.catalogue.version)
-        return _Entry(found[1].id, found[0], found[1], overrides, self.catalogue.version)
+    def _resolutions(self) -> Callable[[str | None, str | None], Entry | None]:
+        """A fresh LRU of (provider, model) -> entry over the aliases and current overrides."""
+        return ModelResolver(self.catalogue, self.cfg.aliases, self._overrides, LRU_SIZE).lookup
 
     def resolve(self, provider: str | None, model: str | None) -> str | None:
         """The pricing model a (provider, model) resolves to, or None (cached)."""

@@ -1,9 +1,9 @@
 """Rate tables: prices compiled into exact integer arithmetic, and the per-event cost kernel.
 
 This module owns the numeric side of pricing (catalogue prices and config overrides compiled
-into rate tables and schedules, override validation, rounding); `sidecar.enrich.pricing` owns
-model resolution, the engine and the genai-prices catalogue (it is the only module that imports
-genai_prices: here catalogue objects are read by duck typing).
+into rate tables and schedules, override validation, rounding); `sidecar.enrich.pricing_models`
+owns model resolution and `sidecar.enrich.pricing` the engine and the genai-prices catalogue (it
+is the only module that imports genai_prices: here catalogue objects are read by duck typing).
 
 A *spec* is a plain dict of the leaf rates one request pays, in USD per million tokens (Decimal):
 

@@ -14,7 +14,8 @@ import pytest
 
 from sidecar.config import PriceOverride, Pricing
 from sidecar.enrich import pricing as pricing_mod
-from sidecar.enrich.pricing import PricingEngine, model_candidates, reload_on_sighup
+from sidecar.enrich.pricing import PricingEngine, reload_on_sighup
+from sidecar.enrich.pricing_models import model_candidates
 from sidecar.errors import ConfigError
 from sidecar.types import (
     COST_ESTIMATED,

@@ -21,7 +21,8 @@ from genai_prices.data import providers
 
 from sidecar.config import Pricing
 from sidecar.enrich import pricing_table as pt
-from sidecar.enrich.pricing import PricingEngine, price_context
+from sidecar.enrich.pricing import PricingEngine
+from sidecar.enrich.pricing_models import price_context
 from sidecar.types import Usage
 
 CASES = 20_000

@@ -17,6 +17,7 @@ import pytest
 import tiktoken.load
 
 from sidecar.config import Tokens
+from sidecar.enrich import tokenizer
 from sidecar.enrich import tokens as tk
 from sidecar.enrich.tokens import Estimate, TokenEstimator
 from sidecar.types import (
@@ -154,7 +155,9 @@ def test_warm_up_loads_both_encodings(tmp_path: Path) -> None:
 
 def test_downloads_are_refused_during_load() -> None:
     with pytest.raises(OSError, match="refused"):
-        tk._refuse_urls("https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken")
+        tokenizer._refuse_urls(
+            "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
+        )
 
 
 # --- counts on the recorded streams -----------------------------------------------------------
@@ -266,7 +269,7 @@ def test_bad_encodings_dir_falls_back_with_one_warning(tmp_path: Path, caplog) -
 def test_corrupt_encoding_file_is_not_handed_to_tiktoken(tmp_path: Path, caplog) -> None:
     folder = tmp_path / "enc"
     shutil.copytree(tk.BUNDLED_DIR, folder)
-    filename = tk._ENCODING_FILES["o200k_base"][0]
+    filename = tokenizer._ENCODING_FILES["o200k_base"][0]
     (folder / filename).write_bytes(b"garbage\n")
     est = estimator(encodings_dir=str(folder))
     assert est.estimate(body(["Foo!"]), model="gpt-4o").token_source == TOKENS_ESTIMATED_HEURISTIC

@@ -16,52 +16,29 @@ batch is dead-lettered.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import random
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
-
-import orjson
 
 from sidecar import config
 from sidecar.errors import ConfigError
 from sidecar.sinks.hec.acks import EXPIRED, AckTracker
+from sidecar.sinks.hec.deadletter import DeadLetterFile
 from sidecar.sinks.hec.encoder import (
     USAGE_SOURCETYPE,
     Batcher,
     compress,
     encode_event,
 )
+from sidecar.sinks.hec.hints import DEFAULT_HINT, HINTS, TOKEN_CODES
 from sidecar.sinks.hec.service import Delivered, HecService, Rejected, Retryable
 from sidecar.types import OutEvent
 
 log = logging.getLogger("sidecar.sinks.hec")
 
 MAX_PENDING_ACK_BATCHES = 1000  # batches waiting for an ack; beyond it write() waits
-
-# What to do about a permanent rejection, by HEC code (table 1.7). `{key}` is the sink's config key.
-_HINTS: dict[int, str] = {
-    1: "the token is disabled in Splunk: enable it under Settings > Data inputs > HTTP Event "
-    "Collector",
-    2: "the request carried no token: check {key}.token",
-    3: "the Authorization header was refused: check {key}.token",
-    4: "check {key}.token",
-    7: "allow the index on the token in Splunk, or change {key}.index",
-    10: "HEC wants a channel: this is a bug in the sidecar, please report it",
-    11: "HEC refused the channel: this is a bug in the sidecar, please report it",
-    14: "turn on indexer acknowledgement for the token, or set {key}.acknowledgements.enabled "
-    "to false",
-    21: "check {key}.token",
-    22: "the token is disabled in Splunk: enable it",
-}
-_ENCODER_BUG = "the event was malformed for HEC: this is a bug in the sidecar, please report it"
-for _code in (5, 6, 12, 13, 15):
-    _HINTS[_code] = _ENCODER_BUG
-_TOKEN_CODES = frozenset({1, 2, 3, 4, 21, 22})
 
 
 class HecSink:
@@ -80,6 +57,7 @@ class HecSink:
             raise ConfigError(f"{config_key}.endpoints", "no HEC endpoint", "add https://host:8088")
         self.cfg = cfg
         self.dead_letter_path = dead_letter_path
+        self._dead_letters = DeadLetterFile(dead_letter_path)
         self.stats: dict[str, int] = {
             "events_sent": 0,
             "batches_sent": 0,
@@ -143,13 +121,13 @@ class HecSink:
                     text or "no text",
                 )
             status, code, text = await self._service.probe_token(endpoint + self.cfg.path)
-            if code in _TOKEN_CODES:
+            if code in TOKEN_CODES:
                 log.warning(
                     "HEC at %s rejected the token (code %d, %s): %s.",
                     endpoint,
                     code,
                     text,
-                    _HINTS[code].format(key=self._key),
+                    HINTS[code].format(key=self._key),
                 )
             elif status == 404:
                 log.warning(
@@ -199,9 +177,7 @@ class HecSink:
                     exc,
                     self.dead_letter_path,
                 )
-                await self._dead_letter_lines(
-                    [self._dead_letter_record(None, f"cannot encode: {exc}", None, None)]
-                )
+                await self._dead_letters.write([None], f"cannot encode: {exc}", None, None)
                 self.stats["events_dead_lettered"] += 1
                 continue
             full = self._batcher.add(data)
@@ -322,8 +298,8 @@ class HecSink:
         """Dead-letter what HEC refused; return the events still to send."""
         i = rej.invalid_event_number
         partial = i is not None and 0 <= i < len(events)
-        hint = _HINTS.get(rej.hec_code or -1, "check {key}.endpoints and {key}.path")
-        if rej.hec_code in _TOKEN_CODES:
+        hint = HINTS.get(rej.hec_code or -1, DEFAULT_HINT)
+        if rej.hec_code in TOKEN_CODES:
             what = "the token"
         elif partial:
             what = f"event {i} of a batch of {len(events)}"
@@ -390,43 +366,8 @@ class HecSink:
         async with self._send_lock:
             await self._deliver(events)
 
-    # -- dead letters ---------------------------------------------------------------------
-    @staticmethod
-    def _dead_letter_record(
-        envelope: bytes | None, reason: str, hec_code: int | None, http_status: int | None
-    ) -> bytes:
-        record: dict[str, Any] = {
-            "time": round(time.time(), 3),
-            "reason": reason,
-            "hec_code": hec_code,
-            "http_status": http_status,
-            "envelope": orjson.Fragment(envelope) if envelope is not None else None,
-        }
-        return orjson.dumps(record) + b"\n"
-
     async def _dead_letter(
         self, events: list[bytes], reason: str, hec_code: int | None, http_status: int | None
     ) -> None:
-        lines = [self._dead_letter_record(e, reason, hec_code, http_status) for e in events]
-        await self._dead_letter_lines(lines)
+        await self._dead_letters.write(events, reason, hec_code, http_status)
         self.stats["events_dead_lettered"] += len(events)
-
-    async def _dead_letter_lines(self, lines: list[bytes]) -> None:
-        await asyncio.to_thread(_append_fsync, self.dead_letter_path, b"".join(lines))
-
-
-def _append_fsync(path: str, data: bytes) -> None:
-    """Append and fsync (the dead-letter file is the last copy of a rejected event)."""
-    parent = os.path.dirname(path)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)

@@ -1,0 +1,57 @@
+"""The command line of the HEC test server: `python -m sidecar.testing --port 8088 --token T`.
+
+Runs the server in the foreground and prints each accepted event as a JSON line on stdout;
+the banner goes to stderr. Options: `--host`, `--port`, `--token` (repeat), `--ack`, `--index`
+(repeat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from typing import Any
+
+from sidecar.testing.protocol import TokenSettings
+from sidecar.testing.server import HecTestServer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sidecar.testing",
+        description="Run a protocol-faithful HEC test server; accepted events go to stdout.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8088)
+    parser.add_argument("--token", action="append", required=True, help="an accepted token")
+    parser.add_argument("--ack", action="store_true", help="indexer acknowledgement on")
+    parser.add_argument("--index", action="append", help="allowed index (repeat); default: any")
+    args = parser.parse_args(argv)
+
+    def show(ev: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(ev) + "\n")
+        sys.stdout.flush()
+
+    tokens = {t: TokenSettings(use_ack=args.ack, indexes=args.index) for t in args.token}
+    server = HecTestServer(tokens, host=args.host, port=args.port, on_event=show)
+
+    async def run() -> None:
+        async with server:
+            acks = "on" if args.ack else "off"
+            print(
+                f"HEC test server listening on {server.url}/services/collector/event "
+                f"(indexer acknowledgement {acks}); press Ctrl-C to stop.",
+                file=sys.stderr,
+                flush=True,
+            )
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
