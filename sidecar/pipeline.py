@@ -207,6 +207,14 @@ class Pipeline:
         if parsed.malformed_events:
             cnt["sse_events_malformed_total"] += parsed.malformed_events
         if parsed.compressed:
+            if not cnt["bodies_compressed_total"]:
+                log.warning(
+                    "The body of request %s is gzip-compressed, so its usage cannot be read: the "
+                    "proxy forwards the client's Accept-Encoding upstream. Clear it in the proxy "
+                    '(nginx: proxy_set_header Accept-Encoding ""; see examples/nginx/README.md). '
+                    "Such requests are counted and flagged compressed_body.",
+                    c.request_id,
+                )
             cnt["bodies_compressed_total"] += 1
         if c.body_truncated:
             cnt["bodies_truncated_total"] += 1

@@ -300,3 +300,32 @@ def test_bodies_style_log_gives_the_true_usage(tmp_path: Path) -> None:
         if t.get("output_tokens") is not None:
             for f in TOKEN_FIELDS:
                 assert ev[f] == t[f], (rid, f)
+
+
+def test_gzip_body_is_detected_counted_and_explained(tmp_path: Path) -> None:
+    import gzip
+
+    raw = gzip.compress(b'{"id":"chatcmpl-1","object":"chat.completion","usage":{}}')
+    # What a proxy that forwards Accept-Encoding logs: the gzip bytes, as Latin-1 escapes.
+    data = raw.decode("latin-1")
+    access = tmp_path / "access.log"
+    body = tmp_path / "body.log"
+    access.write_bytes(
+        orjson.dumps({"ts": 1.0, "request_id": "gz1", "uri": "/v1/chat/completions", "status": 200})
+        + b"\n"
+    )
+    body.write_bytes(
+        orjson.dumps({"ts": 1.0, "request_id": "gz1", "data": data})
+        + b"\n"
+        + orjson.dumps({"ts": 1.0, "request_id": "gz1", "end": "complete"})
+        + b"\n"
+    )
+    cfg = write_config(
+        tmp_path, access, body, [{"type": "file", "path": str(tmp_path / "e.ndjson")}]
+    )
+    proc = run_cli(["run", "--once", "-c", str(cfg)], cwd=tmp_path, env={"SIDECAR_HASH_KEY": "k"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (ev,) = [orjson.loads(x) for x in (tmp_path / "e.ndjson").read_text().splitlines()]
+    assert "compressed_body" in ev["flags"] and ev["cost_status"] == "no_usage"
+    assert "Accept-Encoding" in proc.stderr
+    assert "gzip bodies (clear Accept-Encoding in the proxy): 1" in proc.stdout
