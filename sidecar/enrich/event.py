@@ -100,10 +100,15 @@ class Enricher:
         partial = usage is not None and parsed.usage_partial
         if usage is not None and not partial and parsed.output_text and parsed.terminal_seen:
             self.estimator.observe(parsed, model=model)
-        if (usage is None or partial) and self.estimate_missing and parsed.output_text:
-            est = self.estimator.estimate(
-                parsed, model=model, request_body=a.request_body if a is not None else None
-            )
+        request_body = a.request_body if a is not None else None
+        # Estimate when the provider gave no usage (or only a snapshot from before the cut) and
+        # there is something to count: streamed text, or the logged request of a request that
+        # reached the model (a cancelled or unfinished one; errors before the model are free).
+        countable = bool(parsed.output_text) or (
+            request_body is not None and status in (STATUS_OK, STATUS_CANCELLED)
+        )
+        if (usage is None or partial) and self.estimate_missing and countable:
+            est = self.estimator.estimate(parsed, model=model, request_body=request_body)
             if partial and usage is not None:
                 # A snapshot taken before the stream was cut (Anthropic message_start, a Gemini
                 # running snapshot): its input counts are right, its output is a lower bound.
@@ -126,6 +131,8 @@ class Enricher:
             token_source = est.token_source
             calibration_ratio = est.calibration_ratio
             lower_bound = est.lower_bound
+        elif partial:
+            lower_bound = True  # the provider's own snapshot, taken before the stream was cut
 
         if usage is None:
             cost = Cost(cost_known=False, cost_status=COST_NO_USAGE)

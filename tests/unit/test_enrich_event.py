@@ -1,0 +1,81 @@
+"""The enrich stage on hand-made joined requests: estimation rules, flags, secrets."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from sidecar.config import Pricing, Tokens
+from sidecar.enrich.event import Enricher, event_id
+from sidecar.enrich.identity import make_hasher
+from sidecar.enrich.pricing import PricingEngine
+from sidecar.enrich.tokens import TokenEstimator
+from sidecar.types import AccessRecord, Completed, ParsedBody, Usage
+
+
+@pytest.fixture(scope="module")
+def enricher() -> Enricher:
+    return Enricher(
+        pricing=PricingEngine(Pricing()),
+        estimator=TokenEstimator(Tokens()),
+        hash_user=make_hasher(b"k"),
+        source_host="h",
+    )
+
+
+def completed(access: AccessRecord | None, end: str | None = "complete") -> Completed:
+    return Completed(request_id="r1", source="proxy", access=access, body="x", end=end)
+
+
+def test_cancelled_before_any_byte_counts_input_from_the_logged_request(enricher: Enricher) -> None:
+    req = orjson.dumps(
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there " * 50}]}
+    ).decode()
+    a = AccessRecord("r1", status=499, request_body=req, model="gpt-4o")
+    ev = enricher.enrich(completed(a, "client_closed"), ParsedBody(model="gpt-4o")).body
+    assert ev["status"] == "cancelled" and ev["tokens_estimated"] is True
+    assert ev["input_tokens"] > 100 and ev["output_tokens"] == 0
+    assert ev["cost_status"] == "estimated" and ev["estimated_cost_usd"] > 0
+    assert "input_unknown" not in ev["flags"]
+
+
+def test_a_rejected_request_is_never_estimated(enricher: Enricher) -> None:
+    a = AccessRecord("r1", status=429, request_body='{"messages":[{"content":"hi"}]}')
+    ev = enricher.enrich(completed(a), ParsedBody(error_type="rate_limit_exceeded")).body
+    assert ev["status"] == "rate_limited" and ev["tokens_estimated"] is False
+    assert ev["input_tokens"] is None and ev["cost_status"] == "no_usage"
+
+
+def test_partial_usage_without_text_is_marked_a_lower_bound(enricher: Enricher) -> None:
+    parsed = ParsedBody(
+        provider="anthropic",
+        model="claude-sonnet-4-5",
+        is_stream=True,
+        usage=Usage(input_tokens=100, output_tokens=1),
+        usage_partial=True,
+    )
+    ev = enricher.enrich(completed(AccessRecord("r1", status=200), "client_closed"), parsed).body
+    assert ev["status"] == "cancelled"
+    assert ev["input_tokens"] == 100 and ev["estimate_lower_bound"] is True
+
+
+def test_partial_usage_with_text_keeps_input_and_estimates_output(enricher: Enricher) -> None:
+    parsed = ParsedBody(
+        provider="anthropic",
+        model="claude-sonnet-4-5",
+        is_stream=True,
+        usage=Usage(input_tokens=100, cached_input_tokens=40, output_tokens=1),
+        usage_partial=True,
+        output_text=["one two three four five six seven eight nine ten"],
+    )
+    ev = enricher.enrich(completed(AccessRecord("r1", status=200), "client_closed"), parsed).body
+    assert ev["input_tokens"] == 100 and ev["cached_input_tokens"] == 40
+    assert ev["output_tokens"] >= 10 and ev["tokens_estimated"] is True
+
+
+def test_identity_fields_and_event_id(enricher: Enricher) -> None:
+    a = AccessRecord("r1", status=200, user="alice", tenant="acme", api_key_id="abc")
+    ev = enricher.enrich(completed(a), ParsedBody()).body
+    assert ev["user"] == make_hasher(b"k")("alice") and ev["tenant"] == "acme"
+    assert ev["api_key_id"] == "abc"
+    assert ev["event_id"] == event_id("proxy", "r1") != event_id("other", "r1")
