@@ -7,6 +7,7 @@ parseable value, i.e. the attempt that produced the response. Nothing here raise
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -54,6 +55,11 @@ def _values(raw: str | None) -> list[str]:
 
 
 def _first(raw: str | None, parse: Callable[[str], Number | None]) -> Number | None:
+    if raw is None:
+        return None
+    if "," not in raw:  # the common case: one value
+        value = raw.strip()
+        return parse(value) if value and value != "-" else None
     for value in _values(raw):
         result = parse(value)
         if result is not None:
@@ -61,6 +67,7 @@ def _first(raw: str | None, parse: Callable[[str], Number | None]) -> Number | N
     return None
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and header values repeat from request to request
 def _count(value: str) -> int | None:
     """A non-negative integer count; `-1` (Azure: unknown) and garbage are None."""
     try:
@@ -76,6 +83,7 @@ def _count(value: str) -> int | None:
     return number if number >= 0 else None
 
 
+@functools.lru_cache(maxsize=4096)
 def _go_duration(value: str) -> float | None:
     """Go duration (`6m0s`, `12ms`, `1h2m3.5s`, `0s`) or a bare number of seconds -> seconds.
 

@@ -23,6 +23,7 @@ from sidecar.types import AccessRecord
 Hasher = Callable[[str], str]
 
 _ABSENT = ("", "-")
+_RESP_NAMES: dict[str, str] = {}  # log key -> header name ("" when not a `resp_` key)
 
 
 def _s(v: Any) -> str | None:
@@ -105,11 +106,17 @@ def parse_nginx_json(line: bytes, hasher: Hasher | None = None) -> AccessRecord:
     if not rid:
         raise ParseError("access_missing_request_id")
     headers: dict[str, str] = {}
+    names = _RESP_NAMES
     for k, v in d.items():
-        if k.startswith("resp_"):
-            sv = _s(v)
-            if sv is not None:
-                headers[k[5:].replace("_", "-")] = sv
+        name = names.get(k)
+        if name is None:
+            name = k[5:].replace("_", "-") if k.startswith("resp_") else ""
+            if len(names) < 4096:  # bounded: keys are the log_format's, a fixed set
+                names[k] = name
+        if name and v:
+            sv = v if type(v) is str else _s(v)
+            if sv is not None and sv != "-":
+                headers[name] = sv
     extra = d.get("response_headers")
     if isinstance(extra, dict):
         for k, v in extra.items():

@@ -25,8 +25,8 @@ from sidecar.parse.detect import detect, model_from_path
 from sidecar.parse.providers import parse_body
 from sidecar.types import Completed, ParsedBody
 
-WINDOW_HEAD_BYTES = 2048  # body-log bytes decoded from the start of a long stream ...
-WINDOW_TAIL_BYTES = 4096  # ... and from its end
+WINDOW_HEAD_BYTES = 1024  # body-log bytes decoded from the start of a long stream ...
+WINDOW_TAIL_BYTES = 2048  # ... and from its end
 
 
 def parse_completed(c: Completed, *, provider: str | None, want_text: bool = False) -> ParsedBody:
