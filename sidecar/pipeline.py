@@ -188,15 +188,32 @@ class Pipeline:
             events: list[OutEvent] = []
             for c in batch:
                 provider = providers.get(c.source)
-                parsed = parse_completed(c, provider=provider)
-                if enricher.wants_text(c, parsed):
-                    parsed = parse_completed(c, provider=provider, want_text=True)
-                ev = enricher.enrich(c, parsed)
+                try:
+                    parsed = parse_completed(c, provider=provider)
+                    if enricher.wants_text(c, parsed):
+                        parsed = parse_completed(c, provider=provider, want_text=True)
+                    ev = enricher.enrich(c, parsed)
+                except Exception:  # a bug must cost one request, loudly, never the pipeline
+                    self._enrich_failed(c)
+                    continue
                 self._count_completed(c, parsed)
                 t.observe_event(ev.body)
                 events.append(ev)
             await self._events_q.put(events)
         await self._events_q.put(None)
+
+    def _enrich_failed(self, c: Completed) -> None:
+        cnt = self.telemetry.counters
+        if not cnt["requests_failed_total"]:
+            log.exception(
+                "Could not build the event of request %s (source %s): this is a bug, please "
+                "report it with this traceback. The request is counted and set aside; the "
+                "pipeline goes on.",
+                c.request_id,
+                c.source,
+            )
+        cnt["requests_failed_total"] += 1
+        self.telemetry.set_aside("enrich_failed", c.source_path or c.source, None, 0, c.request_id)
 
     def _count_completed(self, c: Completed, parsed: Any) -> None:
         cnt = self.telemetry.counters

@@ -145,6 +145,7 @@ def format_summary(t: Telemetry) -> str:
         ("bodies_compressed_total", "gzip bodies (clear Accept-Encoding in the proxy)"),
         ("bodies_truncated_total", "bodies cut at max_body_bytes"),
         ("events_dead_lettered_total", "events dead-lettered by a sink"),
+        ("requests_failed_total", "requests whose event could not be built (a bug: see the log)"),
     ]
     for key, label in extra:
         if c[key]:

@@ -79,3 +79,44 @@ def test_identity_fields_and_event_id(enricher: Enricher) -> None:
     assert ev["user"] == make_hasher(b"k")("alice") and ev["tenant"] == "acme"
     assert ev["api_key_id"] == "abc"
     assert ev["event_id"] == event_id("proxy", "r1") != event_id("other", "r1")
+
+
+def test_a_bug_in_enrichment_costs_one_request_not_the_run(tmp_path, monkeypatch) -> None:
+    """A request that makes enrichment raise is counted, logged and set aside; the rest flows."""
+    import asyncio
+
+    import orjson as _orjson
+
+    from sidecar import config as C
+    from sidecar.enrich import event as event_mod
+    from sidecar.pipeline import Pipeline
+
+    access = tmp_path / "a.log"
+    lines = [
+        {"ts": 1.0, "request_id": rid, "uri": "/v1/chat/completions", "status": 200}
+        for rid in ("good1", "boom", "good2")
+    ]
+    access.write_bytes(b"".join(_orjson.dumps(x) + b"\n" for x in lines))
+    cfg = C.from_dict(
+        {
+            "sources": [{"access_log": {"paths": [str(access)]}}],
+            "state_dir": str(tmp_path / "state"),
+            "identity": {"hash_key": "k"},
+            "sinks": [{"type": "file", "path": str(tmp_path / "e.ndjson")}],
+        }
+    )
+    real = event_mod.Enricher.enrich
+
+    def enrich(self, c, parsed):
+        if c.request_id == "boom":
+            raise RuntimeError("simulated bug")
+        return real(self, c, parsed)
+
+    monkeypatch.setattr(event_mod.Enricher, "enrich", enrich)
+    telemetry = asyncio.run(Pipeline(cfg, once=True).run())
+    got = [
+        _orjson.loads(x)["request_id"] for x in (tmp_path / "e.ndjson").read_bytes().splitlines()
+    ]
+    assert sorted(got) == ["good1", "good2"]
+    assert telemetry.counters["requests_failed_total"] == 1
+    assert telemetry.malformed["enrich_failed"] == 1
