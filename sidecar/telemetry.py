@@ -171,9 +171,13 @@ def _estimation_lines(m: dict[str, Any]) -> list[str]:
     for name in sorted(models):
         r = models[name]
         ratio = "-" if r.get("ratio") is None else f"{r['ratio']:.3f}"
+        cal = r.get("mape_calibrated_pct")
+        note = (
+            "  (not applied: worse than raw)" if cal is not None and not r.get("calibrated") else ""
+        )
         out.append(
             f"{name[:34]:<34} {r.get('samples_total', 0):>8} {ratio:>7} "
-            f"{_pct(r.get('mape_uncalibrated_pct')):>10} {_pct(r.get('mape_calibrated_pct')):>11}"
+            f"{_pct(r.get('mape_uncalibrated_pct')):>10} {_pct(cal):>11}{note}"
         )
     if m.get("heuristic_fallbacks"):
         out.append(f"character-heuristic estimates (no tiktoken): {m['heuristic_fallbacks']}")
