@@ -223,8 +223,12 @@ def make_generic(
             tenant=_s(get.get("tenant")),
             conversation_id=_s(get.get("conversation_id")),
             client_request_id=_s(get.get("client_request_id")),
+            attempt=_int(get.get("attempt")),
+            ttft_ms=_num(get.get("ttft_ms")),
+            request_completion=rc if isinstance(rc := get.get("request_completion"), str) else None,
             response_headers=headers,
             response_body=_s(get.get("response_body")),
+            usage=u if isinstance(u := get.get("usage"), dict) else None,
             request_body=_s(get.get("request_body")),
         )
         return _finish(rec, _s(get.get("api_key")), hasher)

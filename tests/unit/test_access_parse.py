@@ -116,3 +116,28 @@ def test_generic_preset_dotted_paths() -> None:
     rec = parse(raw, HASH)
     assert (rec.request_id, rec.status, rec.model) == ("g1", 200, "gpt-4o")
     assert rec.response_headers == {"x-request-id": "q"} and rec.api_key_id == HASH("k")
+
+
+def test_generic_preset_maps_every_canonical_field() -> None:
+    parse = make_generic(
+        {
+            "request_id": "id",
+            "attempt": "retry",
+            "ttft_ms": "ttft",
+            "request_completion": "done",
+            "usage": "resp.usage",
+        },
+        None,
+    )
+    raw = orjson.dumps(
+        {
+            "id": "g2",
+            "retry": "2",
+            "ttft": 120.5,
+            "done": "",
+            "resp": {"usage": {"prompt_tokens": 3}},
+        }
+    )
+    rec = parse(raw, None)
+    assert (rec.attempt, rec.ttft_ms, rec.request_completion) == (2, 120.5, "")
+    assert rec.usage == {"prompt_tokens": 3}
