@@ -3,7 +3,7 @@
 Times `parse_body(want_text=False)` (the hot path) over each recorded fixture and over a synthetic
 100-chunk OpenAI chat stream with a final usage chunk, and prints streams/s and µs per stream.
 
-    /work/venv/bin/python bench/bench_parse.py [--seconds 1.0]
+    .venv/bin/python bench/bench_parse.py [--seconds 1.0]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import orjson
 
 from sidecar.parse.providers import parse_body
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "recorded"
 
 
 def synthetic_chat(chunks: int = 100) -> str:

@@ -6,7 +6,7 @@ warm-up (every (provider, model, tier) compiled and cached). Each sample times o
 mix; the figure is the median per event across samples. genai-prices' `calc_price` runs on the
 same events in the same process, and the two totals are checked to agree.
 
-    /work/venv/bin/python bench/bench_pricing.py [--samples 200] [--passes 20]
+    .venv/bin/python bench/bench_pricing.py [--samples 200] [--passes 20]
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Files written into DIR (default examples/logs/):
   truth.json   per request id: provider, api, served model, statuses and normalised usage.
 
 Same arguments -> byte-identical files. Stdlib + orjson only. The streams copy the byte shape of
-the real recordings in the shared fixtures (see /work/shared/reference/streams.md).
+the real recordings in the shared fixtures (tests/fixtures/recorded; formats: https://platform.openai.com/docs/api-reference/chat-streaming).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """A protocol-faithful Splunk HTTP Event Collector for tests and dry runs.
 
-Every reply is derived from the Splunk documentation as recorded in
-`/work/shared/reference/hec-and-splunk-apps.md` section 1 (the status-code table 1.7, the
-indexer-acknowledgement flow 1.6, authentication 1.2, the envelope 1.3, batching 1.4); each rule
-cites the entry it comes from. It is not shaped after our own client.
+Every reply is derived from Splunk's documentation of HTTP Event Collector
+(https://docs.splunk.com/Documentation/Splunk/latest/Data/FormateventsforHTTPEventCollector,
+.../TroubleshootHTTPEventCollector for the status codes, .../AboutHECIDXAck for indexer
+acknowledgement); section numbers below (1.2 auth, 1.3 envelope, 1.4 batching, 1.6 acks, 1.7 codes)
+are those of the project's reading notes of those pages. It is not shaped after our own client.
 
     protocol.py   codes, paths, token settings, envelope checks, reply bodies (no network)
     server.py     HecTestServer: the aiohttp app, scripted faults, acks, run_in_thread()

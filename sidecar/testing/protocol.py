@@ -1,6 +1,6 @@
 """The HEC protocol rules of the test server, with no network: codes, envelopes, reply bodies.
 
-Owns the status-code table (reference `/work/shared/reference/hec-and-splunk-apps.md` table 1.7),
+Owns the status-code table (Splunk docs, "Troubleshoot HTTP Event Collector", status-code table: https://docs.splunk.com/Documentation/Splunk/latest/Data/TroubleshootHTTPEventCollector),
 the endpoint paths, the per-token settings, the scripted-fault and request records, and the
 checks that split a request body into envelopes and find the first invalid one (sections 1.3,
 1.4). Each rule cites the entry it comes from. The server in `server.py` turns the results into

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO.parent / "shared" / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures" / "recorded"
 KEYS = [
     "file",
     "provider",

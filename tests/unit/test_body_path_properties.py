@@ -22,7 +22,7 @@ from sidecar.parse.providers import parse_body
 from sidecar.parse.response import parse_completed
 from sidecar.types import AccessRecord, Completed
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 BODIES = {
     p.name: p.read_text(encoding="utf-8")
     for p in sorted(FIXTURES.iterdir())

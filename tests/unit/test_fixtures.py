@@ -1,4 +1,4 @@
-"""Every recorded fixture in ../shared/fixtures parsed against the usage in its `.source.txt`.
+"""Every recorded fixture in tests/fixtures/recorded parsed against the usage in its `.source.txt`.
 
 The expected numbers below were copied by hand from each fixture's `.source.txt` (usage summary
 and notes) and normalised per DESIGN.md section 4: input includes cache reads and writes, output
@@ -15,7 +15,7 @@ import pytest
 from sidecar.parse.detect import detect, model_from_path
 from sidecar.parse.providers import parse_body
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 
 
 @dataclass(frozen=True)

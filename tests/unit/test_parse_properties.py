@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sidecar.parse.providers import parse_body_strict
 from sidecar.parse.sse import iter_events
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 BODIES = {
     p.name: p.read_text(encoding="utf-8")
     for p in sorted(FIXTURES.iterdir())

@@ -28,7 +28,7 @@ from sidecar.types import (
     Usage,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"  # as conftest.py
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"  # as conftest.py
 
 
 def sse_payloads(name: str) -> list[dict]:
