@@ -188,11 +188,20 @@ class Completed:
         return self.body
 
     def window(self, head_bytes: int, tail_bytes: int) -> str | None:
-        """The first parts (at least `head_bytes` of them) and the last parts (at least
-        `tail_bytes`), decoded and joined by a blank line; None when that would be most of the
-        body anyway (then decode it whole)."""
+        """Whole SSE events from the first parts (at least `head_bytes` of them) and from the
+        last parts (at least `tail_bytes`), decoded and joined by a blank line; None when that
+        would be most of the body anyway (then decode it whole), or when no event boundary is
+        found near an edge.
+
+        Both pieces are cut on event boundaries (a blank line): the head after its last one, the
+        tail after the last one of the part before it. A piece that began or ended inside an
+        event would hand the parser a fragment: a tail starting mid-event is a line that is not
+        an SSE field, silently skipped, and that event (say, the one carrying finish_reason)
+        would be lost without a trace.
+        """
         parts = self.parts
-        if self.body is not None or not parts or self.assemble is None:
+        assemble = self.assemble
+        if self.body is not None or not parts or assemble is None:
             return None
         n = len(parts)
         h = size = 0
@@ -204,11 +213,33 @@ class Completed:
         while t > h and size < tail_bytes:
             t -= 1
             size += len(parts[t])
+        for _ in range(_WINDOW_BOUNDARY_STEPS):  # step the tail back to a part with a boundary
+            if t <= h:
+                return None
+            t -= 1
+            cut = _last_boundary(assemble(parts[t : t + 1])[0])
+            if cut >= 0:
+                break
+        else:
+            return None
         if t - h < (n // 4) + 1:  # the gap would be small: not worth two decodes
             return None
-        first = self.assemble(parts[:h])[0]
-        last = self.assemble(parts[t:])[0]
-        return first + "\n\n" + last
+        first = assemble(parts[:h])[0]
+        end = _last_boundary(first)
+        if end < 0:
+            return None
+        last = assemble(parts[t:])[0]
+        return first[:end] + "\n\n" + last[cut:]
+
+
+def _last_boundary(text: str) -> int:
+    """The offset just past the last blank line (SSE event boundary) in `text`, or -1."""
+    k = text.rfind("\n\n")
+    j = text.rfind("\r\n\r\n")
+    return max(k + 2 if k >= 0 else -1, j + 4 if j >= 0 else -1)
+
+
+_WINDOW_BOUNDARY_STEPS = 8  # parts to step back to find an event boundary for the window's tail
 
 
 @dataclass(slots=True)

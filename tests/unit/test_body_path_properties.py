@@ -132,3 +132,19 @@ def test_window_is_not_used_for_short_bodies_and_matches_for_long_ones() -> None
     parsed = parse_completed(c, provider=None)
     assert c.body is None, "the window was enough: the whole body was never decoded"
     assert parsed.usage == parse_body(body).usage
+
+
+def test_window_tail_never_starts_inside_an_event() -> None:
+    """Found by the property test above: with this chunking the window's tail began inside the
+    chunk carrying finish_reason, whose remainder the SSE framing skipped as a non-field line."""
+    rng = random.Random(56)
+    rid = f"{0:032x}"
+    body = BODIES["openai_chat_usage_2.sse"]
+    j = Joiner(assemble=assemble_escaped)
+    done: list[Completed] = []
+    j.add_access(AccessRecord(rid, status=200), "s", None, done)
+    for line in lines_for(rid, body, rng, 52):
+        dec = decode_chunk_lines([line])
+        j.add_chunks(dec.groups, dec.records, "s", done)
+    (c,) = done
+    assert summary(parse_completed(c, provider=None)) == EXPECTED["openai_chat_usage_2.sse"]
