@@ -87,7 +87,7 @@ def build(app_dir: Path, out_dir: Path) -> package.Package:
 def run(args: argparse.Namespace) -> int:
     try:
         return _COMMANDS[args.splunk_command](args)
-    except (package.PackageError, SplunkError, ValueError) as exc:
+    except (package.PackageError, SplunkError, ValueError, OSError) as exc:
         print(f"splunk {args.splunk_command}: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, package.PackageError | ValueError) else 1
 

@@ -277,3 +277,32 @@ def test_report_and_verify_searches_pass_the_spl_check_and_the_schema() -> None:
         assert a.money_ok, name
     v = spl.analyze(report.verify_search("llm"))
     assert v.problems == []
+
+
+def test_install_reports_splunkd_refusing_the_package(splunkd: FakeSplunkd, tmp_path, capsys):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "llm_usage-0.1.0.tar.gz").mkdir()  # the copy into the shared folder fails
+    args = ["splunk", "install", "--out-dir", str(tmp_path / "d"), "--server-path", str(shared)]
+    assert main(args) == 1
+    assert "Is a directory" in capsys.readouterr().err
+    assert not splunkd.apps
+    # a package splunkd cannot open: splunkd's REST error is shown
+    from sidecar.splunk.client import SplunkError, Target, connect, install_app
+
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(b"not a tarball")
+    service = connect(Target(splunkd.url, "admin", PASSWORD))
+    with pytest.raises(SplunkError, match=r"HTTP 400.*failed to extract app"):
+        install_app(service, str(bad), "llm_usage")
+
+
+def test_fake_splunkd_requires_authentication(splunkd: FakeSplunkd) -> None:
+    import urllib.error
+    import urllib.request
+
+    for path in ("/services/server/info", "/services/apps/local/llm_usage"):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(splunkd.url + path, timeout=5)
+        assert err.value.code == 401
+        err.value.close()

@@ -245,3 +245,21 @@ def test_the_checks_catch_what_they_claim() -> None:
     assert a.from_events - spl.BUILTIN_FIELDS == {"modle"}
     a = spl.analyze("index=x | eval y=1 | table y z")
     assert a.from_events - spl.BUILTIN_FIELDS == {"z"}
+
+
+def test_searches_name_the_index_only_through_the_llm_index_macro() -> None:
+    for s in SEARCHES:
+        if s.origin != "macros [llm_index]":
+            assert "index=" not in s.raw, f"{s.origin}: use `llm_index`"
+
+
+def test_per_result_alerts_suppress_on_fields_their_search_outputs() -> None:
+    saved = appfiles.read_conf(APP / "default" / "savedsearches.conf")
+    macros = appfiles.macros(APP)
+    for name in saved.sections():
+        fields = saved.get(name, "alert.suppress.fields", fallback="")
+        if not fields:
+            continue
+        a = spl.analyze(spl.expand_macros(saved.get(name, "search"), macros))
+        for f in fields.split(","):
+            assert f.strip() in a.used | a.created, f"{name}: suppresses on {f!r}, never output"
