@@ -123,8 +123,11 @@ def app_searches(app_dir: Path) -> list[AppSearch]:
         out.append(AppSearch(f"savedsearches [{stanza}]", raw, spl.expand_macros(raw, defs)))
     for name, definition in defs.items():
         expanded = spl.expand_macros(definition, defs)
-        if not re.fullmatch(r"\d+(\.\d+)?", expanded.strip()):  # thresholds are numbers
-            out.append(AppSearch(f"macros [{name}]", definition, expanded))
+        if re.fullmatch(r"\d+(\.\d+)?", expanded.strip()):
+            continue  # a threshold
+        if expanded.split()[0].lower() in spl.KNOWN_COMMANDS - {"search"}:
+            expanded = "search * | " + expanded  # a pipeline tail such as `llm_dedup`
+        out.append(AppSearch(f"macros [{name}]", definition, expanded))
     return out
 
 
@@ -137,8 +140,5 @@ def check_app(app_dir: Path) -> list[str]:
     looks = lookups(app_dir)
     problems = []
     for s in searches:
-        text = s.spl
-        if s.origin.startswith("macros [llm_dedup"):
-            text = "search * | " + text  # a macro that is a pipeline tail
-        problems += [f"{s.origin}: {p}" for p in spl.analyze(text, looks).problems]
+        problems += [f"{s.origin}: {p}" for p in spl.analyze(s.spl, looks).problems]
     return problems
