@@ -13,98 +13,24 @@ import re
 from dataclasses import dataclass, field
 
 # Commands the app and the reports may use. Anything else is reported as unknown.
-KNOWN_COMMANDS = frozenset(
-    [
-        "search",
-        "where",
-        "eval",
-        "stats",
-        "eventstats",
-        "streamstats",
-        "timechart",
-        "chart",
-        "tstats",
-        "table",
-        "fields",
-        "sort",
-        "dedup",
-        "rename",
-        "lookup",
-        "inputlookup",
-        "makeresults",
-        "addinfo",
-        "predict",
-        "bin",
-        "bucket",
-        "head",
-        "tail",
-        "fillnull",
-        "append",
-        "appendcols",
-        "appendpipe",
-        "join",
-        "return",
-        "format",
-        "mvexpand",
-        "rex",
-        "spath",
-        "top",
-        "rare",
-        "transpose",
-        "xyseries",
-        "untable",
-        "addtotals",
-        "addcoltotals",
-        "fieldformat",
-        "delta",
-        "accum",
-        "outputlookup",
-        "collect",
-        "rest",
-    ]
+KNOWN_COMMANDS = frozenset(  # a word list
+    """search where eval stats eventstats streamstats timechart chart tstats table fields sort
+    dedup rename lookup inputlookup makeresults addinfo predict bin bucket head tail
+    fillnull append appendcols appendpipe join return format mvexpand rex spath top rare
+    transpose xyseries untable addtotals addcoltotals fieldformat delta accum outputlookup
+    collect rest""".split()  # noqa: SIM905
 )
 _STATS_LIKE = {"stats", "eventstats", "streamstats", "timechart", "chart", "tstats"}
-_AGG_OPTS = {
-    "span",
-    "limit",
-    "useother",
-    "usenull",
-    "current",
-    "window",
-    "bins",
-    "partial",
-    "cont",
-    "prestats",
-    "summariesonly",
-    "allow_old_summaries",
-    "global",
-    "reset_on_change",
-    "otherstr",
-    "nullstr",
-    "agg",
-    "fixedrange",
-    "sep",
-    "format",
-    "time_window",
-}
+_AGG_OPTS = frozenset(  # a word list
+    """span limit useother usenull current window bins partial cont prestats summariesonly
+    allow_old_summaries global reset_on_change otherstr nullstr agg fixedrange sep format
+    time_window""".split()  # noqa: SIM905
+)
 _KEYWORDS = {"and", "or", "not", "like", "in", "as", "by", "output", "outputnew", "where", "over"}
 # Fields every event has or Splunk sets, and search-time modifiers.
-BUILTIN_FIELDS = frozenset(
-    [
-        "_time",
-        "_raw",
-        "_indextime",
-        "host",
-        "source",
-        "sourcetype",
-        "index",
-        "splunk_server",
-        "linecount",
-        "eventtype",
-        "earliest",
-        "latest",
-        "count",
-    ]
+BUILTIN_FIELDS = frozenset(  # a word list
+    """_time _raw _indextime host source sourcetype index splunk_server linecount eventtype
+    earliest latest count""".split()  # noqa: SIM905
 )
 
 _MACRO = re.compile(r"`([A-Za-z0-9_]+)(\([^`]*\))?`")
