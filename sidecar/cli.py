@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     price.add_arguments(p)
     p.add_argument("-c", "--config", default=None, help="config.yaml for aliases and overrides")
     p.set_defaults(func=lambda a: price.run(a, _optional_config(a)))
+
+    from sidecar.commands import splunk
+
+    p = sub.add_parser("splunk", help="Splunk app: package, install, verify; cost reports")
+    splunk.add_arguments(p)
+    p.set_defaults(func=splunk.run)
     return parser
 
 
