@@ -51,7 +51,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
+    from sidecar import logsetup
     from sidecar.pipeline import Pipeline, install_signal_handlers
+
+    lg = cfg.log
+    logsetup.configure(
+        lg.format,
+        lg.level,
+        rate_limit_secs=lg.rate_limit_secs,
+        secrets=logsetup.secrets_of(cfg),
+        verbose=args.verbose,
+    )
     from sidecar.telemetry import format_summary
 
     async def main() -> int:
@@ -65,6 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             logging.getLogger("sidecar").info(
                 "SIGHUP: pricing overrides %s.", "reloaded" if ok else "kept (reload failed)"
             )
+            logsetup.reload_level(args.config, verbose=args.verbose)
 
         loop.add_signal_handler(signal.SIGHUP, reload_pricing)
         telemetry = await pipeline.run(stop)

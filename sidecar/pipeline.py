@@ -19,6 +19,8 @@ import logging
 import os
 import signal
 import socket
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +38,7 @@ from sidecar.parse.response import parse_completed
 from sidecar.sinks.file import FileSink
 from sidecar.sinks.hec.sink import HecSink
 from sidecar.sources.tail import LineBatch, Tailer
+from sidecar.status import Rate, health_reasons, sink_counters, source_lag, unreadable_paths
 from sidecar.telemetry import Telemetry
 from sidecar.types import Completed, OutEvent
 
@@ -52,6 +55,7 @@ class _SourceRuntime:
     body_tail: Tailer | None
     parse_access: Callable[..., Any]
     provider: str | None
+    last_time: float | None = None  # log time of the newest access record read (for the lag)
 
 
 class Pipeline:
@@ -61,6 +65,9 @@ class Pipeline:
         self.telemetry = Telemetry(
             set_aside_path=os.path.join(cfg.resolve(cfg.state_dir), "malformed.ndjson")
         )
+        self.telemetry.series.cap = cfg.server.max_label_values
+        self._started = time.time()
+        self._rate = Rate()
         key = load_or_create_key(cfg.identity.hash_key, cfg.resolve(cfg.state_dir))
         self.hasher = make_hasher(key)
         hf = set(cfg.identity.hash_fields)
@@ -92,6 +99,7 @@ class Pipeline:
                         config_key=f"sinks[{i}]",
                     )
                 )
+                self.sinks[-1].observe_latency = self.telemetry.hec_latency.observe
         self._completed_q: asyncio.Queue[list[Completed] | None] = asyncio.Queue(_QUEUE_LISTS)
         self._events_q: asyncio.Queue[list[OutEvent] | None] = asyncio.Queue(_QUEUE_LISTS)
 
@@ -129,6 +137,7 @@ class Pipeline:
         name = src.cfg.name
         async for batch in src.access_tail.batches(follow=not self.once, stop=stop):
             out: list[Completed] = []
+            rec = None
             t.counters["access_lines_total"] += len(batch.lines)
             for i, line in enumerate(batch.lines):
                 if not line.strip():
@@ -139,6 +148,8 @@ class Pipeline:
                     self._set_aside(exc, batch, i)
                     continue
                 src.joiner.add_access(rec, name, batch.path, out)
+            if rec is not None and rec.time:
+                src.last_time = rec.time
             if out:
                 await self._completed_q.put(out)
 
@@ -270,9 +281,12 @@ class Pipeline:
             if src.body_tail is not None:
                 readers.append(asyncio.create_task(self._run_body(src, stop), name="body"))
         expiry = None if self.once else asyncio.create_task(self._run_expiry(stop))
+        service = None if self.once else await self._start_service(stop)
         try:
             await asyncio.gather(*readers)
         finally:
+            if service is not None:
+                await service.stop()
             if expiry is not None:
                 stop.set()
                 await expiry
@@ -298,6 +312,88 @@ class Pipeline:
             self.telemetry.estimation = self.estimator.metrics()
             self.telemetry.close()
         return self.telemetry
+
+    # ------------------------------------------------------------------ service (issue 11)
+    async def _start_service(self, stop: asyncio.Event) -> Any:
+        """systemd READY/STATUS/WATCHDOG, /health + /metrics, heartbeats (follow mode)."""
+        from sidecar.metrics import make_renderer
+        from sidecar.service import ServiceRuntime
+
+        service = ServiceRuntime(
+            self.cfg,
+            status=self.status,
+            metrics=make_renderer(self.telemetry, self.status, self.estimator.metrics),
+            emit=self._events_q.put,
+        )
+        await service.start(stop)
+        return service
+
+    def status(self) -> dict[str, Any]:
+        """Lag per source, spool bytes, events/s, counters and health reasons (contract 2): for
+        /health, /metrics, STATUS= and the heartbeat. Missing parts read as 0 / healthy."""
+        now = time.time()
+        sources: dict[str, Any] = {}
+        source_reasons: list[str] = []
+        for src in self.sources:
+            tails = [src.access_tail] + ([src.body_tail] if src.body_tail else [])
+            pending = sum(t.pending_bytes() for t in tails)
+            lag = source_lag(pending, src.last_time, self._started, now)
+            sources[src.cfg.name] = {
+                "lag_secs": round(lag, 3),
+                "pending_bytes": pending,
+                "lines_read": {
+                    "access": tails[0].lines_read,
+                    "body": sum(t.lines_read for t in tails[1:]),
+                },
+            }
+            paths = src.cfg.access_log.paths + (src.cfg.body_log.paths if src.cfg.body_log else [])
+            for reason in unreadable_paths([self.cfg.resolve(p) for p in paths]):
+                source_reasons.append(f"source {src.cfg.name}: {reason}")
+        sinks: dict[str, dict[str, int]] = {}
+        totals: Counter[str] = Counter()
+        sink_reasons: list[str] = []
+        for i, sink in enumerate(self.sinks):
+            sinks[f"sinks[{i}]"] = counts = sink_counters(getattr(sink, "stats", {}))
+            totals.update(counts)
+            health = getattr(sink, "health", None)
+            sink_reasons.extend(health() if callable(health) else [])
+        spool = getattr(self, "spool", None)
+        t = self.telemetry
+        rows = list(t.by_model.values())
+        st: dict[str, Any] = {
+            "time": now,
+            "uptime_secs": round(now - self._started, 3),
+            "lag_secs": max((s["lag_secs"] for s in sources.values()), default=0.0),
+            "sources": sources,
+            "spool_bytes": int(getattr(spool, "bytes_used", 0) or 0),
+            "spool_max_bytes": int(getattr(spool, "max_bytes", 0) or 0),
+            **{
+                k: totals[k]
+                for k in (
+                    "events_sent_total",
+                    "events_failed_total",
+                    "events_dead_lettered_total",
+                    "events_retried_total",
+                )
+            },
+            "sinks": sinks,
+            "records_set_aside_total": t.counters["records_malformed_total"],
+            "requests_total": t.counters["events_emitted_total"],
+            "tokens_estimated_total": sum(r.estimated for r in rows),
+            "unpriced_requests_total": sum(r.unpriced for r in rows),
+            "events_per_sec": self._rate.sample(t.counters["events_emitted_total"]),
+        }
+        srv = self.cfg.server
+        reasons = health_reasons(
+            st,
+            sink_reasons=sink_reasons,
+            lag_threshold_secs=srv.lag_threshold_secs,
+            spool_threshold_pct=srv.spool_threshold_pct,
+            source_reasons=source_reasons,
+        )
+        st["health"] = "degraded" if reasons else "ok"
+        st["health_reasons"] = reasons
+        return st
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:
