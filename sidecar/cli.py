@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import time
 
 from sidecar import __version__
 from sidecar.errors import ConfigError
@@ -52,6 +53,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     from sidecar import logsetup
+    from sidecar.notify import Notifier
     from sidecar.pipeline import Pipeline, install_signal_handlers
 
     lg = cfg.log
@@ -71,11 +73,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
 
         def reload_pricing() -> None:
+            notifier = Notifier()  # systemd's reload protocol: RELOADING=1 ... READY=1
+            notifier.send(RELOADING=1, MONOTONIC_USEC=time.monotonic_ns() // 1000)
             ok = pipeline.pricing.reload()
             logging.getLogger("sidecar").info(
                 "SIGHUP: pricing overrides %s.", "reloaded" if ok else "kept (reload failed)"
             )
             logsetup.reload_level(args.config, verbose=args.verbose)
+            notifier.send(READY=1)
+            notifier.close()
 
         loop.add_signal_handler(signal.SIGHUP, reload_pricing)
         telemetry = await pipeline.run(stop)
