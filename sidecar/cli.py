@@ -1,4 +1,4 @@
-"""`llm-hec-sidecar` command line: run, validate, usage, price."""
+"""`llm-hec-sidecar` command line: run, validate, usage, price, init, check."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.set_defaults(func=cmd_validate)
 
-    from sidecar.commands import price, usage
+    from sidecar.commands import check, init, price, usage
 
     p = sub.add_parser("usage", help="normalised usage and cost of captured response bodies")
     usage.add_arguments(p)
@@ -121,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     price.add_arguments(p)
     p.add_argument("-c", "--config", default=None, help="config.yaml for aliases and overrides")
     p.set_defaults(func=lambda a: price.run(a, _optional_config(a)))
+
+    p = sub.add_parser("init", help="write a config (and the systemd unit) for a host")
+    init.add_arguments(p)
+    p.set_defaults(func=init.run)
+
+    p = sub.add_parser("check", help="live check: HEC, token, index, log access, prices")
+    _config_arg(p)
+    check.add_arguments(p)
+    p.set_defaults(func=lambda a: check.run(a, _optional_config(a)))
     return parser
 
 

@@ -105,7 +105,8 @@ def configure(
     """(Re)install the one stderr handler on the root logger."""
     root = logging.getLogger()
     for h in list(root.handlers):
-        if h.get_name() == _HANDLER_NAME or isinstance(h, logging.StreamHandler):
+        # Ours, or basicConfig's plain stderr handler (not a test harness' capture handler).
+        if h.get_name() == _HANDLER_NAME or type(h) is logging.StreamHandler:
             root.removeHandler(h)
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
