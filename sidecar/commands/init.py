@@ -62,6 +62,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", default=None, help="Splunk index (default: the token's)")
     p.add_argument("--access-log", default=None, help="access log path or glob")
     p.add_argument("--body-log", default=None, help="body log path or glob")
+    p.add_argument(
+        "--start-at",
+        choices=["beginning", "end"],
+        default="end",
+        help="where to start in logs seen for the first time (default: end)",
+    )
     p.add_argument("-o", "--output", default="config.yaml", help="where to write the config")
     p.add_argument("--systemd", metavar="DIR", default=None, help="also write the unit files")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
@@ -74,6 +80,7 @@ def render_config(
     index: str | None,
     access_log: str | None = None,
     body_log: str | None = None,
+    start_at: str = "end",
 ) -> str:
     preset = PRESETS[proxy]
     access = access_log or preset["access"]
@@ -105,7 +112,7 @@ def render_config(
             "        type: chunks                 # chunks | bodies",
         ]
     out += [
-        "    start_at: end                    # a new host: start at the end of existing logs",
+        f"    start_at: {start_at:<27} # beginning | end: where a log seen first is read from",
         "",
         f"state_dir: {STATE}   # checkpoints, spool, key",
         "",
@@ -166,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         index=args.index,
         access_log=args.access_log,
         body_log=args.body_log,
+        start_at=args.start_at,
     )
     out = Path(args.output)
     written = []
