@@ -69,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> int:
         pipeline = Pipeline(cfg, once=args.once)
         stop = asyncio.Event()
-        install_signal_handlers(stop)
+        install_signal_handlers(stop, cfg.shutdown.drain_timeout_secs)
         loop = asyncio.get_running_loop()
 
         def reload_pricing() -> None:

@@ -179,6 +179,15 @@ class Heartbeat:
 
 
 @dataclass
+class Shutdown:
+    """How SIGTERM ends the service."""
+
+    drain_timeout_secs: float = field(
+        default=75.0, metadata={"range": (1.0, 3600.0)}
+    )  # deliver what was read within this, else exit 1 (keep it under the unit's TimeoutStopSec)
+
+
+@dataclass
 class Log:
     """The sidecar's own log lines (stderr; journald adds the time and the unit name)."""
 
@@ -201,6 +210,7 @@ class Config:
     server: Server = field(default_factory=Server)  # /health and /metrics
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     log: Log = field(default_factory=Log)
+    shutdown: Shutdown = field(default_factory=Shutdown)
     base_dir: str = field(default=".", metadata={"internal": True})  # relative paths resolve here
 
     def resolve(self, path: str) -> str:

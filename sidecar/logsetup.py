@@ -135,8 +135,8 @@ def reload_level(config_path: str, *, verbose: bool = False) -> None:
     except ConfigError as exc:
         log.warning("SIGHUP: log level kept, %s does not load: %s", config_path, exc)
         return
+    log.info("SIGHUP: log level %s.", level)  # said before a higher level would hide it
     set_level(level)
-    log.info("SIGHUP: log level is %s.", level)
 
 
 def secrets_of(cfg: Any) -> list[str]:

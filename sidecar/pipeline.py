@@ -396,9 +396,20 @@ class Pipeline:
         return st
 
 
-def install_signal_handlers(stop: asyncio.Event) -> None:
-    """SIGTERM/SIGINT stop cleanly; a second one forces exit (uvicorn's habit)."""
+def install_signal_handlers(stop: asyncio.Event, drain_timeout_secs: float | None = None) -> None:
+    """SIGTERM/SIGINT stop cleanly; a second one forces exit (uvicorn's habit). With
+    `drain_timeout_secs`, a drain that takes longer (HEC down) ends the process with exit 1."""
     loop = asyncio.get_running_loop()
+
+    def give_up() -> None:
+        log.error(
+            "Draining did not finish within %g s (is HEC reachable?); exiting now. What was not "
+            "delivered is read again at the next start. Raise shutdown.drain_timeout_secs (and "
+            "TimeoutStopSec= in the unit) to wait longer.",
+            drain_timeout_secs,
+        )
+        logging.shutdown()
+        os._exit(1)
 
     def handler(signame: str) -> None:
         if stop.is_set():
@@ -406,6 +417,8 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
             os._exit(130)
         log.info("%s received: draining and stopping.", signame)
         stop.set()
+        if drain_timeout_secs:
+            loop.call_later(drain_timeout_secs, give_up)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, handler, sig.name)

@@ -264,6 +264,8 @@ def test_service_life(tmp_path: Path) -> None:
                 [{"model": "my-llama-70b", "input_usd_per_mtok": "3", "output_usd_per_mtok": "3"}]
             )
         )
+        cfg["log"]["level"] = "warning"  # SIGHUP also re-reads the log level
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
         proc.send_signal(signal.SIGHUP)
         n_ready = sum("READY" in m for m in dgrams.poll())
         wait_for(lambda: sum("READY" in m for m in dgrams.poll()) > n_ready, what="reloaded")
@@ -305,3 +307,59 @@ def test_service_life(tmp_path: Path) -> None:
         rec = json.loads(line)
         assert {"level", "logger", "msg"} <= rec.keys()
     assert TOKEN not in stderr
+    assert "SIGHUP: log level warning." in stderr
+    assert "SIGTERM received" not in stderr  # an info line, below the reloaded level
+
+
+def test_unreachable_hec_is_unhealthy_and_sigterm_gives_up_within_its_bound(
+    tmp_path: Path,
+) -> None:
+    access, body = tmp_path / "access.log", tmp_path / "body.log"
+    a_lines = (LOGS / "access.log").read_bytes().splitlines()[:5]
+    ids = {orjson.loads(x)["request_id"] for x in a_lines}
+    b_lines = (LOGS / "body.log").read_bytes().splitlines()
+    append(body, [x for x in b_lines if orjson.loads(x)["request_id"] in ids])
+    append(access, a_lines)
+    port = free_port()
+    closed = free_port()  # nothing listens there
+    cfg = {
+        "sources": [{"access_log": {"paths": [str(access)]}, "body_log": {"paths": [str(body)]}}],
+        "identity": {"hash_key": "k" * 16},
+        "state_dir": str(tmp_path / "state"),
+        "sinks": [
+            {
+                "type": "hec",
+                "endpoints": [f"http://127.0.0.1:{closed}"],
+                "token": TOKEN,
+                "batch": {"timeout_secs": 0.1},
+                "retry": {"initial_backoff_secs": 0.05, "max_backoff_secs": 0.2},
+            }
+        ],
+        "server": {"listen": f"127.0.0.1:{port}"},
+        "shutdown": {"drain_timeout_secs": 1},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidecar.cli", "run", "-c", str(tmp_path / "config.yaml")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def reasons() -> list[str]:
+            try:
+                st, data = http_get(port, "/health")
+            except OSError:
+                return []
+            return json.loads(data)["health_reasons"] if st == 503 else []
+
+        wait_for(lambda: any("HEC unreachable" in r for r in reasons()), what="HEC unreachable")
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)  # HEC never answers: only the bound ends it
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, stderr[-2000:]
+    assert "Draining did not finish within 1 s" in stderr
