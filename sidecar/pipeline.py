@@ -20,7 +20,6 @@ import os
 import signal
 import socket
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +37,7 @@ from sidecar.parse.response import parse_completed
 from sidecar.sinks.file import FileSink
 from sidecar.sinks.hec.sink import HecSink
 from sidecar.sources.tail import LineBatch, Tailer
-from sidecar.status import Rate, health_reasons, sink_counters, source_lag, unreadable_paths
+from sidecar.status import Rate, SourceView, gather_status
 from sidecar.telemetry import Telemetry
 from sidecar.types import Completed, OutEvent
 
@@ -331,69 +330,22 @@ class Pipeline:
     def status(self) -> dict[str, Any]:
         """Lag per source, spool bytes, events/s, counters and health reasons (contract 2): for
         /health, /metrics, STATUS= and the heartbeat. Missing parts read as 0 / healthy."""
-        now = time.time()
-        sources: dict[str, Any] = {}
-        source_reasons: list[str] = []
+        sources = []
         for src in self.sources:
             tails = [src.access_tail] + ([src.body_tail] if src.body_tail else [])
-            pending = sum(t.pending_bytes() for t in tails)
-            lag = source_lag(pending, src.last_time, self._started, now)
-            sources[src.cfg.name] = {
-                "lag_secs": round(lag, 3),
-                "pending_bytes": pending,
-                "lines_read": {
-                    "access": tails[0].lines_read,
-                    "body": sum(t.lines_read for t in tails[1:]),
-                },
-            }
             paths = src.cfg.access_log.paths + (src.cfg.body_log.paths if src.cfg.body_log else [])
-            for reason in unreadable_paths([self.cfg.resolve(p) for p in paths]):
-                source_reasons.append(f"source {src.cfg.name}: {reason}")
-        sinks: dict[str, dict[str, int]] = {}
-        totals: Counter[str] = Counter()
-        sink_reasons: list[str] = []
-        for i, sink in enumerate(self.sinks):
-            sinks[f"sinks[{i}]"] = counts = sink_counters(getattr(sink, "stats", {}))
-            totals.update(counts)
-            health = getattr(sink, "health", None)
-            sink_reasons.extend(health() if callable(health) else [])
-        spool = getattr(self, "spool", None)
-        t = self.telemetry
-        rows = list(t.by_model.values())
-        st: dict[str, Any] = {
-            "time": now,
-            "uptime_secs": round(now - self._started, 3),
-            "lag_secs": max((s["lag_secs"] for s in sources.values()), default=0.0),
-            "sources": sources,
-            "spool_bytes": int(getattr(spool, "bytes_used", 0) or 0),
-            "spool_max_bytes": int(getattr(spool, "max_bytes", 0) or 0),
-            **{
-                k: totals[k]
-                for k in (
-                    "events_sent_total",
-                    "events_failed_total",
-                    "events_dead_lettered_total",
-                    "events_retried_total",
-                )
-            },
-            "sinks": sinks,
-            "records_set_aside_total": t.counters["records_malformed_total"],
-            "requests_total": t.counters["events_emitted_total"],
-            "tokens_estimated_total": sum(r.estimated for r in rows),
-            "unpriced_requests_total": sum(r.unpriced for r in rows),
-            "events_per_sec": self._rate.sample(t.counters["events_emitted_total"]),
-        }
-        srv = self.cfg.server
-        reasons = health_reasons(
-            st,
-            sink_reasons=sink_reasons,
-            lag_threshold_secs=srv.lag_threshold_secs,
-            spool_threshold_pct=srv.spool_threshold_pct,
-            source_reasons=source_reasons,
+            sources.append(
+                SourceView(src.cfg.name, tails, src.last_time, [self.cfg.resolve(p) for p in paths])
+            )
+        return gather_status(
+            sources=sources,
+            sinks=self.sinks,
+            spool=getattr(self, "spool", None),
+            telemetry=self.telemetry,
+            started=self._started,
+            rate=self._rate,
+            server=self.cfg.server,
         )
-        st["health"] = "degraded" if reasons else "ok"
-        st["health_reasons"] = reasons
-        return st
 
 
 def install_signal_handlers(stop: asyncio.Event, drain_timeout_secs: float | None = None) -> None:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import glob
 import os
 import time
-from collections import deque
+from collections import Counter, deque
+from dataclasses import dataclass
 from typing import Any
 
 from sidecar.types import OutEvent
@@ -101,6 +102,80 @@ def health_reasons(
             )
     reasons.extend(source_reasons)
     return reasons
+
+
+@dataclass
+class SourceView:
+    """What the status needs of one source: its tailers (`pending_bytes()`, `lines_read`; the
+    access tailer first), the log time of its newest access record, its resolved path patterns."""
+
+    name: str
+    tails: list[Any]
+    last_time: float | None
+    patterns: list[str]
+
+
+def gather_status(
+    *,
+    sources: list[SourceView],
+    sinks: list[Any],
+    spool: Any,
+    telemetry: Any,
+    started: float,
+    rate: Rate,
+    server: Any,
+) -> dict[str, Any]:
+    """The status dict (see the module docstring) from the pipeline's parts, read duck-typed."""
+    now = time.time()
+    per_source: dict[str, Any] = {}
+    source_reasons: list[str] = []
+    for src in sources:
+        pending = sum(t.pending_bytes() for t in src.tails)
+        per_source[src.name] = {
+            "lag_secs": round(source_lag(pending, src.last_time, started, now), 3),
+            "pending_bytes": pending,
+            "lines_read": {
+                "access": src.tails[0].lines_read,
+                "body": sum(t.lines_read for t in src.tails[1:]),
+            },
+        }
+        for reason in unreadable_paths(src.patterns):
+            source_reasons.append(f"source {src.name}: {reason}")
+    by_sink: dict[str, dict[str, int]] = {}
+    totals: Counter[str] = Counter()
+    sink_reasons: list[str] = []
+    for i, sink in enumerate(sinks):
+        by_sink[f"sinks[{i}]"] = counts = sink_counters(getattr(sink, "stats", {}))
+        totals.update(counts)
+        health = getattr(sink, "health", None)
+        sink_reasons.extend(health() if callable(health) else [])
+    counters = telemetry.counters
+    rows = list(telemetry.by_model.values())
+    st: dict[str, Any] = {
+        "time": now,
+        "uptime_secs": round(now - started, 3),
+        "lag_secs": max((s["lag_secs"] for s in per_source.values()), default=0.0),
+        "sources": per_source,
+        "spool_bytes": int(getattr(spool, "bytes_used", 0) or 0),
+        "spool_max_bytes": int(getattr(spool, "max_bytes", 0) or 0),
+        **{k: totals[k] for k in _SINK_COUNTERS},
+        "sinks": by_sink,
+        "records_set_aside_total": counters["records_malformed_total"],
+        "requests_total": counters["events_emitted_total"],
+        "tokens_estimated_total": sum(r.estimated for r in rows),
+        "unpriced_requests_total": sum(r.unpriced for r in rows),
+        "events_per_sec": rate.sample(counters["events_emitted_total"]),
+    }
+    reasons = health_reasons(
+        st,
+        sink_reasons=sink_reasons,
+        lag_threshold_secs=server.lag_threshold_secs,
+        spool_threshold_pct=server.spool_threshold_pct,
+        source_reasons=source_reasons,
+    )
+    st["health"] = "degraded" if reasons else "ok"
+    st["health_reasons"] = reasons
+    return st
 
 
 def _bytes(n: int) -> str:
