@@ -206,9 +206,7 @@ def test_service_life(tmp_path: Path) -> None:
         append(access, a_lines)
         wait_for(lambda: len(usage_events(hec)) == 40, what="40 events at HEC")
         wait_for(lambda: any(e.get("sourcetype") == "llm:sidecar" for e in hec.events), what="hb")
-        before = len(hec.events)
         status, text = http_get(port, "/metrics")
-        after = len(hec.events)
         assert status == 200
         m = metric_values(text.decode())
         delivered = usage_events(hec)
@@ -224,8 +222,13 @@ def test_service_life(tmp_path: Path) -> None:
         for s in m["llm_sidecar_requests_total"]:
             got_by_model[s.labels["model"]] = got_by_model.get(s.labels["model"], 0) + s.value
         assert got_by_model == by_model
-        sent = m["llm_sidecar_events_sent_total"][0].value
-        assert before <= sent <= after  # usage events + heartbeats accepted by HEC
+
+        def sent_matches() -> bool:  # usage events + heartbeats, once no reply is in flight
+            n = len(hec.events)
+            sent = metric_values(http_get(port, "/metrics")[1].decode())
+            return sent["llm_sidecar_events_sent_total"][0].value == n == len(hec.events)
+
+        wait_for(sent_matches, what="events_sent_total == events accepted by HEC")
         assert m["llm_sidecar_lines_read_total"]
         assert m["llm_sidecar_hec_request_duration_seconds_count"][0].value >= 4
         hb = next(e["event"] for e in hec.events if e.get("sourcetype") == "llm:sidecar")
