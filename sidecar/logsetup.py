@@ -111,13 +111,21 @@ def configure(
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(
-        StructuredFormatter(
-            fmt, journald=bool(os.environ.get("JOURNAL_STREAM")), secrets=secrets or []
-        )
+        StructuredFormatter(fmt, journald=stderr_is_journal(), secrets=secrets or [])
     )
     handler.addFilter(RateLimit(rate_limit_secs))
     root.addHandler(handler)
     set_level("debug" if verbose else level)
+
+
+def stderr_is_journal() -> bool:
+    """True when stderr is the journal stream systemd connected (`JOURNAL_STREAM=dev:ino`)."""
+    dev, _, ino = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return dev.isdigit() and ino.isdigit() and (st.st_dev, st.st_ino) == (int(dev), int(ino))
 
 
 def set_level(level: str) -> None:

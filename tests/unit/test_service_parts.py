@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -179,3 +180,18 @@ def test_rate_status_line_and_heartbeat() -> None:
     assert ev.body["schema"] == "llm_sidecar/1" and ev.body["kind"] == "heartbeat"
     assert set(HEARTBEAT_KEYS) <= ev.body.keys()
     assert ev.body["health"] == "ok" and ev.body["events_sent_total"] == 0
+
+
+def test_journald_is_detected_from_the_stream_itself(tmp_path, monkeypatch) -> None:
+    from sidecar.logsetup import stderr_is_journal
+
+    with open(tmp_path / "stream", "w") as fh, open(tmp_path / "other", "w") as other:
+        st = os.fstat(fh.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+        monkeypatch.setattr("sys.stderr", fh)
+        assert stderr_is_journal()
+        monkeypatch.setattr("sys.stderr", other)  # inherited variable, redirected stderr
+        assert not stderr_is_journal()
+        monkeypatch.delenv("JOURNAL_STREAM")
+        monkeypatch.setattr("sys.stderr", fh)
+        assert not stderr_is_journal()
