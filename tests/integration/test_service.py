@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import jsonschema
 import orjson
 import pytest
 import yaml
@@ -30,6 +31,7 @@ from sidecar.testing import HecTestServer, TokenSettings
 REPO = Path(__file__).resolve().parents[2]
 LOGS = REPO / "examples" / "logs"
 TOKEN = "0a1b2c3d-secret-hec-token"
+HEARTBEAT_SCHEMA = json.loads((REPO / "sidecar" / "schema" / "llm_sidecar_1.json").read_text())
 
 pytestmark = pytest.mark.slow
 
@@ -234,6 +236,7 @@ def test_service_life(tmp_path: Path) -> None:
         hb = next(e["event"] for e in hec.events if e.get("sourcetype") == "llm:sidecar")
         assert hb["schema"] == "llm_sidecar/1" and hb["kind"] == "heartbeat"
         assert hb["health"] == "ok" and isinstance(hb["events_per_sec"], int | float)
+        jsonschema.validate(hb, HEARTBEAT_SCHEMA)
         status, health = http_get(port, "/health")
         assert status == 200 and json.loads(health)["health"] == "ok"
 

@@ -6,7 +6,9 @@ import io
 import json
 import logging
 import os
+from pathlib import Path
 
+import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -23,6 +25,7 @@ from sidecar.status import (
 )
 from sidecar.telemetry import Telemetry
 
+REPO = Path(__file__).resolve().parents[2]
 SECRET = "hec-token-abcdef"
 
 
@@ -180,6 +183,10 @@ def test_rate_status_line_and_heartbeat() -> None:
     assert ev.body["schema"] == "llm_sidecar/1" and ev.body["kind"] == "heartbeat"
     assert set(HEARTBEAT_KEYS) <= ev.body.keys()
     assert ev.body["health"] == "ok" and ev.body["events_sent_total"] == 0
+    schema = json.loads((REPO / "sidecar" / "schema" / "llm_sidecar_1.json").read_text())
+    jsonschema.validate(ev.body, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**ev.body, "prompt": "x"}, schema)  # nothing else goes in it
 
 
 def test_journald_is_detected_from_the_stream_itself(tmp_path, monkeypatch) -> None:
