@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     written = []
     try:
-        _write(out, text.encode(), args.force)
+        _write(out, text.encode(), args.force, mode=0o600)  # it may come to hold a secret
         written.append(str(out))
         if args.systemd:
             folder = Path(args.systemd)

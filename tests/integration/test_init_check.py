@@ -27,6 +27,7 @@ def test_init_in_an_empty_folder_then_validate(
     out = capsys.readouterr().out
     assert "Next steps" in out and "validate" in out and "SupplementaryGroups" in out
     assert cli.main(["validate", "-c", "config.yaml"]) == 0
+    assert (tmp_path / "config.yaml").stat().st_mode & 0o777 == 0o600
     # Writing again refuses to overwrite.
     assert cli.main(["init", "--proxy", proxy]) == 1
     # With HEC: the token comes from the credential, else the environment.
