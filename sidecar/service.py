@@ -99,9 +99,8 @@ class ServiceRuntime:
     async def stop(self) -> None:
         """Stop the loops and the server; STOPPING=1 has been sent when `stop` was set."""
         self._stop.set()
-        for task in self._tasks:
-            if task.get_name() == "service-stop":
-                task.cancel()
+        for task in self._tasks:  # a heartbeat blocked on a full queue must not hold the stop
+            task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         if self.server is not None:
