@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import sys
-import time
 
 from sidecar import __version__
 from sidecar.errors import ConfigError
@@ -53,17 +52,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     from sidecar import logsetup
-    from sidecar.notify import Notifier
+    from sidecar.notify import reloading
     from sidecar.pipeline import Pipeline, install_signal_handlers
 
-    lg = cfg.log
-    logsetup.configure(
-        lg.format,
-        lg.level,
-        rate_limit_secs=lg.rate_limit_secs,
-        secrets=logsetup.secrets_of(cfg),
-        verbose=args.verbose,
-    )
+    logsetup.configure_from(cfg, verbose=args.verbose)
     from sidecar.telemetry import format_summary
 
     async def main() -> int:
@@ -73,15 +65,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
 
         def reload_pricing() -> None:
-            notifier = Notifier()  # systemd's reload protocol: RELOADING=1 ... READY=1
-            notifier.send(RELOADING=1, MONOTONIC_USEC=time.monotonic_ns() // 1000)
-            ok = pipeline.pricing.reload()
-            logging.getLogger("sidecar").info(
-                "SIGHUP: pricing overrides %s.", "reloaded" if ok else "kept (reload failed)"
-            )
-            logsetup.reload_level(args.config, verbose=args.verbose)
-            notifier.send(READY=1)
-            notifier.close()
+            with reloading():
+                ok = pipeline.pricing.reload()
+                logging.getLogger("sidecar").info(
+                    "SIGHUP: pricing overrides %s.", "reloaded" if ok else "kept (reload failed)"
+                )
+                logsetup.reload_level(args.config, verbose=args.verbose)
 
         loop.add_signal_handler(signal.SIGHUP, reload_pricing)
         telemetry = await pipeline.run(stop)

@@ -128,6 +128,18 @@ def stderr_is_journal() -> bool:
     return dev.isdigit() and ino.isdigit() and (st.st_dev, st.st_ino) == (int(dev), int(ino))
 
 
+def configure_from(cfg: Any, *, verbose: bool = False) -> None:
+    """`configure` with the config's `log` section and its secrets."""
+    lg = cfg.log
+    configure(
+        lg.format,
+        lg.level,
+        rate_limit_secs=lg.rate_limit_secs,
+        secrets=secrets_of(cfg),
+        verbose=verbose,
+    )
+
+
 def set_level(level: str) -> None:
     logging.getLogger().setLevel(level.upper())
 

@@ -18,7 +18,8 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 
 log = logging.getLogger("sidecar.notify")
 
@@ -109,3 +110,15 @@ def _watchdog_secs(environ: Mapping[str, str]) -> float | None:
 
 def _one_line(value: str) -> str:
     return value.replace("\n", " ")
+
+
+@contextlib.contextmanager
+def reloading() -> Iterator[None]:
+    """systemd's reload protocol around a reload (SIGHUP): RELOADING=1 ... READY=1."""
+    notifier = Notifier()
+    notifier.send(RELOADING=1, MONOTONIC_USEC=time.monotonic_ns() // 1000)
+    try:
+        yield
+    finally:
+        notifier.send(READY=1)
+        notifier.close()
