@@ -317,7 +317,7 @@ def test_service_life(tmp_path: Path) -> None:
     assert "SIGTERM received" not in stderr  # an info line, below the reloaded level
 
 
-def test_unreachable_hec_is_unhealthy_and_sigterm_gives_up_within_its_bound(
+def test_unreachable_hec_and_missing_log_are_unhealthy_and_sigterm_gives_up_within_bound(
     tmp_path: Path,
 ) -> None:
     access, body = tmp_path / "access.log", tmp_path / "body.log"
@@ -329,7 +329,12 @@ def test_unreachable_hec_is_unhealthy_and_sigterm_gives_up_within_its_bound(
     port = free_port()
     closed = free_port()  # nothing listens there
     cfg = {
-        "sources": [{"access_log": {"paths": [str(access)]}, "body_log": {"paths": [str(body)]}}],
+        "sources": [
+            {
+                "access_log": {"paths": [str(access), str(tmp_path / "missing.log")]},
+                "body_log": {"paths": [str(body)]},
+            }
+        ],
         "identity": {"hash_key": "k" * 16},
         "state_dir": str(tmp_path / "state"),
         "sinks": [
@@ -361,6 +366,7 @@ def test_unreachable_hec_is_unhealthy_and_sigterm_gives_up_within_its_bound(
             return json.loads(data)["health_reasons"] if st == 503 else []
 
         wait_for(lambda: any("HEC unreachable" in r for r in reasons()), what="HEC unreachable")
+        assert f"source proxy: no log file matches {tmp_path / 'missing.log'}" in reasons()
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)  # HEC never answers: only the bound ends it
     finally:
