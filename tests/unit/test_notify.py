@@ -115,6 +115,8 @@ def test_watchdog_pings_from_the_loop_at_half_the_interval(notify_socket) -> Non
 
     asyncio.run(main())
     n.close()
-    assert 4 <= len(ticks) <= 9  # about 0.55 s / 0.1 s, plus the one after the block
-    gaps = [b - a for a, b in itertools.pairwise(ticks)][:4]
-    assert all(0.05 < g < 0.3 for g in gaps), gaps
+    # About 0.55 s / 0.1 s pings before the block (fewer on a loaded machine, never more), and
+    # never closer together than the half interval: half WATCHDOG_USEC, not a busy loop.
+    assert 3 <= len(ticks) <= 9
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert min(gaps) >= 0.09, gaps
