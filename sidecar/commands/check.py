@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import glob
+import grp
 import os
 import re
 import socket
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -44,10 +47,16 @@ class Result:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lines", type=int, default=1000, help="log lines scanned for models")
     p.add_argument("--no-test-event", action="store_true", help="do not send the test event")
+    p.add_argument(
+        "--group",
+        default="adm",
+        help="when run as root: the log group the service reads through (the unit's "
+        "SupplementaryGroups=, default adm)",
+    )
 
 
 def run(args: argparse.Namespace, cfg: C.Config) -> int:
-    results = check_logs(cfg) + check_pricing(cfg, args.lines)
+    results = check_logs(cfg, group=args.group) + check_pricing(cfg, args.lines)
     results += asyncio.run(check_hec(cfg, test_event=not args.no_test_event))
     for r in results:
         print(f"{'OK  ' if r.ok else 'FAIL'} {r.what}")
@@ -68,10 +77,37 @@ def _log_paths(cfg: C.Config) -> list[tuple[str, str]]:
     return out
 
 
-def check_logs(cfg: C.Config) -> list[Result]:
+def service_can_read(path: str, gid: int | None) -> bool:
+    """As root, os.access says yes to everything: judge by the mode bits what a user with no
+    privilege and the supplementary group `gid` may do (read the file, search each folder)."""
+
+    def allowed(p: str, bit: int) -> bool:  # bit: 4 = read, 1 = search
+        st = os.stat(p)
+        return bool(st.st_mode & bit) or (gid == st.st_gid and bool(st.st_mode & (bit << 3)))
+
+    try:
+        folders = Path(path).resolve().parents
+        return allowed(path, 4) and all(allowed(str(d), 1) for d in folders)
+    except OSError:
+        return False
+
+
+def check_logs(cfg: C.Config, *, group: str = "adm") -> list[Result]:
     results = []
+    as_root = os.geteuid() == 0
+    try:
+        gid = grp.getgrnam(group).gr_gid if as_root else None
+    except KeyError:
+        gid = None
     for name, pattern in _log_paths(cfg):
         bad = unreadable_paths([pattern])
+        if as_root and not bad:
+            matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+            bad = [
+                f"{m} is not readable by the service (group {group}, no privilege)"
+                for m in matches
+                if not service_can_read(m, gid)
+            ]
         if not bad:
             results.append(Result(True, f"source {name}: {pattern} is readable"))
         for reason in bad:
@@ -106,8 +142,6 @@ def models_in(lines: list[bytes]) -> set[str]:
 
 
 def check_pricing(cfg: C.Config, n_lines: int) -> list[Result]:
-    import glob
-
     from sidecar.enrich.pricing import PricingEngine
 
     models: set[str] = set()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import orjson
@@ -115,3 +118,36 @@ def test_check_names_each_failure_and_its_fix(tmp_path: Path, capsys) -> None:
     assert hec.events == []
     assert rc2 == 1
     assert "test event refused" in out2 and "allow the index on the token" in out2
+
+
+def test_check_judges_log_access_by_the_service_group_not_by_root() -> None:
+    from sidecar.commands.check import service_can_read
+
+    base = Path(tempfile.mkdtemp(prefix="perm"))  # under /tmp (1777): the rest is ours
+    try:
+        os.chmod(base, 0o755)
+        logs = base / "logs"
+        logs.mkdir()
+        f = logs / "access.log"
+        f.write_text("x\n")
+        group = f.stat().st_gid  # the group the service would have
+        stranger = group + 1  # a group the file does not belong to
+        os.chmod(logs, 0o755)
+        for mode, gid, ok in [
+            (0o640, group, True),
+            (0o640, stranger, False),
+            (0o600, group, False),
+            (0o644, stranger, True),
+        ]:
+            os.chmod(f, mode)
+            assert service_can_read(str(f), gid) is ok, (oct(mode), gid)
+        os.chmod(f, 0o644)
+        os.chmod(logs, 0o700)  # a folder the group cannot search hides a readable file
+        assert service_can_read(str(f), group) is False
+        os.chmod(logs, 0o710)
+        assert service_can_read(str(f), group) is True
+        os.chmod(logs, 0o750)  # searchable by the group only: a stranger cannot reach the file
+        assert service_can_read(str(f), stranger) is False
+        assert service_can_read(str(logs / "gone.log"), group) is False
+    finally:
+        shutil.rmtree(base)
