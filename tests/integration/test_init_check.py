@@ -74,13 +74,21 @@ sinks:
 
 
 def test_check_passes_and_sends_one_marked_test_event(tmp_path: Path, capsys) -> None:
+    # Logs where an unprivileged service could read them (when this runs as root, check judges
+    # by the mode bits of the file and of every folder above it).
+    base = Path(tempfile.mkdtemp(prefix="logs"))
+    os.chmod(base, 0o755)
+    for name in ("access.log", "body.log"):
+        shutil.copy(LOGS / name, base / name)
+        os.chmod(base / name, 0o644)
     hec = HecTestServer(tokens={TOKEN: TokenSettings(indexes=["llm"])})
     url, stop = hec.run_in_thread()
     try:
-        cfg = write_config(tmp_path, url, LOGS / "access.log", LOGS / "body.log")
+        cfg = write_config(tmp_path, url, base / "access.log", base / "body.log")
         rc = cli.main(["check", "-c", str(cfg)])
     finally:
         stop()
+        shutil.rmtree(base)
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "token accepted" in out and "test event accepted into index llm" in out
