@@ -1,4 +1,4 @@
-"""`llm-hec-sidecar` command line: run, validate, usage, price."""
+"""`llm-hec-sidecar` command line: run, validate, usage, price, init, check."""
 
 from __future__ import annotations
 
@@ -51,20 +51,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
+    from sidecar import logsetup
+    from sidecar.notify import reloading
     from sidecar.pipeline import Pipeline, install_signal_handlers
+
+    logsetup.configure_from(cfg, verbose=args.verbose)
     from sidecar.telemetry import format_summary
 
     async def main() -> int:
         pipeline = Pipeline(cfg, once=args.once)
         stop = asyncio.Event()
-        install_signal_handlers(stop)
+        install_signal_handlers(stop, cfg.shutdown.drain_timeout_secs)
         loop = asyncio.get_running_loop()
 
         def reload_pricing() -> None:
-            ok = pipeline.pricing.reload()
-            logging.getLogger("sidecar").info(
-                "SIGHUP: pricing overrides %s.", "reloaded" if ok else "kept (reload failed)"
-            )
+            with reloading():
+                ok = pipeline.pricing.reload()
+                logging.getLogger("sidecar").info(
+                    "SIGHUP: pricing overrides %s.", "reloaded" if ok else "kept (reload failed)"
+                )
+                logsetup.reload_level(args.config, verbose=args.verbose)
 
         loop.add_signal_handler(signal.SIGHUP, reload_pricing)
         telemetry = await pipeline.run(stop)
@@ -94,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.set_defaults(func=cmd_validate)
 
-    from sidecar.commands import price, usage
+    from sidecar.commands import check, init, price, usage
 
     p = sub.add_parser("usage", help="normalised usage and cost of captured response bodies")
     usage.add_arguments(p)
@@ -110,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("splunk", help="Splunk app: package, install, verify; cost reports")
     splunk.add_arguments(p)
     p.set_defaults(func=splunk.run)
+    p = sub.add_parser("init", help="write a config (and the systemd unit) for a host")
+    init.add_arguments(p)
+    p.set_defaults(func=init.run)
+
+    p = sub.add_parser("check", help="live check: HEC, token, index, log access, prices")
+    _config_arg(p)
+    check.add_arguments(p)
+    p.set_defaults(func=lambda a: check.run(a, _optional_config(a)))
     return parser
 
 

@@ -154,6 +154,51 @@ SinkConfig = HecSink | FileSink
 
 
 @dataclass
+class Server:
+    """The /health and /metrics HTTP server (follow mode only; not started by `run --once`)."""
+
+    enabled: bool = True  # false: no HTTP server at all
+    listen: str = "127.0.0.1:9178"  # host:port; keep it on loopback unless a scraper needs it
+    lag_threshold_secs: float = field(
+        default=300.0, metadata={"range": (1.0, 86400.0)}
+    )  # /health is 503 when a source is further behind than this
+    spool_threshold_pct: int = field(
+        default=80, metadata={"range": (1, 100)}
+    )  # /health is 503 when the spool is fuller than this
+    max_label_values: int = field(
+        default=200, metadata={"range": (1, 100_000)}
+    )  # distinct (provider, model, ...) series per metric; the rest are counted as `other`
+
+
+@dataclass
+class Heartbeat:
+    """`llm:sidecar` heartbeat events, sent through the sinks so Splunk can alert on silence."""
+
+    enabled: bool = True
+    interval_secs: float = field(default=60.0, metadata={"range": (1.0, 3600.0)})
+
+
+@dataclass
+class Shutdown:
+    """How SIGTERM ends the service."""
+
+    drain_timeout_secs: float = field(
+        default=75.0, metadata={"range": (1.0, 3600.0)}
+    )  # deliver what was read within this, else exit 1 (keep it under the unit's TimeoutStopSec)
+
+
+@dataclass
+class Log:
+    """The sidecar's own log lines (stderr; journald adds the time and the unit name)."""
+
+    format: Literal["logfmt", "json", "text"] = "logfmt"  # one line per message
+    level: Literal["debug", "info", "warning", "error"] = "info"  # re-read on SIGHUP
+    rate_limit_secs: float = field(
+        default=60.0, metadata={"range": (0.0, 86400.0)}
+    )  # a message repeated within this window is counted, not printed again (0 = off)
+
+
+@dataclass
 class Config:
     sources: list[Source] = field(default_factory=list)
     join: Join = field(default_factory=Join)
@@ -162,6 +207,10 @@ class Config:
     pricing: Pricing = field(default_factory=Pricing)
     state_dir: str = ".sidecar-state"  # hash key, set-aside records, dead letters
     sinks: list[SinkConfig] = field(default_factory=lambda: [FileSink()])
+    server: Server = field(default_factory=Server)  # /health and /metrics
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
+    log: Log = field(default_factory=Log)
+    shutdown: Shutdown = field(default_factory=Shutdown)
     base_dir: str = field(default=".", metadata={"internal": True})  # relative paths resolve here
 
     def resolve(self, path: str) -> str:
@@ -215,10 +264,21 @@ def validate(cfg: Config) -> None:
                 )
             if sink.batch.max_events < 1 or sink.batch.max_bytes < 1:
                 raise ConfigError(f"sinks[{i}].batch", "batch limits must be positive", "use >= 1")
+    if cfg.server.enabled:
+        listen_address(cfg.server.listen)
     if cfg.join.expire_after_secs <= 0:
         raise ConfigError("join.expire_after_secs", "must be positive", "use e.g. 60")
     if cfg.join.max_pending_requests < 1:
         raise ConfigError("join.max_pending_requests", "must be at least 1", "use e.g. 100000")
+
+
+def listen_address(listen: str, key: str = "server.listen") -> tuple[str, int]:
+    """`host:port` (IPv6 as `[::1]:9178`) -> (host, port); ConfigError naming `key` if not."""
+    host, sep, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(key, f"{listen!r} is not host:port", "write e.g. 127.0.0.1:9178")
+    return host, int(port)
 
 
 def from_dict(data: Any, *, env: dict[str, str] | None = None, base_dir: str = ".") -> Config:

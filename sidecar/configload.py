@@ -7,6 +7,10 @@ The rules, so that every mistake is reported with its key path and a fix:
 - a union of dataclasses (`sinks`) is picked by its `type` key;
 - `${ENV_VAR}` and `${ENV_VAR:-default}` are substituted in strings before anything else, so
   secrets stay out of the file. An unset variable with no default is an error naming it.
+- `${credential:NAME}` is the content of the systemd credential NAME (`LoadCredential=NAME:...`
+  in the unit): the file `$CREDENTIALS_DIRECTORY/NAME`, trailing newline removed. With
+  `${credential:NAME:-fallback}` the fallback (text, or one `${ENV_VAR}` / `${ENV_VAR:-x}`) is
+  used when there is no such credential, e.g. `${credential:hec_token:-${SPLUNK_HEC_TOKEN}}`.
 """
 
 from __future__ import annotations
@@ -22,15 +26,31 @@ from typing import Any, Literal, Union, get_args, get_origin
 from sidecar.errors import ConfigError
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_CRED = re.compile(
+    r"\$\{credential:([A-Za-z0-9_.@-]+)"
+    r"(?::-(\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}|[^}]*))?\}"
+)
+_ANY = re.compile(f"{_CRED.pattern}|{_ENV.pattern}")
+
+
+def read_credential(name: str, environ: Any) -> str | None:
+    """The systemd credential `name` ($CREDENTIALS_DIRECTORY/name), or None when absent."""
+    folder = environ.get("CREDENTIALS_DIRECTORY")
+    if not folder:
+        return None
+    try:
+        with open(os.path.join(folder, name), encoding="utf-8") as fh:
+            return fh.read().rstrip("\r\n")
+    except FileNotFoundError:
+        return None
 
 
 def substitute_env(data: Any, env: dict[str, str] | None = None, path: str = "") -> Any:
-    """Replace `${NAME}` / `${NAME:-default}` in every string of `data`."""
+    """Replace `${NAME}`, `${NAME:-default}` and `${credential:NAME...}` in every string."""
     environ = os.environ if env is None else env
     if isinstance(data, str):
 
-        def repl(m: re.Match[str]) -> str:
-            name, default = m.group(1), m.group(2)
+        def env_value(name: str, default: str | None) -> str:
             if name in environ:
                 return environ[name]
             if default is not None:
@@ -41,7 +61,26 @@ def substitute_env(data: Any, env: dict[str, str] | None = None, path: str = "")
                 f"export {name}=... or write ${{{name}:-default}}",
             )
 
-        return _ENV.sub(repl, data)
+        def repl(m: re.Match[str]) -> str:
+            cred, fallback, name, default = m.groups()
+            if cred is None:
+                return env_value(name, default)
+            value = read_credential(cred, environ)
+            if value is not None:
+                return value
+            if fallback is not None:
+                inner = _ENV.fullmatch(fallback)
+                return env_value(inner.group(1), inner.group(2)) if inner else fallback
+            where = environ.get("CREDENTIALS_DIRECTORY")
+            raise ConfigError(
+                path,
+                f"credential {cred} not found"
+                + (f" in {where}" if where else " ($CREDENTIALS_DIRECTORY is not set)"),
+                f"add LoadCredential={cred}:/etc/llm-hec-sidecar/{cred} to the unit, or write "
+                f"${{credential:{cred}:-${{ENV_VAR}}}} to fall back to a variable",
+            )
+
+        return _ANY.sub(repl, data)
     if isinstance(data, dict):
         return {k: substitute_env(v, env, _join(path, str(k))) for k, v in data.items()}
     if isinstance(data, list):

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ from sidecar.parse.response import parse_completed
 from sidecar.sinks.file import FileSink
 from sidecar.sinks.hec.sink import HecSink
 from sidecar.sources.tail import LineBatch, Tailer
+from sidecar.status import Rate, SourceView, gather_status
 from sidecar.telemetry import Telemetry
 from sidecar.types import Completed, OutEvent
 
@@ -52,6 +54,7 @@ class _SourceRuntime:
     body_tail: Tailer | None
     parse_access: Callable[..., Any]
     provider: str | None
+    last_time: float | None = None  # log time of the newest access record read (for the lag)
 
 
 class Pipeline:
@@ -61,6 +64,9 @@ class Pipeline:
         self.telemetry = Telemetry(
             set_aside_path=os.path.join(cfg.resolve(cfg.state_dir), "malformed.ndjson")
         )
+        self.telemetry.series.cap = cfg.server.max_label_values
+        self._started = time.time()
+        self._rate = Rate()
         key = load_or_create_key(cfg.identity.hash_key, cfg.resolve(cfg.state_dir))
         self.hasher = make_hasher(key)
         hf = set(cfg.identity.hash_fields)
@@ -92,6 +98,7 @@ class Pipeline:
                         config_key=f"sinks[{i}]",
                     )
                 )
+                self.sinks[-1].observe_latency = self.telemetry.hec_latency.observe
         self._completed_q: asyncio.Queue[list[Completed] | None] = asyncio.Queue(_QUEUE_LISTS)
         self._events_q: asyncio.Queue[list[OutEvent] | None] = asyncio.Queue(_QUEUE_LISTS)
 
@@ -129,6 +136,7 @@ class Pipeline:
         name = src.cfg.name
         async for batch in src.access_tail.batches(follow=not self.once, stop=stop):
             out: list[Completed] = []
+            rec = None
             t.counters["access_lines_total"] += len(batch.lines)
             for i, line in enumerate(batch.lines):
                 if not line.strip():
@@ -139,6 +147,8 @@ class Pipeline:
                     self._set_aside(exc, batch, i)
                     continue
                 src.joiner.add_access(rec, name, batch.path, out)
+            if rec is not None and rec.time:
+                src.last_time = rec.time
             if out:
                 await self._completed_q.put(out)
 
@@ -270,9 +280,12 @@ class Pipeline:
             if src.body_tail is not None:
                 readers.append(asyncio.create_task(self._run_body(src, stop), name="body"))
         expiry = None if self.once else asyncio.create_task(self._run_expiry(stop))
+        service = None if self.once else await self._start_service(stop)
         try:
             await asyncio.gather(*readers)
         finally:
+            if service is not None:
+                await service.stop()
             if expiry is not None:
                 stop.set()
                 await expiry
@@ -299,10 +312,56 @@ class Pipeline:
             self.telemetry.close()
         return self.telemetry
 
+    # ------------------------------------------------------------------ service (issue 11)
+    async def _start_service(self, stop: asyncio.Event) -> Any:
+        """systemd READY/STATUS/WATCHDOG, /health + /metrics, heartbeats (follow mode)."""
+        from sidecar.metrics import make_renderer
+        from sidecar.service import ServiceRuntime
 
-def install_signal_handlers(stop: asyncio.Event) -> None:
-    """SIGTERM/SIGINT stop cleanly; a second one forces exit (uvicorn's habit)."""
+        service = ServiceRuntime(
+            self.cfg,
+            status=self.status,
+            metrics=make_renderer(self.telemetry, self.status, self.estimator.metrics),
+            emit=self._events_q.put,
+        )
+        await service.start(stop)
+        return service
+
+    def status(self) -> dict[str, Any]:
+        """Lag per source, spool bytes, events/s, counters and health reasons (contract 2): for
+        /health, /metrics, STATUS= and the heartbeat. Missing parts read as 0 / healthy."""
+        sources = []
+        for src in self.sources:
+            tails = [src.access_tail] + ([src.body_tail] if src.body_tail else [])
+            paths = src.cfg.access_log.paths + (src.cfg.body_log.paths if src.cfg.body_log else [])
+            sources.append(
+                SourceView(src.cfg.name, tails, src.last_time, [self.cfg.resolve(p) for p in paths])
+            )
+        return gather_status(
+            sources=sources,
+            sinks=self.sinks,
+            spool=getattr(self, "spool", None),
+            telemetry=self.telemetry,
+            started=self._started,
+            rate=self._rate,
+            server=self.cfg.server,
+        )
+
+
+def install_signal_handlers(stop: asyncio.Event, drain_timeout_secs: float | None = None) -> None:
+    """SIGTERM/SIGINT stop cleanly; a second one forces exit (uvicorn's habit). With
+    `drain_timeout_secs`, a drain that takes longer (HEC down) ends the process with exit 1."""
     loop = asyncio.get_running_loop()
+
+    def give_up() -> None:
+        log.error(
+            "Draining did not finish within %g s (is HEC reachable?); exiting now. What was not "
+            "delivered is read again at the next start. Raise shutdown.drain_timeout_secs (and "
+            "TimeoutStopSec= in the unit) to wait longer.",
+            drain_timeout_secs,
+        )
+        logging.shutdown()
+        os._exit(1)
 
     def handler(signame: str) -> None:
         if stop.is_set():
@@ -310,6 +369,8 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
             os._exit(130)
         log.info("%s received: draining and stopping.", signame)
         stop.set()
+        if drain_timeout_secs:
+            loop.call_later(drain_timeout_secs, give_up)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, handler, sig.name)

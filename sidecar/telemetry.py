@@ -6,6 +6,7 @@ integer nano-USD, never as floats.
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -26,6 +27,66 @@ class _Row:
     estimated: int = 0
 
 
+OTHER = "other"  # the label value of series beyond the cardinality cap
+# HEC request latency buckets (seconds), Prometheus' defaults stretched to the request timeout.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass
+class _Series:
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_nusd: int = 0
+
+
+class Histogram:
+    """Fixed-bucket counts of observed values (seconds): O(log buckets) per observation."""
+
+    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.sum += value
+
+
+@dataclass
+class Series:
+    """Per-label-set sums for /metrics, capped: past `cap` keys, new ones count as `other`."""
+
+    cap: int = 200
+    by_pms: dict[tuple[str, str, str], _Series] = field(default_factory=dict)  # provider, model,
+    by_pmt: dict[tuple[str, str, str], _Series] = field(default_factory=dict)  # status / tenant
+
+    def _row(
+        self, table: dict[tuple[str, str, str], _Series], key: tuple[str, str, str]
+    ) -> _Series:
+        row = table.get(key)
+        if row is None:
+            if len(table) >= self.cap:
+                key = (OTHER, OTHER, OTHER)
+                row = table.get(key)
+            if row is None:
+                row = table[key] = _Series()
+        return row
+
+    def observe(self, body: dict[str, Any]) -> None:
+        provider = body.get("provider") or "unknown"
+        model = body.get("model") or "unknown"
+        r = self._row(self.by_pms, (provider, model, body.get("status") or "unknown"))
+        r.requests += 1
+        r.input_tokens += body.get("input_tokens") or 0
+        r.output_tokens += body.get("output_tokens") or 0
+        cost = body.get("estimated_cost_usd")
+        if cost:
+            self._row(self.by_pmt, (provider, model, body.get("tenant") or "")).cost_nusd += round(
+                cost * NANO
+            )
+
+
 @dataclass
 class Telemetry:
     counters: Counter[str] = field(default_factory=Counter)
@@ -35,6 +96,8 @@ class Telemetry:
     estimation: dict[str, Any] = field(default_factory=dict)  # TokenEstimator.metrics()
     set_aside_path: str | None = None
     set_aside_cap: int = 100_000
+    series: Series = field(default_factory=Series)  # /metrics label sets (capped)
+    hec_latency: Histogram = field(default_factory=Histogram)  # HEC request durations
     _set_aside_fh: Any = None
 
     def count(self, name: str, n: int = 1) -> None:
@@ -79,6 +142,7 @@ class Telemetry:
             if body.get("tokens_estimated"):
                 row.estimated += 1
         self.counters["events_emitted_total"] += 1
+        self.series.observe(body)
 
     def close(self) -> None:
         if self._set_aside_fh is not None:

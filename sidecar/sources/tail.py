@@ -209,6 +209,14 @@ class Tailer:
                 return True
         return any(p not in self._open for p in self._paths())  # a new file appeared
 
+    def pending_bytes(self) -> int:
+        """Bytes already in the followed files but not read yet (0 when caught up)."""
+        n = 0
+        for f in [*self._open.values(), *self._draining]:
+            with contextlib.suppress(OSError):
+                n += max(os.fstat(f.fh.fileno()).st_size - f.offset, 0)  # type: ignore[attr-defined]
+        return n
+
     def close(self) -> None:
         for f in list(self._open.values()) + self._draining:
             with contextlib.suppress(OSError):

@@ -20,7 +20,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sidecar import config
 from sidecar.errors import ConfigError
@@ -96,6 +96,23 @@ class HecSink:
         self._ack_tasks: set[asyncio.Task[None]] = set()
         self._ack_slots = asyncio.Semaphore(MAX_PENDING_ACK_BATCHES)
         self._warned_no_ack_id = False
+        self._problems: dict[str, str] = {}  # endpoint -> why it is unhealthy (health())
+        self.observe_latency: Callable[[float], None] | None = None  # seconds per POST
+
+    def health(self) -> list[str]:
+        """Why this sink is unhealthy (contract 2): empty when the last exchange went well."""
+        return list(self._problems.values())
+
+    def _note(self, endpoint: str, outcome: object) -> None:
+        if isinstance(outcome, Delivered):
+            self._problems.pop(endpoint, None)
+        elif isinstance(outcome, Retryable) and outcome.http_status is None:
+            self._problems[endpoint] = f"HEC unreachable at {endpoint} ({outcome.reason})"
+        elif isinstance(outcome, Rejected) and outcome.hec_code in TOKEN_CODES:
+            self._problems[endpoint] = (
+                f"HEC token rejected (code {outcome.hec_code}) at {endpoint}: "
+                + HINTS[outcome.hec_code].format(key=self._key)
+            )
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -103,6 +120,7 @@ class HecSink:
         for endpoint in self._endpoints:
             status, code, text = await self._service.health(endpoint)
             if status is None:
+                self._problems[endpoint] = f"HEC unreachable at {endpoint} ({text})"
                 log.warning(
                     "Cannot reach HEC at %s (%s); events will be retried until it answers. "
                     "Check %s.endpoints and the network.",
@@ -122,6 +140,7 @@ class HecSink:
                 )
             status, code, text = await self._service.probe_token(endpoint + self.cfg.path)
             if code in TOKEN_CODES:
+                self._note(endpoint, Rejected(text, status or 0, code))
                 log.warning(
                     "HEC at %s rejected the token (code %d, %s): %s.",
                     endpoint,
@@ -249,9 +268,13 @@ class HecSink:
             endpoint = self._endpoints[self._next_endpoint]
             body = b"".join(events)
             wire = compress(body) if self._gzip else body
+            started = time.monotonic()
             outcome = await self._service.send(
                 endpoint + self.cfg.path, wire, compressed=self._gzip
             )
+            if self.observe_latency is not None:
+                self.observe_latency(time.monotonic() - started)
+            self._note(endpoint, outcome)
             if isinstance(outcome, Delivered):
                 self._next_endpoint = (self._next_endpoint + 1) % len(self._endpoints)
                 self.stats["batches_sent"] += 1
