@@ -73,10 +73,7 @@ def parse_time(v: Any) -> float | None:
         return None
     s = v.strip()
     try:
-        if "/" in s:
-            dt = datetime.strptime(s, _LOCAL_FMT)
-        else:
-            dt = datetime.fromisoformat(s)
+        dt = datetime.strptime(s, _LOCAL_FMT) if "/" in s else datetime.fromisoformat(s)
     except ValueError:
         return None
     if dt.tzinfo is None:
