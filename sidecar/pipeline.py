@@ -34,7 +34,12 @@ from sidecar.enrich.tokens import TokenEstimator
 from sidecar.errors import ParseError
 from sidecar.join import Joiner
 from sidecar.parse.access import parser_for
-from sidecar.parse.body import assemble_escaped, decode_bodies_lines, decode_chunk_lines
+from sidecar.parse.body import (
+    assemble_escaped,
+    decode_bodies_lines,
+    decode_chunk_lines,
+    part_time,
+)
 from sidecar.parse.response import parse_completed
 from sidecar.sinks.file import FileSink
 from sidecar.sinks.hec.sink import HecSink
@@ -229,6 +234,8 @@ class Pipeline:
             for c in batch:
                 provider = providers.get(c.source)
                 try:
+                    if c.last_ts is None and c.parts:  # the body's own last time (replay-stable)
+                        c.last_ts = part_time(c.parts[-1])
                     parsed = parse_completed(c, provider=provider)
                     if enricher.wants_text(c, parsed):
                         parsed = parse_completed(c, provider=provider, want_text=True)
