@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from sidecar.configload import build, substitute_env
 from sidecar.errors import ConfigError
@@ -42,7 +43,8 @@ class BodyFormat:
 class BodyLog:
     paths: list[str] = field(default_factory=list)
     format: BodyFormat = field(default_factory=BodyFormat)
-    max_body_bytes: int = 8 * 1024 * 1024  # per request; beyond it the body is cut (truncated)
+    # per request; beyond it the body is cut (truncated)
+    max_body_bytes: int = field(default=8 * 1024 * 1024, metadata={"range": (1024, 1 << 30)})
 
 
 @dataclass
@@ -52,14 +54,18 @@ class Source:
     body_log: BodyLog | None = None
     provider: Literal["auto", "openai", "azure", "anthropic", "gemini", "vertex", "other"] = "auto"
     start_at: Literal["beginning", "end"] = "beginning"  # for files seen for the first time
-    read_chunk_bytes: int = 1024 * 1024  # bytes read per read() call
-    poll_interval_secs: float = 0.25  # how often to look for new data when following
+    # bytes read per read() call
+    read_chunk_bytes: int = field(default=1024 * 1024, metadata={"range": (4096, 1 << 26)})
+    # how often to look for new data when following
+    poll_interval_secs: float = field(default=0.25, metadata={"range": (0.01, 60.0)})
 
 
 @dataclass
 class Join:
-    expire_after_secs: float = 60.0  # a request with one side missing is emitted after this
-    max_pending_requests: int = 100_000  # beyond it the oldest pending request is emitted early
+    # a request with one side missing is emitted after this
+    expire_after_secs: float = field(default=60.0, metadata={"range": (1.0, 86_400.0)})
+    # beyond it the oldest pending request is emitted early
+    max_pending_requests: int = field(default=100_000, metadata={"range": (1, 10_000_000)})
 
 
 @dataclass
@@ -67,12 +73,15 @@ class Tokens:
     estimate_missing: bool = True  # count tokens with tiktoken when a stream has no usage
     encodings_dir: str | None = None  # offline tiktoken files; null = the bundled ones
     calibrate: bool = True  # learn per-model output/visible-text ratios from complete streams
-    calibration_sample_every: int = 100  # after warm-up, sample 1 complete stream in N per model
+    # after warm-up, sample 1 complete stream in N per model
+    calibration_sample_every: int = field(default=100, metadata={"range": (1, 1_000_000)})
 
 
 @dataclass
 class Identity:
-    hash_key: str = ""  # keyed HMAC key for user/api_key hashing (set it from an env var)
+    # keyed HMAC key for user/api_key hashing (set it from an env var); surrounding whitespace
+    # (a trailing newline from a secrets file) is stripped
+    hash_key: str = field(default="", metadata={"secret": True})
     hash_fields: list[Literal["api_key", "user", "tenant", "conversation_id"]] = field(
         default_factory=lambda: ["api_key", "user"]
     )
@@ -100,16 +109,18 @@ class Pricing:
 
 @dataclass
 class Batch:
-    max_bytes: int = 1_000_000  # uncompressed bytes per HEC request
-    max_events: int = 1000
-    timeout_secs: float = 1.0  # send a partial batch after this long
+    # uncompressed bytes per HEC request
+    max_bytes: int = field(default=1_000_000, metadata={"range": (1024, 1 << 30)})
+    max_events: int = field(default=1000, metadata={"range": (1, 100_000)})
+    # send a partial batch after this long
+    timeout_secs: float = field(default=1.0, metadata={"range": (0.001, 3600.0)})
 
 
 @dataclass
 class Acknowledgements:
     enabled: bool = False  # indexer acknowledgement (needs useACK on the token)
-    query_interval_secs: float = 10.0
-    retry_limit: int = 30
+    query_interval_secs: float = field(default=10.0, metadata={"range": (0.1, 3600.0)})
+    retry_limit: int = field(default=30, metadata={"range": (1, 100_000)})
 
 
 @dataclass
@@ -120,16 +131,19 @@ class Tls:
 
 @dataclass
 class Retry:
-    initial_backoff_secs: float = 1.0
-    max_backoff_secs: float = 30.0
-    max_attempts: int = 0  # 0 = retry retryable errors forever (nothing is dropped)
+    initial_backoff_secs: float = field(default=1.0, metadata={"range": (0.001, 3600.0)})
+    max_backoff_secs: float = field(default=30.0, metadata={"range": (0.001, 86_400.0)})
+    # 0 = retry retryable errors forever (nothing is dropped)
+    max_attempts: int = field(default=0, metadata={"range": (0, 1_000_000)})
 
 
 @dataclass
 class HecSink:
     type: Literal["hec"] = "hec"
     endpoints: list[str] = field(default_factory=list)  # https://splunk.example.com:8088
-    token: str = ""  # the HEC token; set it from an env var: ${SPLUNK_HEC_TOKEN}
+    # the HEC token; set it from an env var: ${SPLUNK_HEC_TOKEN} (surrounding whitespace, such
+    # as a trailing newline from a secrets file, is stripped)
+    token: str = field(default="", metadata={"secret": True})
     index: str | None = None
     sourcetype: str = "llm:usage"
     source: str | None = None  # default: the access log path
@@ -140,7 +154,10 @@ class HecSink:
     acknowledgements: Acknowledgements = field(default_factory=Acknowledgements)
     tls: Tls = field(default_factory=Tls)
     retry: Retry = field(default_factory=Retry)
-    request_timeout_secs: float = 30.0
+    request_timeout_secs: float = field(default=30.0, metadata={"range": (0.1, 3600.0)})
+    # http:// endpoints send the token in clear text: refused unless this is true (loopback
+    # addresses, 127.0.0.1 / ::1 / localhost, are allowed without it)
+    allow_insecure_http: bool = False
 
 
 @dataclass
@@ -207,6 +224,13 @@ def validate(cfg: Config) -> None:
                         f"{ep!r} is not an http(s) URL",
                         "write it as https://host:8088",
                     )
+                if ep.startswith("http://") and not sink.allow_insecure_http and not _loopback(ep):
+                    raise ConfigError(
+                        f"sinks[{i}].endpoints[{j}]",
+                        f"{ep} is plain http: the HEC token would travel in clear text",
+                        "use https://, or set allow_insecure_http: true on this sink if the "
+                        "network is trusted",
+                    )
             if not sink.token:
                 raise ConfigError(
                     f"sinks[{i}].token",
@@ -219,6 +243,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError("join.expire_after_secs", "must be positive", "use e.g. 60")
     if cfg.join.max_pending_requests < 1:
         raise ConfigError("join.max_pending_requests", "must be at least 1", "use e.g. 100000")
+
+
+def _loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def from_dict(data: Any, *, env: dict[str, str] | None = None, base_dir: str = ".") -> Config:

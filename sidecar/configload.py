@@ -6,7 +6,10 @@ The rules, so that every mistake is reported with its key path and a fix:
 - a wrong type names the key and the expected type;
 - a union of dataclasses (`sinks`) is picked by its `type` key;
 - `${ENV_VAR}` and `${ENV_VAR:-default}` are substituted in strings before anything else, so
-  secrets stay out of the file. An unset variable with no default is an error naming it.
+  secrets stay out of the file. An unset variable with no default is an error naming it;
+- a numeric field declared with `metadata={"range": (lo, hi)}` must lie in [lo, hi] (the error
+  names the key, the value and the range); a field with `metadata={"secret": True}` is stripped
+  of surrounding whitespace.
 """
 
 from __future__ import annotations
@@ -180,5 +183,20 @@ def _build_dataclass(cls: Any, data: Any, path: str) -> Any:
             guess = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
             hint = f"did you mean {guess[0]}?" if guess else f"known keys: {', '.join(known)}"
             raise ConfigError(key_path, "unknown key", hint)
-        kwargs[key] = build(hints[key], value, key_path)
+        value = build(hints[key], value, key_path)
+        meta = known[key].metadata
+        if meta.get("secret") and isinstance(value, str):
+            value = value.strip()  # a token read from a file often ends in a newline
+        if "range" in meta:
+            check_range(value, meta["range"], key_path)
+        kwargs[key] = value
     return cls(**kwargs)
+
+
+def check_range(value: Any, bounds: tuple[Any, Any], path: str) -> None:
+    """A numeric option declared with `metadata={"range": (lo, hi)}` must lie in [lo, hi]."""
+    lo, hi = bounds
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if not lo <= value <= hi:  # also refuses NaN
+        raise ConfigError(path, f"{value!r} is out of range", f"use a value from {lo} to {hi}")
