@@ -57,12 +57,24 @@ def _loads(line: bytes) -> tuple[dict[str, Any], bool]:
             obj = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             try:
-                obj = json.loads(text)
+                obj = _no_surrogates(json.loads(text))
             except (ValueError, RecursionError):
                 raise ParseError("access_invalid_json", str(exc)) from exc
     if not isinstance(obj, dict):
         raise ParseError("access_not_an_object", type(obj).__name__)
     return obj, lossy
+
+
+def _no_surrogates(v: Any) -> Any:
+    """The standard library decodes a lone `\\ud800` escape that orjson refuses; such a string
+    cannot be hashed or written, so its surrogates become U+FFFD (only on this rare path)."""
+    if type(v) is str:
+        return v.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if type(v) is dict:
+        return {_no_surrogates(k): _no_surrogates(x) for k, x in v.items()}
+    if type(v) is list:
+        return [_no_surrogates(x) for x in v]
+    return v
 
 
 def api_key_from(headers: Mapping[str, Any], path: str | None, f: Fields) -> str | None:

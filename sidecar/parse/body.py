@@ -179,11 +179,13 @@ def decode_chunk_lines(lines: list[bytes]) -> Decoded:
             k = j + 15
             e = line.find(b'"', k)
             if e > k and line.startswith(data_key, e):
+                raw = line[k:e]
                 try:
-                    rid = line[k:e].decode("ascii")
+                    # an escaped id (a backslash) takes the careful path, which decodes it
+                    rid = raw.decode("ascii") if b"\\" not in raw else None
                 except UnicodeDecodeError:
-                    pass
-                else:
+                    rid = None
+                if rid is not None:
                     g = get(rid)
                     if g is None:
                         groups[rid] = [line]
