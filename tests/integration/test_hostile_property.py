@@ -57,9 +57,7 @@ scalars = st.one_of(
     st.integers(min_value=-(2**80), max_value=2**80),
     st.sampled_from([2**70, 2**64, -1, 0, 1e300, 1e-300, 99999999999999999999999]),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from(
-        [Raw("NaN"), Raw("Infinity"), Raw("-Infinity"), Raw("1e999"), Raw("-1e999")]
-    ),
+    st.sampled_from([Raw("NaN"), Raw("Infinity"), Raw("-Infinity"), Raw("1e999"), Raw("-1e999")]),
     st.just(Raw(r'"\ud800x"')),  # a lone surrogate
     st.text(max_size=12),
     st.sampled_from(["nan", "inf", "1e999", "-", "", "2026-01-02T03:04:05Z", BAD_BYTE + "x"]),
@@ -67,7 +65,9 @@ scalars = st.one_of(
 )
 values = st.recursive(
     scalars,
-    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3),
+    lambda kids: (
+        st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3)
+    ),
     max_leaves=6,
 )
 ACCESS_KEYS = [
@@ -157,7 +157,7 @@ def run_pipeline(tmp: Path, access: list[bytes], body: list[bytes]) -> tuple[Any
         }
     )
     pipeline = Pipeline(cfg, once=True)
-    telemetry = asyncio.run(pipeline.run())
+    asyncio.run(pipeline.run())
     return pipeline, tmp / "events.ndjson", tmp / "state" / "malformed.ndjson"
 
 
@@ -207,7 +207,7 @@ requests = st.lists(
 
 @pytest.mark.slow
 @settings(
-    max_examples=200,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
