@@ -61,7 +61,7 @@ class Telemetry:
         if self._set_aside_fh is None:
             os.makedirs(os.path.dirname(self.set_aside_path) or ".", exist_ok=True)
             fd = os.open(self.set_aside_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            self._set_aside_fh = open(fd, "ab")  # noqa: SIM115
+            self._set_aside_fh = open(fd, "ab", buffering=0)  # noqa: SIM115 - kill -9 safe
         rec = {
             "reason": reason,
             "path": path,
