@@ -51,8 +51,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from sidecar.commands import preflight
-    from sidecar.pipeline import Pipeline, StageFailed, install_signal_handlers
-    from sidecar.telemetry import format_summary
 
     try:  # start-up problems: one sentence and a non-zero exit, never a traceback
         cfg = _load(args.config)
@@ -60,6 +58,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"{args.config}: {exc}", file=sys.stderr)
         return 2
+    from sidecar.pipeline import Pipeline, StageFailed, install_signal_handlers
+    from sidecar.telemetry import format_summary
 
     async def main() -> int:
         try:
