@@ -16,6 +16,7 @@ a part that is not a valid JSON string is dropped from the body and counted. Not
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import orjson
@@ -179,13 +180,11 @@ def decode_chunk_lines(lines: list[bytes]) -> Decoded:
             k = j + 15
             e = line.find(b'"', k)
             if e > k and line.startswith(data_key, e):
-                raw = line[k:e]
                 try:
-                    # an escaped id (a backslash) takes the careful path, which decodes it
-                    rid = raw.decode("ascii") if b"\\" not in raw else None
+                    rid = line[k:e].decode("ascii")
                 except UnicodeDecodeError:
-                    rid = None
-                if rid is not None:
+                    pass
+                else:
                     g = get(rid)
                     if g is None:
                         groups[rid] = [line]
@@ -208,7 +207,22 @@ def decode_chunk_lines(lines: list[bytes]) -> Decoded:
             groups.setdefault(rec.request_id, []).append(escape_part(rec.data, rec.ts))
         else:
             records.append(rec)
+    if any("\\" in rid for rid in groups):  # per batch, not per line
+        groups = _unescape_ids(groups)
     return Decoded(groups, records, errors, lossy, invalid_ts)
+
+
+def _unescape_ids(groups: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
+    """The fast path keeps an id as written; one with a JSON escape (`a\\\\b`, `\\u00e9`) is
+    decoded here, so it is the same id the access log and the careful path read."""
+    out: dict[str, list[bytes]] = {}
+    for rid, parts in groups.items():
+        key = rid
+        if "\\" in rid:
+            with contextlib.suppress(_JSONDecodeError):  # an invalid escape: kept as written
+                key = _loads(b'"' + rid.encode() + b'"')
+        out.setdefault(key, []).extend(parts)
+    return out
 
 
 def parse_bodies_obj(d: dict, rid: str, ts: float | None = None) -> BodyRecord:
