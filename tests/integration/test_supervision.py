@@ -84,3 +84,40 @@ def test_a_sink_failing_on_one_event_costs_that_event_only(tmp_path: Path) -> No
     assert telemetry.malformed["sink_write_failed"] == 1
     aside = orjson.loads((tmp_path / "state" / "malformed.ndjson").read_bytes())
     assert aside["reason"] == "sink_write_failed" and aside["detail"] == "poison"
+
+
+def test_run_exits_1_with_one_sentence_when_a_stage_dies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from sidecar import cli
+
+    logs(tmp_path, ["a"])
+    (tmp_path / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "sources": [
+                    {
+                        "name": "p",
+                        "access_log": {"paths": [str(tmp_path / "access.log")]},
+                        "body_log": {"paths": [str(tmp_path / "body.log")]},
+                    }
+                ],
+                "identity": {"hash_key": "k"},
+                "state_dir": str(tmp_path / "state"),
+                "sinks": [{"type": "file", "path": str(tmp_path / "events.ndjson")}],
+            }
+        )
+    )
+
+    async def boom(self: Pipeline) -> None:
+        raise RuntimeError("enrich bug")
+
+    monkeypatch.setattr(Pipeline, "_run_enrich", boom)
+    assert cli.main(["run", "-c", str(tmp_path / "config.yaml"), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        "llm-hec-sidecar: the enrich stage stopped: RuntimeError: enrich bug; exiting with "
+        "status 1."
+    )
