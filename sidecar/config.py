@@ -12,6 +12,7 @@ types cannot say (cross-field rules). Nothing here touches the network or the fi
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,34 @@ from urllib.parse import urlsplit
 
 from sidecar.configload import build, substitute_env
 from sidecar.errors import ConfigError
+
+# The canonical names a `generic` mapping may use (DESIGN.md section 3), plus two that say a
+# unit or where the request headers are: `duration_secs` (a duration in seconds instead of
+# `duration_ms`) and `request_headers` (the request-header map, searched for an API key).
+GENERIC_FIELDS = (
+    "time",
+    "request_id",
+    "method",
+    "path",
+    "status",
+    "duration_ms",
+    "duration_secs",
+    "ttft_ms",
+    "upstream_host",
+    "stream",
+    "model",
+    "user",
+    "tenant",
+    "api_key",
+    "conversation_id",
+    "client_request_id",
+    "attempt",
+    "request_completion",
+    "response_body",
+    "usage",
+    "request_body",
+    "request_headers",
+)
 
 
 @dataclass
@@ -209,6 +238,16 @@ def validate(cfg: Config) -> None:
                 "the generic format needs a mapping for request_id",
                 "add `request_id: <dotted.path>`",
             )
+        for name in fmt.fields:
+            if name not in GENERIC_FIELDS:
+                guess = difflib.get_close_matches(name, GENERIC_FIELDS, n=1)
+                raise ConfigError(
+                    f"sources[{i}].access_log.format.fields.{name}",
+                    "not a canonical field name",
+                    f"did you mean {guess[0]}?"
+                    if guess
+                    else f"use one of: {', '.join(GENERIC_FIELDS)}",
+                )
     if not cfg.sinks:
         raise ConfigError("sinks", "at least one sink is required", "add a `type: file` sink")
     for i, sink in enumerate(cfg.sinks):

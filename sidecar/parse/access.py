@@ -215,35 +215,6 @@ def _dig(d: Mapping[str, Any], dotted: str) -> Any:
     return cur
 
 
-# The canonical names a `generic` mapping may use (DESIGN.md section 3), plus two that say a
-# unit or where the request headers are: `duration_secs` (a duration in seconds instead of
-# `duration_ms`) and `request_headers` (the request-header map, searched for an API key).
-GENERIC_FIELDS = (
-    "time",
-    "request_id",
-    "method",
-    "path",
-    "status",
-    "duration_ms",
-    "duration_secs",
-    "ttft_ms",
-    "upstream_host",
-    "stream",
-    "model",
-    "user",
-    "tenant",
-    "api_key",
-    "conversation_id",
-    "client_request_id",
-    "attempt",
-    "request_completion",
-    "response_body",
-    "usage",
-    "request_body",
-    "request_headers",
-)
-
-
 def make_generic(
     fields: Mapping[str, str], headers_path: str | None
 ) -> Callable[[bytes, Hasher | None], AccessRecord]:

@@ -135,3 +135,12 @@ def test_plain_http_endpoint_is_refused_unless_allowed() -> None:
     c = cfg(sinks=[hec(endpoints=["http://splunk.example.com:8088"], allow_insecure_http=True)])
     assert c.sinks[0].allow_insecure_http
     cfg(sinks=[hec(endpoints=["http://127.0.0.1:8088", "http://localhost:8088"])])  # loopback
+
+
+def test_generic_mapping_names_are_checked() -> None:
+    src = {**SRC, "access_log": {"paths": ["a"], "format": {"type": "generic"}}}
+    src["access_log"]["format"]["fields"] = {"request_id": "id", "duration_sec": "took"}
+    with pytest.raises(ConfigError) as err:
+        C.from_dict({"sources": [src]})
+    assert err.value.key == "sources[0].access_log.format.fields.duration_sec"
+    assert err.value.fix == "did you mean duration_secs?"
