@@ -50,16 +50,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _load(args.config)
+    from sidecar.commands import preflight
+
+    try:  # start-up problems: one sentence and a non-zero exit, never a traceback
+        cfg = _load(args.config)
+        preflight.check(cfg, once=args.once)
+    except ConfigError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return 2
     from sidecar import logsetup
     from sidecar.notify import reloading
-    from sidecar.pipeline import Pipeline, install_signal_handlers
+    from sidecar.pipeline import Pipeline, StageFailed, install_signal_handlers
 
     logsetup.configure_from(cfg, verbose=args.verbose)
     from sidecar.telemetry import format_summary
 
     async def main() -> int:
-        pipeline = Pipeline(cfg, once=args.once)
+        try:
+            pipeline = Pipeline(cfg, once=args.once)
+        except (ConfigError, OSError) as exc:
+            print(f"{args.config}: cannot start: {exc}", file=sys.stderr)
+            return 2
         stop = asyncio.Event()
         install_signal_handlers(stop, cfg.shutdown.drain_timeout_secs)
         loop = asyncio.get_running_loop()
@@ -73,7 +84,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 logsetup.reload_level(args.config, verbose=args.verbose)
 
         loop.add_signal_handler(signal.SIGHUP, reload_pricing)
-        telemetry = await pipeline.run(stop)
+        try:
+            telemetry = await pipeline.run(stop)
+        except StageFailed as exc:
+            print(f"llm-hec-sidecar: {exc}; exiting with status 1.", file=sys.stderr)
+            return 1
         if args.once or not args.quiet:
             print(format_summary(telemetry))
         return 0

@@ -12,12 +12,42 @@ types cannot say (cross-field rules). Nothing here touches the network or the fi
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from sidecar.configload import build, substitute_env
 from sidecar.errors import ConfigError
+
+# The canonical names a `generic` mapping may use (DESIGN.md section 3), plus two that say a
+# unit or where the request headers are: `duration_secs` (a duration in seconds instead of
+# `duration_ms`) and `request_headers` (the request-header map, searched for an API key).
+GENERIC_FIELDS = (
+    "time",
+    "request_id",
+    "method",
+    "path",
+    "status",
+    "duration_ms",
+    "duration_secs",
+    "ttft_ms",
+    "upstream_host",
+    "stream",
+    "model",
+    "user",
+    "tenant",
+    "api_key",
+    "conversation_id",
+    "client_request_id",
+    "attempt",
+    "request_completion",
+    "response_body",
+    "usage",
+    "request_body",
+    "request_headers",
+)
 
 
 @dataclass
@@ -42,7 +72,8 @@ class BodyFormat:
 class BodyLog:
     paths: list[str] = field(default_factory=list)
     format: BodyFormat = field(default_factory=BodyFormat)
-    max_body_bytes: int = 8 * 1024 * 1024  # per request; beyond it the body is cut (truncated)
+    # per request; beyond it the body is cut (truncated)
+    max_body_bytes: int = field(default=8 * 1024 * 1024, metadata={"range": (1024, 1 << 30)})
 
 
 @dataclass
@@ -52,14 +83,18 @@ class Source:
     body_log: BodyLog | None = None
     provider: Literal["auto", "openai", "azure", "anthropic", "gemini", "vertex", "other"] = "auto"
     start_at: Literal["beginning", "end"] = "beginning"  # for files seen for the first time
-    read_chunk_bytes: int = 1024 * 1024  # bytes read per read() call
-    poll_interval_secs: float = 0.25  # how often to look for new data when following
+    # bytes read per read() call
+    read_chunk_bytes: int = field(default=1024 * 1024, metadata={"range": (4096, 1 << 26)})
+    # how often to look for new data when following
+    poll_interval_secs: float = field(default=0.25, metadata={"range": (0.01, 60.0)})
 
 
 @dataclass
 class Join:
-    expire_after_secs: float = 60.0  # a request with one side missing is emitted after this
-    max_pending_requests: int = 100_000  # beyond it the oldest pending request is emitted early
+    # a request with one side missing is emitted after this
+    expire_after_secs: float = field(default=60.0, metadata={"range": (1.0, 86_400.0)})
+    # beyond it the oldest pending request is emitted early
+    max_pending_requests: int = field(default=100_000, metadata={"range": (1, 10_000_000)})
 
 
 @dataclass
@@ -67,12 +102,15 @@ class Tokens:
     estimate_missing: bool = True  # count tokens with tiktoken when a stream has no usage
     encodings_dir: str | None = None  # offline tiktoken files; null = the bundled ones
     calibrate: bool = True  # learn per-model output/visible-text ratios from complete streams
-    calibration_sample_every: int = 100  # after warm-up, sample 1 complete stream in N per model
+    # after warm-up, sample 1 complete stream in N per model
+    calibration_sample_every: int = field(default=100, metadata={"range": (1, 1_000_000)})
 
 
 @dataclass
 class Identity:
-    hash_key: str = ""  # keyed HMAC key for user/api_key hashing (set it from an env var)
+    # keyed HMAC key for user/api_key hashing (set it from an env var); surrounding whitespace
+    # (a trailing newline from a secrets file) is stripped
+    hash_key: str = field(default="", metadata={"secret": True})
     hash_fields: list[Literal["api_key", "user", "tenant", "conversation_id"]] = field(
         default_factory=lambda: ["api_key", "user"]
     )
@@ -100,16 +138,18 @@ class Pricing:
 
 @dataclass
 class Batch:
-    max_bytes: int = 1_000_000  # uncompressed bytes per HEC request
-    max_events: int = 1000
-    timeout_secs: float = 1.0  # send a partial batch after this long
+    # uncompressed bytes per HEC request
+    max_bytes: int = field(default=1_000_000, metadata={"range": (1024, 1 << 30)})
+    max_events: int = field(default=1000, metadata={"range": (1, 100_000)})
+    # send a partial batch after this long
+    timeout_secs: float = field(default=1.0, metadata={"range": (0.001, 3600.0)})
 
 
 @dataclass
 class Acknowledgements:
     enabled: bool = False  # indexer acknowledgement (needs useACK on the token)
-    query_interval_secs: float = 10.0
-    retry_limit: int = 30
+    query_interval_secs: float = field(default=10.0, metadata={"range": (0.1, 3600.0)})
+    retry_limit: int = field(default=30, metadata={"range": (1, 100_000)})
 
 
 @dataclass
@@ -120,16 +160,19 @@ class Tls:
 
 @dataclass
 class Retry:
-    initial_backoff_secs: float = 1.0
-    max_backoff_secs: float = 30.0
-    max_attempts: int = 0  # 0 = retry retryable errors forever (nothing is dropped)
+    initial_backoff_secs: float = field(default=1.0, metadata={"range": (0.001, 3600.0)})
+    max_backoff_secs: float = field(default=30.0, metadata={"range": (0.001, 86_400.0)})
+    # 0 = retry retryable errors forever (nothing is dropped)
+    max_attempts: int = field(default=0, metadata={"range": (0, 1_000_000)})
 
 
 @dataclass
 class HecSink:
     type: Literal["hec"] = "hec"
     endpoints: list[str] = field(default_factory=list)  # https://splunk.example.com:8088
-    token: str = ""  # the HEC token; set it from an env var: ${SPLUNK_HEC_TOKEN}
+    # the HEC token; set it from an env var: ${SPLUNK_HEC_TOKEN} (surrounding whitespace, such
+    # as a trailing newline from a secrets file, is stripped)
+    token: str = field(default="", metadata={"secret": True})
     index: str | None = None
     sourcetype: str = "llm:usage"
     source: str | None = None  # default: the access log path
@@ -140,7 +183,10 @@ class HecSink:
     acknowledgements: Acknowledgements = field(default_factory=Acknowledgements)
     tls: Tls = field(default_factory=Tls)
     retry: Retry = field(default_factory=Retry)
-    request_timeout_secs: float = 30.0
+    request_timeout_secs: float = field(default=30.0, metadata={"range": (0.1, 3600.0)})
+    # http:// endpoints send the token in clear text: refused unless this is true (loopback
+    # addresses, 127.0.0.1 / ::1 / localhost, are allowed without it)
+    allow_insecure_http: bool = False
 
 
 @dataclass
@@ -241,6 +287,16 @@ def validate(cfg: Config) -> None:
                 "the generic format needs a mapping for request_id",
                 "add `request_id: <dotted.path>`",
             )
+        for name in fmt.fields:
+            if name not in GENERIC_FIELDS:
+                guess = difflib.get_close_matches(name, GENERIC_FIELDS, n=1)
+                raise ConfigError(
+                    f"sources[{i}].access_log.format.fields.{name}",
+                    "not a canonical field name",
+                    f"did you mean {guess[0]}?"
+                    if guess
+                    else f"use one of: {', '.join(GENERIC_FIELDS)}",
+                )
     if not cfg.sinks:
         raise ConfigError("sinks", "at least one sink is required", "add a `type: file` sink")
     for i, sink in enumerate(cfg.sinks):
@@ -255,6 +311,13 @@ def validate(cfg: Config) -> None:
                         f"sinks[{i}].endpoints[{j}]",
                         f"{ep!r} is not an http(s) URL",
                         "write it as https://host:8088",
+                    )
+                if ep.startswith("http://") and not sink.allow_insecure_http and not _loopback(ep):
+                    raise ConfigError(
+                        f"sinks[{i}].endpoints[{j}]",
+                        f"{ep} is plain http: the HEC token would travel in clear text",
+                        "use https://, or set allow_insecure_http: true on this sink if the "
+                        "network is trusted",
                     )
             if not sink.token:
                 raise ConfigError(
@@ -279,6 +342,9 @@ def listen_address(listen: str, key: str = "server.listen") -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(key, f"{listen!r} is not host:port", "write e.g. 127.0.0.1:9178")
     return host, int(port)
+def _loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def from_dict(data: Any, *, env: dict[str, str] | None = None, base_dir: str = ".") -> Config:

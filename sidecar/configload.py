@@ -10,7 +10,10 @@ The rules, so that every mistake is reported with its key path and a fix:
 - `${credential:NAME}` is the content of the systemd credential NAME (`LoadCredential=NAME:...`
   in the unit): the file `$CREDENTIALS_DIRECTORY/NAME`, trailing newline removed. With
   `${credential:NAME:-fallback}` the fallback (text, or one `${ENV_VAR}` / `${ENV_VAR:-x}`) is
-  used when there is no such credential, e.g. `${credential:hec_token:-${SPLUNK_HEC_TOKEN}}`.
+  used when there is no such credential, e.g. `${credential:hec_token:-${SPLUNK_HEC_TOKEN}}`;
+- a numeric field declared with `metadata={"range": (lo, hi)}` must lie in [lo, hi] (the error
+  names the key, the value and the range); a field with `metadata={"secret": True}` is stripped
+  of surrounding whitespace.
 """
 
 from __future__ import annotations
@@ -219,5 +222,20 @@ def _build_dataclass(cls: Any, data: Any, path: str) -> Any:
             guess = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
             hint = f"did you mean {guess[0]}?" if guess else f"known keys: {', '.join(known)}"
             raise ConfigError(key_path, "unknown key", hint)
-        kwargs[key] = build(hints[key], value, key_path)
+        value = build(hints[key], value, key_path)
+        meta = known[key].metadata
+        if meta.get("secret") and isinstance(value, str):
+            value = value.strip()  # a token read from a file often ends in a newline
+        if "range" in meta:
+            check_range(value, meta["range"], key_path)
+        kwargs[key] = value
     return cls(**kwargs)
+
+
+def check_range(value: Any, bounds: tuple[Any, Any], path: str) -> None:
+    """A numeric option declared with `metadata={"range": (lo, hi)}` must lie in [lo, hi]."""
+    lo, hi = bounds
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if not lo <= value <= hi:  # also refuses NaN
+        raise ConfigError(path, f"{value!r} is out of range", f"use a value from {lo} to {hi}")

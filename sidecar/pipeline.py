@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import os
 import signal
 import socket
@@ -23,6 +24,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from sidecar import config as C
 from sidecar.enrich.event import Enricher
@@ -32,7 +35,12 @@ from sidecar.enrich.tokens import TokenEstimator
 from sidecar.errors import ParseError
 from sidecar.join import Joiner
 from sidecar.parse.access import parser_for
-from sidecar.parse.body import assemble_escaped, decode_bodies_lines, decode_chunk_lines
+from sidecar.parse.body import (
+    assemble_escaped,
+    decode_bodies_lines,
+    decode_chunk_lines,
+    part_time,
+)
 from sidecar.parse.response import parse_completed
 from sidecar.sinks.file import FileSink
 from sidecar.sinks.hec.sink import HecSink
@@ -146,7 +154,17 @@ class Pipeline:
                 except ParseError as exc:
                     self._set_aside(exc, batch, i)
                     continue
-                src.joiner.add_access(rec, name, batch.path, out)
+                except Exception as exc:  # a bug must cost one line, never the pipeline
+                    self._stage_failed_once("access parse", exc)
+                    self._set_aside(ParseError("access_parse_failed", repr(exc)), batch, i)
+                    continue
+                if rec.invalid_fields or rec.lossy_utf8:
+                    self._count_invalid(rec.invalid_fields, "access_lines_lossy_utf8_total", rec)
+                try:
+                    src.joiner.add_access(rec, name, batch.path, out)
+                except Exception as exc:
+                    self._stage_failed_once("join", exc)
+                    self._set_aside(ParseError("join_failed", repr(exc)), batch, i)
             if rec is not None and rec.time:
                 src.last_time = rec.time
             if out:
@@ -166,7 +184,14 @@ class Pipeline:
                 self._set_aside(exc, batch, i)
             if dec.lossy:
                 t.counters["body_lines_lossy_utf8_total"] += dec.lossy
-            joiner.add_chunks(dec.groups, dec.records, name, out)
+            if dec.invalid_ts:
+                self.telemetry.field_invalid("body.ts", dec.invalid_ts)
+            try:
+                joiner.add_chunks(dec.groups, dec.records, name, out)
+            except Exception as exc:  # a bug must cost this batch's lines, never the pipeline
+                self._stage_failed_once("join", exc)
+                for i in range(len(batch.lines)):
+                    self._set_aside(ParseError("join_failed", repr(exc)), batch, i)
             if out:
                 await self._completed_q.put(out)
 
@@ -177,6 +202,26 @@ class Pipeline:
         self.telemetry.set_aside(
             exc.reason, batch.path, offset, len(batch.lines[index]), exc.detail
         )
+
+    def _count_invalid(self, names: list[str], lossy_counter: str, rec: Any) -> None:
+        for n in names:
+            self.telemetry.field_invalid(n)
+        if rec.lossy_utf8:
+            self.telemetry.counters[lossy_counter] += 1
+
+    def _stage_failed_once(self, stage: str, exc: BaseException) -> None:
+        """Log the first unexpected failure of a stage boundary with its traceback (a bug)."""
+        key = f"{stage}_failures_total"
+        if not self.telemetry.counters[key]:
+            log.error(
+                "A record failed in the %s stage (%s: %s): this is a bug, please report it. The "
+                "record is set aside with its position; the pipeline goes on.",
+                stage,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+        self.telemetry.counters[key] += 1
 
     async def _run_expiry(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -199,6 +244,8 @@ class Pipeline:
             for c in batch:
                 provider = providers.get(c.source)
                 try:
+                    if c.last_ts is None and c.parts:  # the body's own last time (replay-stable)
+                        c.last_ts = part_time(c.parts[-1])
                     parsed = parse_completed(c, provider=provider)
                     if enricher.wants_text(c, parsed):
                         parsed = parse_completed(c, provider=provider, want_text=True)
@@ -207,6 +254,10 @@ class Pipeline:
                     self._enrich_failed(c)
                     continue
                 self._count_completed(c, parsed)
+                if not encodable(ev):
+                    self._stage_failed_once("encode", ValueError(c.request_id))
+                    t.set_aside("encode_failed", c.source_path or c.source, None, 0, c.request_id)
+                    continue
                 t.observe_event(ev.body)
                 events.append(ev)
             await self._events_q.put(events)
@@ -254,9 +305,69 @@ class Pipeline:
     async def _run_sinks(self) -> None:
         while (events := await self._events_q.get()) is not None:
             for sink in self.sinks:
-                await sink.write(events)
+                await self._sink_write(sink, events)
         for sink in self.sinks:
             await sink.flush()
+
+    async def _sink_write(self, sink: Any, events: list[OutEvent]) -> None:
+        """Write a batch; if the sink fails on it, write event by event and set aside those
+        that fail (with their request id), so one event never stops delivery."""
+        try:
+            await sink.write(events)
+            return
+        except Exception as exc:
+            if len(events) == 1:
+                self._stage_failed_once("sink write", exc)
+                ev = events[0]
+                rid = str(ev.body.get("request_id"))
+                self.telemetry.set_aside("sink_write_failed", ev.source or "", None, 0, rid)
+                return
+        for ev in events:
+            await self._sink_write(sink, [ev])
+
+    async def _supervise(self, readers: list[asyncio.Task], *stages: asyncio.Task) -> Any:
+        """Wait for the readers; a stage that ends before them has died. Returns None, or
+        (task name, exception) of the first stage that died."""
+        gathered = asyncio.ensure_future(asyncio.gather(*readers))
+        watch = {gathered, *stages}
+        while True:
+            done, _ = await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
+            if gathered in done:
+                exc = gathered.exception()
+                return None if exc is None else ("reader", exc)
+            task = done.pop()
+            exc = None if task.cancelled() else task.exception()
+            return (task.get_name(), exc or RuntimeError("the stage ended early"))
+
+    async def _salvage(self, failed: Any, readers: list[asyncio.Task], *stages: Any) -> None:
+        """A stage died: stop reading, flush what can be flushed, then raise StageFailed (the
+        normal drain would wait on the dead stage forever)."""
+        name, exc = failed
+        log.error(
+            "The %s stage stopped (%s: %s): flushing what can be flushed and exiting so that "
+            "the service manager restarts the sidecar.",
+            name,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+        for task in [*readers, *stages]:
+            if task is not None and not task.done() and task.get_name() != "sinks":
+                task.cancel()
+        sink_task = next((t for t in stages if t is not None and t.get_name() == "sinks"), None)
+        if sink_task is not None and not sink_task.done():  # deliver what was already enriched
+            with contextlib.suppress(Exception):
+                self._events_q.put_nowait(None)
+                await asyncio.wait_for(sink_task, 30)
+        for sink in self.sinks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sink.close(), 10)
+        for src in self.sources:
+            src.access_tail.close()
+            if src.body_tail is not None:
+                src.body_tail.close()
+        self.telemetry.close()
+        raise StageFailed(name, exc)
 
     # ------------------------------------------------------------------ run
     async def run(self, stop: asyncio.Event | None = None) -> Telemetry:
@@ -281,11 +392,14 @@ class Pipeline:
                 readers.append(asyncio.create_task(self._run_body(src, stop), name="body"))
         expiry = None if self.once else asyncio.create_task(self._run_expiry(stop))
         service = None if self.once else await self._start_service(stop)
+        failed: Any = None
         try:
-            await asyncio.gather(*readers)
+            failed = await self._supervise(readers, enrich_task, sink_task)
         finally:
             if service is not None:
                 await service.stop()
+            if failed is not None and failed[0] != "reader":
+                await self._salvage(failed, readers, enrich_task, sink_task, expiry)  # raises
             if expiry is not None:
                 stop.set()
                 await expiry
@@ -310,6 +424,8 @@ class Pipeline:
                 self.telemetry.counters["late_records_total"] += src.joiner.late_records
             self.telemetry.estimation = self.estimator.metrics()
             self.telemetry.close()
+        if failed is not None:  # a reader died: what it had read is delivered; still an error
+            raise StageFailed(*failed)
         return self.telemetry
 
     # ------------------------------------------------------------------ service (issue 11)
@@ -346,6 +462,25 @@ class Pipeline:
             rate=self._rate,
             server=self.cfg.server,
         )
+
+
+class StageFailed(Exception):
+    """A stage task died: the process must exit non-zero (systemd restarts it)."""
+
+    def __init__(self, stage: str, exc: BaseException) -> None:
+        self.stage = stage
+        self.exc = exc
+        super().__init__(f"the {stage} stage stopped: {type(exc).__name__}: {exc}")
+
+
+def encodable(ev: OutEvent) -> bool:
+    """Whether the event can be written by every sink (orjson, a plain-decimal time); a value
+    that slipped past validation costs this event, never the sink task."""
+    try:
+        orjson.dumps(ev.body)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(ev.time) and 0 <= ev.time < 1e11
 
 
 def install_signal_handlers(stop: asyncio.Event, drain_timeout_secs: float | None = None) -> None:

@@ -91,6 +91,7 @@ class Series:
 class Telemetry:
     counters: Counter[str] = field(default_factory=Counter)
     malformed: Counter[str] = field(default_factory=Counter)  # reason -> count
+    fields_invalid: Counter[str] = field(default_factory=Counter)  # field -> count (nulled)
     by_model: dict[str, _Row] = field(default_factory=lambda: defaultdict(_Row))
     by_status: dict[str, _Row] = field(default_factory=lambda: defaultdict(_Row))
     estimation: dict[str, Any] = field(default_factory=dict)  # TokenEstimator.metrics()
@@ -102,6 +103,12 @@ class Telemetry:
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
+
+    def field_invalid(self, name: str, n: int = 1) -> None:
+        """A field present but bad (wrong type, out of range) was nulled: `fields_invalid_total`
+        by field name."""
+        self.fields_invalid[name] += n
+        self.counters["fields_invalid_total"] += n
 
     def set_aside(
         self, reason: str, path: str, offset: int | None, length: int, detail: str = ""
@@ -116,7 +123,8 @@ class Telemetry:
             return
         if self._set_aside_fh is None:
             os.makedirs(os.path.dirname(self.set_aside_path) or ".", exist_ok=True)
-            self._set_aside_fh = open(self.set_aside_path, "ab")  # noqa: SIM115
+            fd = os.open(self.set_aside_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._set_aside_fh = open(fd, "ab", buffering=0)  # noqa: SIM115 - kill -9 safe
         rec = {
             "reason": reason,
             "path": path,
@@ -198,7 +206,11 @@ def format_summary(t: Telemetry) -> str:
         lines.append(f"malformed records set aside: {sum(t.malformed.values())}: {parts}{where}")
     else:
         lines.append("malformed records set aside: 0")
+    if t.fields_invalid:
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(t.fields_invalid.items()))
+        lines.append(f"fields nulled as invalid: {sum(t.fields_invalid.values())}: {parts}")
     extra = [
+        ("access_lines_lossy_utf8_total", "access lines with invalid UTF-8 (replaced)"),
         ("body_records_without_access_total", "body records for requests with no access line"),
         ("access_without_body_total", "access lines whose body never ended"),
         ("body_lines_lossy_utf8_total", "body lines with invalid UTF-8 (replaced)"),

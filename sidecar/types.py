@@ -56,6 +56,7 @@ class Usage:
     cache_write_1h_input_tokens: int = 0  # subset of cache_write_input_tokens (Anthropic 1h TTL)
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    invalid: bool = False  # a value was not a non-negative integer: never priced as it stands
 
     @property
     def total_tokens(self) -> int:
@@ -68,6 +69,7 @@ class Usage:
         self.cache_write_1h_input_tokens += other.cache_write_1h_input_tokens
         self.output_tokens += other.output_tokens
         self.reasoning_tokens += other.reasoning_tokens
+        self.invalid = self.invalid or other.invalid
 
 
 @dataclass(slots=True)
@@ -132,6 +134,8 @@ class AccessRecord:
     response_body: str | None = None  # non-streaming body logged in the access line
     usage: dict[str, Any] | None = None  # usage object logged in the access line
     request_body: str | None = None  # only to count input tokens; never forwarded
+    invalid_fields: list[str] = field(default_factory=list)  # present but bad: nulled, counted
+    lossy_utf8: bool = False  # the line held invalid UTF-8 (replaced)
 
 
 # Kinds of body-log records.

@@ -36,6 +36,17 @@ PROVIDERS = frozenset({"openai", "azure", "anthropic", "gemini", "vertex", "othe
 APIS = frozenset({"chat.completions", "responses", "messages", "generate_content", "embeddings"})
 
 
+_BOUND = 1 << 53
+
+
+def _finite(limits: dict[str, Any]) -> dict[str, Any]:
+    """Rate-limit numbers come from free-form headers: keep those JSON and Splunk can hold."""
+    for k, v in limits.items():
+        if type(v) in (int, float) and not -_BOUND < v < _BOUND:  # also NaN and infinities
+            limits[k] = None
+    return limits
+
+
 def event_id(source: str, request_id: str) -> str:
     """Deterministic: the same request from the same source always gets the same id."""
     return hashlib.sha256(f"{source}\x00{request_id}".encode()).hexdigest()[:32]
@@ -66,7 +77,7 @@ class Enricher:
         """Should the body be parsed again with its text (estimation or a calibration sample)?"""
         if not parsed.is_stream or parsed.compressed:
             return False
-        if parsed.usage is None or parsed.usage_partial:
+        if parsed.usage is None or parsed.usage_partial or parsed.usage.invalid:
             return self.estimate_missing and c.has_body()
         return parsed.terminal_seen and self.estimator.wants_sample(parsed.model)
 
@@ -92,6 +103,9 @@ class Enricher:
         end_time = self._end_time(c)
 
         usage = parsed.usage
+        usage_invalid = usage is not None and usage.invalid
+        if usage_invalid:
+            usage = None  # never priced as it stands (a silent $0): estimated, or no usage
         tokens_estimated = False
         token_source = TOKENS_FROM_USAGE if usage is not None else TOKENS_NONE
         calibration_ratio: float | None = None
@@ -148,15 +162,21 @@ class Enricher:
             )
 
         headers = a.response_headers if a is not None else {}
-        limits = parse_ratelimits(
-            headers,
-            provider=provider,
-            now=end_time,
-            body_retry_after_secs=parsed.retry_after_secs,
+        limits = _finite(
+            parse_ratelimits(
+                headers,
+                provider=provider,
+                now=end_time,
+                body_retry_after_secs=parsed.retry_after_secs,
+            )
         )
         flags = self._flags(c, parsed, status)
         if input_unknown:
             flags.append("input_unknown")
+        if usage_invalid:
+            flags.append("usage_invalid")
+        if a is not None and a.invalid_fields:
+            flags.append("fields_invalid")
 
         body: dict[str, Any] = {
             "schema": SCHEMA,
@@ -224,18 +244,26 @@ class Enricher:
 
     @staticmethod
     def _end_time(c: Completed) -> float:
+        """The access line's time, else the body's own last (or first) time: never the wall
+        clock when the logs hold a time, so a replay gives the same events. Only a request
+        whose logs hold no readable time at all gets the clock (flagged `time_from_clock`)."""
         a = c.access
         if a is not None and a.time is not None:
             return float(a.time)
         if c.last_ts is not None:
             return float(c.last_ts)
+        if c.first_ts is not None:
+            return float(c.first_ts)
         import time
 
-        return time.time()
+        return round(time.time(), 3)
 
     @staticmethod
     def _flags(c: Completed, parsed: ParsedBody, status: str) -> list[str]:
         flags: list[str] = []
+        a = c.access
+        if (a is None or a.time is None) and c.last_ts is None and c.first_ts is None:
+            flags.append("time_from_clock")
         if c.expired and c.access is None:
             flags.append("expired_no_access")
         if c.expired and c.access is not None and c.end is None:

@@ -6,69 +6,31 @@ Presets map each proxy's own names onto the canonical fields of DESIGN.md sectio
 - `caddy`: Caddy's JSON access log (`request.*`, `resp_headers` with list values, `duration` in s).
 - `generic`: a mapping in config from canonical names to dotted paths in the line.
 
-The raw API key is hashed here, at once, by the `hash_key` callable the pipeline passes in; it
-never leaves this module. Empty strings and nginx's `-` mean "absent".
+The raw API key (`Authorization`, `api-key`, `x-api-key`, `x-goog-api-key` or a `?key=` query
+parameter) is hashed here, at once, by the `hash_key` callable the pipeline passes in; it never
+leaves this module. Empty strings and nginx's `-` mean "absent". Every field is checked by type
+and range in `parse/fields.py`: a bad optional field is nulled and named in `invalid_fields`.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
 from sidecar.errors import ParseError
+from sidecar.parse.fields import Fields, is_absent, request_id
 from sidecar.types import AccessRecord
 
 Hasher = Callable[[str], str]
 
-_ABSENT = ("", "-")
 _RESP_NAMES: dict[str, str] = {}  # log key -> header name ("" when not a `resp_` key)
-
-
-def _s(v: Any) -> str | None:
-    if v is None:
-        return None
-    if isinstance(v, str):
-        return None if v in _ABSENT else v
-    if isinstance(v, list):  # caddy header values
-        return _s(v[-1]) if v else None
-    return str(v)
-
-
-def _num(v: Any) -> float | None:
-    if v is None or isinstance(v, bool):
-        return None
-    if isinstance(v, int | float):
-        return float(v)
-    if isinstance(v, str):
-        v = v.strip()
-        if "," in v:  # nginx lists one value per upstream attempt: "0.120, 0.340"
-            v = v.rsplit(",", 1)[1].strip()
-        try:
-            return float(v)
-        except ValueError:
-            return None
-    return None
-
-
-def _int(v: Any) -> int | None:
-    n = _num(v)
-    return None if n is None else int(n)
-
-
-def _bool(v: Any) -> bool | None:
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, str):
-        low = v.strip().lower()
-        if low in ("true", "1", "yes"):
-            return True
-        if low in ("false", "0", "no"):
-            return False
-    if isinstance(v, int):
-        return bool(v)
-    return None
+# Request headers that carry an API key, in the order they are looked at.
+API_KEY_HEADERS = ("authorization", "api-key", "x-api-key", "x-goog-api-key")
+_QUERY_KEY = re.compile(r"[?&]key=([^&#]+)")
 
 
 def _strip_bearer(key: str) -> str:
@@ -80,31 +42,87 @@ def _strip_bearer(key: str) -> str:
     return key.strip()
 
 
-def _loads(line: bytes) -> dict[str, Any]:
+def _loads(line: bytes) -> tuple[dict[str, Any], bool]:
+    """The line as an object -> (object, lossy). Invalid UTF-8 is replaced (`lossy`); numbers
+    orjson refuses (`1e999`, `NaN`, `Infinity`) are read by the standard library instead and
+    then refused field by field, so one bad value costs that field, not the line."""
+    lossy = False
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
         # nginx escape=json passes bytes >= 0x80 through raw: decode tolerantly and retry.
+        text = line.decode("utf-8", "replace")
+        lossy = "\ufffd" in text and b"\xef\xbf\xbd" not in line
         try:
-            obj = orjson.loads(line.decode("utf-8", "replace"))
+            obj = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            raise ParseError("access_invalid_json", str(exc)) from exc
+            try:
+                obj = _no_surrogates(json.loads(text))
+            except (ValueError, RecursionError):
+                raise ParseError("access_invalid_json", str(exc)) from exc
     if not isinstance(obj, dict):
         raise ParseError("access_not_an_object", type(obj).__name__)
-    return obj
+    return obj, lossy
 
 
-def _finish(rec: AccessRecord, raw_key: str | None, hasher: Hasher | None) -> AccessRecord:
+def _no_surrogates(v: Any) -> Any:
+    """The standard library decodes a lone `\\ud800` escape that orjson refuses; such a string
+    cannot be hashed or written, so its surrogates become U+FFFD (only on this rare path)."""
+    if type(v) is str:
+        return v.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if type(v) is dict:
+        return {_no_surrogates(k): _no_surrogates(x) for k, x in v.items()}
+    if type(v) is list:
+        return [_no_surrogates(x) for x in v]
+    return v
+
+
+def api_key_from(headers: Mapping[str, Any], path: str | None, f: Fields) -> str | None:
+    """The raw API key from request headers (lower-cased names) or a `?key=` query parameter."""
+    for name in API_KEY_HEADERS:
+        v = f.header(name, headers.get(name))
+        if v:
+            return v
+    if path and "key=" in path:
+        m = _QUERY_KEY.search(path)
+        if m:
+            return m.group(1)
+    return None
+
+
+def redact_query_key(path: str | None) -> str | None:
+    """The path with a `?key=` value cut out (it is an API key)."""
+    if path and "key=" in path:
+        return _QUERY_KEY.sub(lambda m: m.group(0)[:5] + "REDACTED", path)
+    return path
+
+
+def _finish(
+    rec: AccessRecord, raw_key: str | None, hasher: Hasher | None, f: Fields, lossy: bool
+) -> AccessRecord:
+    if raw_key is None:
+        raw_key = api_key_from({}, rec.path, f)
     if raw_key:
-        rec.api_key_id = hasher(_strip_bearer(raw_key)) if hasher else None
+        key = _strip_bearer(raw_key)
+        rec.api_key_id = hasher(key) if hasher and key else None
+    rec.path = redact_query_key(rec.path)
+    rec.invalid_fields = f.invalid
+    rec.lossy_utf8 = lossy
     return rec
 
 
+def _completion(v: Any, f: Fields) -> str | None:
+    if type(v) is str:
+        return v  # "" is meaningful: nginx $request_completion of an unfinished request
+    if v is not None:
+        f.bad("request_completion")
+    return None
+
+
 def parse_nginx_json(line: bytes, hasher: Hasher | None = None) -> AccessRecord:
-    d = _loads(line)
-    rid = _s(d.get("request_id"))
-    if not rid:
-        raise ParseError("access_missing_request_id")
+    d, lossy = _loads(line)
+    rid = request_id(d.get("request_id"), "access")
+    f = Fields()
     headers: dict[str, str] = {}
     names = _RESP_NAMES
     for k, v in d.items():
@@ -114,74 +132,78 @@ def parse_nginx_json(line: bytes, hasher: Hasher | None = None) -> AccessRecord:
             if len(names) < 4096:  # bounded: keys are the log_format's, a fixed set
                 names[k] = name
         if name and v:
-            sv = v if type(v) is str else _s(v)
+            sv = v if type(v) is str else f.header(name, v)
             if sv is not None and sv != "-":
                 headers[name] = sv
-    extra = d.get("response_headers")
-    if isinstance(extra, dict):
+    extra = f.mapping("response_headers", d.get("response_headers"))
+    if extra:
         for k, v in extra.items():
-            sv = _s(v)
+            sv = f.header(k, v)
             if sv is not None:
                 headers[str(k).lower()] = sv
-    req_time = _num(d.get("request_time"))
-    ts = _num(d.get("ts"))
+    path = f.text("path", d.get("uri")) or f.text("path", d.get("path"))
+    retry = d.get("req_x_stainless_retry_count")
     rec = AccessRecord(
         request_id=rid,
-        time=ts,
-        method=_s(d.get("method")),
-        path=_s(d.get("uri")) or _s(d.get("path")),
-        status=_int(d.get("status")),
-        duration_ms=round(req_time * 1000.0, 3) if req_time is not None else None,
-        ttft_ms=_num(d.get("ttft_ms")),
-        upstream_host=_s(d.get("upstream_host")),
-        stream=_bool(d.get("stream")),
-        model=_s(d.get("model")),
-        user=_s(d.get("user")),
-        tenant=_s(d.get("tenant")),
-        conversation_id=_s(d.get("conversation_id")),
-        client_request_id=_s(d.get("client_request_id")),
-        attempt=_int(d.get("req_x_stainless_retry_count") or d.get("attempt")),
-        request_completion=d.get("request_completion")
-        if isinstance(d.get("request_completion"), str)
-        else None,
+        time=f.time("ts", d.get("ts"), "access"),
+        method=f.text("method", d.get("method")),
+        path=path,
+        status=f.status(d.get("status")),
+        duration_ms=f.duration_ms("duration_ms", d.get("request_time"), 1000.0),
+        ttft_ms=f.duration_ms("ttft_ms", d.get("ttft_ms")),
+        upstream_host=f.text("upstream_host", d.get("upstream_host")),
+        stream=f.flag("stream", d.get("stream")),
+        model=f.text("model", d.get("model")),
+        user=f.text("user", d.get("user")),
+        tenant=f.text("tenant", d.get("tenant")),
+        conversation_id=f.text("conversation_id", d.get("conversation_id")),
+        client_request_id=f.text("client_request_id", d.get("client_request_id")),
+        attempt=f.count("attempt", retry if not is_absent(retry) else d.get("attempt")),
+        request_completion=_completion(d.get("request_completion"), f),
         response_headers=headers,
-        response_body=_s(d.get("response_body")),
-        usage=d.get("usage") if isinstance(d.get("usage"), dict) else None,
-        request_body=_s(d.get("request_body")),
+        response_body=f.text("response_body", d.get("response_body")),
+        usage=f.mapping("usage", d.get("usage")),
+        request_body=f.text("request_body", d.get("request_body")),
     )
-    return _finish(rec, _s(d.get("api_key")), hasher)
+    key = d.get("api_key")
+    return _finish(rec, f.text("api_key", key), hasher, f, lossy)
 
 
 def parse_caddy(line: bytes, hasher: Hasher | None = None) -> AccessRecord:
-    d = _loads(line)
-    req = d.get("request") if isinstance(d.get("request"), dict) else {}
-    req_headers = {str(k).lower(): v for k, v in (req.get("headers") or {}).items()}
-    resp_headers_raw = d.get("resp_headers") or {}
-    headers = {str(k).lower(): s for k, v in resp_headers_raw.items() if (s := _s(v)) is not None}
-    rid = (
-        _s(d.get("request_id"))
-        or _s(d.get("uuid"))
-        or headers.get("x-proxy-request-id")
-        or _s(req_headers.get("x-request-id"))
-    )
-    if not rid:
-        raise ParseError("access_missing_request_id")
-    dur = _num(d.get("duration"))
-    auth = _s(req_headers.get("authorization")) or _s(req_headers.get("x-api-key"))
+    d, lossy = _loads(line)
+    f = Fields()
+    req = f.mapping("request", d.get("request")) or {}
+    req_headers_raw = f.mapping("request.headers", req.get("headers")) or {}
+    req_headers = {str(k).lower(): v for k, v in req_headers_raw.items()}
+    resp_headers_raw = f.mapping("resp_headers", d.get("resp_headers")) or {}
+    headers = {
+        str(k).lower(): s for k, v in resp_headers_raw.items() if (s := f.header(k, v)) is not None
+    }
+    rid_raw = d.get("request_id")
+    if is_absent(rid_raw):
+        rid_raw = d.get("uuid")
+    if is_absent(rid_raw):
+        rid_raw = headers.get("x-proxy-request-id")
+    if is_absent(rid_raw):
+        rid_raw = f.header("x-request-id", req_headers.get("x-request-id"))
+    rid = request_id(rid_raw, "access")
+    path = f.text("path", req.get("uri"))
     rec = AccessRecord(
         request_id=rid,
-        time=_num(d.get("ts")),
-        method=_s(req.get("method")),
-        path=_s(req.get("uri")),
-        status=_int(d.get("status")),
-        duration_ms=round(dur * 1000.0, 3) if dur is not None else None,
-        upstream_host=_s(d.get("upstream_host")) or _s(req.get("host")),
-        user=_s(d.get("user")) or _s(req_headers.get("x-llm-user")),
-        tenant=_s(d.get("tenant")) or _s(req_headers.get("x-llm-tenant")),
-        attempt=_int(_s(req_headers.get("x-stainless-retry-count"))),
+        time=f.time("ts", d.get("ts"), "access"),
+        method=f.text("method", req.get("method")),
+        path=path,
+        status=f.status(d.get("status")),
+        duration_ms=f.duration_ms("duration_ms", d.get("duration"), 1000.0),
+        upstream_host=f.text("upstream_host", d.get("upstream_host"))
+        or f.text("upstream_host", req.get("host")),
+        user=f.text("user", d.get("user")) or f.header("user", req_headers.get("x-llm-user")),
+        tenant=f.text("tenant", d.get("tenant"))
+        or f.header("tenant", req_headers.get("x-llm-tenant")),
+        attempt=f.count("attempt", f.header("attempt", req_headers.get("x-stainless-retry-count"))),
         response_headers=headers,
     )
-    return _finish(rec, auth, hasher)
+    return _finish(rec, api_key_from(req_headers, path, f), hasher, f, lossy)
 
 
 def _dig(d: Mapping[str, Any], dotted: str) -> Any:
@@ -199,39 +221,48 @@ def make_generic(
     """A parser for the `generic` preset: `fields` maps canonical names to dotted paths."""
 
     def parse(line: bytes, hasher: Hasher | None = None) -> AccessRecord:
-        d = _loads(line)
+        d, lossy = _loads(line)
         get = {name: _dig(d, path) for name, path in fields.items()}
-        rid = _s(get.get("request_id"))
-        if not rid:
-            raise ParseError("access_missing_request_id")
-        hdrs_raw = _dig(d, headers_path) if headers_path else None
+        rid = request_id(get.get("request_id"), "access")
+        f = Fields()
+        hdrs_raw = f.mapping("response_headers", _dig(d, headers_path)) if headers_path else None
         headers = {}
-        if isinstance(hdrs_raw, Mapping):
-            headers = {str(k).lower(): s for k, v in hdrs_raw.items() if (s := _s(v)) is not None}
-        dur = _num(get.get("duration_ms"))
+        if hdrs_raw:
+            headers = {
+                str(k).lower(): s for k, v in hdrs_raw.items() if (s := f.header(k, v)) is not None
+            }
+        if "duration_secs" in get:
+            dur = f.duration_ms("duration_ms", get.get("duration_secs"), 1000.0)
+        else:
+            dur = f.duration_ms("duration_ms", get.get("duration_ms"))
+        path = f.text("path", get.get("path"))
         rec = AccessRecord(
             request_id=rid,
-            time=_num(get.get("time")),
-            method=_s(get.get("method")),
-            path=_s(get.get("path")),
-            status=_int(get.get("status")),
+            time=f.time("time", get.get("time"), "access"),
+            method=f.text("method", get.get("method")),
+            path=path,
+            status=f.status(get.get("status")),
             duration_ms=dur,
-            upstream_host=_s(get.get("upstream_host")),
-            stream=_bool(get.get("stream")),
-            model=_s(get.get("model")),
-            user=_s(get.get("user")),
-            tenant=_s(get.get("tenant")),
-            conversation_id=_s(get.get("conversation_id")),
-            client_request_id=_s(get.get("client_request_id")),
-            attempt=_int(get.get("attempt")),
-            ttft_ms=_num(get.get("ttft_ms")),
-            request_completion=rc if isinstance(rc := get.get("request_completion"), str) else None,
+            upstream_host=f.text("upstream_host", get.get("upstream_host")),
+            stream=f.flag("stream", get.get("stream")),
+            model=f.text("model", get.get("model")),
+            user=f.text("user", get.get("user")),
+            tenant=f.text("tenant", get.get("tenant")),
+            conversation_id=f.text("conversation_id", get.get("conversation_id")),
+            client_request_id=f.text("client_request_id", get.get("client_request_id")),
+            attempt=f.count("attempt", get.get("attempt")),
+            ttft_ms=f.duration_ms("ttft_ms", get.get("ttft_ms")),
+            request_completion=_completion(get.get("request_completion"), f),
             response_headers=headers,
-            response_body=_s(get.get("response_body")),
-            usage=u if isinstance(u := get.get("usage"), dict) else None,
-            request_body=_s(get.get("request_body")),
+            response_body=f.text("response_body", get.get("response_body")),
+            usage=f.mapping("usage", get.get("usage")),
+            request_body=f.text("request_body", get.get("request_body")),
         )
-        return _finish(rec, _s(get.get("api_key")), hasher)
+        key = f.text("api_key", get.get("api_key"))
+        if key is None and "request_headers" in get:
+            req_h = f.mapping("request_headers", get.get("request_headers")) or {}
+            key = api_key_from({str(k).lower(): v for k, v in req_h.items()}, path, f)
+        return _finish(rec, key, hasher, f, lossy)
 
     return parse
 

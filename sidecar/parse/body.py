@@ -16,11 +16,13 @@ a part that is not a valid JSON string is dropped from the body and counted. Not
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import orjson
 
 from sidecar.errors import ParseError
+from sidecar.parse.fields import is_absent, parse_time, request_id
 from sidecar.types import BODY_DATA, BODY_END, BODY_WHOLE, BodyRecord
 
 _loads = orjson.loads
@@ -43,15 +45,31 @@ class Decoded:
     records: list[BodyRecord]
     errors: list[tuple[int, ParseError]]
     lossy: int
+    invalid_ts: int = 0  # careful-path records whose `ts` was present but not a time (nulled)
 
 
 _RID = b',"request_id":"'
 _DATA = b'","data":"'
 
 
-def escape_part(data: str) -> bytes:
-    """A decoded chunk string -> a line in the fast path's form, for the careful path."""
-    return _DATA + _dumps(data)[1:] + b"}"
+def escape_part(data: str, ts: float | None = None) -> bytes:
+    """A decoded chunk string -> a line in the fast path's form, for the careful path (with its
+    time in front, as in a canonical line, so that the body's last time can be read back)."""
+    head = b'{"ts":' + repr(ts).encode() + b',"request_id":"' if ts is not None else b""
+    return head + _DATA + _dumps(data)[1:] + b"}"
+
+
+def part_time(part: bytes) -> float | None:
+    """The `ts` at the head of a canonical data line (`{"ts":T,...`), checked; else None."""
+    if not part.startswith(b'{"ts":'):
+        return None
+    end = part.find(b",", 6)
+    if end < 0 or end > 40:
+        return None
+    try:
+        return parse_time(part[6:end].decode("ascii"))
+    except UnicodeDecodeError:
+        return None
 
 
 def assemble_escaped(parts: list[bytes]) -> tuple[str, int, int]:
@@ -102,29 +120,48 @@ def _load(line: bytes) -> tuple[dict, bool]:
 
 
 def _load_record(line: bytes) -> tuple[dict, str, bool]:
-    """Decode one line and check it is an object with a request id -> (obj, id, lossy)."""
+    """Decode one line and check it is an object with a request id -> (obj, id, lossy).
+
+    The id is checked as on the access log (`parse/fields.py`): an integer id is taken as its
+    decimal string, so both logs agree."""
     d, lossy = _load(line)
     if type(d) is not dict:
         raise ParseError("body_not_an_object")
-    rid = d.get("request_id")
-    if not rid or type(rid) is not str:
-        raise ParseError("body_missing_request_id")
-    return d, rid, lossy
+    return d, request_id(d.get("request_id"), "body"), lossy
+
+
+def _ts(d: dict) -> tuple[float | None, bool]:
+    """The record's time, checked -> (time, invalid). Optional on the body log: a bad one is
+    nulled and counted (the fast path does not read it at all)."""
+    v = d.get("ts")
+    if is_absent(v):
+        return None, False
+    t = parse_time(v)
+    return t, t is None
 
 
 def parse_chunks_line(line: bytes) -> tuple[BodyRecord, bool]:
-    """One `chunks`-style line -> (record, lossy). `lossy`: invalid UTF-8 was replaced."""
+    """One `chunks`-style line -> (record, lossy). `lossy`: invalid UTF-8 was replaced.
+    A `ts` that is present but not a time is nulled (see `parse_chunks_checked`)."""
+    return parse_chunks_checked(line)[:2]  # type: ignore[return-value]
+
+
+def parse_chunks_checked(line: bytes) -> tuple[BodyRecord, bool, bool]:
+    """One `chunks`-style line -> (record, lossy, ts invalid)."""
     d, rid, lossy = _load_record(line)
+    ts, bad_ts = _ts(d)
     data = d.get("data")
     if data is not None:
         if type(data) is not str:
             raise ParseError("body_data_not_a_string")
-        return BodyRecord(rid, BODY_DATA, d.get("ts"), data), lossy
+        return BodyRecord(rid, BODY_DATA, ts, data), lossy, bad_ts
     end = d.get("end")
     if end is not None:
-        return BodyRecord(rid, BODY_END, d.get("ts"), "", str(end)), lossy
+        if type(end) is not str:
+            raise ParseError("body_end_not_a_string")
+        return BodyRecord(rid, BODY_END, ts, "", end), lossy, bad_ts
     if "body" in d:  # a `bodies` record in a `chunks` log: accept it
-        return parse_bodies_obj(d, rid), lossy
+        return parse_bodies_obj(d, rid, ts), lossy, bad_ts
     raise ParseError("body_record_without_data_or_end")
 
 
@@ -133,7 +170,7 @@ def decode_chunk_lines(lines: list[bytes]) -> Decoded:
     groups: dict[str, list[bytes]] = {}
     records: list[BodyRecord] = []
     errors: list[tuple[int, ParseError]] = []
-    lossy = 0
+    lossy = invalid_ts = 0
     get = groups.get
     rid_key, data_key = _RID, _DATA
     for i, line in enumerate(lines):
@@ -157,19 +194,38 @@ def decode_chunk_lines(lines: list[bytes]) -> Decoded:
         if not line.strip():
             continue
         try:
-            rec, was_lossy = parse_chunks_line(line)
+            rec, was_lossy, bad_ts = parse_chunks_checked(line)
         except ParseError as exc:
             errors.append((i, exc))
             continue
+        except Exception as exc:  # a bug must cost one line, never the pipeline
+            errors.append((i, ParseError("body_decode_failed", type(exc).__name__)))
+            continue
         lossy += was_lossy
+        invalid_ts += bad_ts
         if rec.kind == BODY_DATA:
-            groups.setdefault(rec.request_id, []).append(escape_part(rec.data))
+            groups.setdefault(rec.request_id, []).append(escape_part(rec.data, rec.ts))
         else:
             records.append(rec)
-    return Decoded(groups, records, errors, lossy)
+    if any("\\" in rid for rid in groups):  # per batch, not per line
+        groups = _unescape_ids(groups)
+    return Decoded(groups, records, errors, lossy, invalid_ts)
 
 
-def parse_bodies_obj(d: dict, rid: str) -> BodyRecord:
+def _unescape_ids(groups: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
+    """The fast path keeps an id as written; one with a JSON escape (`a\\\\b`, `\\u00e9`) is
+    decoded here, so it is the same id the access log and the careful path read."""
+    out: dict[str, list[bytes]] = {}
+    for rid, parts in groups.items():
+        key = rid
+        if "\\" in rid:
+            with contextlib.suppress(_JSONDecodeError):  # an invalid escape: kept as written
+                key = _loads(b'"' + rid.encode() + b'"')
+        out.setdefault(key, []).extend(parts)
+    return out
+
+
+def parse_bodies_obj(d: dict, rid: str, ts: float | None = None) -> BodyRecord:
     body = d.get("body")
     if body is None:
         body = ""
@@ -179,20 +235,26 @@ def parse_bodies_obj(d: dict, rid: str) -> BodyRecord:
     return BodyRecord(
         rid,
         BODY_WHOLE,
-        d.get("ts"),
+        ts,
         body,
         "complete",
         ct if isinstance(ct, str) else None,
-        bool(d.get("truncated", False)),
+        d.get("truncated") is True,
     )
 
 
 def parse_bodies_line(line: bytes) -> tuple[BodyRecord, bool]:
     """One `bodies`-style line (the whole body at once) -> (record, lossy)."""
+    return parse_bodies_checked(line)[:2]  # type: ignore[return-value]
+
+
+def parse_bodies_checked(line: bytes) -> tuple[BodyRecord, bool, bool]:
+    """One `bodies`-style line -> (record, lossy, ts invalid)."""
     d, rid, lossy = _load_record(line)
     if "body" not in d and "data" in d:  # tolerate a chunks line
-        return parse_chunks_line(line)
-    return parse_bodies_obj(d, rid), lossy
+        return parse_chunks_checked(line)
+    ts, bad_ts = _ts(d)
+    return parse_bodies_obj(d, rid, ts), lossy, bad_ts
 
 
 def decode_bodies_lines(lines: list[bytes]) -> Decoded:
@@ -202,13 +264,17 @@ def decode_bodies_lines(lines: list[bytes]) -> Decoded:
         if not line.strip():
             continue
         try:
-            rec, was_lossy = parse_bodies_line(line)
+            rec, was_lossy, bad_ts = parse_bodies_checked(line)
         except ParseError as exc:
             out.errors.append((i, exc))
             continue
+        except Exception as exc:  # a bug must cost one line, never the pipeline
+            out.errors.append((i, ParseError("body_decode_failed", type(exc).__name__)))
+            continue
         out.lossy += was_lossy
+        out.invalid_ts += bad_ts
         if rec.kind == BODY_DATA:
-            out.groups.setdefault(rec.request_id, []).append(escape_part(rec.data))
+            out.groups.setdefault(rec.request_id, []).append(escape_part(rec.data, rec.ts))
         else:
             out.records.append(rec)
     return out

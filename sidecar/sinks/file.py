@@ -26,7 +26,9 @@ class FileSink:
 
     async def start(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "ab")  # noqa: SIM115 - held open for the sink's life
+        # 0600: events name users, tenants and models; nobody else on the host reads them.
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._fh = open(fd, "ab")  # noqa: SIM115 - held open for the sink's life
 
     async def write(self, events: Sequence[OutEvent]) -> None:
         if self._fh is None:

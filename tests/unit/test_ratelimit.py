@@ -1,4 +1,5 @@
-"""Rate-limit headers -> event fields (streams.md section 6 and the fixtures' recorded headers)."""
+"""Rate-limit headers -> event fields (the providers' documented headers, e.g.
+https://platform.openai.com/docs/guides/rate-limits, and the fixtures' recorded headers)."""
 
 from __future__ import annotations
 
@@ -141,9 +142,7 @@ def test_azure_fixture_without_resets() -> None:  # azure_chat_nousage_1.source.
     assert pick(out, *PCT) == (96.0, 89.15)
 
 
-def test_azure_bare_integer_resets() -> (
-    None
-):  # streams.md: observed 2026-03, api-version 2024-02-01
+def test_azure_bare_integer_resets() -> None:  # observed 2026-03, api-version 2024-02-01
     out = parse(
         {
             "x-ratelimit-reset-requests": "500",

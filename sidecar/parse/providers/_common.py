@@ -28,6 +28,36 @@ def as_int(value: Any) -> int:
     return 0
 
 
+COUNT_MAX = 1 << 53  # the largest integer a double holds exactly (parse/fields.py says why)
+
+
+class Counts:
+    """Reads the token counts of one usage object, noting whether any was present but not a
+    non-negative integer (a string "1200", a negative, a fraction, above 2^53, a list...).
+    Such a usage is marked `invalid`: it is flagged and never priced as if it were $0."""
+
+    __slots__ = ("invalid",)
+
+    def __init__(self) -> None:
+        self.invalid = False
+
+    def __call__(self, value: Any) -> int:
+        if type(value) is int:
+            if 0 <= value <= COUNT_MAX:
+                return value
+        elif value is None:
+            return 0
+        elif type(value) is float and value.is_integer() and 0 <= value <= COUNT_MAX:
+            return int(value)
+        self.invalid = True
+        return 0
+
+    def usage(self, usage: Usage) -> Usage:
+        """`usage` with its subsets clamped and its `invalid` mark set."""
+        usage.invalid = self.invalid
+        return subset_clamped(usage)
+
+
 def subset_clamped(usage: Usage) -> Usage:
     """Keep the subset fields within their totals (a provider reporting more reasoning than
     output must not make a later `output - reasoning` negative)."""

@@ -19,11 +19,10 @@ from typing import Any
 from sidecar.parse.providers import errors
 from sidecar.parse.providers._common import (
     Chunks,
+    Counts,
     as_dict,
-    as_int,
     as_str,
     dumps,
-    subset_clamped,
 )
 from sidecar.types import BillingPart, ParsedBody, Usage
 
@@ -32,22 +31,23 @@ _THINKING_BLOCKS = ("thinking", "redacted_thinking")
 
 def usage_from(u: dict[str, Any]) -> Usage:
     """Normalise one Anthropic usage object (top level or one iteration)."""
-    inp = as_int(u.get("input_tokens"))
-    read = as_int(u.get("cache_read_input_tokens"))
-    write = as_int(u.get("cache_creation_input_tokens"))
+    n = Counts()
+    inp = n(u.get("input_tokens"))
+    read = n(u.get("cache_read_input_tokens"))
+    write = n(u.get("cache_creation_input_tokens"))
     split = as_dict(u.get("cache_creation"))
-    write_1h = as_int(split.get("ephemeral_1h_input_tokens"))
+    write_1h = n(split.get("ephemeral_1h_input_tokens"))
     if not write and split:
-        write = as_int(split.get("ephemeral_5m_input_tokens")) + write_1h
+        write = n(split.get("ephemeral_5m_input_tokens")) + write_1h
     details = as_dict(u.get("output_tokens_details"))
-    return subset_clamped(
+    return n.usage(
         Usage(
             input_tokens=inp + read + write,
             cached_input_tokens=read,
             cache_write_input_tokens=write,
             cache_write_1h_input_tokens=min(write_1h, write),
-            output_tokens=as_int(u.get("output_tokens")),
-            reasoning_tokens=as_int(details.get("thinking_tokens")),
+            output_tokens=n(u.get("output_tokens")),
+            reasoning_tokens=n(details.get("thinking_tokens")),
         )
     )
 

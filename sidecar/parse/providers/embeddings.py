@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar.parse.providers._common import as_dict, as_int, as_str
+from sidecar.parse.providers._common import Counts, as_dict, as_str
 from sidecar.types import ParsedBody, Usage
 
 
@@ -30,5 +30,6 @@ def parse_json(pb: ParsedBody, obj: dict[str, Any]) -> None:
     pb.model = as_str(obj.get("model"))
     u = obj.get("usage")
     if type(u) is dict:
-        tokens = as_int(u.get("prompt_tokens")) or as_int(u.get("input_tokens"))
-        pb.usage = Usage(input_tokens=tokens)
+        n = Counts()
+        tokens = n(u.get("prompt_tokens")) or n(u.get("input_tokens"))
+        pb.usage = Usage(input_tokens=tokens, invalid=n.invalid)

@@ -15,12 +15,11 @@ from typing import Any
 from sidecar.parse.providers import errors
 from sidecar.parse.providers._common import (
     Chunks,
+    Counts,
     as_dict,
-    as_int,
     as_str,
     dumps,
     loads,
-    subset_clamped,
 )
 from sidecar.types import ParsedBody, Usage
 
@@ -42,13 +41,14 @@ _TRAFFIC_TIERS = {
 
 def usage_from(m: dict[str, Any]) -> Usage:
     """Normalise one `usageMetadata` snapshot."""
-    thoughts = as_int(m.get("thoughtsTokenCount"))
-    prompt = as_int(m.get("promptTokenCount")) + as_int(m.get("toolUsePromptTokenCount"))
-    return subset_clamped(
+    n = Counts()
+    thoughts = n(m.get("thoughtsTokenCount"))
+    prompt = n(m.get("promptTokenCount")) + n(m.get("toolUsePromptTokenCount"))
+    return n.usage(
         Usage(
             input_tokens=prompt,
-            cached_input_tokens=as_int(m.get("cachedContentTokenCount")),
-            output_tokens=as_int(m.get("candidatesTokenCount")) + thoughts,
+            cached_input_tokens=n(m.get("cachedContentTokenCount")),
+            output_tokens=n(m.get("candidatesTokenCount")) + thoughts,
             reasoning_tokens=thoughts,
         )
     )

@@ -17,11 +17,10 @@ from typing import Any
 from sidecar.parse.providers import errors
 from sidecar.parse.providers._common import (
     Chunks,
+    Counts,
     as_dict,
-    as_int,
     as_str,
     is_reasoning_model,
-    subset_clamped,
 )
 from sidecar.types import ParsedBody, Usage
 
@@ -32,15 +31,16 @@ _MAX_TAIL_CHUNKS = 4
 
 def usage_from(u: dict[str, Any]) -> Usage:
     """Normalise a chat `usage` object (all detail fields optional and null-tolerant)."""
+    n = Counts()
     prompt = as_dict(u.get("prompt_tokens_details"))
     completion = as_dict(u.get("completion_tokens_details"))
-    return subset_clamped(
+    return n.usage(
         Usage(
-            input_tokens=as_int(u.get("prompt_tokens")),
-            cached_input_tokens=as_int(prompt.get("cached_tokens")),
-            cache_write_input_tokens=as_int(prompt.get("cache_write_tokens")),
-            output_tokens=as_int(u.get("completion_tokens")),
-            reasoning_tokens=as_int(completion.get("reasoning_tokens")),
+            input_tokens=n(u.get("prompt_tokens")),
+            cached_input_tokens=n(prompt.get("cached_tokens")),
+            cache_write_input_tokens=n(prompt.get("cache_write_tokens")),
+            output_tokens=n(u.get("completion_tokens")),
+            reasoning_tokens=n(completion.get("reasoning_tokens")),
         )
     )
 

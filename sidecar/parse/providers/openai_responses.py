@@ -16,11 +16,10 @@ from typing import Any
 from sidecar.parse.providers import errors
 from sidecar.parse.providers._common import (
     Chunks,
+    Counts,
     as_dict,
-    as_int,
     as_str,
     is_reasoning_model,
-    subset_clamped,
 )
 from sidecar.types import ParsedBody, Usage
 
@@ -39,15 +38,16 @@ _TEXT_DELTAS = frozenset(
 
 def usage_from(u: dict[str, Any]) -> Usage:
     """Normalise a Responses `usage` object."""
+    n = Counts()
     inp = as_dict(u.get("input_tokens_details"))
     out = as_dict(u.get("output_tokens_details"))
-    return subset_clamped(
+    return n.usage(
         Usage(
-            input_tokens=as_int(u.get("input_tokens")),
-            cached_input_tokens=as_int(inp.get("cached_tokens")),
-            cache_write_input_tokens=as_int(inp.get("cache_write_tokens")),
-            output_tokens=as_int(u.get("output_tokens")),
-            reasoning_tokens=as_int(out.get("reasoning_tokens")),
+            input_tokens=n(u.get("input_tokens")),
+            cached_input_tokens=n(inp.get("cached_tokens")),
+            cache_write_input_tokens=n(inp.get("cache_write_tokens")),
+            output_tokens=n(u.get("output_tokens")),
+            reasoning_tokens=n(out.get("reasoning_tokens")),
         )
     )
 
