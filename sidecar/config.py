@@ -342,6 +342,8 @@ def listen_address(listen: str, key: str = "server.listen") -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(key, f"{listen!r} is not host:port", "write e.g. 127.0.0.1:9178")
     return host, int(port)
+
+
 def _loopback(url: str) -> bool:
     host = (urlsplit(url).hostname or "").lower()
     return host in ("localhost", "::1") or host.startswith("127.")
