@@ -184,7 +184,11 @@ def my_id(line: bytes) -> str | None:
         return None
     if isinstance(rid, int):
         return str(rid)
-    return rid if isinstance(rid, str) and rid not in ("", "-") else None
+    if not isinstance(rid, str) or rid in ("", "-"):
+        return None
+    # A lone surrogate (valid JSON, not valid Unicode) cannot be hashed or written: the access
+    # parser turns its bytes into U+FFFD, as it does for invalid UTF-8.
+    return rid.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def starts(data: bytes) -> dict[int, bytes]:
