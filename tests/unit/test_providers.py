@@ -498,8 +498,11 @@ def test_anthropic_thinking_and_text_collection() -> None:
         STOP,
     )
     pb = parse_body(body, want_text=True)
-    assert pb.output_text == ["Hmm", "get", '{"a"']
+    # one string per block; the tool name is in the tool_use overhead, not counted as text
+    assert pb.output_text == ["Hmm", '{"a"']
+    assert pb.output_extra_tokens == 3 + 40  # message + one tool_use block
     assert pb.reasoning_model_hint is True
+    assert pb.usage is not None and pb.usage.reasoning_unknown  # thought, no count reported
     assert pb.finish_reason == "tool_use"
     assert parse_body(body).reasoning_model_hint is True
 
@@ -527,7 +530,9 @@ def test_anthropic_non_streaming_message() -> None:
     pb = parse_body(body, want_text=True)
     assert (pb.provider, pb.api, pb.terminal_seen) == ("anthropic", "messages", True)
     assert pb.usage == Usage(1169, 1165, 0, 0, 20, 0)
-    assert pb.output_text == ["Hi", "f", '{"x":1}']
+    assert pb.output_text == ["Hi", '{"x":1}']
+    assert pb.output_extra_tokens == 3 + 40
+    assert pb.usage.reasoning_unknown is False  # no thinking: 0 is the truth
 
 
 # --- Gemini / Vertex --------------------------------------------------------------------------
