@@ -265,6 +265,38 @@ def _is_harmony(model: str | None) -> bool:
     return (name.startswith("gpt-5") and "-chat" not in name) or name.startswith("gpt-oss")
 
 
+# The output side (parse/providers/_common.py bills each tool call 7 framing tokens and a text
+# answer ending in `stop` 1 end token); what the request changes about them:
+FORCED_CALL_TOKENS = 7  # a call forced by tool_choice bills neither its name nor its framing
+STRUCTURED_END_TOKENS = 1  # a structured-output answer bills no end-of-message token
+
+
+@dataclass(slots=True)
+class OutputHints:
+    forced_tool: str | None = None  # tool_choice names this function
+    structured: bool = False  # response_format / text.format asks for JSON
+
+
+def output_hints(body: Any) -> OutputHints:
+    """What a request says about how its answer is billed (pool: gpt-4o / gpt-5-mini)."""
+    hints = OutputHints()
+    if not isinstance(body, dict):
+        return hints
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        fn = choice.get("function") if isinstance(choice.get("function"), dict) else choice
+        name = fn.get("name")
+        hints.forced_tool = name if isinstance(name, str) and name else None
+    fmt = body.get("response_format")
+    text = body.get("text")
+    if isinstance(text, dict):
+        fmt = fmt or text.get("format")
+    # With tools on offer the structured answer still ends with its end token (pool).
+    if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
+        hints.structured = not body.get("tools")
+    return hints
+
+
 def render_request(body: Any, model: str | None = None) -> Rendered | None:
     """The texts and framing a request bills as input; None when it is not a request."""
     if not isinstance(body, dict):

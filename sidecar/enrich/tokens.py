@@ -48,7 +48,12 @@ from typing import Any
 import orjson
 
 from sidecar.config import Tokens
-from sidecar.enrich.input_tokens import render_request
+from sidecar.enrich.input_tokens import (
+    FORCED_CALL_TOKENS,
+    STRUCTURED_END_TOKENS,
+    output_hints,
+    render_request,
+)
 from sidecar.enrich.timing import StreamTiming
 from sidecar.enrich.tokenizer import (
     BUNDLED_DIR,
@@ -200,15 +205,20 @@ class TokenEstimator:
         enc = self._encoder(model)
         return self._count_texts(enc, prior_text) + self._count_texts(enc, parsed.output_text)
 
-    def _render_input(self, request_body: str | None, model: str | None) -> tuple[int, int] | None:
-        """(raw input tokens, media parts not counted) of a logged JSON request."""
+    @staticmethod
+    def _load_request(request_body: str | None) -> dict[str, Any] | None:
         if not request_body:
             return None
         try:
             body = orjson.loads(request_body)
         except orjson.JSONDecodeError:
             return None
-        if not isinstance(body, dict):
+        return body if isinstance(body, dict) else None
+
+    def _render_input(self, request_body: str | None, model: str | None) -> tuple[int, int] | None:
+        """(raw input tokens, media parts not counted) of a logged JSON request."""
+        body = self._load_request(request_body)
+        if body is None:
             return None
         r = render_request(body, model)
         if r is None:
@@ -264,6 +274,7 @@ class TokenEstimator:
         exact = encoding_for(model)[1]
         counted = self.count_output(parsed, model, prior_text)
         extras = parsed.output_extra_tokens + prior_extra_tokens
+        counted, extras = self._request_adjusted(enc, request_body, counted, extras)
         stats = self._stats(model, create=False)
         calibrate = self.cfg.calibrate and stats is not None
         source = TOKENS_ESTIMATED_TIKTOKEN if enc is not None else TOKENS_ESTIMATED_HEURISTIC
@@ -310,6 +321,22 @@ class TokenEstimator:
             lower_bound=lower_bound,
             input_media_uncounted=media,
         )
+
+    def _request_adjusted(
+        self, enc: Encoder | None, request_body: str | None, counted: int, extras: int
+    ) -> tuple[int, int]:
+        """(counted, extras) corrected by what the request says: a tool call forced by
+        `tool_choice` bills neither its name nor its framing; structured output bills no end
+        token."""
+        hints = output_hints(self._load_request(request_body)) if request_body else None
+        if hints is None:
+            return counted, extras
+        if hints.forced_tool and extras >= FORCED_CALL_TOKENS:
+            extras -= FORCED_CALL_TOKENS
+            counted = max(0, counted - count(enc, hints.forced_tool))
+        elif hints.structured and extras == STRUCTURED_END_TOKENS:
+            extras = 0
+        return counted, extras
 
     def wants_sample(self, model: str | None) -> bool:
         if not self.cfg.calibrate:

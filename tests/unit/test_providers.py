@@ -103,7 +103,8 @@ def test_chat_want_text_collects_content_tool_calls_and_refusals() -> None:
     refusal["choices"][0]["delta"] = {"refusal": "I can't"}
     body = sse(chunk("Hello"), tool, refusal, chunk(finish="stop"), "[DONE]")
     pb = parse_body(body, want_text=True)
-    assert pb.output_text == ["Hello", "lookup", '{"q":', "I can't"]
+    # content deltas one by one; a tool call's name and arguments joined, after the text
+    assert pb.output_text == ["Hello", "I can't", 'lookup{"q":']
     assert parse_body(body).output_text == []
 
 

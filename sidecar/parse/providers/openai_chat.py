@@ -48,9 +48,13 @@ def usage_from(u: dict[str, Any]) -> Usage:
     )
 
 
-def _choice_text(out: list[str], part: dict[str, Any], calls: set[Any], choice: Any) -> bool:
+def _choice_text(
+    out: list[str], part: dict[str, Any], calls: dict[Any, list[str]], choice: Any
+) -> bool:
     """Append the generated text of one `delta` or `message` object, one string per delta
-    (a delta is one token); note its tool calls in `calls`. True when it held answer text."""
+    (a content delta is one token). Tool-call names and arguments go to `calls`, per call:
+    argument deltas are cut anywhere, so a call's arguments are counted joined. True when the
+    part held answer text."""
     text = False
     for key in ("content", "refusal", "reasoning_content", "reasoning"):
         value = part.get(key)
@@ -67,23 +71,23 @@ def _choice_text(out: list[str], part: dict[str, Any], calls: set[Any], choice: 
     for i, call in enumerate(tool_calls if type(tool_calls) is list else ()):
         call = as_dict(call)
         index = call.get("index")
-        calls.add((choice, index if type(index) is int else f"m{i}"))
+        pieces = calls.setdefault((choice, index if type(index) is int else f"m{i}"), [])
         fn = as_dict(call.get("function"))
         for key in ("name", "arguments"):
             value = fn.get(key)
             if type(value) is str and value:
-                out.append(value)
+                pieces.append(value)
     legacy = as_dict(part.get("function_call"))
     if legacy:
-        calls.add((choice, "legacy"))
-    for key in ("name", "arguments"):
-        value = legacy.get(key)
-        if type(value) is str and value:
-            out.append(value)
+        pieces = calls.setdefault((choice, "legacy"), [])
+        for key in ("name", "arguments"):
+            value = legacy.get(key)
+            if type(value) is str and value:
+                pieces.append(value)
     return text
 
 
-def _texts(obj: dict[str, Any], out: list[str], calls: set[Any]) -> bool:
+def _texts(obj: dict[str, Any], out: list[str], calls: dict[Any, list[str]]) -> bool:
     choices = obj.get("choices")
     text = False
     for choice in choices if type(choices) is list else ():
@@ -94,8 +98,12 @@ def _texts(obj: dict[str, Any], out: list[str], calls: set[Any]) -> bool:
     return text
 
 
-def _extra_tokens(pb: ParsedBody, calls: set[Any], text: bool) -> None:
-    """The billed overheads beyond the counted text (see `_common.tool_call_overhead`)."""
+def _extra_tokens(pb: ParsedBody, calls: dict[Any, list[str]], text: bool) -> None:
+    """Each call's name and joined arguments as text, and the billed overheads beyond the
+    counted text (see `_common.tool_call_overhead`)."""
+    for pieces in calls.values():
+        if pieces:
+            pb.output_text.append("".join(pieces))
     per_choice: dict[Any, int] = {}
     for choice, _ in calls:
         per_choice[choice] = per_choice.get(choice, 0) + 1
@@ -136,7 +144,7 @@ def _finalise(pb: ParsedBody, usage_obj: dict[str, Any] | None, body: str) -> No
 
 def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
     """Fill `pb` from a chat completions SSE stream, walking it from its end."""
-    calls: set[Any] = set()
+    calls: dict[Any, list[str]] = {}
     text = False
     if want_text:
         for ev in chunks.forward():
@@ -210,7 +218,7 @@ def parse_json(pb: ParsedBody, obj: dict[str, Any], want_text: bool) -> None:
         pb.usage = usage_from(u)
     errors.apply_error(pb, obj)
     if want_text:
-        calls: set[Any] = set()
+        calls: dict[Any, list[str]] = {}
         text = _texts(obj, pb.output_text, calls)
         _extra_tokens(pb, calls, text)
     _finalise(pb, u if type(u) is dict else None, "")

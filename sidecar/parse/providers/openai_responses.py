@@ -31,13 +31,10 @@ _LIFECYCLE = frozenset({"response.created", "response.in_progress", "response.qu
 # Deltas of billed output the client sees (one token each). Reasoning summaries are not
 # counted: they are written by a summariser, the reasoning they stand for is hidden and is
 # estimated from the stream's timing instead.
-_TEXT_DELTAS = frozenset(
-    {
-        "response.output_text.delta",
-        "response.refusal.delta",
-        "response.function_call_arguments.delta",
-        "response.custom_tool_call_input.delta",
-    }
+_TEXT_DELTAS = frozenset({"response.output_text.delta", "response.refusal.delta"})
+# Tool-call argument deltas are cut anywhere: joined per output item before counting.
+_CALL_DELTAS = frozenset(
+    {"response.function_call_arguments.delta", "response.custom_tool_call_input.delta"}
 )
 _CALL_ITEMS = ("function_call", "custom_tool_call")
 
@@ -128,7 +125,7 @@ def _finalise(pb: ParsedBody) -> None:
 
 def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
     """Fill `pb` from a Responses SSE stream, walking it from its end."""
-    calls = 0
+    calls: dict[Any, list[str]] = {}
     text = False
     if want_text:
         for ev in chunks.forward():
@@ -137,16 +134,25 @@ def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
                 delta = (ev.obj() or {}).get("delta")
                 if type(delta) is str and delta:
                     pb.output_text.append(delta)
-                    text = text or kind != "response.function_call_arguments.delta"
+                    text = True
+            elif kind in _CALL_DELTAS:
+                obj = ev.obj() or {}
+                delta = obj.get("delta")
+                if type(delta) is str and delta:
+                    calls.setdefault(obj.get("output_index"), []).append(delta)
             elif kind == "response.output_item.added":
-                item = as_dict((ev.obj() or {}).get("item"))
+                obj = ev.obj() or {}
+                item = as_dict(obj.get("item"))
                 if item.get("type") == "reasoning":
                     pb.reasoning_model_hint = True
                 if item.get("type") in _CALL_ITEMS:
-                    calls += 1
+                    pieces = calls.setdefault(obj.get("output_index"), [])
                     name = as_str(item.get("name"))
                     if name:
-                        pb.output_text.append(name)
+                        pieces.insert(0, name)
+        for pieces in calls.values():
+            if pieces:
+                pb.output_text.append("".join(pieces))
 
     terminal: dict[str, Any] | None = None
     lifecycle: dict[str, Any] | None = None
@@ -171,7 +177,7 @@ def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
     elif lifecycle is not None:
         apply_response(pb, lifecycle, final=False)
     if want_text:
-        _extra_tokens(pb, calls, text)
+        _extra_tokens(pb, len(calls), text)
     _finalise(pb)
 
 
