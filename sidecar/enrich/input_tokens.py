@@ -54,10 +54,16 @@ HISTORY_PARALLEL_TOKENS = 14
 # prime the reply with one token fewer.
 HARMONY_TOOLS_EXTRA_TOKENS = 85
 HARMONY_MESSAGE_TOKENS = -1
-# Anthropic's documented tool-use system prompt (Claude 4 models)
+# Anthropic's documented tool-use system prompt (Claude 4 models); the pool shows the 4.5
+# generation (sonnet-4-5, haiku-4-5) billing a longer one than documented.
 ANTHROPIC_TOOLS_AUTO_TOKENS = 346
 ANTHROPIC_TOOLS_ANY_TOKENS = 313
+ANTHROPIC_45_TOOLS_AUTO_TOKENS = 520
+ANTHROPIC_45_TOOLS_ANY_TOKENS = 640
 ANTHROPIC_MESSAGE_TOKENS = 3  # per message (role framing), fitted
+# Anthropic structured outputs (`output_format` JSON schema): the schema's JSON plus a system
+# preamble, fitted on the pool.
+ANTHROPIC_OUTPUT_FORMAT_TOKENS = 160
 
 _MEDIA_TYPES = frozenset(
     {"image_url", "input_image", "image", "input_audio", "audio", "file", "input_file", "document"}
@@ -200,7 +206,9 @@ def _parts(content: Any, r: Rendered, out: list[str]) -> None:
         if kind in _MEDIA_TYPES or "inline_data" in part or "inlineData" in part:
             r.media_parts += 1
             continue
-        for key in ("text", "thinking", "refusal"):
+        # Thinking of earlier turns is stripped before billing (Anthropic: "thinking blocks
+        # from previous turns are removed from context"), so it is not counted.
+        for key in ("text", "refusal"):
             if isinstance(part.get(key), str):
                 out.append(part[key])
         if kind == "tool_use":  # Anthropic
@@ -268,12 +276,14 @@ def _is_harmony(model: str | None) -> bool:
 # The output side (parse/providers/_common.py bills each tool call 7 framing tokens and a text
 # answer ending in `stop` 1 end token); what the request changes about them:
 FORCED_CALL_TOKENS = 7  # a call forced by tool_choice bills neither its name nor its framing
+FORCED_TOOL_USE_TOKENS = 14  # Anthropic: a tool_use forced by tool_choice bills 14 fewer
 STRUCTURED_END_TOKENS = 1  # a structured-output answer bills no end-of-message token
 
 
 @dataclass(slots=True)
 class OutputHints:
-    forced_tool: str | None = None  # tool_choice names this function
+    forced_tool: str | None = None  # tool_choice names this function (OpenAI)
+    forced_tool_use: bool = False  # tool_choice {"type": "tool"} (Anthropic)
     structured: bool = False  # response_format / text.format asks for JSON
 
 
@@ -283,7 +293,9 @@ def output_hints(body: Any) -> OutputHints:
     if not isinstance(body, dict):
         return hints
     choice = body.get("tool_choice")
-    if isinstance(choice, dict):
+    if isinstance(choice, dict) and choice.get("type") == "tool":
+        hints.forced_tool_use = True
+    elif isinstance(choice, dict):
         fn = choice.get("function") if isinstance(choice.get("function"), dict) else choice
         name = fn.get("name")
         hints.forced_tool = name if isinstance(name, str) and name else None
@@ -306,7 +318,7 @@ def render_request(body: Any, model: str | None = None) -> Rendered | None:
     if isinstance(body.get("contents"), list) or "systemInstruction" in body:
         return _gemini(body, r)
     if "messages" in body and (isinstance(body.get("system"), (str, list)) or _anthropic(body)):
-        return _anthropic_request(body, r)
+        return _anthropic_request(body, r, model)
     if _is_embeddings(body) and "input" in body:
         return _embeddings(body, r)
     found = False
@@ -345,6 +357,8 @@ def render_request(body: Any, model: str | None = None) -> Rendered | None:
 
 def _anthropic(body: dict[str, Any]) -> bool:
     """Anthropic-shaped messages: content blocks of Anthropic types, or Anthropic tools."""
+    if "output_format" in body:
+        return True
     for tool in body.get("tools") or []:
         if isinstance(tool, dict) and "input_schema" in tool:
             return True
@@ -356,7 +370,7 @@ def _anthropic(body: dict[str, Any]) -> bool:
     return False
 
 
-def _anthropic_request(body: dict[str, Any], r: Rendered) -> Rendered:
+def _anthropic_request(body: dict[str, Any], r: Rendered, model: str | None) -> Rendered:
     r.style = "anthropic"
     system = body.get("system")
     if system is not None:
@@ -374,7 +388,15 @@ def _anthropic_request(body: dict[str, Any], r: Rendered) -> Rendered:
             r.texts.append(_dumps(fn.get("input_schema")))
         choice = body.get("tool_choice")
         forced = isinstance(choice, dict) and choice.get("type") in ("any", "tool")
-        r.fixed += ANTHROPIC_TOOLS_ANY_TOKENS if forced else ANTHROPIC_TOOLS_AUTO_TOKENS
+        name = (model or "").lower()
+        if "4-5" in name or "4.5" in name:
+            r.fixed += ANTHROPIC_45_TOOLS_ANY_TOKENS if forced else ANTHROPIC_45_TOOLS_AUTO_TOKENS
+        else:
+            r.fixed += ANTHROPIC_TOOLS_ANY_TOKENS if forced else ANTHROPIC_TOOLS_AUTO_TOKENS
+    fmt = body.get("output_format")
+    if isinstance(fmt, dict) and fmt.get("schema") is not None:
+        r.texts.append(_dumps(fmt["schema"]))
+        r.fixed += ANTHROPIC_OUTPUT_FORMAT_TOKENS
     return r
 
 

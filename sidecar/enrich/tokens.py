@@ -50,6 +50,7 @@ import orjson
 from sidecar.config import Tokens
 from sidecar.enrich.input_tokens import (
     FORCED_CALL_TOKENS,
+    FORCED_TOOL_USE_TOKENS,
     STRUCTURED_END_TOKENS,
     output_hints,
     render_request,
@@ -215,8 +216,10 @@ class TokenEstimator:
             return None
         return body if isinstance(body, dict) else None
 
-    def _render_input(self, request_body: str | None, model: str | None) -> tuple[int, int] | None:
-        """(raw input tokens, media parts not counted) of a logged JSON request."""
+    def _render_input(
+        self, request_body: str | None, model: str | None
+    ) -> tuple[int, int, int] | None:
+        """(counted text tokens, fixed framing tokens, media parts not counted) of a request."""
         body = self._load_request(request_body)
         if body is None:
             return None
@@ -224,12 +227,12 @@ class TokenEstimator:
         if r is None:
             return None
         enc = self._encoder(model or (body.get("model") if isinstance(body, dict) else None))
-        return self._count_texts(enc, r.texts) + r.fixed + r.token_ids, r.media_parts
+        return self._count_texts(enc, r.texts) + r.token_ids, r.fixed, r.media_parts
 
     def count_input(self, request_body: str | None, model: str | None) -> int | None:
         """Input tokens of a logged JSON request (uncalibrated); None when it cannot be read."""
         found = self._render_input(request_body, model)
-        return max(0, found[0]) if found is not None else None
+        return max(0, found[0] + found[1]) if found is not None else None
 
     def _stats(self, model: str | None, create: bool) -> _ModelStats | None:
         key = normalise_model(model)
@@ -283,9 +286,9 @@ class TokenEstimator:
         media = 0
         found = self._render_input(request_body, model)
         if found is not None:
-            raw_input, media = found
+            texts, fixed, media = found
             in_ratio = stats.input_ratio() if calibrate and not exact and stats else None
-            input_tokens = max(0, round(raw_input * in_ratio) if in_ratio else raw_input)
+            input_tokens = max(0, (round(texts * in_ratio) if in_ratio else texts) + fixed)
 
         ratio: float | None = None
         if self._hidden_reasoning(parsed, model, stats):
@@ -331,7 +334,9 @@ class TokenEstimator:
         hints = output_hints(self._load_request(request_body)) if request_body else None
         if hints is None:
             return counted, extras
-        if hints.forced_tool and extras >= FORCED_CALL_TOKENS:
+        if hints.forced_tool_use and extras >= FORCED_TOOL_USE_TOKENS:
+            extras -= FORCED_TOOL_USE_TOKENS
+        elif hints.forced_tool and extras >= FORCED_CALL_TOKENS:
             extras -= FORCED_CALL_TOKENS
             counted = max(0, counted - count(enc, hints.forced_tool))
         elif hints.structured and extras == STRUCTURED_END_TOKENS:
@@ -373,24 +378,31 @@ class TokenEstimator:
         if self._hidden_reasoning(parsed, model, stats):
             self._observe_timing(stats, reported, usage.reasoning_tokens, timing)
         else:
-            self._observe_ratio(stats, parsed, model, reported)
+            self._observe_ratio(stats, parsed, model, reported, request_body)
         if request_body and not encoding_for(model)[1] and usage.input_tokens > 0:
             found = self._render_input(request_body, model)
             if found is not None and found[0] >= MIN_SAMPLE_TOKENS:
-                raw = found[0]
-                stats.input_ape_raw.append(_ape(raw, usage.input_tokens))
+                texts, fixed, _ = found
+                stats.input_ape_raw.append(_ape(texts + fixed, usage.input_tokens))
                 r = stats.input_ratio()
                 if r is not None:
-                    stats.input_ape_cal.append(_ape(raw * r, usage.input_tokens))
-                ratio = usage.input_tokens / raw
+                    stats.input_ape_cal.append(_ape(texts * r + fixed, usage.input_tokens))
+                ratio = (usage.input_tokens - fixed) / texts
                 if RATIO_BOUNDS[0] <= ratio <= RATIO_BOUNDS[1]:
                     stats.input_ratios.append(ratio)
 
     def _observe_ratio(
-        self, stats: _ModelStats, parsed: ParsedBody, model: str | None, reported: int
+        self,
+        stats: _ModelStats,
+        parsed: ParsedBody,
+        model: str | None,
+        reported: int,
+        request_body: str | None,
     ) -> None:
         counted = self.count_output(parsed, model)
-        extras = parsed.output_extra_tokens
+        counted, extras = self._request_adjusted(
+            self._encoder(model), request_body, counted, parsed.output_extra_tokens
+        )
         raw_error = _ape(counted + extras, reported)
         stats.ape_raw.append(raw_error)
         if encoding_for(model)[1]:
