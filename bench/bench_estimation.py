@@ -194,7 +194,8 @@ def run(per_stream: bool) -> None:
             )
             if data["vis"]:
                 print(
-                    f"{'  visible part only':22} {label:>4} {len(data['vis']):>4}  {stat(data['vis'])}"
+                    f"{'  visible part only':22} {label:>4} {len(data['vis']):>4}"
+                    f"  {stat(data['vis'])}"
                 )
     print(f"null output estimates: {nulls}")
     for half, est in estimators.items():
