@@ -90,34 +90,47 @@ def chunk_times(parts: list[Any]) -> list[tuple[float | None, bool]]:
 
 
 def request_start(c: Completed) -> float | None:
+    """When the request started: the access record's time minus its duration."""
     a = c.access
     if a is not None and a.time is not None and a.duration_ms is not None:
         return float(a.time) - float(a.duration_ms) / 1000.0
-    return c.first_ts
+    return None
 
 
 def stream_timing(c: Completed) -> StreamTiming | None:
-    """The stream's timing, or None when the body log gave no times at all."""
-    start = request_start(c)
-    end = c.last_ts
-    if end is None and c.access is not None and c.access.time is not None:
-        end = float(c.access.time)
-    if start is None or end is None:
+    """The stream's timing, or None when neither the body log nor the access log gave times.
+
+    Start: the access record's time minus its duration, else the earliest body stamp. End: the
+    latest of the last chunk's stamp, the last body record (the end record of a cancelled
+    stream) and the access record's time.
+    """
+    stamps: list[tuple[float | None, bool]] = chunk_times(c.parts) if c.parts else []
+    known = [ts for ts, _ in stamps if ts is not None]
+    a = c.access
+    ends = [t for t in (c.last_ts, known[-1] if known else None) if t is not None]
+    if a is not None and a.time is not None:
+        ends.append(float(a.time))
+    firsts = [t for t in (c.first_ts, known[0] if known else None) if t is not None]
+    start = request_start(c) if a is not None and a.duration_ms is not None else None
+    if start is None and firsts:
+        start = min(firsts)
+    if start is None or not ends:
         return None
+    end = max(max(ends), start)
     first_visible: float | None = None
     exact = True
     if c.prior_text:  # compacted: the prefix had output before the kept parts
-        first_visible = c.first_ts if c.first_ts is not None else start
+        first_visible = min(firsts) if firsts else start
         exact = False
-    elif c.parts:
-        for ts, visible in chunk_times(c.parts):
+    elif stamps:
+        for ts, visible in stamps:
             if visible:
                 exact = ts is not None  # an unstamped part: only bounded by the first stamp
-                first_visible = ts if ts is not None else (c.first_ts or start)
+                first_visible = ts if ts is not None else (min(firsts) if firsts else start)
                 break
     elif c.body and is_visible(c.body):  # a whole body (the `bodies` style): one time only
         first_visible = end
         exact = False
     if first_visible is not None:
         first_visible = min(max(first_visible, start), end)
-    return StreamTiming(start=start, first_visible=first_visible, end=max(end, start), exact=exact)
+    return StreamTiming(start=start, first_visible=first_visible, end=end, exact=exact)

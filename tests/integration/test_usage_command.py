@@ -29,6 +29,8 @@ KEYS = [
     "estimated_cost_usd",
     "cost_known",
     "cost_status",
+    "estimate_lower_bound",
+    "calibration_ratio",
 ]
 
 

@@ -12,6 +12,7 @@ Non-streaming: one `chat.completion` object.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sidecar.parse.providers import errors
@@ -21,7 +22,6 @@ from sidecar.parse.providers._common import (
     as_dict,
     as_int,
     as_str,
-    body_has,
     is_reasoning_model,
     subset_clamped,
     tool_call_overhead,
@@ -124,7 +124,7 @@ def _finish_reason(obj: dict[str, Any]) -> str | None:
     return None
 
 
-_VISIBLE_REASONING = ('"reasoning_content":"', '"reasoning":"')
+_VISIBLE_REASONING = re.compile(r'"reasoning(?:_content)?"\s*:\s*"[^"]')
 
 
 def _finalise(pb: ParsedBody, usage_obj: dict[str, Any] | None, body: str) -> None:
@@ -137,7 +137,7 @@ def _finalise(pb: ParsedBody, usage_obj: dict[str, Any] | None, body: str) -> No
         # provider gave no count (Mistral, DeepSeek-style `reasoning_content`).
         details = as_dict(usage_obj.get("completion_tokens_details"))
         if type(details.get("reasoning_tokens")) is not int and (
-            is_reasoning_model(pb.model) or body_has(body, *_VISIBLE_REASONING)
+            is_reasoning_model(pb.model) or _VISIBLE_REASONING.search(body)
         ):
             pb.usage.reasoning_unknown = True
 
