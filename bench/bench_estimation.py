@@ -149,11 +149,13 @@ def run(per_stream: bool) -> None:
         assert cut.usage is None or cut.usage_partial, c.name
         model = cut.model or c.full.model
         e = estimators[c.half].estimate(cut, model=model, request_body=c.request)
+        bare = estimators[c.half].estimate(cut, model=model)  # as when no request is logged
         truth = c.full.usage
         assert truth is not None
         if e.output_tokens is None:
             nulls += 1
-        r = rows.setdefault((c.group, c.half), {"out": [], "in": [], "vis": []})
+        r = rows.setdefault((c.group, c.half), {"out": [], "in": [], "vis": [], "bare": []})
+        r["bare"].append(pct(bare.output_tokens, truth.output_tokens))
         if c.group == "openai reasoning":
             visible_truth = truth.output_tokens - truth.reasoning_tokens
             if visible_truth > 0:
@@ -174,7 +176,7 @@ def run(per_stream: bool) -> None:
 
     print(
         f"{'group':22} {'half':>4} {'n':>4}  {'output mean':>11} {'median':>7}"
-        f"  {'n in':>4} {'input mean':>10} {'median':>7}"
+        f"  {'n in':>4} {'input mean':>10} {'median':>7}  {'output, no request: mean':>24}"
     )
     groups = sorted({g for g, _ in rows})
     for g in groups:
@@ -182,15 +184,15 @@ def run(per_stream: bool) -> None:
             if half is None:
                 data = {
                     k: rows.get((g, 0), {}).get(k, []) + rows.get((g, 1), {}).get(k, [])
-                    for k in ("out", "in", "vis")
+                    for k in ("out", "in", "vis", "bare")
                 }
                 label = "all"
             else:
-                data = rows.get((g, half), {"out": [], "in": [], "vis": []})
+                data = rows.get((g, half), {"out": [], "in": [], "vis": [], "bare": []})
                 label = str(half)
             print(
                 f"{g:22} {label:>4} {len(data['out']):>4}  {stat(data['out'])}"
-                f"  {len(data['in']):>4} {stat(data['in'])}"
+                f"  {len(data['in']):>4} {stat(data['in'])}  {stat(data['bare']):>24}"
             )
             if data["vis"]:
                 print(

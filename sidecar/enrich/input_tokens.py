@@ -277,14 +277,16 @@ def _is_harmony(model: str | None) -> bool:
 # answer ending in `stop` 1 end token); what the request changes about them:
 FORCED_CALL_TOKENS = 7  # a call forced by tool_choice bills neither its name nor its framing
 FORCED_TOOL_USE_TOKENS = 14  # Anthropic: a tool_use forced by tool_choice bills 14 fewer
-STRUCTURED_END_TOKENS = 1  # a structured-output answer bills no end-of-message token
+STRUCTURED_END_TOKENS = 1  # a structured-output answer bills no end-of-message token ...
+STRUCTURED_WITH_TOOLS_TOKENS = 5  # ... but with tools on offer a json_schema answer bills 5
 
 
 @dataclass(slots=True)
 class OutputHints:
     forced_tool: str | None = None  # tool_choice names this function (OpenAI)
     forced_tool_use: bool = False  # tool_choice {"type": "tool"} (Anthropic)
-    structured: bool = False  # response_format / text.format asks for JSON
+    structured: bool = False  # response_format / text.format asks for JSON, no tools
+    schema_with_tools: bool = False  # a json_schema answer with tools on offer
 
 
 def output_hints(body: Any) -> OutputHints:
@@ -303,9 +305,11 @@ def output_hints(body: Any) -> OutputHints:
     text = body.get("text")
     if isinstance(text, dict):
         fmt = fmt or text.get("format")
-    # With tools on offer the structured answer still ends with its end token (pool).
+    # With tools on offer a json_object answer still ends with its end token and a json_schema
+    # one bills 5 tokens (pool: gpt-4o, two request shapes).
     if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
         hints.structured = not body.get("tools")
+        hints.schema_with_tools = bool(body.get("tools")) and fmt.get("type") == "json_schema"
     return hints
 
 

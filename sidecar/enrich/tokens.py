@@ -52,6 +52,7 @@ from sidecar.enrich.input_tokens import (
     FORCED_CALL_TOKENS,
     FORCED_TOOL_USE_TOKENS,
     STRUCTURED_END_TOKENS,
+    STRUCTURED_WITH_TOOLS_TOKENS,
     output_hints,
     render_request,
 )
@@ -341,6 +342,8 @@ class TokenEstimator:
             counted = max(0, counted - count(enc, hints.forced_tool))
         elif hints.structured and extras == STRUCTURED_END_TOKENS:
             extras = 0
+        elif hints.schema_with_tools and extras == STRUCTURED_END_TOKENS:
+            extras = STRUCTURED_WITH_TOOLS_TOKENS
         return counted, extras
 
     def wants_sample(self, model: str | None) -> bool:
