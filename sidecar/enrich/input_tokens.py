@@ -276,7 +276,7 @@ def _is_harmony(model: str | None) -> bool:
 # The output side (parse/providers/_common.py bills each tool call 7 framing tokens and a text
 # answer ending in `stop` 1 end token); what the request changes about them:
 FORCED_CALL_TOKENS = 7  # a call forced by tool_choice bills neither its name nor its framing
-FORCED_TOOL_USE_TOKENS = 14  # Anthropic: a tool_use forced by tool_choice bills 14 fewer
+FORCED_TOOL_USE_TOKENS = 26  # Anthropic: a tool_use forced by tool_choice bills 26 fewer
 STRUCTURED_END_TOKENS = 1  # a structured-output answer bills no end-of-message token ...
 STRUCTURED_WITH_TOOLS_TOKENS = 5  # ... but with tools on offer a json_schema answer bills 5
 

@@ -110,7 +110,7 @@ def test_tool_calls_were_undercounted_by_text_alone() -> None:
 def test_anthropic_tool_use_is_billed_with_its_overhead() -> None:
     text, full = pool("apool074.sse")  # one tool_use block, no text
     cut = parse_body(strip_usage(text), want_text=True)
-    assert cut.output_extra_tokens == 3 + 30
+    assert cut.output_extra_tokens == 3 + 40
     e = estimator().estimate(cut, model=full.model)
     assert full.usage is not None
     assert abs(e.output_tokens - full.usage.output_tokens) <= 0.25 * full.usage.output_tokens

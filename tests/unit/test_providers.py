@@ -501,7 +501,7 @@ def test_anthropic_thinking_and_text_collection() -> None:
     pb = parse_body(body, want_text=True)
     # one string per block; the tool name is in the tool_use overhead, not counted as text
     assert pb.output_text == ["Hmm", '{"a"']
-    assert pb.output_extra_tokens == 3 + 30  # message + one tool_use block
+    assert pb.output_extra_tokens == 3 + 40  # message + one tool_use block
     assert pb.reasoning_model_hint is True
     assert pb.usage is not None and pb.usage.reasoning_unknown  # thought, no count reported
     assert pb.finish_reason == "tool_use"
@@ -532,7 +532,7 @@ def test_anthropic_non_streaming_message() -> None:
     assert (pb.provider, pb.api, pb.terminal_seen) == ("anthropic", "messages", True)
     assert pb.usage == Usage(1169, 1165, 0, 0, 20, 0)
     assert pb.output_text == ["Hi", '{"x":1}']
-    assert pb.output_extra_tokens == 3 + 30
+    assert pb.output_extra_tokens == 3 + 40
     assert pb.usage.reasoning_unknown is False  # no thinking: 0 is the truth
 
 
