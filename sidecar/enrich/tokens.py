@@ -174,6 +174,17 @@ def _mean(values: Sequence[float]) -> float | None:
     return round(sum(values) / len(values), 2) if values else None
 
 
+def _looks_json(parsed: ParsedBody) -> bool:
+    """A text answer that is one JSON object (what `response_format` JSON modes produce)."""
+    text = "".join(parsed.output_text).strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        return False
+    try:
+        return isinstance(orjson.loads(text), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
 def is_degenerate(texts: Sequence[str]) -> bool:
     """Mostly whitespace (a model stuck emitting newlines): no evidence for a ratio."""
     size = sum(map(len, texts))
@@ -279,6 +290,8 @@ class TokenEstimator:
         counted = self.count_output(parsed, model, prior_text)
         extras = parsed.output_extra_tokens + prior_extra_tokens
         counted, extras = self._request_adjusted(enc, request_body, counted, extras)
+        if request_body is None and extras == STRUCTURED_END_TOKENS and _looks_json(parsed):
+            extras = 0  # most likely structured output (response_format), which bills no end
         stats = self._stats(model, create=False)
         calibrate = self.cfg.calibrate and stats is not None
         source = TOKENS_ESTIMATED_TIKTOKEN if enc is not None else TOKENS_ESTIMATED_HEURISTIC

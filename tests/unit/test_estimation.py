@@ -482,3 +482,26 @@ def test_visible_reasoning_without_a_count_is_null() -> None:
     assert (
         pb.usage is not None and not pb.usage.reasoning_unknown and pb.usage.reasoning_tokens == 0
     )
+
+
+def test_timing_through_the_real_body_path_and_join(pricing: PricingEngine) -> None:
+    """Body-log lines through the hot path (`decode_chunk_lines`) and the join: the parts keep
+    their stamps, so a cancelled gpt-5-mini stream gets its hidden tokens from time."""
+    from sidecar.join import Joiner
+    from sidecar.parse.body import decode_chunk_lines
+
+    enricher = learned_enricher(pricing)
+    c, produced = generated_stream(
+        hidden=3000, visible=10, hidden_rate=150.0, visible_rate=60.0, cut_at=7.0
+    )
+    assert c.parts is not None and c.access is not None
+    end = orjson.dumps({"ts": T0 + 7.0, "request_id": "r", "end": "client_closed"})
+    decoded = decode_chunk_lines([*c.parts, end])
+    joiner = Joiner(assemble=assemble_escaped)
+    out: list[Completed] = []
+    joiner.add_chunks(decoded.groups, decoded.records, "s", out)
+    joiner.add_access(c.access, "s", None, out)
+    assert len(out) == 1
+    body = enrich(enricher, out[0])
+    assert body["token_source"] == TOKENS_ESTIMATED_TIMING and not body["estimate_lower_bound"]
+    assert abs(body["output_tokens"] - produced) <= 0.15 * produced
