@@ -505,3 +505,43 @@ def test_timing_through_the_real_body_path_and_join(pricing: PricingEngine) -> N
     body = enrich(enricher, out[0])
     assert body["token_source"] == TOKENS_ESTIMATED_TIMING and not body["estimate_lower_bound"]
     assert abs(body["output_tokens"] - produced) <= 0.15 * produced
+
+
+def sse_events(*events: dict) -> str:
+    return "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
+
+
+def test_responses_function_calls_refusals_and_summaries() -> None:
+    body = sse_events(
+        {"type": "response.created", "response": {"model": "gpt-5-mini", "status": "in_progress"}},
+        {"type": "response.output_item.added", "output_index": 0, "item": {"type": "reasoning"}},
+        {"type": "response.reasoning_summary_text.delta", "output_index": 0, "delta": "Thinking"},
+        {
+            "type": "response.output_item.added",
+            "output_index": 1,
+            "item": {"type": "function_call", "name": "get_weather", "arguments": ""},
+        },
+        {"type": "response.function_call_arguments.delta", "output_index": 1, "delta": '{"ci'},
+        {
+            "type": "response.function_call_arguments.delta",
+            "output_index": 1,
+            "delta": 'ty":"Oslo"}',
+        },
+        {"type": "response.refusal.delta", "output_index": 2, "delta": "I can't"},
+    )
+    pb = parse_body(body, want_text=True)
+    # the summary is not billed output; the call's name and arguments are joined
+    assert pb.output_text == ["I can't", 'get_weather{"city":"Oslo"}']
+    assert pb.output_extra_tokens == 7
+    assert pb.reasoning_model_hint
+
+
+def test_gemini_function_calls_are_counted() -> None:
+    chunk = {
+        "candidates": [
+            {"content": {"parts": [{"functionCall": {"name": "lookup", "args": {"q": "x"}}}]}}
+        ],
+        "modelVersion": "gemini-2.0-flash",
+    }
+    pb = parse_body(f"data: {json.dumps(chunk)}\r\n\r\n", want_text=True)
+    assert pb.output_text == ["lookup", '{"q":"x"}'] and pb.output_extra_tokens == 7
