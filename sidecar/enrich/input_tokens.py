@@ -286,6 +286,7 @@ class OutputHints:
     forced_tool: str | None = None  # tool_choice names this function (OpenAI)
     forced_tool_use: bool = False  # tool_choice {"type": "tool"} (Anthropic)
     structured: bool = False  # response_format / text.format asks for JSON, no tools
+    max_output: int | None = None  # the request's output limit
     schema_with_tools: bool = False  # a json_schema answer with tools on offer
 
 
@@ -294,6 +295,15 @@ def output_hints(body: Any) -> OutputHints:
     hints = OutputHints()
     if not isinstance(body, dict):
         return hints
+    for key in ("max_completion_tokens", "max_output_tokens", "max_tokens"):
+        value = body.get(key)
+        if isinstance(value, int) and value > 0:
+            hints.max_output = value
+            break
+    gen = body.get("generationConfig")
+    if hints.max_output is None and isinstance(gen, dict):
+        value = gen.get("maxOutputTokens")
+        hints.max_output = value if isinstance(value, int) and value > 0 else None
     choice = body.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") == "tool":
         hints.forced_tool_use = True

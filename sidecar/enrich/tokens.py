@@ -92,6 +92,7 @@ MIN_TIMING_SAMPLES = 3
 MIN_HIDDEN_SECS = 0.05  # a shorter wait says nothing about a rate
 MIN_VISIBLE_SECS = 0.2
 MAX_RATE = 2000.0  # tokens/s; above, a sample's times are broken
+_LENGTH_REASONS = frozenset({"length", "max_tokens", "max_output_tokens", "MAX_TOKENS"})
 
 
 @dataclass(slots=True)
@@ -328,6 +329,18 @@ class TokenEstimator:
             # Anthropic thinking is billed whole but shown summarised: a lower bound.
             lower_bound = parsed.reasoning_model_hint
             reasoning = None if parsed.reasoning_model_hint else 0
+        # Stopped by the output limit: the model generated exactly the limit (hidden included).
+        hints = output_hints(self._load_request(request_body)) if request_body else None
+        if (
+            hints is not None
+            and hints.max_output is not None
+            and parsed.finish_reason in _LENGTH_REASONS
+            and output < hints.max_output
+        ):
+            if reasoning is not None:
+                reasoning = reasoning + hints.max_output - output
+            output = hints.max_output
+            lower_bound = False
         self._estimates[source] = self._estimates.get(source, 0) + 1
         return Estimate(
             input_tokens=input_tokens,

@@ -545,3 +545,15 @@ def test_gemini_function_calls_are_counted() -> None:
     }
     pb = parse_body(f"data: {json.dumps(chunk)}\r\n\r\n", want_text=True)
     assert pb.output_text == ["lookup", '{"q":"x"}'] and pb.output_extra_tokens == 7
+
+
+def test_a_stream_stopped_by_its_limit_billed_the_limit() -> None:
+    """gpt-5-mini spending its whole budget reasoning: no visible text, `finish_reason:
+    length`; with the request's limit the estimate is exact even without times."""
+    pb = ParsedBody(model="gpt-5-mini", finish_reason="length", is_stream=True)
+    request = json.dumps({"model": "gpt-5-mini", "messages": [], "max_completion_tokens": 50})
+    e = estimator().estimate(pb, model="gpt-5-mini", request_body=request)
+    assert (e.output_tokens, e.reasoning_tokens, e.lower_bound) == (50, 50, False)
+    # without the request nothing says how much it thought: a flagged lower bound, not null
+    e = estimator().estimate(pb, model="gpt-5-mini")
+    assert e.output_tokens == 0 and e.lower_bound
