@@ -90,7 +90,7 @@ def strip_usage(text: str) -> str:
     return "\n\n".join(kept)
 
 
-def _group(pb: ParsedBody) -> str | None:
+def _group(pb: ParsedBody, text: str) -> str | None:
     if pb.usage is None or pb.usage.output_tokens <= 0:
         return None
     if pb.provider in ("anthropic",):
@@ -99,7 +99,8 @@ def _group(pb: ParsedBody) -> str | None:
         return "gemini thinking" if pb.usage.reasoning_tokens else "gemini"
     if pb.usage.reasoning_tokens > 0 or is_reasoning_family(pb.model):
         return "openai reasoning"
-    tools = pb.output_extra_tokens > 1  # a tool call's framing (the end token alone is 1)
+    compact = text.replace(" ", "")
+    tools = '"tool_calls":[{' in compact or "function_call" in compact
     return "openai tool calls" if tools else "openai text"
 
 
@@ -121,7 +122,7 @@ def load_cases() -> list[Case]:
     for i, (name, path) in enumerate(files):
         text = path.read_text(encoding="utf-8")
         full = parse_body(text, want_text=True)
-        group = _group(full)
+        group = _group(full, text)
         if group is None:
             continue
         cases.append(Case(name, text, strip_usage(text), requests.get(name), full, group, i % 2))

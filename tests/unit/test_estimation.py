@@ -81,8 +81,8 @@ def estimator(**kw) -> TokenEstimator:
         ("pool010.sse", False),  # gpt-4o, two parallel calls: 7 each + 14 for the wrapper
         ("pool144.sse", False),  # gpt-4o-mini, one call
         ("pool156.sse", False),  # gpt-4o, one call, another repository
-        ("pool007.sse", True),  # forced by tool_choice: only the arguments are billed
-        ("pool032.sse", True),
+        ("pool007.sse", False),  # forced by tool_choice (ends with `stop`): arguments only
+        ("pool032.sse", True),  # the same, told by the request
         ("pool011.sse", False),  # a text answer after tool results: + 1 end token
         ("pool001.sse", True),  # structured output (json_object): no end token
     ],

@@ -71,20 +71,23 @@ def _choice_text(
     for i, call in enumerate(tool_calls if type(tool_calls) is list else ()):
         call = as_dict(call)
         index = call.get("index")
-        pieces = calls.setdefault((choice, index if type(index) is int else f"m{i}"), [])
-        fn = as_dict(call.get("function"))
-        for key in ("name", "arguments"):
-            value = fn.get(key)
-            if type(value) is str and value:
-                pieces.append(value)
+        key = (choice, index if type(index) is int else f"m{i}")
+        _call_pieces(calls, key, as_dict(call.get("function")))
     legacy = as_dict(part.get("function_call"))
     if legacy:
-        pieces = calls.setdefault((choice, "legacy"), [])
-        for key in ("name", "arguments"):
-            value = legacy.get(key)
-            if type(value) is str and value:
-                pieces.append(value)
+        _call_pieces(calls, (choice, "legacy"), legacy)
     return text
+
+
+def _call_pieces(calls: dict[Any, list[str]], key: Any, fn: dict[str, Any]) -> None:
+    """A call's pieces: its name first (element 0, possibly empty), then argument deltas."""
+    pieces = calls.setdefault(key, [""])
+    name = fn.get("name")
+    if type(name) is str and name:
+        pieces[0] += name
+    args = fn.get("arguments")
+    if type(args) is str and args:
+        pieces.append(args)
 
 
 def _texts(obj: dict[str, Any], out: list[str], calls: dict[Any, list[str]]) -> bool:
@@ -100,10 +103,15 @@ def _texts(obj: dict[str, Any], out: list[str], calls: dict[Any, list[str]]) -> 
 
 def _extra_tokens(pb: ParsedBody, calls: dict[Any, list[str]], text: bool) -> None:
     """Each call's name and joined arguments as text, and the billed overheads beyond the
-    counted text (see `_common.tool_call_overhead`)."""
+    counted text (see `_common.tool_call_overhead`). A call that ends with `stop` rather than
+    `tool_calls` was forced by `tool_choice`: only its arguments are billed (pool: gpt-4o)."""
+    forced = bool(calls) and not text and pb.finish_reason == "stop"
     for pieces in calls.values():
-        if pieces:
-            pb.output_text.append("".join(pieces))
+        joined = "".join(pieces[1:] if forced else pieces)
+        if joined:
+            pb.output_text.append(joined)
+    if forced:
+        return
     per_choice: dict[Any, int] = {}
     for choice, _ in calls:
         per_choice[choice] = per_choice.get(choice, 0) + 1
