@@ -287,6 +287,7 @@ class OutputHints:
     forced_tool_use: bool = False  # tool_choice {"type": "tool"} (Anthropic)
     structured: bool = False  # response_format / text.format asks for JSON, no tools
     max_output: int | None = None  # the request's output limit
+    tools_offered: bool = False
     schema_with_tools: bool = False  # a json_schema answer with tools on offer
 
 
@@ -304,6 +305,7 @@ def output_hints(body: Any) -> OutputHints:
     if hints.max_output is None and isinstance(gen, dict):
         value = gen.get("maxOutputTokens")
         hints.max_output = value if isinstance(value, int) and value > 0 else None
+    hints.tools_offered = bool(body.get("tools"))
     choice = body.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") == "tool":
         hints.forced_tool_use = True

@@ -53,6 +53,7 @@ from sidecar.enrich.input_tokens import (
     FORCED_TOOL_USE_TOKENS,
     STRUCTURED_END_TOKENS,
     STRUCTURED_WITH_TOOLS_TOKENS,
+    OutputHints,
     output_hints,
     render_request,
 )
@@ -175,6 +176,21 @@ def _mean(values: Sequence[float]) -> float | None:
     return round(sum(values) / len(values), 2) if values else None
 
 
+def _end_tokens(parsed: ParsedBody, hints: OutputHints | None) -> int:
+    """The end-of-message tokens an OpenAI text answer bills (pool, gpt-4o family): 1 when
+    tools were offered or on Azure, none on a plain OpenAI request and none for structured
+    output without tools; a json_schema answer with tools on offer bills 5. Without the
+    request: 1 on Azure, else 0."""
+    azure = parsed.provider == "azure"
+    if hints is None:
+        return 1 if azure and not _looks_json(parsed) else 0
+    if hints.structured:
+        return 0
+    if hints.schema_with_tools:
+        return STRUCTURED_WITH_TOOLS_TOKENS
+    return 1 if hints.tools_offered or azure else 0
+
+
 def _looks_json(parsed: ParsedBody) -> bool:
     """A text answer that is one JSON object (what `response_format` JSON modes produce)."""
     text = "".join(parsed.output_text).strip()
@@ -290,9 +306,7 @@ class TokenEstimator:
         exact = encoding_for(model)[1]
         counted = self.count_output(parsed, model, prior_text)
         extras = parsed.output_extra_tokens + prior_extra_tokens
-        counted, extras = self._request_adjusted(enc, request_body, counted, extras)
-        if request_body is None and extras == STRUCTURED_END_TOKENS and _looks_json(parsed):
-            extras = 0  # most likely structured output (response_format), which bills no end
+        counted, extras = self._request_adjusted(enc, request_body, counted, extras, parsed)
         stats = self._stats(model, create=False)
         calibrate = self.cfg.calibrate and stats is not None
         source = TOKENS_ESTIMATED_TIKTOKEN if enc is not None else TOKENS_ESTIMATED_HEURISTIC
@@ -353,23 +367,24 @@ class TokenEstimator:
         )
 
     def _request_adjusted(
-        self, enc: Encoder | None, request_body: str | None, counted: int, extras: int
+        self,
+        enc: Encoder | None,
+        request_body: str | None,
+        counted: int,
+        extras: int,
+        parsed: ParsedBody,
     ) -> tuple[int, int]:
         """(counted, extras) corrected by what the request says: a tool call forced by
-        `tool_choice` bills neither its name nor its framing; structured output bills no end
-        token."""
+        `tool_choice` bills neither its name nor its framing; the end token the parser marks on
+        a text answer is billed or not depending on the request (`_end_tokens`)."""
         hints = output_hints(self._load_request(request_body)) if request_body else None
-        if hints is None:
-            return counted, extras
-        if hints.forced_tool_use and extras >= FORCED_TOOL_USE_TOKENS:
+        if hints is not None and hints.forced_tool_use and extras >= FORCED_TOOL_USE_TOKENS:
             extras -= FORCED_TOOL_USE_TOKENS
-        elif hints.forced_tool and extras >= FORCED_CALL_TOKENS:
+        elif hints is not None and hints.forced_tool and extras >= FORCED_CALL_TOKENS:
             extras -= FORCED_CALL_TOKENS
             counted = max(0, counted - count(enc, hints.forced_tool))
-        elif hints.structured and extras == STRUCTURED_END_TOKENS:
-            extras = 0
-        elif hints.schema_with_tools and extras == STRUCTURED_END_TOKENS:
-            extras = STRUCTURED_WITH_TOOLS_TOKENS
+        elif extras == STRUCTURED_END_TOKENS and parsed.provider != "anthropic":
+            extras = _end_tokens(parsed, hints)
         return counted, extras
 
     def wants_sample(self, model: str | None) -> bool:
@@ -430,7 +445,7 @@ class TokenEstimator:
     ) -> None:
         counted = self.count_output(parsed, model)
         counted, extras = self._request_adjusted(
-            self._encoder(model), request_body, counted, parsed.output_extra_tokens
+            self._encoder(model), request_body, counted, parsed.output_extra_tokens, parsed
         )
         raw_error = _ape(counted + extras, reported)
         stats.ape_raw.append(raw_error)

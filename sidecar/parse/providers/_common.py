@@ -204,7 +204,9 @@ class Chunks:
 # `ParsedBody.output_extra_tokens`). Learned on the recorded pool (tests/fixtures/streams-pool,
 # gpt-4o / gpt-4o-mini / gpt-5-mini chat streams with their usage; see
 # bench/bench_estimation.py and docs/estimation.md):
-#   - a text answer that ends with `stop` bills its end-of-message token: +1;
+#   - a text answer that ends with `stop` is marked with its end-of-message token, +1 (the
+#     estimator keeps it only where it is billed: tools offered, or Azure; see
+#     `sidecar.enrich.tokens._end_tokens`);
 #   - one tool call bills its name (counted as text) plus 7 tokens of framing;
 #   - parallel calls (n >= 2) are wrapped: 7 per call plus 14 for the wrapper.
 # Responses function calls use the chat figures (same models, same rendering; no pool data).
