@@ -306,8 +306,11 @@ class TokenEstimator:
         exact = encoding_for(model)[1]
         counted = self.count_output(parsed, model, prior_text)
         extras = parsed.output_extra_tokens + prior_extra_tokens
-        counted, extras = self._request_adjusted(enc, request_body, counted, extras, parsed)
         stats = self._stats(model, create=False)
+        hidden_reasoning = self._hidden_reasoning(parsed, model, stats)
+        counted, extras = self._request_adjusted(
+            enc, request_body, counted, extras, parsed, end_rule=not hidden_reasoning
+        )
         calibrate = self.cfg.calibrate and stats is not None
         source = TOKENS_ESTIMATED_TIKTOKEN if enc is not None else TOKENS_ESTIMATED_HEURISTIC
 
@@ -320,7 +323,7 @@ class TokenEstimator:
             input_tokens = max(0, (round(texts * in_ratio) if in_ratio else texts) + fixed)
 
         ratio: float | None = None
-        if self._hidden_reasoning(parsed, model, stats):
+        if hidden_reasoning:
             visible = counted + extras
             if visible:
                 visible += REASONING_ANSWER_TOKENS
@@ -373,17 +376,20 @@ class TokenEstimator:
         counted: int,
         extras: int,
         parsed: ParsedBody,
+        *,
+        end_rule: bool = True,
     ) -> tuple[int, int]:
         """(counted, extras) corrected by what the request says: a tool call forced by
         `tool_choice` bills neither its name nor its framing; the end token the parser marks on
-        a text answer is billed or not depending on the request (`_end_tokens`)."""
+        a text answer is billed or not depending on the request (`_end_tokens`; reasoning
+        models always bill it, inside their answer's framing)."""
         hints = output_hints(self._load_request(request_body)) if request_body else None
         if hints is not None and hints.forced_tool_use and extras >= FORCED_TOOL_USE_TOKENS:
             extras -= FORCED_TOOL_USE_TOKENS
         elif hints is not None and hints.forced_tool and extras >= FORCED_CALL_TOKENS:
             extras -= FORCED_CALL_TOKENS
             counted = max(0, counted - count(enc, hints.forced_tool))
-        elif extras == STRUCTURED_END_TOKENS and parsed.provider != "anthropic":
+        elif end_rule and extras == STRUCTURED_END_TOKENS and parsed.provider != "anthropic":
             extras = _end_tokens(parsed, hints)
         return counted, extras
 
