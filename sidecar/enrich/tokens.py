@@ -2,8 +2,9 @@
 
 This module owns the estimate, its calibration and its metrics. `sidecar.enrich.tokenizer` (the
 only module that imports tiktoken) owns the encodings; `sidecar.enrich.input_tokens` renders a
-logged request into what its provider bills; `sidecar.enrich.timing` reads a stream's chunk
-times. The rules and constants are documented, with their measured error, in
+logged request into what its provider bills; `sidecar.enrich.output_rules` corrects the output's
+overheads with what the request says; `sidecar.enrich.calibration` keeps the per-model state;
+`sidecar.enrich.timing` reads a stream's chunk times. The rules and constants are documented, with their measured error, in
 `docs/estimation.md`.
 
 Output (visible)
@@ -39,7 +40,6 @@ has `MIN_CALIBRATION_SAMPLES` again. No text is kept or logged: only counts.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import median
@@ -48,14 +48,22 @@ from typing import Any
 import orjson
 
 from sidecar.config import Tokens
-from sidecar.enrich.input_tokens import (
+from sidecar.enrich.calibration import (
+    MIN_SAMPLE_TOKENS,
+    RATIO_BOUNDS,
+    ModelStats,
+    ape,
+    is_degenerate,
+    mean,
+)
+from sidecar.enrich.input_tokens import render_request
+from sidecar.enrich.output_rules import (
     FORCED_CALL_TOKENS,
     FORCED_TOOL_USE_TOKENS,
+    LENGTH_REASONS,
     STRUCTURED_END_TOKENS,
-    STRUCTURED_WITH_TOOLS_TOKENS,
-    OutputHints,
+    end_tokens,
     output_hints,
-    render_request,
 )
 from sidecar.enrich.timing import StreamTiming
 from sidecar.enrich.tokenizer import (
@@ -78,22 +86,14 @@ from sidecar.types import (
 )
 
 WARMUP_SAMPLES = 20  # wants_sample: the first N completed streams of a model are all sampled
-WINDOW = 100  # calibration window per model (last N samples)
-MIN_CALIBRATION_SAMPLES = 5  # samples a model needs before its estimates are calibrated
 MAX_MODELS = 1000  # models tracked for calibration; beyond, new models are not calibrated
-MIN_SAMPLE_TOKENS = 8  # a sample with fewer counted tokens says little about a ratio
-RATIO_BOUNDS = (0.25, 4.0)  # ratios outside are degenerate samples, not calibration
-MIN_NON_SPACE = 0.25  # a text with fewer non-whitespace characters is degenerate
 # Hidden reasoning (gpt-5-mini pool: a reasoning model's answer bills ~9 tokens beyond its
 # visible text and end token: the switch from the hidden channel to the final one).
 REASONING_ANSWER_TOKENS = 9
 DEFAULT_HIDDEN_RATE = 20.0  # tokens/s before a model has learned its own: a lower bound
-TIMING_WINDOW = 50
-MIN_TIMING_SAMPLES = 3
 MIN_HIDDEN_SECS = 0.05  # a shorter wait says nothing about a rate
 MIN_VISIBLE_SECS = 0.2
 MAX_RATE = 2000.0  # tokens/s; above, a sample's times are broken
-_LENGTH_REASONS = frozenset({"length", "max_tokens", "max_output_tokens", "MAX_TOKENS"})
 
 
 @dataclass(slots=True)
@@ -107,114 +107,10 @@ class Estimate:
     input_media_uncounted: int = 0  # images / audio / files in the request, not counted
 
 
-class _ModelStats:
-    __slots__ = (
-        "ape_cal",
-        "ape_paired",
-        "ape_raw",
-        "ape_timing",
-        "hidden_rates",
-        "input_ape_cal",
-        "input_ape_raw",
-        "input_ratios",
-        "observed",
-        "ratios",
-        "reasoning_seen",
-        "sampled_calls",
-        "skipped_degenerate",
-        "visible_rates",
-    )
-
-    def __init__(self) -> None:
-        self.ratios: deque[float] = deque(maxlen=WINDOW)
-        self.input_ratios: deque[float] = deque(maxlen=WINDOW)
-        self.hidden_rates: deque[float] = deque(maxlen=TIMING_WINDOW)
-        self.visible_rates: deque[float] = deque(maxlen=TIMING_WINDOW)
-        self.observed = 0
-        self.sampled_calls = 0
-        self.skipped_degenerate = 0
-        self.reasoning_seen = False
-        # Held-out absolute percentage errors (measured before learning from the sample)
-        self.ape_raw: deque[float] = deque(maxlen=WINDOW)
-        self.ape_cal: deque[float] = deque(maxlen=WINDOW)
-        self.ape_paired: deque[float] = deque(maxlen=WINDOW)  # raw, on the same samples
-        self.ape_timing: deque[float] = deque(maxlen=TIMING_WINDOW)
-        self.input_ape_raw: deque[float] = deque(maxlen=WINDOW)
-        self.input_ape_cal: deque[float] = deque(maxlen=WINDOW)
-
-    def ratio(self) -> float | None:
-        if len(self.ratios) < MIN_CALIBRATION_SAMPLES:
-            return None
-        return median(self.ratios)
-
-    def helps(self) -> bool:
-        """Calibration is kept only while it beats the raw count on held-out samples."""
-        if len(self.ape_cal) < MIN_CALIBRATION_SAMPLES:
-            return True
-        return sum(self.ape_cal) <= sum(self.ape_paired)
-
-    def input_ratio(self) -> float | None:
-        if len(self.input_ratios) < MIN_CALIBRATION_SAMPLES:
-            return None
-        if len(self.input_ape_cal) >= MIN_CALIBRATION_SAMPLES and sum(self.input_ape_cal) > sum(
-            list(self.input_ape_raw)[-len(self.input_ape_cal) :]
-        ):
-            return None
-        return median(self.input_ratios)
-
-    def hidden_rate(self) -> float | None:
-        if len(self.hidden_rates) < MIN_TIMING_SAMPLES:
-            return None
-        return median(self.hidden_rates)
-
-
-def _ape(estimate: float, truth: int) -> float:
-    return abs(estimate - truth) * 100 / truth
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return round(sum(values) / len(values), 2) if values else None
-
-
-def _end_tokens(parsed: ParsedBody, hints: OutputHints | None) -> int:
-    """The end-of-message tokens an OpenAI text answer bills (pool, gpt-4o family): 1 when
-    tools were offered or on Azure, none on a plain OpenAI request and none for structured
-    output without tools; a json_schema answer with tools on offer bills 5. Without the
-    request: 1 on Azure, else 0."""
-    azure = parsed.provider == "azure"
-    if hints is None:
-        return 1 if azure and not _looks_json(parsed) else 0
-    if hints.structured:
-        return 0
-    if hints.schema_with_tools:
-        return STRUCTURED_WITH_TOOLS_TOKENS
-    return 1 if hints.tools_offered or azure else 0
-
-
-def _looks_json(parsed: ParsedBody) -> bool:
-    """A text answer that is one JSON object (what `response_format` JSON modes produce)."""
-    text = "".join(parsed.output_text).strip()
-    if not (text.startswith("{") and text.endswith("}")):
-        return False
-    try:
-        return isinstance(orjson.loads(text), dict)
-    except orjson.JSONDecodeError:
-        return False
-
-
-def is_degenerate(texts: Sequence[str]) -> bool:
-    """Mostly whitespace (a model stuck emitting newlines): no evidence for a ratio."""
-    size = sum(map(len, texts))
-    if not size:
-        return True
-    blank = sum(t.count(" ") + t.count("\n") + t.count("\r") + t.count("\t") for t in texts)
-    return size - blank < MIN_NON_SPACE * size
-
-
 class TokenEstimator:
     def __init__(self, cfg: Tokens) -> None:
         self.cfg = cfg
-        self._models: dict[str, _ModelStats] = {}
+        self._models: dict[str, ModelStats] = {}
         self._heuristic_fallbacks = 0  # counts made with the character heuristic
         self._estimates: dict[str, int] = {}  # token_source -> estimates made
 
@@ -263,13 +159,13 @@ class TokenEstimator:
         found = self._render_input(request_body, model)
         return max(0, found[0] + found[1]) if found is not None else None
 
-    def _stats(self, model: str | None, create: bool) -> _ModelStats | None:
+    def _stats(self, model: str | None, create: bool) -> ModelStats | None:
         key = normalise_model(model)
         if not key:
             return None
         stats = self._models.get(key)
         if stats is None and create and len(self._models) < MAX_MODELS:
-            stats = self._models[key] = _ModelStats()
+            stats = self._models[key] = ModelStats()
         return stats
 
     def reasons_hidden(self, parsed: ParsedBody, model: str | None) -> bool:
@@ -277,7 +173,7 @@ class TokenEstimator:
         return self._hidden_reasoning(parsed, model or parsed.model, self._stats(model, False))
 
     def _hidden_reasoning(
-        self, parsed: ParsedBody, model: str | None, stats: _ModelStats | None
+        self, parsed: ParsedBody, model: str | None, stats: ModelStats | None
     ) -> bool:
         """Whether the model reasons in hidden tokens (Anthropic thinking is visible text)."""
         if is_reasoning_family(model) or (stats is not None and stats.reasoning_seen):
@@ -351,7 +247,7 @@ class TokenEstimator:
         if (
             hints is not None
             and hints.max_output is not None
-            and parsed.finish_reason in _LENGTH_REASONS
+            and parsed.finish_reason in LENGTH_REASONS
             and output < hints.max_output
         ):
             if reasoning is not None:
@@ -390,7 +286,7 @@ class TokenEstimator:
             extras -= FORCED_CALL_TOKENS
             counted = max(0, counted - count(enc, hints.forced_tool))
         elif end_rule and extras == STRUCTURED_END_TOKENS and parsed.provider != "anthropic":
-            extras = _end_tokens(parsed, hints)
+            extras = end_tokens(parsed, hints)
         return counted, extras
 
     def wants_sample(self, model: str | None) -> bool:
@@ -433,17 +329,17 @@ class TokenEstimator:
             found = self._render_input(request_body, model)
             if found is not None and found[0] >= MIN_SAMPLE_TOKENS:
                 texts, fixed, _ = found
-                stats.input_ape_raw.append(_ape(texts + fixed, usage.input_tokens))
+                stats.input_ape_raw.append(ape(texts + fixed, usage.input_tokens))
                 r = stats.input_ratio()
                 if r is not None:
-                    stats.input_ape_cal.append(_ape(texts * r + fixed, usage.input_tokens))
+                    stats.input_ape_cal.append(ape(texts * r + fixed, usage.input_tokens))
                 ratio = (usage.input_tokens - fixed) / texts
                 if RATIO_BOUNDS[0] <= ratio <= RATIO_BOUNDS[1]:
                     stats.input_ratios.append(ratio)
 
     def _observe_ratio(
         self,
-        stats: _ModelStats,
+        stats: ModelStats,
         parsed: ParsedBody,
         model: str | None,
         reported: int,
@@ -453,13 +349,13 @@ class TokenEstimator:
         counted, extras = self._request_adjusted(
             self._encoder(model), request_body, counted, parsed.output_extra_tokens, parsed
         )
-        raw_error = _ape(counted + extras, reported)
+        raw_error = ape(counted + extras, reported)
         stats.ape_raw.append(raw_error)
         if encoding_for(model)[1]:
             return  # tiktoken's own encoding: nothing to scale
         ratio = stats.ratio()
         if ratio is not None:  # held out: measured before this sample is learned
-            stats.ape_cal.append(_ape(round(counted * ratio) + extras, reported))
+            stats.ape_cal.append(ape(round(counted * ratio) + extras, reported))
             stats.ape_paired.append(raw_error)
         if (
             counted < MIN_SAMPLE_TOKENS
@@ -476,7 +372,7 @@ class TokenEstimator:
 
     @staticmethod
     def _observe_timing(
-        stats: _ModelStats, reported: int, reasoning: int, timing: StreamTiming | None
+        stats: ModelStats, reported: int, reasoning: int, timing: StreamTiming | None
     ) -> None:
         if timing is None or not timing.exact or timing.first_visible is None:
             return
@@ -485,7 +381,7 @@ class TokenEstimator:
             rate = reasoning / hidden_secs
             learned = stats.hidden_rate()
             if learned is not None:  # held out
-                stats.ape_timing.append(_ape(learned * hidden_secs, reasoning))
+                stats.ape_timing.append(ape(learned * hidden_secs, reasoning))
             if rate <= MAX_RATE:
                 stats.hidden_rates.append(rate)
         visible_tokens = reported - reasoning
@@ -509,18 +405,18 @@ class TokenEstimator:
                 "samples_degenerate": stats.skipped_degenerate,
                 "calibrated": self.cfg.calibrate and ratio is not None and stats.helps(),
                 "ratio": round(ratio, 4) if ratio is not None else None,
-                "mape_uncalibrated_pct": _mean(stats.ape_raw),
-                "mape_calibrated_pct": _mean(stats.ape_cal),
+                "mape_uncalibrated_pct": mean(stats.ape_raw),
+                "mape_calibrated_pct": mean(stats.ape_cal),
                 "input_ratio": round(median(stats.input_ratios), 4) if stats.input_ratios else None,
-                "input_mape_uncalibrated_pct": _mean(stats.input_ape_raw),
-                "input_mape_calibrated_pct": _mean(stats.input_ape_cal),
+                "input_mape_uncalibrated_pct": mean(stats.input_ape_raw),
+                "input_mape_calibrated_pct": mean(stats.input_ape_cal),
                 "reasoning": stats.reasoning_seen,
                 "timing_samples": len(stats.hidden_rates),
                 "hidden_tokens_per_sec": round(hidden, 1) if hidden is not None else None,
                 "visible_tokens_per_sec": round(median(stats.visible_rates), 1)
                 if stats.visible_rates
                 else None,
-                "mape_timing_pct": _mean(stats.ape_timing),
+                "mape_timing_pct": mean(stats.ape_timing),
             }
         return {
             "encodings_dir": directory,

@@ -17,6 +17,7 @@ import pytest
 import tiktoken.load
 
 from sidecar.config import Tokens
+from sidecar.enrich import calibration as cal
 from sidecar.enrich import tokenizer
 from sidecar.enrich import tokens as tk
 from sidecar.enrich.tokens import TokenEstimator
@@ -286,7 +287,7 @@ def test_corrupt_encoding_file_is_not_handed_to_tiktoken(tmp_path: Path, caplog)
 def test_calibration_off() -> None:
     est = estimator(calibrate=False)
     assert not est.wants_sample("claude-sonnet-4-5")
-    for _ in range(tk.MIN_CALIBRATION_SAMPLES):
+    for _ in range(cal.MIN_CALIBRATION_SAMPLES):
         est.observe(completed(["hello world " * 10], output=40), model="claude-sonnet-4-5")
     e = est.estimate(body(["hello world"]), model="claude-sonnet-4-5")
     assert (e.token_source, e.output_tokens) == (TOKENS_ESTIMATED_TIKTOKEN, 2)
@@ -295,7 +296,7 @@ def test_calibration_off() -> None:
 def test_openai_models_are_never_scaled() -> None:
     """tiktoken is OpenAI's own tokenizer: no ratio is learned or applied."""
     est = estimator()
-    for _ in range(3 * tk.MIN_CALIBRATION_SAMPLES):
+    for _ in range(3 * cal.MIN_CALIBRATION_SAMPLES):
         est.observe(completed(["hello world " * 10], output=40), model="gpt-4o")
     e = est.estimate(body(["hello world"]), model="gpt-4o")
     assert (e.token_source, e.output_tokens, e.calibration_ratio) == (
