@@ -4,8 +4,8 @@ This module owns the estimate, its calibration and its metrics. `sidecar.enrich.
 only module that imports tiktoken) owns the encodings; `sidecar.enrich.input_tokens` renders a
 logged request into what its provider bills; `sidecar.enrich.output_rules` corrects the output's
 overheads with what the request says; `sidecar.enrich.calibration` keeps the per-model state;
-`sidecar.enrich.timing` reads a stream's chunk times. The rules and constants are documented, with their measured error, in
-`docs/estimation.md`.
+`sidecar.enrich.timing` reads a stream's chunk times. The rules and constants are documented,
+with their measured error, in `docs/estimation.md`.
 
 Output (visible)
     The parsers hand over `ParsedBody.output_text` (each string counted on its own and summed:
