@@ -22,10 +22,13 @@ import orjson
 
 from sidecar.types import Completed
 
-# Visible output in one decoded chunk of any supported API (reasoning text, thinking and
-# reasoning summaries are not visible output).
+# Output in one decoded chunk that the estimate counts as text (of any supported API): answer
+# text, tool calls, refusals, and visible reasoning text (`reasoning_content`, which is counted
+# too). Hidden reasoning, reasoning summaries and Gemini thought summaries are not: the time
+# before the first such chunk is the model thinking in hidden tokens.
 _VISIBLE = re.compile(
     r'"content":\s*"[^"]|"tool_calls":\s*\[\s*\{|"refusal":\s*"[^"]|"function_call":\s*\{'
+    r'|"reasoning_content":\s*"[^"]|"reasoning":\s*"[^"]'
     r"|response\.output_text\.delta|response\.function_call_arguments\.delta"
     r"|response\.refusal\.delta|response\.custom_tool_call_input\.delta"
     r'|"text_delta"|"input_json_delta"|"functionCall"'

@@ -559,3 +559,24 @@ def test_a_stream_stopped_by_its_limit_billed_the_limit() -> None:
     # without the request nothing says how much it thought: a flagged lower bound, not null
     e = estimator().estimate(pb, model="gpt-5-mini")
     assert e.output_tokens == 0 and e.lower_bound
+
+
+@pytest.mark.parametrize(
+    ("data", "visible"),
+    [
+        ('data: {"choices":[{"delta":{"role":"assistant","content":""}}]}', False),
+        ('data: {"choices":[{"delta":{"content":"Hi"}}]}', True),
+        ('data: {"choices":[{"delta":{"reasoning_content":"Let me"}}]}', True),  # counted text
+        ('data: {"choices":[{"content_filter_results":{"hate":{}},"delta":{}}]}', False),
+        ('data: {"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}', True),
+        ('event: response.reasoning_summary_text.delta\ndata: {"delta":"x"}', False),
+        ('event: response.output_text.delta\ndata: {"delta":"x"}', True),
+        ('data: {"type":"content_block_delta","delta":{"type":"text_delta","text":"x"}}', True),
+        ('data: {"candidates":[{"content":{"parts":[{"text":"plan","thought":true}]}}]}', False),
+        ('data: {"candidates":[{"content":{"parts":[{"text":"done"}]}}]}', True),
+    ],
+)
+def test_visible_output_per_chunk(data: str, visible: bool) -> None:
+    from sidecar.enrich.timing import is_visible
+
+    assert is_visible(data) is visible

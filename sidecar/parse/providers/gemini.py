@@ -84,8 +84,10 @@ def _finish_reason(obj: dict[str, Any]) -> str | None:
 
 
 def _texts(obj: dict[str, Any], out: list[str], calls: list[int] | None = None) -> bool:
-    """Append the text of every part; return whether a part was a thought. Function calls
-    are counted in `calls[0]`."""
+    """Append the text of every answer part; return whether a part was a thought. Thought
+    summaries are not counted: the thinking they summarise is hidden and billed whole
+    (`thoughtsTokenCount`), so it is estimated from time. Function calls are counted in
+    `calls[0]`."""
     thought = False
     for cand in _candidates(obj):
         parts = as_dict(cand.get("content")).get("parts")
@@ -93,6 +95,7 @@ def _texts(obj: dict[str, Any], out: list[str], calls: list[int] | None = None) 
             part = as_dict(part)
             if part.get("thought") is True:
                 thought = True
+                continue
             text = part.get("text")
             if type(text) is str and text:
                 out.append(text)
