@@ -87,8 +87,9 @@ from sidecar.types import (
 
 WARMUP_SAMPLES = 20  # wants_sample: the first N completed streams of a model are all sampled
 MAX_MODELS = 1000  # models tracked for calibration; beyond, new models are not calibrated
-# Hidden reasoning (gpt-5-mini pool: a reasoning model's answer bills ~9 tokens beyond its
-# visible text and end token: the switch from the hidden channel to the final one).
+# Hidden reasoning (gpt-5-mini pool: an OpenAI reasoning model's answer bills ~9 tokens beyond
+# its visible text and end token: the switch from the hidden channel to the final one; not
+# applied to other providers, whose answer counts hold no such framing).
 REASONING_ANSWER_TOKENS = 9
 DEFAULT_HIDDEN_RATE = 20.0  # tokens/s before a model has learned its own: a lower bound
 MIN_HIDDEN_SECS = 0.05  # a shorter wait says nothing about a rate
@@ -221,7 +222,7 @@ class TokenEstimator:
         ratio: float | None = None
         if hidden_reasoning:
             visible = counted + extras
-            if visible:
+            if visible and exact:
                 visible += REASONING_ANSWER_TOKENS
             hidden = 0
             lower_bound = True
