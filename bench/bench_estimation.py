@@ -157,7 +157,7 @@ def run(per_stream: bool) -> None:
             nulls += 1
         r = rows.setdefault((c.group, c.half), {"out": [], "in": [], "vis": [], "bare": []})
         r["bare"].append(pct(bare.output_tokens, truth.output_tokens))
-        if c.group == "openai reasoning":
+        if truth.reasoning_tokens and not c.group.startswith("anthropic"):
             visible_truth = truth.output_tokens - truth.reasoning_tokens
             if visible_truth > 0:
                 r["vis"].append(pct(e.output_tokens - (e.reasoning_tokens or 0), visible_truth))
