@@ -31,6 +31,7 @@ TOKENS_FROM_USAGE = "usage"
 TOKENS_ESTIMATED_TIKTOKEN = "estimated_tiktoken"
 TOKENS_ESTIMATED_CALIBRATED = "estimated_calibrated"
 TOKENS_ESTIMATED_HEURISTIC = "estimated_heuristic"
+TOKENS_ESTIMATED_TIMING = "estimated_timing"  # hidden reasoning estimated from stream timing
 TOKENS_NONE = "none"
 
 # Pricing outcome (event field `cost_status`).
@@ -57,6 +58,9 @@ class Usage:
     output_tokens: int = 0
     reasoning_tokens: int = 0
     invalid: bool = False  # a value was not a non-negative integer: never priced as it stands
+    # The provider reported no reasoning count although the model reasoned (Claude thinking,
+    # Mistral reasoning content): the event says null rather than 0.
+    reasoning_unknown: bool = False
 
     @property
     def total_tokens(self) -> int:
@@ -70,6 +74,7 @@ class Usage:
         self.output_tokens += other.output_tokens
         self.reasoning_tokens += other.reasoning_tokens
         self.invalid = self.invalid or other.invalid
+        self.reasoning_unknown = self.reasoning_unknown or other.reasoning_unknown
 
 
 @dataclass(slots=True)
@@ -98,7 +103,12 @@ class ParsedBody:
     error_code: str | None = None
     error_http_status: int | None = None  # status found inside an error body, if any
     retry_after_secs: float | None = None  # e.g. Gemini RetryInfo.retryDelay in a 429 body
-    output_text: list[str] = field(default_factory=list)  # generated text, for estimation only
+    # Estimation inputs (contract 4), filled only with `want_text`: strings to count, each one
+    # counted on its own and summed (OpenAI deltas are one token each, so a run of newline
+    # deltas is not merged; Anthropic and Gemini blocks are joined per block), and the fixed
+    # per-item overheads the provider bills on top (per tool call, end of message...).
+    output_text: list[str] = field(default_factory=list)
+    output_extra_tokens: int = 0
     reasoning_model_hint: bool = False  # the body shows hidden reasoning (lower-bound estimates)
     malformed_events: int = 0  # SSE payloads that were not JSON
     truncated: bool = False  # the body was cut (size cap, `truncated: true`, missing terminal)
@@ -179,6 +189,10 @@ class Completed:
     body_bad_parts: int = 0  # body-log data records that were not valid JSON strings (dropped)
     body_lossy: bool = False  # invalid UTF-8 in the body was replaced
     parts: list[Any] | None = None
+    # A long open stream compacted by the join (contract 4): the estimation inputs of the
+    # decoded prefix that is no longer in `parts`.
+    prior_text: list[str] = field(default_factory=list)
+    prior_extra_tokens: int = 0
     assemble: Callable[[list[Any]], tuple[str, int, int]] | None = None
 
     def has_body(self) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 from sidecar.enrich.pricing import PricingEngine
 from sidecar.enrich.ratelimit import parse_ratelimits
 from sidecar.enrich.status import classify
+from sidecar.enrich.timing import stream_timing
 from sidecar.enrich.tokens import TokenEstimator
 from sidecar.types import (
     COST_NO_USAGE,
@@ -111,18 +112,36 @@ class Enricher:
         calibration_ratio: float | None = None
         lower_bound = False
         input_unknown = False
+        media_uncounted = False
         partial = usage is not None and parsed.usage_partial
-        if usage is not None and not partial and parsed.output_text and parsed.terminal_seen:
-            self.estimator.observe(parsed, model=model)
         request_body = a.request_body if a is not None else None
+        hidden = parsed.is_stream and self.estimator.reasons_hidden(parsed, model)
+        if (
+            usage is not None
+            and not partial
+            and parsed.terminal_seen
+            and (parsed.output_text or parsed.output_extra_tokens)
+        ):
+            timing = stream_timing(c) if hidden else None
+            self.estimator.observe(parsed, model=model, timing=timing, request_body=request_body)
         # Estimate when the provider gave no usage (or only a snapshot from before the cut) and
-        # there is something to count: streamed text, or the logged request of a request that
-        # reached the model (a cancelled or unfinished one; errors before the model are free).
-        countable = bool(parsed.output_text) or (
-            request_body is not None and status in (STATUS_OK, STATUS_CANCELLED)
+        # there is something to count: streamed text, a reasoning model's stream that ran (its
+        # hidden tokens), or the logged request of a request that reached the model (a
+        # cancelled or unfinished one; errors before the model are free).
+        countable = (
+            bool(parsed.output_text or c.prior_text)
+            or (hidden and c.has_body())
+            or (request_body is not None and status in (STATUS_OK, STATUS_CANCELLED))
         )
         if (usage is None or partial) and self.estimate_missing and countable:
-            est = self.estimator.estimate(parsed, model=model, request_body=request_body)
+            est = self.estimator.estimate(
+                parsed,
+                model=model,
+                request_body=request_body,
+                timing=stream_timing(c) if hidden else None,
+                prior_text=c.prior_text,
+                prior_extra_tokens=c.prior_extra_tokens,
+            )
             if partial and usage is not None:
                 # A snapshot taken before the stream was cut (Anthropic message_start, a Gemini
                 # running snapshot): its input counts are right, its output is a lower bound.
@@ -132,15 +151,19 @@ class Enricher:
                     cache_write_input_tokens=usage.cache_write_input_tokens,
                     cache_write_1h_input_tokens=usage.cache_write_1h_input_tokens,
                     output_tokens=max(usage.output_tokens, est.output_tokens),
-                    reasoning_tokens=max(usage.reasoning_tokens, est.reasoning_tokens),
+                    reasoning_tokens=max(usage.reasoning_tokens, est.reasoning_tokens or 0),
+                    reasoning_unknown=usage.reasoning_unknown or est.reasoning_tokens is None,
                 )
             else:
                 input_unknown = est.input_tokens is None
                 usage = Usage(
                     input_tokens=est.input_tokens or 0,
                     output_tokens=est.output_tokens,
-                    reasoning_tokens=est.reasoning_tokens,
+                    reasoning_tokens=est.reasoning_tokens or 0,
+                    reasoning_unknown=est.reasoning_tokens is None,
                 )
+            if est.input_media_uncounted:
+                media_uncounted = True
             tokens_estimated = True
             token_source = est.token_source
             calibration_ratio = est.calibration_ratio
@@ -177,6 +200,8 @@ class Enricher:
             flags.append("usage_invalid")
         if a is not None and a.invalid_fields:
             flags.append("fields_invalid")
+        if media_uncounted:
+            flags.append("input_media_not_counted")
 
         body: dict[str, Any] = {
             "schema": SCHEMA,
@@ -206,7 +231,9 @@ class Enricher:
             if usage is not None
             else None,
             "output_tokens": usage.output_tokens if usage is not None else None,
-            "reasoning_tokens": usage.reasoning_tokens if usage is not None else None,
+            "reasoning_tokens": usage.reasoning_tokens
+            if usage is not None and not usage.reasoning_unknown
+            else None,
             "total_tokens": usage.total_tokens if usage is not None else None,
             "tokens_estimated": tokens_estimated,
             "token_source": token_source,

@@ -17,9 +17,8 @@ Offline loading
     network, and never gets deleted by tiktoken's "bad cache file" clean-up: counting falls back
     to ~4 characters per token with one warning. Encodings load lazily, once per process.
 
-Request bodies
-    `request_texts` collects the text of a logged request (chat, Responses, Anthropic, Gemini,
-    embeddings), grouped per message, with any literal token ids. Only counts leave this module.
+What a request bills as input is rendered by `sidecar.enrich.input_tokens`; only counts leave
+this module.
 """
 
 from __future__ import annotations
@@ -30,9 +29,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any
 
-import orjson
 import tiktoken
 import tiktoken.load
 
@@ -62,10 +59,6 @@ _ENCODING_FILES: dict[str, tuple[str, str]] = {
 ENCODINGS = tuple(_ENCODING_FILES)  # the encodings this module can load
 
 CHARS_PER_TOKEN = 4  # heuristic fallback
-# OpenAI cookbook ("How to count tokens with tiktoken"): every message costs 3 tokens of framing
-# and every reply is primed with 3 more. Other providers frame differently; this is approximate.
-TOKENS_PER_MESSAGE = 3
-TOKENS_REPLY_PRIMING = 3
 
 # Encoder cache for the whole process: (resolved dir, encoding name) -> encoding, or None when the
 # files there are unusable (heuristic). Directories already warned about.
@@ -191,148 +184,3 @@ def count(enc: tiktoken.Encoding | None, text: str) -> int:
     if enc is None:
         return math.ceil(len(text) / CHARS_PER_TOKEN)
     return len(enc.encode_ordinary(text))  # special-token text counts as ordinary text
-
-
-# --- request bodies ---------------------------------------------------------------------------
-
-
-def _json_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        return ""
-
-
-def _part_texts(content: Any, out: list[str]) -> None:
-    """Text of a message's content: a string, or parts/blocks of the supported APIs."""
-    if isinstance(content, str):
-        out.append(content)
-        return
-    if isinstance(content, dict):
-        content = [content]
-    if not isinstance(content, list):
-        return
-    for part in content:
-        if isinstance(part, str):
-            out.append(part)
-            continue
-        if not isinstance(part, dict):
-            continue
-        for key in ("text", "thinking", "refusal"):  # chat/Responses/Anthropic/Gemini text
-            if isinstance(part.get(key), str):
-                out.append(part[key])
-        if part.get("type") == "tool_use":  # Anthropic
-            out.append(str(part.get("name") or ""))
-            out.append(_json_text(part.get("input")))
-        if part.get("type") == "tool_result":
-            _part_texts(part.get("content"), out)
-        call = part.get("functionCall") or part.get("function_call")  # Gemini
-        if isinstance(call, dict):
-            out.append(str(call.get("name") or ""))
-            out.append(_json_text(call.get("args")))
-        resp = part.get("functionResponse") or part.get("function_response")
-        if isinstance(resp, dict):
-            out.append(_json_text(resp.get("response")))
-        # Images, audio and files are not counted: the estimate is a text estimate.
-
-
-def _message_texts(msg: Any, out: list[str]) -> None:
-    if isinstance(msg, str):  # Responses / embeddings input given as a list of strings
-        out.append(msg)
-        return
-    if not isinstance(msg, dict):
-        return
-    if isinstance(msg.get("role"), str):
-        out.append(msg["role"])
-    if isinstance(msg.get("name"), str):  # chat `name`, or a Responses function_call's
-        out.append(msg["name"])
-    _part_texts(msg.get("content"), out)
-    _part_texts(msg.get("parts"), out)  # Gemini contents[]
-    for call in msg.get("tool_calls") or []:  # chat assistant turns
-        fn = call.get("function") if isinstance(call, dict) else None
-        if isinstance(fn, dict):
-            out.append(str(fn.get("name") or ""))
-            out.append(_json_text(fn.get("arguments")))
-    if msg.get("type") == "function_call":  # Responses input items (name appended above)
-        out.append(_json_text(msg.get("arguments")))
-    if msg.get("type") == "function_call_output":
-        out.append(_json_text(msg.get("output")))
-
-
-def _tools_texts(tools: Any, out: list[str]) -> None:
-    """Tool definitions count as input; the provider's own rendering differs (approximate)."""
-    if not isinstance(tools, list):
-        return
-    for tool in tools:
-        if not isinstance(tool, dict):
-            continue
-        fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
-        for key in ("name", "description"):
-            if isinstance(fn.get(key), str):
-                out.append(fn[key])
-        for key in ("parameters", "input_schema"):
-            if fn.get(key) is not None:
-                out.append(_json_text(fn[key]))
-        for decl in tool.get("functionDeclarations") or tool.get("function_declarations") or []:
-            if isinstance(decl, dict):
-                _tools_texts([decl], out)
-
-
-def request_texts(body: Any) -> tuple[list[list[str]], int] | None:
-    """Texts of a request, grouped per message, and a count of literal token ids.
-
-    Chat `messages`, Responses `instructions` + `input`, Anthropic `system` + `messages`, Gemini
-    `systemInstruction` + `contents`, embeddings `input` (strings or token-id arrays).
-    None when the body is not a request this understands.
-    """
-    if not isinstance(body, dict):
-        return None
-    messages: list[list[str]] = []
-    token_ids = 0
-    found = False
-
-    def add(item: Any) -> None:
-        texts: list[str] = []
-        _message_texts(item, texts)
-        messages.append(texts)
-
-    for key in ("system", "instructions", "systemInstruction", "system_instruction"):
-        value = body.get(key)
-        if value is None:
-            continue
-        found = True
-        texts: list[str] = []
-        _part_texts(value.get("parts") if isinstance(value, dict) else value, texts)
-        messages.append(texts)
-    for key in ("messages", "contents"):
-        value = body.get(key)
-        if isinstance(value, list):
-            found = True
-            for item in value:
-                add(item)
-    value = body.get("input")
-    if isinstance(value, str):
-        found = True
-        messages.append([value])
-    elif isinstance(value, list):
-        found = True
-        if value and all(isinstance(v, int) for v in value):  # one token-id array
-            token_ids += len(value)
-        else:
-            for item in value:
-                if isinstance(item, list) and all(isinstance(v, int) for v in item):
-                    token_ids += len(item)
-                else:
-                    add(item)
-    tools: list[str] = []
-    _tools_texts(body.get("tools"), tools)
-    if tools:
-        messages.append(tools)
-    return (messages, token_ids) if found else None
-
-
-def is_embeddings_request(body: dict[str, Any]) -> bool:
-    model = normalise_model(body.get("model") if isinstance(body.get("model"), str) else None)
-    return "embedding" in model or "encoding_format" in body or "dimensions" in body

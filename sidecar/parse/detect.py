@@ -143,12 +143,27 @@ def _compact(text: str) -> str:
     return text.replace(" ", "").replace("\n", "").replace("\r", "").replace("\t", "")
 
 
+# Azure-specific evidence, in whitespace-free text: filter results that hold something. A key
+# that is present but null or empty (`"content_filters": null` in a DeepSeek Responses body,
+# `"content_filter_results":{}`) proves nothing.
+_AZURE_MARKS = (
+    '"prompt_filter_results":[{',
+    '"content_filter_results":{"',
+    '"content_filters":[{',
+)
+
+
+def azure_evidence(compact_text: str) -> bool:
+    """Whether whitespace-free body text carries Azure's content-filter results."""
+    return any(mark in compact_text for mark in _AZURE_MARKS)
+
+
 def _sniff(text: str) -> tuple[str | None, str | None]:
-    azure = '"prompt_filter_results"' in text or '"content_filter_results"' in text
+    azure = azure_evidence(text)
     if '"type":"message_start"' in text or ('"type":"message"' in text and '"stop_reason"' in text):
         return "anthropic", MESSAGES
     if '"type":"response.' in text or '"object":"response"' in text:
-        return ("azure" if azure or '"content_filters"' in text else "openai"), RESPONSES
+        return ("azure" if azure else "openai"), RESPONSES
     if '"chat.completion' in text:
         return ("azure" if azure else "openai"), CHAT
     if '"usageMetadata"' in text or '"candidates"' in text or '"modelVersion"' in text:
@@ -156,7 +171,7 @@ def _sniff(text: str) -> tuple[str | None, str | None]:
         return ("vertex" if vertex else "gemini"), GENERATE
     if '"object":"list"' in text and '"embedding"' in text:
         return ("azure" if azure else "openai"), EMBEDDINGS
-    if '"prompt_filter_results"' in text:
+    if azure:
         return "azure", CHAT
     if '"type":"error"' in text and '"error":{' in text:
         return "anthropic", None
@@ -176,9 +191,9 @@ def _sniff_events(head: str) -> tuple[str | None, str | None]:
         kind = name or peek_type(data)
         if kind in _ANTHROPIC_EVENTS:
             return "anthropic", MESSAGES
+        azure = azure_evidence(_compact(data))
         if kind and kind.startswith("response."):
-            return ("azure" if '"content_filters"' in data else "openai"), RESPONSES
-        azure = "prompt_filter_results" in data or "content_filter_results" in data
+            return ("azure" if azure else "openai"), RESPONSES
         if "chat.completion" in data or azure:
             return ("azure" if azure else "openai"), CHAT
         if '"usageMetadata"' in data or '"candidates"' in data:

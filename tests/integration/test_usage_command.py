@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "recorded"
@@ -29,6 +30,8 @@ KEYS = [
     "estimated_cost_usd",
     "cost_known",
     "cost_status",
+    "estimate_lower_bound",
+    "calibration_ratio",
 ]
 
 
@@ -108,3 +111,50 @@ def test_provider_override() -> None:
     proc = usage("--provider", "azure", str(FIXTURES / "openai_chat_usage_2.sse"))
     assert proc.returncode == 0, proc.stderr
     assert rows(proc.stdout)["openai_chat_usage_2.sse"]["provider"] == "azure"
+
+
+POOL = REPO / "tests" / "fixtures" / "streams-pool" / "anthropic"
+
+
+def _cut(text: str) -> str:
+    """An Anthropic stream cancelled before its final message_delta."""
+    blocks = text.split("\n\n")
+    return "\n\n".join(b for b in blocks if "message_delta" not in b and "message_stop" not in b)
+
+
+@pytest.mark.slow
+def test_each_file_on_its_own_and_order_does_not_matter(tmp_path: Path) -> None:
+    """A cut stream's estimate never depends on the files given before it; with
+    --share-calibration every file is described against the same calibration, whatever the
+    order. (Before: 471 tokens alone, 3,232 after 20 other files.)"""
+    # claude-sonnet-4-5 streams with usage, and a cut one of the same model
+    complete = [str(POOL / f"apool{i:03d}.sse") for i in (126, 127, 128, 129, 130, 131, 143)]
+    cut = tmp_path / "cut.sse"
+    cut.write_text(_cut((POOL / "apool145.sse").read_text(encoding="utf-8")), encoding="utf-8")
+    alone = rows(usage(str(cut)).stdout)["cut.sse"]
+    forward = usage(*complete, str(cut))
+    backward = usage(str(cut), *reversed(complete))
+    assert forward.returncode == backward.returncode == 0, forward.stderr
+    assert rows(forward.stdout) == rows(backward.stdout)
+    assert rows(forward.stdout)["cut.sse"] == alone
+    assert alone["tokens_estimated"] and alone["calibration_ratio"] is None
+    assert alone["estimate_lower_bound"] is False
+
+    shared_fwd = usage("--share-calibration", *complete, str(cut))
+    shared_back = usage("--share-calibration", str(cut), *reversed(complete))
+    assert rows(shared_fwd.stdout) == rows(shared_back.stdout)
+    calibrated = rows(shared_fwd.stdout)["cut.sse"]
+    assert calibrated["token_source"] == "estimated_calibrated"
+    assert calibrated["calibration_ratio"] is not None and calibrated["calibration_ratio"] > 1
+
+
+def test_request_file_gives_the_input_estimate(tmp_path: Path) -> None:
+    request = tmp_path / "request.json"
+    request.write_text(
+        '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Tell me a joke"}]}'
+    )
+    proc = usage("--request", str(request), str(FIXTURES / "openai_chat_nousage_1.sse"))
+    assert proc.returncode == 0, proc.stderr
+    row = rows(proc.stdout)["openai_chat_nousage_1.sse"]
+    assert row["tokens_estimated"] and row["input_tokens"] == 3 + 1 + 4 + 3
+    assert row["estimate_lower_bound"] is False and row["calibration_ratio"] is None

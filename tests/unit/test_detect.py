@@ -112,9 +112,24 @@ def test_model_and_deployment_from_path() -> None:
         ('event: message_start\ndata: {"type":"message_start"}\n\n', ("anthropic", "messages")),
         ('data: {"type": "message_start", "message": {}}\n\n', ("anthropic", "messages")),
         ('event: response.created\ndata: {"type":"response.created"}\n\n', ("openai", "responses")),
-        (
+        (  # a null key is no Azure evidence (a DeepSeek Responses body has it too)
             'event: response.created\ndata: {"response":{"content_filters":null}}\n\n',
+            ("openai", "responses"),
+        ),
+        (
+            'event: response.created\ndata: {"response":{"content_filters":[{"blocked":false}]}}'
+            "\n\n",
             ("azure", "responses"),
+        ),
+        (  # Azure content chunk: per-choice filter results that hold something
+            'data: {"object":"chat.completion.chunk","choices":[{"content_filter_results":'
+            '{"hate":{"filtered":false}}}]}\n\n',
+            ("azure", "chat.completions"),
+        ),
+        (  # an empty filter-result object is no evidence either
+            'data: {"object":"chat.completion.chunk","choices":[{"content_filter_results":{}}]}'
+            "\n\n",
+            ("openai", "chat.completions"),
         ),
         ('data: {"candidates": [], "usageMetadata": {}}\r\n\r\n', ("gemini", "generate_content")),
         (

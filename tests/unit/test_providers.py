@@ -103,7 +103,8 @@ def test_chat_want_text_collects_content_tool_calls_and_refusals() -> None:
     refusal["choices"][0]["delta"] = {"refusal": "I can't"}
     body = sse(chunk("Hello"), tool, refusal, chunk(finish="stop"), "[DONE]")
     pb = parse_body(body, want_text=True)
-    assert pb.output_text == ["Hello", "lookup", '{"q":', "I can't"]
+    # content deltas one by one; a tool call's name and arguments joined, after the text
+    assert pb.output_text == ["Hello", "I can't", 'lookup{"q":']
     assert parse_body(body).output_text == []
 
 
@@ -498,8 +499,11 @@ def test_anthropic_thinking_and_text_collection() -> None:
         STOP,
     )
     pb = parse_body(body, want_text=True)
-    assert pb.output_text == ["Hmm", "get", '{"a"']
+    # one string per block; the tool name is in the tool_use overhead, not counted as text
+    assert pb.output_text == ["Hmm", '{"a"']
+    assert pb.output_extra_tokens == 3 + 40  # message + one tool_use block
     assert pb.reasoning_model_hint is True
+    assert pb.usage is not None and pb.usage.reasoning_unknown  # thought, no count reported
     assert pb.finish_reason == "tool_use"
     assert parse_body(body).reasoning_model_hint is True
 
@@ -527,7 +531,9 @@ def test_anthropic_non_streaming_message() -> None:
     pb = parse_body(body, want_text=True)
     assert (pb.provider, pb.api, pb.terminal_seen) == ("anthropic", "messages", True)
     assert pb.usage == Usage(1169, 1165, 0, 0, 20, 0)
-    assert pb.output_text == ["Hi", "f", '{"x":1}']
+    assert pb.output_text == ["Hi", '{"x":1}']
+    assert pb.output_extra_tokens == 3 + 40
+    assert pb.usage.reasoning_unknown is False  # no thinking: 0 is the truth
 
 
 # --- Gemini / Vertex --------------------------------------------------------------------------
@@ -571,7 +577,7 @@ def test_gemini_thoughts_tool_use_and_cache() -> None:
     pb = parse_body(body, provider="gemini", api="generate_content", want_text=True)
     assert pb.usage == Usage(3520 + 4610, 3512, 0, 0, 25 + 37, 37)
     assert pb.reasoning_model_hint is True
-    assert pb.output_text == ["plan", "done"]
+    assert pb.output_text == ["done"]  # the thought summary is not counted (hidden, timed)
     assert pb.finish_reason == "STOP" and pb.terminal_seen is True
 
 

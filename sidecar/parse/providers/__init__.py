@@ -125,10 +125,11 @@ def _shape_api(obj: dict[str, Any]) -> tuple[str | None, str | None]:
     """(provider, api) from the shape of a decoded non-streaming body."""
     kind = obj.get("object")
     if kind == "chat.completion" or kind == "chat.completion.chunk":
-        azure = "prompt_filter_results" in obj
+        azure = bool(obj.get("prompt_filter_results"))  # real results, never a null key
         return ("azure" if azure else "openai"), _detect.CHAT
     if kind == "response":
-        return ("azure" if "content_filters" in obj else "openai"), _detect.RESPONSES
+        azure = bool(obj.get("content_filters"))
+        return ("azure" if azure else "openai"), _detect.RESPONSES
     if obj.get("type") == "message":
         return "anthropic", _detect.MESSAGES
     if "candidates" in obj or "usageMetadata" in obj:

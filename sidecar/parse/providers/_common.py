@@ -230,6 +230,40 @@ class Chunks:
                 yield ev
 
 
+# Output overheads the provider bills beyond the text a client sees (contract 4,
+# `ParsedBody.output_extra_tokens`). Learned on the recorded pool (tests/fixtures/streams-pool,
+# gpt-4o / gpt-4o-mini / gpt-5-mini chat streams with their usage; see
+# bench/bench_estimation.py and docs/estimation.md):
+#   - a text answer that ends with `stop` is marked with its end-of-message token, +1 (the
+#     estimator keeps it only where it is billed: tools offered, or Azure; see
+#     `sidecar.enrich.tokens._end_tokens`);
+#   - one tool call bills its name (counted as text) plus 7 tokens of framing;
+#   - parallel calls (n >= 2) are wrapped: 7 per call plus 14 for the wrapper.
+# Responses function calls use the chat figures (same models, same rendering; no pool data).
+END_OF_MESSAGE_TOKENS = 1
+TOOL_CALL_TOKENS = 7
+PARALLEL_TOOL_CALLS_TOKENS = 14
+# Anthropic (claude 4.x; grid-searched on one half of the pool, checked on the other): every
+# message bills ~3 tokens of its own, a tool_use block ~40 beyond its input JSON (the name
+# and the block framing; 26 fewer when `tool_choice` forces the tool, applied by the estimator
+# from the request). Anthropic's tokenizer is not public: the per-model calibration scales the
+# counted text, never these.
+ANTHROPIC_MESSAGE_TOKENS = 3
+ANTHROPIC_TOOL_USE_TOKENS = 40
+# Gemini function calls: name and args are counted as text; framing unmeasured (no recorded
+# stream with a function call), taken as the chat figure.
+GEMINI_FUNCTION_CALL_TOKENS = 7
+
+
+def tool_call_overhead(calls: int) -> int:
+    """Framing tokens of `calls` tool calls in one OpenAI response."""
+    if calls <= 0:
+        return 0
+    if calls == 1:
+        return TOOL_CALL_TOKENS
+    return TOOL_CALL_TOKENS * calls + PARALLEL_TOOL_CALLS_TOKENS
+
+
 def body_has(body: str, *needles: str) -> bool:
     """Whether any needle occurs in the body (one C-level scan each)."""
     return any(needle in body for needle in needles)

@@ -18,6 +18,8 @@ from typing import Any
 
 from sidecar.parse.providers import errors
 from sidecar.parse.providers._common import (
+    ANTHROPIC_MESSAGE_TOKENS,
+    ANTHROPIC_TOOL_USE_TOKENS,
     Chunks,
     Counts,
     as_dict,
@@ -77,14 +79,23 @@ def merge_usage(start: dict[str, Any], delta: dict[str, Any] | None) -> dict[str
 
 
 def _block_text(block: dict[str, Any], out: list[str]) -> None:
-    """Generated text of one content block (whole, or a content_block_start / delta)."""
-    for key in ("text", "thinking", "partial_json", "name"):
+    """Generated text of one content block (whole, or a content_block_start / delta). The
+    tool name is not counted: it is part of ANTHROPIC_TOOL_USE_TOKENS."""
+    for key in ("text", "thinking", "partial_json"):
         value = block.get(key)
         if type(value) is str and value:
             out.append(value)
     value = block.get("input")
     if type(value) is dict and value:
         out.append(dumps(value))
+
+
+def _extra_tokens(blocks: list[str]) -> int:
+    """Overheads of a message with these content block types (see `_common`)."""
+    if not blocks:
+        return 0
+    tools = sum(1 for kind in blocks if kind in ("tool_use", "server_tool_use"))
+    return ANTHROPIC_MESSAGE_TOKENS + ANTHROPIC_TOOL_USE_TOKENS * tools
 
 
 def _service_tier(u: dict[str, Any]) -> str | None:
@@ -94,16 +105,29 @@ def _service_tier(u: dict[str, Any]) -> str | None:
 def _finalise(pb: ParsedBody) -> None:
     if pb.usage and pb.usage.reasoning_tokens > 0:
         pb.reasoning_model_hint = True
+    elif pb.usage is not None and pb.reasoning_model_hint:
+        pb.usage.reasoning_unknown = True  # it thought, but Anthropic reports no count
 
 
 def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
     """Fill `pb` from a Messages SSE stream: message_start from the front, the rest from the end."""
     if want_text:
+        # Deltas cut words anywhere: join them per block, count each block once.
+        blocks: dict[Any, list[str]] = {}
+        kinds: list[str] = []
         for ev in chunks.forward():
-            if ev.kind() in ("content_block_delta", "content_block_start"):
+            kind = ev.kind()
+            if kind in ("content_block_delta", "content_block_start"):
                 obj = ev.obj() or {}
-                block = as_dict(obj.get("delta")) or as_dict(obj.get("content_block"))
-                _block_text(block, pb.output_text)
+                texts = blocks.setdefault(obj.get("index"), [])
+                if kind == "content_block_start":
+                    block = as_dict(obj.get("content_block"))
+                    kinds.append(str(block.get("type")))
+                else:
+                    block = as_dict(obj.get("delta"))
+                _block_text(block, texts)
+        pb.output_text.extend("".join(t) for t in blocks.values() if t)
+        pb.output_extra_tokens += _extra_tokens(kinds)
 
     start: dict[str, Any] | None = None
     for seen, ev in enumerate(chunks.forward()):
@@ -172,5 +196,9 @@ def parse_json(pb: ParsedBody, obj: dict[str, Any], want_text: bool) -> None:
         pb.reasoning_model_hint = True
     if want_text:
         for block in blocks:
-            _block_text(block, pb.output_text)
+            texts: list[str] = []
+            _block_text(block, texts)
+            if texts:
+                pb.output_text.append("".join(texts))
+        pb.output_extra_tokens += _extra_tokens([str(b.get("type")) for b in blocks])
     _finalise(pb)

@@ -14,6 +14,7 @@ from typing import Any
 
 from sidecar.parse.providers import errors
 from sidecar.parse.providers._common import (
+    GEMINI_FUNCTION_CALL_TOKENS,
     Chunks,
     Counts,
     as_dict,
@@ -82,8 +83,11 @@ def _finish_reason(obj: dict[str, Any]) -> str | None:
     return None
 
 
-def _texts(obj: dict[str, Any], out: list[str]) -> bool:
-    """Append the text of every part; return whether a part was a thought."""
+def _texts(obj: dict[str, Any], out: list[str], calls: list[int] | None = None) -> bool:
+    """Append the text of every answer part; return whether a part was a thought. Thought
+    summaries are not counted: the thinking they summarise is hidden and billed whole
+    (`thoughtsTokenCount`), so it is estimated from time. Function calls are counted in
+    `calls[0]`."""
     thought = False
     for cand in _candidates(obj):
         parts = as_dict(cand.get("content")).get("parts")
@@ -91,10 +95,13 @@ def _texts(obj: dict[str, Any], out: list[str]) -> bool:
             part = as_dict(part)
             if part.get("thought") is True:
                 thought = True
+                continue
             text = part.get("text")
             if type(text) is str and text:
                 out.append(text)
             call = as_dict(part.get("functionCall"))
+            if call and calls is not None:
+                calls[0] += 1
             if call:
                 name = as_str(call.get("name"))
                 if name:
@@ -131,10 +138,12 @@ def parse_chunks(
     """Fill `pb` from GenerateContentResponse chunks (SSE or JSON array), walked from the end."""
     thought = False
     if want_text:
+        calls = [0]
         for ev in chunks.forward():
             obj = ev.obj()
             if obj is not None:
-                thought = _texts(obj, pb.output_text) or thought
+                thought = _texts(obj, pb.output_text, calls) or thought
+        pb.output_extra_tokens += GEMINI_FUNCTION_CALL_TOKENS * calls[0]
     usage_meta: dict[str, Any] | None = None
     finish: str | None = None
     tier: str | None = None
@@ -176,6 +185,8 @@ def parse_chunks(
         if not pb.terminal_seen:
             pb.usage_partial = True  # a running snapshot: candidates may still have grown
     pb.reasoning_model_hint = thought or bool(pb.usage and pb.usage.reasoning_tokens > 0)
+    if pb.usage is not None and thought and "thoughtsTokenCount" not in (usage_meta or {}):
+        pb.usage.reasoning_unknown = True
 
 
 def parse_json(pb: ParsedBody, obj: dict[str, Any], want_text: bool) -> None:

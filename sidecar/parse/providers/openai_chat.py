@@ -12,15 +12,18 @@ Non-streaming: one `chat.completion` object.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sidecar.parse.providers import errors
 from sidecar.parse.providers._common import (
+    END_OF_MESSAGE_TOKENS,
     Chunks,
     Counts,
     as_dict,
     as_str,
     is_reasoning_model,
+    tool_call_overhead,
 )
 from sidecar.types import ParsedBody, Usage
 
@@ -45,37 +48,77 @@ def usage_from(u: dict[str, Any]) -> Usage:
     )
 
 
-def _choice_text(out: list[str], part: dict[str, Any]) -> None:
-    """Append the generated text of one `delta` or `message` object."""
+def _choice_text(
+    out: list[str], part: dict[str, Any], calls: dict[Any, list[str]], choice: Any
+) -> bool:
+    """Append the generated text of one `delta` or `message` object, one string per delta
+    (a content delta is one token). Tool-call names and arguments go to `calls`, per call:
+    argument deltas are cut anywhere, so a call's arguments are counted joined. True when the
+    part held answer text."""
+    text = False
     for key in ("content", "refusal", "reasoning_content", "reasoning"):
         value = part.get(key)
         if type(value) is str and value:
             out.append(value)
+            text = text or key in ("content", "refusal")
         elif type(value) is list:  # content as a list of parts
             for item in value:
-                text = as_dict(item).get("text")
-                if type(text) is str and text:
-                    out.append(text)
-    calls = part.get("tool_calls")
-    for call in calls if type(calls) is list else ():
-        fn = as_dict(as_dict(call).get("function"))
-        for key in ("name", "arguments"):
-            value = fn.get(key)
-            if type(value) is str and value:
-                out.append(value)
+                value = as_dict(item).get("text")
+                if type(value) is str and value:
+                    out.append(value)
+                    text = True
+    tool_calls = part.get("tool_calls")
+    for i, call in enumerate(tool_calls if type(tool_calls) is list else ()):
+        call = as_dict(call)
+        index = call.get("index")
+        key = (choice, index if type(index) is int else f"m{i}")
+        _call_pieces(calls, key, as_dict(call.get("function")))
     legacy = as_dict(part.get("function_call"))
-    for key in ("name", "arguments"):
-        value = legacy.get(key)
-        if type(value) is str and value:
-            out.append(value)
+    if legacy:
+        _call_pieces(calls, (choice, "legacy"), legacy)
+    return text
 
 
-def _texts(obj: dict[str, Any], out: list[str]) -> None:
+def _call_pieces(calls: dict[Any, list[str]], key: Any, fn: dict[str, Any]) -> None:
+    """A call's pieces: its name first (element 0, possibly empty), then argument deltas."""
+    pieces = calls.setdefault(key, [""])
+    name = fn.get("name")
+    if type(name) is str and name:
+        pieces[0] += name
+    args = fn.get("arguments")
+    if type(args) is str and args:
+        pieces.append(args)
+
+
+def _texts(obj: dict[str, Any], out: list[str], calls: dict[Any, list[str]]) -> bool:
     choices = obj.get("choices")
+    text = False
     for choice in choices if type(choices) is list else ():
         choice = as_dict(choice)
-        _choice_text(out, as_dict(choice.get("delta")))
-        _choice_text(out, as_dict(choice.get("message")))
+        index = choice.get("index")
+        text = _choice_text(out, as_dict(choice.get("delta")), calls, index) or text
+        text = _choice_text(out, as_dict(choice.get("message")), calls, index) or text
+    return text
+
+
+def _extra_tokens(pb: ParsedBody, calls: dict[Any, list[str]], text: bool) -> None:
+    """Each call's name and joined arguments as text, and the billed overheads beyond the
+    counted text (see `_common.tool_call_overhead`). A call that ends with `stop` rather than
+    `tool_calls` was forced by `tool_choice`: only its arguments are billed (pool: gpt-4o)."""
+    forced = bool(calls) and not text and pb.finish_reason == "stop"
+    for pieces in calls.values():
+        joined = "".join(pieces[1:] if forced else pieces)
+        if joined:
+            pb.output_text.append(joined)
+    if forced:
+        return
+    per_choice: dict[Any, int] = {}
+    for choice, _ in calls:
+        per_choice[choice] = per_choice.get(choice, 0) + 1
+    extra = sum(tool_call_overhead(n) for n in per_choice.values())
+    if text and not calls and pb.finish_reason == "stop":
+        extra += END_OF_MESSAGE_TOKENS
+    pb.output_extra_tokens += extra
 
 
 def _finish_reason(obj: dict[str, Any]) -> str | None:
@@ -89,20 +132,33 @@ def _finish_reason(obj: dict[str, Any]) -> str | None:
     return None
 
 
-def _finalise(pb: ParsedBody) -> None:
+_VISIBLE_REASONING = re.compile(r'"reasoning(?:_content)?"\s*:\s*"[^"]')
+
+
+def _finalise(pb: ParsedBody, usage_obj: dict[str, Any] | None, body: str) -> None:
     if not pb.reasoning_model_hint:
         pb.reasoning_model_hint = bool(
             (pb.usage and pb.usage.reasoning_tokens > 0) or is_reasoning_model(pb.model)
         )
+    if pb.usage is not None and usage_obj is not None:
+        # null, not 0, when the model reasoned (visibly, or is a reasoning model) but the
+        # provider gave no count (Mistral, DeepSeek-style `reasoning_content`).
+        details = as_dict(usage_obj.get("completion_tokens_details"))
+        if type(details.get("reasoning_tokens")) is not int and (
+            is_reasoning_model(pb.model) or _VISIBLE_REASONING.search(body)
+        ):
+            pb.usage.reasoning_unknown = True
 
 
 def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
     """Fill `pb` from a chat completions SSE stream, walking it from its end."""
+    calls: dict[Any, list[str]] = {}
+    text = False
     if want_text:
         for ev in chunks.forward():
             obj = ev.obj()
             if obj is not None:
-                _texts(obj, pb.output_text)
+                text = _texts(obj, pb.output_text, calls) or text
 
     usage_obj: dict[str, Any] | None = None
     usage_choices_empty = False
@@ -153,7 +209,9 @@ def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
         pb.terminal_seen = True
     if pb.usage is not None and not pb.terminal_seen:
         pb.usage_partial = True  # continuous usage stats on a cut stream
-    _finalise(pb)
+    if want_text:
+        _extra_tokens(pb, calls, text)
+    _finalise(pb, usage_obj, chunks.text)
 
 
 def parse_json(pb: ParsedBody, obj: dict[str, Any], want_text: bool) -> None:
@@ -168,5 +226,7 @@ def parse_json(pb: ParsedBody, obj: dict[str, Any], want_text: bool) -> None:
         pb.usage = usage_from(u)
     errors.apply_error(pb, obj)
     if want_text:
-        _texts(obj, pb.output_text)
-    _finalise(pb)
+        calls: dict[Any, list[str]] = {}
+        text = _texts(obj, pb.output_text, calls)
+        _extra_tokens(pb, calls, text)
+    _finalise(pb, u if type(u) is dict else None, "")

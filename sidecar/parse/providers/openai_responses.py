@@ -15,25 +15,27 @@ from typing import Any
 
 from sidecar.parse.providers import errors
 from sidecar.parse.providers._common import (
+    END_OF_MESSAGE_TOKENS,
     Chunks,
     Counts,
     as_dict,
     as_str,
     is_reasoning_model,
+    tool_call_overhead,
 )
 from sidecar.types import ParsedBody, Usage
 
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _LIFECYCLE = frozenset({"response.created", "response.in_progress", "response.queued"})
-_TEXT_DELTAS = frozenset(
-    {
-        "response.output_text.delta",
-        "response.refusal.delta",
-        "response.function_call_arguments.delta",
-        "response.reasoning_summary_text.delta",
-        "response.custom_tool_call_input.delta",
-    }
+# Deltas of billed output the client sees (one token each). Reasoning summaries are not
+# counted: they are written by a summariser, the reasoning they stand for is hidden and is
+# estimated from the stream's timing instead.
+_TEXT_DELTAS = frozenset({"response.output_text.delta", "response.refusal.delta"})
+# Tool-call argument deltas are cut anywhere: joined per output item before counting.
+_CALL_DELTAS = frozenset(
+    {"response.function_call_arguments.delta", "response.custom_tool_call_input.delta"}
 )
+_CALL_ITEMS = ("function_call", "custom_tool_call")
 
 
 def usage_from(u: dict[str, Any]) -> Usage:
@@ -52,8 +54,8 @@ def usage_from(u: dict[str, Any]) -> Usage:
     )
 
 
-def _item_text(item: dict[str, Any], out: list[str]) -> None:
-    """Generated text of one output item of a response object."""
+def _item_text(item: dict[str, Any], out: list[str]) -> int:
+    """Generated text of one output item of a response object; 1 when it is a tool call."""
     kind = item.get("type")
     if kind == "message":
         content = item.get("content")
@@ -63,17 +65,20 @@ def _item_text(item: dict[str, Any], out: list[str]) -> None:
                 value = part.get(key)
                 if type(value) is str and value:
                     out.append(value)
-    elif kind in ("function_call", "custom_tool_call"):
+    elif kind in _CALL_ITEMS:
         for key in ("name", "arguments", "input"):
             value = item.get(key)
             if type(value) is str and value:
                 out.append(value)
-    elif kind == "reasoning":
-        summary = item.get("summary")
-        for part in summary if type(summary) is list else ():
-            text = as_dict(part).get("text")
-            if type(text) is str and text:
-                out.append(text)
+        return 1
+    return 0
+
+
+def _extra_tokens(pb: ParsedBody, calls: int, text: bool) -> None:
+    extra = tool_call_overhead(calls)
+    if text and not calls and pb.finish_reason == "completed":
+        extra += END_OF_MESSAGE_TOKENS
+    pb.output_extra_tokens += extra
 
 
 def apply_response(pb: ParsedBody, resp: dict[str, Any], *, final: bool) -> None:
@@ -91,6 +96,11 @@ def apply_response(pb: ParsedBody, resp: dict[str, Any], *, final: bool) -> None
     u = resp.get("usage")
     if type(u) is dict:
         pb.usage = usage_from(u)
+        details = as_dict(u.get("output_tokens_details"))
+        if type(details.get("reasoning_tokens")) is not int and (
+            is_reasoning_model(pb.model) or _has_reasoning_item(resp)
+        ):
+            pb.usage.reasoning_unknown = True
     err = resp.get("error")
     if type(err) is dict and err:
         errors.apply_error(pb, {"error": err})
@@ -102,6 +112,12 @@ def apply_response(pb: ParsedBody, resp: dict[str, Any], *, final: bool) -> None
             pb.reasoning_model_hint = True
 
 
+def _has_reasoning_item(resp: dict[str, Any]) -> bool:
+    output = resp.get("output")
+    items = output if type(output) is list else ()
+    return any(as_dict(i).get("type") == "reasoning" for i in items)
+
+
 def _finalise(pb: ParsedBody) -> None:
     if (pb.usage and pb.usage.reasoning_tokens > 0) or is_reasoning_model(pb.model):
         pb.reasoning_model_hint = True
@@ -109,6 +125,8 @@ def _finalise(pb: ParsedBody) -> None:
 
 def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
     """Fill `pb` from a Responses SSE stream, walking it from its end."""
+    calls: dict[Any, list[str]] = {}
+    text = False
     if want_text:
         for ev in chunks.forward():
             kind = ev.kind()
@@ -116,13 +134,25 @@ def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
                 delta = (ev.obj() or {}).get("delta")
                 if type(delta) is str and delta:
                     pb.output_text.append(delta)
+                    text = True
+            elif kind in _CALL_DELTAS:
+                obj = ev.obj() or {}
+                delta = obj.get("delta")
+                if type(delta) is str and delta:
+                    calls.setdefault(obj.get("output_index"), []).append(delta)
             elif kind == "response.output_item.added":
-                item = as_dict((ev.obj() or {}).get("item"))
+                obj = ev.obj() or {}
+                item = as_dict(obj.get("item"))
                 if item.get("type") == "reasoning":
                     pb.reasoning_model_hint = True
-                name = as_str(item.get("name"))
-                if name and item.get("type") in ("function_call", "custom_tool_call"):
-                    pb.output_text.append(name)
+                if item.get("type") in _CALL_ITEMS:
+                    pieces = calls.setdefault(obj.get("output_index"), [])
+                    name = as_str(item.get("name"))
+                    if name:
+                        pieces.insert(0, name)
+        for pieces in calls.values():
+            if pieces:
+                pb.output_text.append("".join(pieces))
 
     terminal: dict[str, Any] | None = None
     lifecycle: dict[str, Any] | None = None
@@ -146,6 +176,8 @@ def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
         apply_response(pb, terminal, final=True)
     elif lifecycle is not None:
         apply_response(pb, lifecycle, final=False)
+    if want_text:
+        _extra_tokens(pb, len(calls), text)
     _finalise(pb)
 
 
@@ -155,6 +187,8 @@ def parse_json(pb: ParsedBody, obj: dict[str, Any], want_text: bool) -> None:
     apply_response(pb, obj, final=True)
     if want_text:
         output = obj.get("output")
+        calls = 0
         for item in output if type(output) is list else ():
-            _item_text(as_dict(item), pb.output_text)
+            calls += _item_text(as_dict(item), pb.output_text)
+        _extra_tokens(pb, calls, bool(pb.output_text) and not calls)
     _finalise(pb)
