@@ -2,8 +2,10 @@
 
     .venv/bin/python bench/bench_startup.py [--repeat 5]
 
-Each case runs `--repeat` times, interleaved with the others (the machine is noisy); the figures
-are medians of wall time, CPU time (user + system) and peak RSS of the child (`os.wait4`):
+Each case runs `--repeat` times after one warm-up round, interleaved with the others (the machine
+is noisy); the figures are medians of wall time, CPU time (user + system, `os.wait4`) and peak RSS
+(VmHWM) of the child. Children cache bytecode under a temporary PYTHONPYCACHEPREFIX, as an
+installed package would (`--no-bytecode` measures compiling every module from source instead):
 
 - baseline:         `python -c pass` (the interpreter alone);
 - genai-prices:     `import genai_prices` alone (what loading the catalogue eagerly costs);
@@ -97,10 +99,12 @@ def tiny_logs(tmp: Path) -> Path:
     return cfg
 
 
-def measure(argv: list[str], cwd: Path) -> tuple[float, float, float]:
+def measure(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, float]:
     """(wall s, CPU s, peak RSS MiB) of one child process; raises if it fails."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     assert proc.stderr is not None
     err = proc.stderr.read()
     _, status, ru = os.wait4(proc.pid, 0)
@@ -115,6 +119,12 @@ def measure(argv: list[str], cwd: Path) -> tuple[float, float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument(
+        "--no-bytecode",
+        action="store_true",
+        help="compile every module from source each run (as with PYTHONDONTWRITEBYTECODE=1 and "
+        "no __pycache__); by default bytecode is cached in a temporary prefix, as installed",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as d:
         tmp = Path(d)
@@ -133,15 +143,23 @@ def main() -> None:
                 *run,
             ],
         }
+        env = dict(os.environ)
+        if args.no_bytecode:
+            env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX=str(tmp / "no-pycache"))
+        else:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
         samples: dict[str, list[tuple[float, float, float]]] = {k: [] for k in cases}
-        for _ in range(args.repeat):
+        for i in range(args.repeat + 1):  # the first round is a warm-up (bytecode, page cache)
             for name, argv in cases.items():
                 for p in (events, tmp / "state"):
                     if p.is_file():
                         p.unlink()
                     elif p.is_dir():
                         subprocess.run(["rm", "-rf", str(p)], check=True)
-                samples[name].append(measure(argv, REPO))
+                sample = measure(argv, REPO, env)
+                if i:
+                    samples[name].append(sample)
                 if name.startswith("run --once"):
                     n = len(events.read_bytes().splitlines())
                     assert n == 2, f"{name}: {n} events, expected 2"
@@ -150,7 +168,8 @@ def main() -> None:
         return [statistics.median(col) for col in zip(*rows, strict=True)]
 
     b_wall, _, b_rss = medians(samples["baseline: python -c pass"])
-    print(f"median of {args.repeat} interleaved runs (python {sys.version.split()[0]})")
+    cache = "no bytecode cache" if args.no_bytecode else "bytecode cached"
+    print(f"median of {args.repeat} interleaved runs, {cache} (python {sys.version.split()[0]})")
     print(f"{'case':40} {'wall s':>7} {'CPU s':>6} {'RSS MiB':>8} {'wall-base':>9} {'RSS-base':>8}")
     for name, rows in samples.items():
         wall, cpu, rss = medians(rows)

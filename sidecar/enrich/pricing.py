@@ -89,8 +89,8 @@ def source_digest() -> str | None:
     h = hashlib.sha256()
     try:
         for name in _DIGESTED:
-            h.update((folder / name).read_bytes())
-            h.update(b"\0")
+            with open(folder / name, "rb") as f:
+                h.update(hashlib.file_digest(f, "sha256").digest())
     except OSError:
         return None
     return h.hexdigest()
@@ -145,7 +145,8 @@ def _compact_catalogue() -> _Catalogue | None:
     except (OSError, orjson.JSONDecodeError) as exc:
         log.info("pricing snapshot not usable (%s); loading genai-prices", exc)
         return None
-    if snapshot.get("source_digest") != source_digest():
+    digest = source_digest()
+    if digest is None or snapshot.get("source_digest") != digest:
         log.info(
             "pricing snapshot was written from another genai-prices (%s); loading genai-prices "
             "(slower start-up; regenerate with `python -m sidecar.enrich.pricing`)",
