@@ -1,7 +1,11 @@
 """The pricing engine: the catalogue, config overrides, and the cost of one request.
 
 Owns DESIGN.md section 5. This is the only module that imports genai_prices (its bundled
-catalogue, never the network). `sidecar.enrich.pricing_models` resolves a served model name
+catalogue, never the network), and only when it must: the catalogue is normally read from the
+compact snapshot `pricing_snapshot.json` (`sidecar.enrich.pricing_catalogue`), which is used only
+while its digest matches the installed genai-prices sources; otherwise genai-prices is imported
+(slower start-up, same prices). After upgrading genai-prices, regenerate the snapshot with
+`python -m sidecar.enrich.pricing`. `sidecar.enrich.pricing_models` resolves a served model name
 (resolution order, normalised spellings, the LRU of resolutions) and compiles each resolved
 model's per-tier schedules; `sidecar.enrich.pricing_table` turns prices into exact integer rate
 tables. Neither holds third-party code.
@@ -28,19 +32,20 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import logging
 import signal
+import sys
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import genai_prices
-from genai_prices import data as _gp_data
-from genai_prices.data_snapshot import find_provider_by_id
+import orjson
 
 from sidecar.config import Pricing
+from sidecar.enrich import pricing_catalogue as pc
 from sidecar.enrich import pricing_table as pt
 from sidecar.enrich.pricing_models import (
     Entry,
@@ -63,9 +68,38 @@ log = logging.getLogger("sidecar.pricing")
 SOURCE_CATALOGUE = pt.SOURCE_CATALOGUE
 SOURCE_OVERRIDE = pt.SOURCE_OVERRIDE
 LRU_SIZE = 4096
+SNAPSHOT_PATH = Path(__file__).with_name("pricing_snapshot.json")
+# The genai-prices files whose content the snapshot stands for (prices, rules, version).
+_DIGESTED = ("data.py", "types.py", "data_snapshot.py", "__init__.py")
+
+
+def _genai_prices_dir() -> Path | None:
+    """Where genai_prices is installed, found without importing it."""
+    spec = importlib.util.find_spec("genai_prices")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def source_digest() -> str | None:
+    """A digest of the installed genai-prices data and rules (None: not readable)."""
+    folder = _genai_prices_dir()
+    if folder is None:
+        return None
+    h = hashlib.sha256()
+    try:
+        for name in _DIGESTED:
+            with open(folder / name, "rb") as f:
+                h.update(hashlib.file_digest(f, "sha256").digest())
+    except OSError:
+        return None
+    return h.hexdigest()
 
 
 def _catalogue_version() -> str:
+    import genai_prices
+    from genai_prices import data as _gp_data
+
     try:
         digest = hashlib.sha256(Path(_gp_data.__file__).read_bytes()).hexdigest()[:12]
     except OSError:  # pragma: no cover - the module was loaded from somewhere readable
@@ -74,22 +108,69 @@ def _catalogue_version() -> str:
 
 
 class _Catalogue:
-    """The bundled genai-prices providers, their search order and version (process-wide)."""
+    """Catalogue providers, their search order and version (duck-typed for pricing_models).
 
-    def __init__(self) -> None:
-        self.providers: list[Any] = list(_gp_data.providers)
-        self.version = _catalogue_version()
+    `compact` is the snapshot's providers (pricing_catalogue), else genai-prices' own objects.
+    """
+
+    def __init__(self, providers: list[Any], version: str, compact: bool) -> None:
+        self.providers = providers
+        self.version = version
+        self.compact = compact
         last = [p for p in self.providers if p.id == "openrouter"]
         self.search_order = [p for p in self.providers if p.id != "openrouter"] + last
+        if compact:
+            self._find_provider: Callable[[list[Any], str], Any] = pc.find_provider_by_id
+        else:
+            from genai_prices.data_snapshot import find_provider_by_id
+
+            self._find_provider = find_provider_by_id
 
     def provider(self, name: str | None) -> Any | None:
         provider_id = catalogue_provider_id(name)
-        return None if provider_id is None else find_provider_by_id(self.providers, provider_id)
+        return None if provider_id is None else self._find_provider(self.providers, provider_id)
+
+
+def full_catalogue() -> _Catalogue:
+    """The catalogue from genai-prices' own objects (imports genai-prices; slow start-up)."""
+    from genai_prices import data as _gp_data
+
+    return _Catalogue(list(_gp_data.providers), _catalogue_version(), compact=False)
+
+
+def _compact_catalogue() -> _Catalogue | None:
+    """The catalogue from the snapshot, if it was written from the installed genai-prices."""
+    try:
+        snapshot = orjson.loads(SNAPSHOT_PATH.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        log.info("pricing snapshot not usable (%s); loading genai-prices", exc)
+        return None
+    digest = source_digest()
+    if digest is None or snapshot.get("source_digest") != digest:
+        log.info(
+            "pricing snapshot was written from another genai-prices (%s); loading genai-prices "
+            "(slower start-up; regenerate with `python -m sidecar.enrich.pricing`)",
+            snapshot.get("version"),
+        )
+        return None
+    return _Catalogue(pc.providers_from_snapshot(snapshot), snapshot["version"], compact=True)
 
 
 @functools.cache
 def catalogue() -> _Catalogue:
-    return _Catalogue()
+    """The process-wide catalogue: the compact snapshot when current, else genai-prices."""
+    return _compact_catalogue() or full_catalogue()
+
+
+def write_snapshot(path: Path = SNAPSHOT_PATH) -> Path:
+    """Write the compact snapshot of the installed genai-prices catalogue to `path`."""
+    full = full_catalogue()
+    digest = source_digest()
+    if digest is None:
+        raise RuntimeError("cannot read the installed genai-prices sources")
+    snap = pc.snapshot_from_providers(full.providers, full.version, digest)
+    path.write_bytes(pc.dump_snapshot(snap))
+    return path
 
 
 # What the hot path needs per (provider, model, service tier): a schedule and the pricing model.
@@ -100,10 +181,12 @@ _UNPRICED_PLAN: _Plan = ([], [None], False, None)
 class PricingEngine:
     """Prices requests from the genai-prices catalogue and config overrides (see module doc)."""
 
-    def __init__(self, cfg: Pricing, *, base_dir: str = ".") -> None:
+    def __init__(
+        self, cfg: Pricing, *, base_dir: str = ".", source: _Catalogue | None = None
+    ) -> None:
         self.cfg = cfg
         self.base_dir = Path(base_dir)
-        self.catalogue = catalogue()
+        self.catalogue = source or catalogue()
         self.unpriced: dict[str, int] = {}
         self._inline = [
             pt.compile_override(o, f"pricing.overrides[{i}]") for i, o in enumerate(cfg.overrides)
@@ -330,3 +413,7 @@ def reload_on_sighup(engine: PricingEngine, loop: Any | None = None) -> None:
         loop.add_signal_handler(signal.SIGHUP, engine.reload)
     else:
         signal.signal(signal.SIGHUP, lambda _signum, _frame: engine.reload())
+
+
+if __name__ == "__main__":  # regenerate the snapshot after upgrading genai-prices
+    print(f"wrote {write_snapshot(Path(sys.argv[1]) if len(sys.argv) > 1 else SNAPSHOT_PATH)}")

@@ -38,8 +38,6 @@ from decimal import Decimal, InvalidOperation, localcontext
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sidecar.config import PriceOverride
 from sidecar.configload import build
 from sidecar.errors import ConfigError
@@ -392,6 +390,8 @@ def compile_override(o: PriceOverride, where: str) -> Override:
 
 def load_overrides_file(path: Path) -> list[PriceOverride]:
     """Read a YAML list of overrides (or a mapping with an `overrides` list)."""
+    import yaml  # only when an overrides file is configured (start-up cost)
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
