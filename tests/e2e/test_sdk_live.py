@@ -1,0 +1,549 @@
+"""Live, end to end, with real clients: the official SDKs -> the shipped nginx config -> a replay of
+the recorded provider streams; the sidecar follows nginx's logs the whole time and ships to HEC.
+
+* The upstream (`replay_upstream.py`, TLS on 127.0.0.1) answers with the byte-exact recorded
+  bodies of `tests/fixtures/recorded/` and their recorded response headers, one SSE event every
+  20 ms, and with 429 (rate-limit headers, `retry-after`, `retry-after-ms`) and 500 replies.
+* The clients are the official `openai` (chat streaming with `include_usage`, without it,
+  non-streaming, Responses streaming, `with_options(max_retries=...)` against 429 and 500),
+  `anthropic` (streaming with cache reads and writes) and `google-genai` (Gemini `alt=sse`) SDKs,
+  unmodified: ~150 calls, about 250 HTTP attempts, 24 at a time, some cancelled mid-stream by
+  closing the stream object. Each call carries its own `X-Client-Request-Id`, which nginx logs
+  (`client_request_id` -> the event's `retry_group`) and forwards; the SDKs number their retries
+  in `x-stainless-retry-count` (-> `attempt`).
+* nginx runs the shipped `examples/nginx/nginx.conf` (only port, upstream addresses and CA
+  changed, see `nginx_harness.render_config`).
+* `llm-hec-sidecar run` (follow mode, a subprocess) tails the two logs from before the first
+  request to after the last, with the project's HEC test server as its sink. Half-way through
+  the calls both logs are rotated as logrotate does it: rename, then `nginx -s reopen`.
+
+Asserted: every HTTP attempt that reached the provider is exactly one HEC event (a retried call:
+one event per attempt, all in one retry_group); usage is the recorded usage; cost is what
+`llm-hec-sidecar price` says for that usage; cancelled streams are `cancelled` with estimated
+tokens; rate-limit fields are the replayed headers; no prompt text, API key or Authorization
+header value appears in any event, in the sidecar's output or in its state directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from nginx_harness import (
+    LEVELS,
+    RunningNginx,
+    free_port,
+    make_cert,
+    nginx_output,
+    render_config,
+    require_nginx,
+)
+from replay_upstream import ReplayUpstream
+
+from sidecar.testing.protocol import TokenSettings
+from sidecar.testing.server import HecTestServer
+
+openai = pytest.importorskip("openai")
+anthropic = pytest.importorskip("anthropic")
+genai = pytest.importorskip("google.genai")
+genai_types = pytest.importorskip("google.genai.types")
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+PROMPT = "PROMPT-SECRET-7f3a: what is the capital of France? " + "lorem ipsum " * 20
+OPENAI_KEY = "sk-proj-E2ESECRETopenai0123456789abcdef"
+ANTHROPIC_KEY = "sk-ant-api03-E2ESECRETanthropic0123456789"
+GEMINI_KEY = "AIzaE2ESECRETgemini0123456789abcdef"
+HEC_TOKEN = "11111111-2222-3333-4444-E2EHECTOKEN"
+SECRETS = (PROMPT[:21], "lorem ipsum", "E2ESECRET", "Bearer", HEC_TOKEN)
+CONCURRENCY = 24
+
+# The recorded usage of each fixture (its .source.txt), in the event's terms: input_tokens is all
+# input (Anthropic: input + cache read + cache write), output includes reasoning.
+#        fixture: (provider, input, cached_input, cache_write, output, reasoning)
+USAGE = {
+    "openai_chat_usage_1": ("openai", 53, 0, 0, 15, 0),
+    # Azure-shaped bodies, sent on the shipped config's OpenAI route: the upstream host
+    # (api.openai.com) names the provider, not the body's shape
+    "azure_chat_usage_1": ("openai", 15, 0, 0, 12, 0),
+    "azure_responses_usage_1": ("openai", 16, 0, 0, 11, 0),
+    "openai_responses_usage_1": ("openai", 16, 0, 0, 11, 0),
+    "openai_responses_reasoning_1": ("openai", 53, 0, 0, 469, 448),
+    "anthropic_cache_read_1": ("anthropic", 4 + 1165, 1165, 0, 221, 0),
+    "anthropic_cache_write_1": ("anthropic", 4 + 1165, 0, 1165, 201, 0),
+    "anthropic_stream_1": ("anthropic", 10, 0, 0, 4, 0),
+    "gemini_stream_1": ("gemini", 13, 0, 0, 8, 0),
+}
+# The rate-limit fields the replayed headers must give (None: no such header was recorded).
+_NO_LIMITS = (None, None, None, None, None, None, None)
+# (limit_req, remaining_req, reset_req_secs, limit_tok, remaining_tok, reset_tok_secs, retry_after)
+LIMITS = {
+    "openai_chat_nousage_1": (5000, 4999, 0.012, 160000, 159974, 0.009, None),
+    "azure_chat_usage_1": (100, 96, None, 100000, 99977, None, None),
+    "azure_responses_usage_1": (300, 286, None, None, None, None, None),
+    "anthropic_cache_read_1": (4000, 3999, 0, 480000, 478000, 0, None),  # resets are past
+    "anthropic_cache_write_1": (4000, 3999, 0, 480000, 478000, 0, None),
+    "anthropic_stream_1": (20000, 19999, 0, 4800000, 4800000, 0, None),
+    "429": (500, 0, 0.12, 30000, 0, 90.0, 0.15),  # replay_upstream.RATE_LIMITED_HEADERS
+}
+LIMIT_KEYS = (
+    "ratelimit_limit_requests",
+    "ratelimit_remaining_requests",
+    "ratelimit_reset_requests_secs",
+    "ratelimit_limit_tokens",
+    "ratelimit_remaining_tokens",
+    "ratelimit_reset_tokens_secs",
+    "retry_after_secs",
+)
+MODEL_REQUESTED = {  # what the client asks for (the recordings' request models)
+    "openai_chat_usage_1": "gpt-4o-mini",
+    "openai_chat_nousage_1": "gpt-3.5-turbo",
+    "azure_chat_usage_1": "gpt-5-mini",
+    "azure_responses_usage_1": "gpt-4o-mini",
+    "openai_responses_usage_1": "gpt-4o",
+    "openai_responses_reasoning_1": "gpt-5",
+    "anthropic_cache_read_1": "claude-3-5-sonnet-20240620",
+    "anthropic_cache_write_1": "claude-3-5-sonnet-20240620",
+    "anthropic_stream_1": "claude-haiku-4-5-20251001",
+    "gemini_stream_1": "gemini-2.0-flash-exp",
+}
+
+
+# ------------------------------------------------------------------ the calls
+@dataclass
+class Call:
+    kind: str  # chat_stream | chat_nousage | chat_json | responses | anthropic | gemini
+    fixture: str
+    fail: str = ""  # "429x2": the first 2 attempts get a 429
+    max_retries: int | None = None  # client.with_options(max_retries=...)
+    cancel_after: int | None = None  # close the stream object after this many events
+    crid: str = field(default_factory=lambda: uuid.uuid4().hex)
+    user: str = "alice"
+    outcome: str = ""  # "ok" or the SDK exception's class name
+    proxy_request_id: str | None = None  # X-Proxy-Request-Id of the attempt the client saw
+    events_read: int = 0
+
+    def headers(self) -> dict[str, str]:
+        spec = self.fixture + (f";fail={self.fail}" if self.fail else "")
+        return {
+            "X-Client-Request-Id": self.crid,
+            "X-Replay": spec,  # test-only: which recording the upstream replays
+            "X-LLM-User": self.user,
+            "X-LLM-Tenant": "acme",
+        }
+
+
+def plan() -> list[Call]:
+    calls: list[Call] = []
+
+    def add(n: int, kind: str, fixture: str, **kw: Any) -> None:
+        calls.extend(Call(kind, fixture, user=f"user{i % 7}", **kw) for i in range(n))
+
+    add(40, "chat_stream", "openai_chat_usage_1")
+    add(15, "chat_json", "openai_chat_usage_1")
+    add(12, "chat_nousage", "openai_chat_nousage_1")
+    add(12, "chat_nousage", "openai_chat_nousage_1", cancel_after=5)
+    add(15, "chat_stream", "azure_chat_usage_1")
+    add(8, "responses", "azure_responses_usage_1")
+    add(15, "responses", "openai_responses_usage_1")
+    add(8, "responses", "openai_responses_reasoning_1")
+    add(10, "anthropic", "anthropic_cache_read_1")
+    add(10, "anthropic", "anthropic_cache_write_1")
+    add(5, "anthropic", "anthropic_stream_1")
+    add(8, "anthropic", "anthropic_cache_read_1", cancel_after=6)
+    add(10, "gemini", "gemini_stream_1")
+    # rate limited: 2 x 429, then the third attempt succeeds (3 attempts, one retry_group)
+    add(10, "chat_stream", "openai_chat_usage_1", fail="429x2", max_retries=2)
+    # rate limited until the SDK gives up (2 attempts, RateLimitError)
+    add(5, "chat_stream", "openai_chat_usage_1", fail="429x99", max_retries=1)
+    # a 500, retried by the SDK's default policy, then success (2 attempts)
+    add(5, "chat_json", "openai_chat_usage_1", fail="500x1")
+    # a 500 with retries off (1 attempt, InternalServerError)
+    add(5, "chat_json", "openai_chat_usage_1", fail="500x99", max_retries=0)
+    return calls
+
+
+def failing(c: Call) -> int:
+    """How many attempts of this call the upstream fails."""
+    return int(c.fail.split("x")[1]) if c.fail else 0
+
+
+def succeeds(c: Call) -> bool:
+    """The SDK retries often enough (its default max_retries is 2)."""
+    return failing(c) <= (2 if c.max_retries is None else c.max_retries)
+
+
+def expected_attempts(c: Call) -> int:
+    return failing(c) + 1 if succeeds(c) else (c.max_retries or 0) + 1
+
+
+class Clients:
+    def __init__(self, port: int) -> None:
+        base = f"http://127.0.0.1:{port}"
+        self.openai = openai.OpenAI(api_key=OPENAI_KEY, base_url=f"{base}/v1", timeout=30)
+        self.anthropic = anthropic.Anthropic(api_key=ANTHROPIC_KEY, base_url=base, timeout=30)
+        self.gemini = genai.Client(
+            api_key=GEMINI_KEY,
+            http_options=genai_types.HttpOptions(
+                base_url=base, api_version="v1beta", timeout=30_000
+            ),
+        )
+
+    def close(self) -> None:
+        self.openai.close()
+        self.anthropic.close()
+
+
+def _consume(c: Call, stream: Any) -> None:
+    """Read a stream to its end, or close it after `cancel_after` events (a client cancel)."""
+    c.proxy_request_id = stream.response.headers.get("x-proxy-request-id")
+    try:
+        for _ in stream:
+            c.events_read += 1
+            if c.cancel_after is not None and c.events_read >= c.cancel_after:
+                break
+    finally:
+        stream.close()
+
+
+def run_call(cl: Clients, c: Call) -> None:
+    model = MODEL_REQUESTED[c.fixture]
+    messages = [{"role": "user", "content": PROMPT}]
+    try:
+        if c.kind == "gemini":
+            cfg = genai_types.GenerateContentConfig(
+                http_options=genai_types.HttpOptions(headers=c.headers())
+            )
+            for _ in cl.gemini.models.generate_content_stream(
+                model=model, contents=PROMPT, config=cfg
+            ):
+                c.events_read += 1
+        elif c.kind == "anthropic":
+            ac = cl.anthropic
+            if c.max_retries is not None:
+                ac = ac.with_options(max_retries=c.max_retries)
+            stream = ac.messages.create(
+                model=model,
+                max_tokens=1024,
+                messages=messages,  # type: ignore[arg-type]
+                stream=True,
+                extra_headers=c.headers(),
+            )
+            _consume(c, stream)
+        else:
+            oc = cl.openai
+            if c.max_retries is not None:
+                oc = oc.with_options(max_retries=c.max_retries)
+            if c.kind == "chat_json":
+                raw = oc.chat.completions.with_raw_response.create(
+                    model=model,
+                    messages=messages,  # type: ignore[arg-type]
+                    extra_headers=c.headers(),
+                )
+                c.proxy_request_id = raw.headers.get("x-proxy-request-id")
+                completion = raw.parse()
+                assert completion.usage is not None
+                assert completion.usage.prompt_tokens == USAGE[c.fixture][1]
+            elif c.kind == "responses":
+                stream = oc.responses.create(
+                    model=model, input=PROMPT, stream=True, extra_headers=c.headers()
+                )
+                _consume(c, stream)
+            else:
+                extra = (
+                    {"stream_options": {"include_usage": True}} if c.kind == "chat_stream" else {}
+                )
+                stream = oc.chat.completions.create(
+                    model=model,
+                    messages=messages,  # type: ignore[arg-type]
+                    stream=True,
+                    extra_headers=c.headers(),
+                    **extra,  # type: ignore[arg-type]
+                )
+                _consume(c, stream)
+        c.outcome = "ok"
+    except (openai.APIStatusError, anthropic.APIStatusError) as exc:
+        c.outcome = type(exc).__name__
+
+
+def run_calls(cl: Clients, calls: list[Call], rotate: Any) -> None:
+    """All calls, CONCURRENCY at a time; `rotate()` once half of them have returned (while the
+    other half are in flight)."""
+    done = 0
+    lock = threading.Lock()
+    half = threading.Event()
+
+    def one(c: Call) -> None:
+        nonlocal done
+        try:
+            run_call(cl, c)
+        finally:
+            with lock:
+                done += 1
+                if done >= len(calls) // 2:
+                    half.set()
+
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        futures = [pool.submit(one, c) for c in calls]
+        assert half.wait(120), "half of the calls did not return in 2 minutes"
+        rotate()
+        for f in futures:
+            f.result()
+
+
+# ------------------------------------------------------------------ the sidecar
+def start_sidecar(tmp: Path, prefix: Path, hec_url: str) -> tuple[subprocess.Popen, Path]:
+    cfg = {
+        "sources": [
+            {
+                "name": "nginx-live",
+                "access_log": {
+                    "paths": [str(prefix / "logs" / "access.log")],
+                    "format": {"type": "nginx_json"},
+                },
+                "body_log": {
+                    "paths": [str(prefix / "logs" / "body" / "body.log")],
+                    "format": {"type": "chunks"},
+                },
+                "poll_interval_secs": 0.1,
+            }
+        ],
+        "identity": {"hash_key": "e2e-hash-key", "hash_fields": ["api_key", "user"]},
+        "state_dir": str(tmp / "state"),
+        "sinks": [
+            {
+                "type": "hec",
+                "endpoints": [hec_url],
+                "token": "${E2E_HEC_TOKEN}",
+                "batch": {"max_events": 50, "timeout_secs": 0.2},
+                "retry": {"initial_backoff_secs": 0.2},
+            }
+        ],
+    }
+    path = tmp / "sidecar.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp / "sidecar.out"
+    with open(out, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sidecar.cli", "run", "-c", str(path)],
+            cwd=tmp,
+            env={**os.environ, "PYTHONPATH": str(REPO), "E2E_HEC_TOKEN": HEC_TOKEN},
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    return proc, out
+
+
+def wait_for_events(hec: HecTestServer, n: int, proc: subprocess.Popen, out: Path) -> None:
+    deadline = time.monotonic() + 60
+    while len(hec.events) < n:
+        if proc.poll() is not None:
+            pytest.fail(f"the sidecar exited ({proc.returncode}):\n{out.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"HEC got {len(hec.events)} events of {n} in 60 s:\n{out.read_text()[-3000:]}"
+            )
+        time.sleep(0.1)
+
+
+def price(ev: dict[str, Any], usage: tuple) -> dict[str, Any]:
+    """What `llm-hec-sidecar price` charges for `usage` of this event's model at its time."""
+    _, inp, cached, write, outp, reasoning = usage
+    at = datetime.fromtimestamp(ev["time"], UTC).isoformat()
+    args = ["--provider", ev["provider"], "--model", ev["model"], "--at", at]
+    args += ["--input", str(inp), "--cached-input", str(cached), "--cache-write", str(write)]
+    args += ["--output", str(outp), "--reasoning", str(reasoning)]
+    if ev["service_tier"]:
+        args += ["--service-tier", ev["service_tier"]]
+    proc = subprocess.run(
+        [sys.executable, "-m", "sidecar.cli", "price", *args],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def event_usage(ev: dict[str, Any]) -> tuple:
+    """The event's usage; an unknown input (an estimate without the request) is priced as 0."""
+    return (
+        ev["provider"],
+        ev["input_tokens"] or 0,
+        ev["cached_input_tokens"],
+        ev["cache_write_input_tokens"],
+        ev["output_tokens"],
+        ev["reasoning_tokens"],
+    )
+
+
+# ------------------------------------------------------------------ the test
+def test_sdks_through_shipped_nginx_live_with_rotation(tmp_path: Path, prefix: Path) -> None:
+    nginx = require_nginx()
+    cert, key = make_cert(tmp_path)
+    port = free_port()
+    hec = HecTestServer({HEC_TOKEN: TokenSettings()})
+    hec_url, hec_stop = hec.run_in_thread()
+    calls = plan()
+    logs = prefix / "logs"
+    rotated = threading.Event()
+    try:
+        with ReplayUpstream(cert, key, list(MODEL_REQUESTED)) as upstream:
+            render_config(prefix, port, upstream.port, cert)
+            with RunningNginx(nginx, prefix, port) as ngx:
+                sidecar, out = start_sidecar(tmp_path, prefix, hec_url)
+
+                def rotate() -> None:  # logrotate: rename, then postrotate `nginx -s reopen`
+                    os.rename(logs / "access.log", logs / "access.log.1")
+                    os.rename(logs / "body" / "body.log", logs / "body" / "body.log.1")
+                    ngx.reopen()
+                    rotated.set()
+
+                cl = Clients(port)
+                try:
+                    run_calls(cl, calls, rotate)
+                finally:
+                    cl.close()
+                attempts = list(upstream.attempts)
+                try:
+                    wait_for_events(hec, len(attempts), sidecar, out)
+                    time.sleep(1.0)  # anything more would be a duplicate
+                finally:
+                    sidecar.send_signal(signal.SIGTERM)
+                    sidecar.wait(timeout=30)
+            assert ngx.returncode == 0, nginx_output(prefix)
+    finally:
+        hec_stop()
+    sidecar_out = out.read_text(errors="replace")
+    assert sidecar.returncode == 0, sidecar_out[-3000:]
+    assert rotated.is_set()
+
+    # ---- what nginx wrote: both generations of both logs, no errors
+    error_log = (logs / "error.log").read_text(errors="replace")
+    bad = [ln for ln in error_log.splitlines() if any(f"[{lv}]" in ln for lv in LEVELS)]
+    assert not bad, "\n".join(bad)
+    access = []
+    for name in ("access.log.1", "access.log"):
+        lines = (logs / name).read_bytes().splitlines()
+        assert lines, f"{name} is empty: the rotation was not half-way"
+        access += [json.loads(line) for line in lines]
+    for name in ("body.log.1", "body.log"):
+        assert (logs / "body" / name).stat().st_size > 0, name
+    assert len(access) == len(attempts) >= 200
+
+    # ---- the clients: every call ended as planned
+    by_crid = {c.crid: c for c in calls}
+    for c in calls:
+        if succeeds(c):
+            assert c.outcome == "ok", (c, c.outcome)
+        else:
+            assert c.outcome in ("RateLimitError", "InternalServerError"), c
+        if c.cancel_after:
+            assert c.events_read == c.cancel_after, c
+    tries = Counter(a.client_request_id for a in attempts)
+    assert {k: tries[k] for k in by_crid} == {c.crid: expected_attempts(c) for c in calls}
+
+    # ---- HEC: every attempt exactly once, grouped by retry_group
+    events = [e["event"] for e in hec.events]
+    assert len(events) == len(attempts), "events != attempts"
+    assert len({e["event_id"] for e in events}) == len(events), "an event was sent twice"
+    assert sorted(e["request_id"] for e in events) == sorted(a["request_id"] for a in access)
+    groups: dict[str, list[dict]] = {}
+    for ev in events:
+        groups.setdefault(ev["retry_group"], []).append(ev)
+    assert set(groups) == set(by_crid)
+    for crid, evs in groups.items():
+        c = by_crid[crid]
+        assert len(evs) == expected_attempts(c), (c, evs)
+        if c.kind != "gemini":  # google-genai does not number its attempts
+            assert sorted(e["attempt"] for e in evs) == list(range(len(evs))), (c, evs)
+        if c.proxy_request_id:  # the attempt the client saw is the group's last one
+            last = max(evs, key=lambda e: e["attempt"] or 0)
+            assert last["request_id"] == c.proxy_request_id, c
+
+    # ---- per attempt: status, usage, rate limits
+    to_price: dict[tuple, list[dict]] = {}
+    estimated_nousage = set()
+    for crid, evs in groups.items():
+        c = by_crid[crid]
+        for ev in sorted(evs, key=lambda e: e["attempt"] or 0):
+            assert ev["api_key_id"] and ev["user"] != c.user, ev
+            assert ev["tenant"] == "acme"
+            limits = tuple(ev[k] for k in LIMIT_KEYS)
+            if (ev["attempt"] or 0) < failing(c):
+                status = "rate_limited" if c.fail.startswith("429") else "error"
+                assert (ev["status"], ev["http_status"]) == (status, int(c.fail[:3])), ev
+                assert ev["input_tokens"] is None and ev["cost_known"] is False, ev
+                want = LIMITS["429"] if status == "rate_limited" else _NO_LIMITS
+                assert limits == pytest.approx(want), ev
+                continue
+            assert ev["http_status"] == 200, ev
+            assert limits == pytest.approx(LIMITS.get(c.fixture, _NO_LIMITS)), (c.fixture, ev)
+            if c.cancel_after:
+                assert ev["status"] == "cancelled", ev
+                assert ev["tokens_estimated"] is True, ev
+                assert ev["output_tokens"] and ev["output_tokens"] > 0, ev
+                if c.kind == "anthropic":  # message_start's input counts are exact
+                    assert ev["input_tokens"] == USAGE[c.fixture][1], ev
+                    assert ev["cached_input_tokens"] == USAGE[c.fixture][2], ev
+            elif c.kind == "chat_nousage":  # no usage recorded: estimated, every time the same
+                assert ev["status"] == "ok", ev
+                assert ev["tokens_estimated"] is True, ev
+                estimated_nousage.add(ev["output_tokens"])
+            else:
+                assert ev["status"] == "ok", ev
+                assert ev["tokens_estimated"] is False, ev
+                assert event_usage(ev) == USAGE[c.fixture], (c.fixture, ev)
+            if ev["output_tokens"] is not None:
+                key = (ev["provider"], ev["model"], ev["service_tier"], event_usage(ev))
+                to_price.setdefault(key, []).append(ev)
+    assert len(estimated_nousage) == 1 and next(iter(estimated_nousage)) > 0
+
+    # ---- cost: exactly what `llm-hec-sidecar price` says for that usage
+    with ThreadPoolExecutor(4) as pool:
+        keys = list(to_price)
+        quoted = dict(zip(keys, pool.map(lambda k: price(to_price[k][0], k[3]), keys), strict=True))
+    cost_keys = (
+        "cost_input_usd",
+        "cost_cached_input_usd",
+        "cost_cache_write_usd",
+        "cost_output_usd",
+        "estimated_cost_usd",
+    )
+    priced_known = 0
+    for key, evs in to_price.items():
+        q = quoted[key]
+        for ev in evs:
+            assert ev["cost_known"] == q["cost_known"], (key, ev, q)
+            assert ev["pricing_model"] == q["pricing_model"], (key, ev, q)
+            for k in cost_keys:
+                got = None if ev[k] is None else round(ev[k], 9)
+                assert got == q[k], (k, key, ev, q)
+            priced_known += ev["cost_known"]
+    assert priced_known > len(events) // 2, "most events should be priced"
+
+    # ---- secrets: no prompt, API key, Authorization or HEC token anywhere the sidecar wrote
+    texts = {"hec events": json.dumps(hec.events), "sidecar output": sidecar_out}
+    for p in (tmp_path / "state").rglob("*"):
+        if p.is_file():
+            texts[str(p)] = p.read_text(errors="replace")
+    for where, text in texts.items():
+        for secret in (*SECRETS, OPENAI_KEY, ANTHROPIC_KEY, GEMINI_KEY):
+            assert secret not in text, f"{secret!r} in {where}"
