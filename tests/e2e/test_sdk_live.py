@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -35,6 +36,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -137,6 +139,7 @@ class Call:
     outcome: str = ""  # "ok" or the SDK exception's class name
     proxy_request_id: str | None = None  # X-Proxy-Request-Id of the attempt the client saw
     events_read: int = 0
+    on_event: tuple[int, Callable[[], None]] | None = None  # run this after the n-th event
 
     def headers(self) -> dict[str, str]:
         spec = self.fixture + (f";fail={self.fail}" if self.fail else "")
@@ -175,6 +178,9 @@ def plan() -> list[Call]:
     add(5, "chat_json", "openai_chat_usage_1", fail="500x1")
     # a 500 with retries off (1 attempt, InternalServerError)
     add(5, "chat_json", "openai_chat_usage_1", fail="500x99", max_retries=0)
+    random.Random(15).shuffle(calls)  # mixed traffic, the same order every run
+    # in the middle: the long stream during which the logs are rotated (see run_calls)
+    calls.insert(len(calls) // 2, Call("anthropic", "anthropic_cache_read_1"))
     return calls
 
 
@@ -215,6 +221,8 @@ def _consume(c: Call, stream: Any) -> None:
     try:
         for _ in stream:
             c.events_read += 1
+            if c.on_event is not None and c.events_read == c.on_event[0]:
+                c.on_event[1]()
             if c.cancel_after is not None and c.events_read >= c.cancel_after:
                 break
     finally:
@@ -281,28 +289,15 @@ def run_call(cl: Clients, c: Call) -> None:
         c.outcome = type(exc).__name__
 
 
-def run_calls(cl: Clients, calls: list[Call], rotate: Any) -> None:
-    """All calls, CONCURRENCY at a time; `rotate()` once half of them have returned (while the
-    other half are in flight)."""
-    done = 0
-    lock = threading.Lock()
-    half = threading.Event()
-
-    def one(c: Call) -> None:
-        nonlocal done
-        try:
-            run_call(cl, c)
-        finally:
-            with lock:
-                done += 1
-                if done >= len(calls) // 2:
-                    half.set()
-
+def run_calls(cl: Clients, calls: list[Call], rotate: Callable[[], None]) -> None:
+    """All calls, CONCURRENCY at a time. The call in the middle of the plan is a long Anthropic
+    stream that runs `rotate()` itself after its 10th event, so that at least this stream (and
+    whatever else is in flight) straddles the rotation, whatever the machine's load."""
+    mid = calls[(len(calls) - 1) // 2]  # where plan() put it
+    assert mid.fixture == "anthropic_cache_read_1" and mid.cancel_after is None
+    mid.on_event = (10, rotate)
     with ThreadPoolExecutor(CONCURRENCY) as pool:
-        futures = [pool.submit(one, c) for c in calls]
-        assert half.wait(120), "half of the calls did not return in 2 minutes"
-        rotate()
-        for f in futures:
+        for f in [pool.submit(run_call, cl, c) for c in calls]:
             f.result()
 
 
@@ -404,6 +399,7 @@ def test_sdks_through_shipped_nginx_live_with_rotation(tmp_path: Path, prefix: P
     calls = plan()
     logs = prefix / "logs"
     rotated = threading.Event()
+    shipped_before_rotation: list[int] = []
     try:
         with ReplayUpstream(cert, key, list(MODEL_REQUESTED)) as upstream:
             render_config(prefix, port, upstream.port, cert)
@@ -411,6 +407,7 @@ def test_sdks_through_shipped_nginx_live_with_rotation(tmp_path: Path, prefix: P
                 sidecar, out = start_sidecar(tmp_path, prefix, hec_url)
 
                 def rotate() -> None:  # logrotate: rename, then postrotate `nginx -s reopen`
+                    shipped_before_rotation.append(len(hec.events))
                     os.rename(logs / "access.log", logs / "access.log.1")
                     os.rename(logs / "body" / "body.log", logs / "body" / "body.log.1")
                     ngx.reopen()
@@ -444,8 +441,13 @@ def test_sdks_through_shipped_nginx_live_with_rotation(tmp_path: Path, prefix: P
         lines = (logs / name).read_bytes().splitlines()
         assert lines, f"{name} is empty: the rotation was not half-way"
         access += [json.loads(line) for line in lines]
+    body_ids = []
     for name in ("body.log.1", "body.log"):
-        assert (logs / "body" / name).stat().st_size > 0, name
+        lines = (logs / "body" / name).read_bytes().splitlines()
+        body_ids.append({json.loads(line)["request_id"] for line in lines})
+    assert body_ids[0] & body_ids[1], "no stream was in flight during the rotation"
+    # the sidecar followed: it had shipped events before the rotation, half-way through
+    assert shipped_before_rotation[0] > 0
     assert len(access) == len(attempts) >= 200
 
     # ---- the clients: every call ended as planned
