@@ -178,6 +178,10 @@ def parse_caddy(line: bytes, hasher: Hasher | None = None) -> AccessRecord:
         upstream_host=_s(d.get("upstream_host")) or _s(req.get("host")),
         user=_s(d.get("user")) or _s(req_headers.get("x-llm-user")),
         tenant=_s(d.get("tenant")) or _s(req_headers.get("x-llm-tenant")),
+        conversation_id=_s(d.get("conversation_id"))
+        or _s(req_headers.get("x-llm-conversation-id")),
+        client_request_id=_s(d.get("client_request_id"))
+        or _s(req_headers.get("x-client-request-id")),
         attempt=_int(_s(req_headers.get("x-stainless-retry-count"))),
         response_headers=headers,
     )
