@@ -26,6 +26,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import aiohttp
@@ -112,14 +113,12 @@ def access_record(
     return rec
 
 
-def api_key(h: object) -> str:
-    auth = h.get("authorization", "")  # type: ignore[attr-defined]
+def api_key(h: Mapping[str, str]) -> str:
+    """The raw key, whichever header carried it (OpenAI, Anthropic, Azure, Gemini)."""
+    auth = h.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
-    for name in ("x-api-key", "api-key", "x-goog-api-key"):
-        if h.get(name):  # type: ignore[attr-defined]
-            return h[name]  # type: ignore[index]
-    return ""
+    return next((h[n] for n in ("x-api-key", "api-key", "x-goog-api-key") if h.get(n)), "")
 
 
 def now() -> float:

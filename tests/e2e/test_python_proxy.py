@@ -32,6 +32,7 @@ from test_nginx_proxy import check_events, check_upstream_saw, run_requests, run
 
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY = REPO / "examples" / "python_proxy" / "gateway.py"
+DOC = REPO / "docs" / "proxies.md"
 HOSTS = ("api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com")
 
 
@@ -137,3 +138,11 @@ def test_python_proxy_logs_give_exact_events(tmp_path: Path, logs: Path) -> None
 
     events, texts = run_sidecar_once(tmp_path, logs / "access.log", logs / "body.log")
     check_events(client, records, events, texts)
+
+
+def test_doc_snippet_is_the_tested_code() -> None:
+    """The logging snippet in docs/proxies.md is, verbatim, the code of the gateway tested above."""
+    section = DOC.read_text().split("## A Python proxy", 1)[1].split("\n## ", 1)[0]
+    snippets = [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
+    assert snippets and "class BodyLog" in snippets[0] and "def append_line" in snippets[0]
+    assert snippets[0].strip() in GATEWAY.read_text()
