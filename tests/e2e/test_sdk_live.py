@@ -26,6 +26,7 @@ header value appears in any event, in the sidecar's output or in its state direc
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import random
@@ -59,10 +60,22 @@ from replay_upstream import ReplayUpstream
 from sidecar.testing.protocol import TokenSettings
 from sidecar.testing.server import HecTestServer
 
-openai = pytest.importorskip("openai")
-anthropic = pytest.importorskip("anthropic")
-genai = pytest.importorskip("google.genai")
-genai_types = pytest.importorskip("google.genai.types")
+
+def _sdk(module: str) -> Any:
+    """The SDKs are in the `test` extra: skipped without them, except under CI, where it fails."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        msg = f"{module} is not installed ({exc}); pip install -e '.[test]'"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set and {msg}", pytrace=False)
+        pytest.skip(msg, allow_module_level=True)
+
+
+openai = _sdk("openai")
+anthropic = _sdk("anthropic")
+genai = _sdk("google.genai")
+genai_types = _sdk("google.genai.types")
 
 pytestmark = pytest.mark.slow
 
@@ -439,7 +452,7 @@ def test_sdks_through_shipped_nginx_live_with_rotation(tmp_path: Path, prefix: P
     access = []
     for name in ("access.log.1", "access.log"):
         lines = (logs / name).read_bytes().splitlines()
-        assert lines, f"{name} is empty: the rotation was not half-way"
+        assert len(lines) > len(attempts) // 5, f"{name}: {len(lines)} lines, not half-way"
         access += [json.loads(line) for line in lines]
     body_ids = []
     for name in ("body.log.1", "body.log"):
@@ -457,8 +470,9 @@ def test_sdks_through_shipped_nginx_live_with_rotation(tmp_path: Path, prefix: P
             assert c.outcome == "ok", (c, c.outcome)
         else:
             assert c.outcome in ("RateLimitError", "InternalServerError"), c
-        if c.cancel_after:
+        if c.cancel_after:  # closed mid-stream, and the provider saw the hang-up
             assert c.events_read == c.cancel_after, c
+            assert [a.completed for a in attempts if a.client_request_id == c.crid] == [False]
     tries = Counter(a.client_request_id for a in attempts)
     assert {k: tries[k] for k in by_crid} == {c.crid: expected_attempts(c) for c in calls}
 
