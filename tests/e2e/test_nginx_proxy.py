@@ -283,6 +283,7 @@ def check_events(
 # ------------------------------------------------------------------ the test
 
 
+@pytest.mark.slow
 def test_shipped_nginx_config_end_to_end(tmp_path: Path, prefix: Path) -> None:
     nginx = require_nginx()
     cert, key = make_cert(tmp_path)

@@ -112,6 +112,7 @@ def logs(tmp_path: Path) -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_python_proxy_logs_give_exact_events(tmp_path: Path, logs: Path) -> None:
     if shutil.which("openssl") is None:
         pytest.skip("needs openssl for the test certificate")
