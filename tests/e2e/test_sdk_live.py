@@ -129,7 +129,6 @@ def start_sidecar(tmp: Path, prefix: Path, hec_url: str) -> tuple[subprocess.Pop
                     "paths": [str(prefix / "logs" / "body" / "body.log")],
                     "format": {"type": "chunks"},
                 },
-                "poll_interval_secs": 0.1,
             }
         ],
         "identity": {"hash_key": "e2e-hash-key", "hash_fields": ["api_key", "user"]},
@@ -138,9 +137,7 @@ def start_sidecar(tmp: Path, prefix: Path, hec_url: str) -> tuple[subprocess.Pop
             {
                 "type": "hec",
                 "endpoints": [hec_url],
-                "token": "${E2E_HEC_TOKEN}",
-                "batch": {"max_events": 50, "timeout_secs": 0.2},
-                "retry": {"initial_backoff_secs": 0.2},
+                "token": "${E2E_HEC_TOKEN}",  # defaults otherwise, as a user would start
             }
         ],
     }
