@@ -367,6 +367,7 @@ def test_sdks_through_shipped_nginx_live_with_rotation(tmp_path: Path, prefix: P
     for p in (tmp_path / "state").rglob("*"):
         if p.is_file():
             texts[str(p)] = p.read_text(errors="replace")
+            assert p.stat().st_mode & 0o077 == 0, f"{p} is readable by others"
     for where, text in texts.items():
         for secret in (*SECRETS, OPENAI_KEY, ANTHROPIC_KEY, GEMINI_KEY):
             assert secret not in text, f"{secret!r} in {where}"
