@@ -2,8 +2,9 @@
 
 Used by the SDK end-to-end test. Each request names, in the test-only header `x-replay`, the
 recorded fixture to answer with (a file stem of `tests/fixtures/recorded/`, e.g.
-`openai_chat_usage_1`), optionally followed by `;fail=<status>x<n>`: the first n attempts of that
-logical call (counted per `X-Client-Request-Id`) get an error reply instead.
+`openai_chat_usage_1`), optionally followed by `;fail=<status>x<n>` (the first n attempts of that
+logical call, counted per `X-Client-Request-Id`, get an error reply instead) and `;gap=<ms>`
+(another pace between events).
 
 * A stream (`"stream": true`, or a Gemini `:streamGenerateContent` URL) is sent exactly as
   recorded, one SSE event per HTTP chunk, `EVENT_GAP_SECS` apart, with the recorded response
@@ -128,7 +129,8 @@ class _ReplayHandler(_Handler):
         length = int(self.headers.get("content-length") or 0)
         req = json.loads(self.rfile.read(length) or b"{}")
         spec = self.headers.get("x-replay") or ""
-        name, _, opts = spec.partition(";")
+        name, *parts = spec.split(";")
+        opts = dict(p.partition("=")[::2] for p in parts)
         crid = self.headers.get("x-client-request-id")
         att = Attempt(
             fixture=name,
@@ -151,7 +153,8 @@ class _ReplayHandler(_Handler):
             self._json(404, {"error": {"message": f"no recording {spec!r} for {self.path}"}}, {})
             return
         try:
-            fail = re.fullmatch(r"fail=(\d{3})x(\d+)", opts)
+            fail = re.fullmatch(r"(\d{3})x(\d+)", opts.get("fail", ""))
+            gap = int(opts["gap"]) / 1000 if "gap" in opts else EVENT_GAP_SECS
             if fail and n < int(fail.group(2)):
                 att.status = int(fail.group(1))
                 self._error(att.status)
@@ -160,7 +163,7 @@ class _ReplayHandler(_Handler):
                 self._head(200, fx.headers["content-type"], fx.headers, chunked=True)
                 for i, ev in enumerate(fx.events):
                     if i:
-                        time.sleep(EVENT_GAP_SECS)
+                        time.sleep(gap)
                     self._chunk(ev)
                 self._end_chunks()
             else:

@@ -63,6 +63,7 @@ class Call:
     fail: str = ""  # "429x2": the first 2 attempts get a 429
     max_retries: int | None = None  # client.with_options(max_retries=...)
     cancel_after: int | None = None  # close the stream object after this many events
+    gap_ms: int | None = None  # the upstream's pace for this call (default: 20 ms per event)
     crid: str = field(default_factory=lambda: uuid.uuid4().hex)
     user: str = "alice"
     outcome: str = ""  # "ok" or the SDK exception's class name
@@ -73,6 +74,7 @@ class Call:
 
     def headers(self) -> dict[str, str]:
         spec = self.fixture + (f";fail={self.fail}" if self.fail else "")
+        spec += f";gap={self.gap_ms}" if self.gap_ms else ""
         return {
             "X-Client-Request-Id": self.crid,
             "X-Replay": spec,  # test-only: which recording the upstream replays
@@ -110,7 +112,7 @@ def plan() -> list[Call]:
     add(5, "chat_json", "openai_chat_usage_1", fail="500x99", max_retries=0)
     random.Random(15).shuffle(calls)  # mixed traffic, the same order every run
     # in the middle: the long stream during which the logs are rotated (see run_calls)
-    calls.insert(len(calls) // 2, Call("anthropic", "anthropic_cache_read_1"))
+    calls.insert(len(calls) // 2, Call("anthropic", "anthropic_cache_read_1", gap_ms=100))
     return calls
 
 
@@ -220,8 +222,8 @@ def run_call(cl: Clients, c: Call) -> None:
 
 def run_calls(cl: Clients, calls: list[Call], rotate: Callable[[], None]) -> None:
     """All calls, CONCURRENCY at a time. The call in the middle of the plan is a long Anthropic
-    stream that runs `rotate()` itself after its 10th event, so that at least this stream (and
-    whatever else is in flight) straddles the rotation, whatever the machine's load."""
+    stream (100 ms per event) that runs `rotate()` itself after its 10th event: at least this
+    stream (and whatever else is in flight) straddles the rotation, whatever the machine's load."""
     mid = calls[(len(calls) - 1) // 2]  # where plan() put it
     assert mid.fixture == "anthropic_cache_read_1" and mid.cancel_after is None
     mid.on_event = (10, rotate)
