@@ -222,11 +222,11 @@ def run_call(cl: Clients, c: Call) -> None:
 
 def run_calls(cl: Clients, calls: list[Call], rotate: Callable[[], None]) -> None:
     """All calls, CONCURRENCY at a time. The call in the middle of the plan is a long Anthropic
-    stream (100 ms per event) that runs `rotate()` itself after its 10th event: at least this
+    stream (100 ms per event) that runs `rotate()` itself after its 2nd event: at least this
     stream (and whatever else is in flight) straddles the rotation, whatever the machine's load."""
     mid = calls[(len(calls) - 1) // 2]  # where plan() put it
     assert mid.fixture == "anthropic_cache_read_1" and mid.cancel_after is None
-    mid.on_event = (10, rotate)
+    mid.on_event = (2, rotate)
     with ThreadPoolExecutor(CONCURRENCY) as pool:
         for f in [pool.submit(run_call, cl, c) for c in calls]:
             f.result()
