@@ -156,6 +156,16 @@ def start_sidecar(tmp: Path, prefix: Path, hec_url: str) -> tuple[subprocess.Pop
     return proc, out
 
 
+def stop_sidecar(proc: subprocess.Popen) -> None:
+    """SIGTERM (a clean stop is part of the test); SIGKILL if it hangs, so nothing outlives it."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_for_events(hec: HecTestServer, n: int, proc: subprocess.Popen, out: Path) -> None:
     """Until HEC holds `n` events (a generous bound: the machine may be loaded)."""
     deadline = time.monotonic() + 120
@@ -225,24 +235,23 @@ def test_sdks_through_shipped_nginx_live_with_rotation(tmp_path: Path, prefix: P
                     ngx.reopen()
                     rotated.set()
 
-                cl = Clients(port)
                 try:
-                    # one call first: once its event is at HEC, the sidecar is up and follows
-                    # both logs (so it has the old files open when they are renamed)
-                    warm_up = Call("chat_stream", "openai_chat_usage_1")
-                    run_call(cl, warm_up)
-                    wait_for_events(hec, 1, sidecar, out)
-                    run_calls(cl, calls, rotate)
-                    calls.insert(0, warm_up)
-                finally:
-                    cl.close()
-                attempts = list(upstream.attempts)
-                try:
+                    cl = Clients(port)
+                    try:
+                        # one call first: once its event is at HEC, the sidecar is up and
+                        # follows both logs (so it has the old files open when they are renamed)
+                        warm_up = Call("chat_stream", "openai_chat_usage_1")
+                        run_call(cl, warm_up)
+                        wait_for_events(hec, 1, sidecar, out)
+                        run_calls(cl, calls, rotate)
+                        calls.insert(0, warm_up)
+                    finally:
+                        cl.close()
+                    attempts = list(upstream.attempts)
                     wait_for_events(hec, len(attempts), sidecar, out)
                     time.sleep(1.0)  # anything more would be a duplicate
                 finally:
-                    sidecar.send_signal(signal.SIGTERM)
-                    sidecar.wait(timeout=30)
+                    stop_sidecar(sidecar)
             assert ngx.returncode == 0, nginx_output(prefix)
     finally:
         hec_stop()
