@@ -97,6 +97,9 @@ class Enricher:
             parsed,
             end=c.end,
             request_completion=a.request_completion if a is not None else None,
+            body_seen=c.end is not None
+            or c.has_body()
+            or (a is not None and (a.response_body is not None or a.usage is not None)),
         )
         model = parsed.model or (a.model if a is not None else None)
         provider = parsed.provider if parsed.provider in PROVIDERS else "other"

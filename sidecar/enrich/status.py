@@ -55,8 +55,13 @@ def classify(
     *,
     end: str | None,
     request_completion: str | None,
+    body_seen: bool = True,
 ) -> tuple[str, str | None]:
-    """Return (status, error_type). `error_type` is filled for every non-ok outcome we can name."""
+    """Return (status, error_type). `error_type` is filled for every non-ok outcome we can name.
+
+    `body_seen` False (an access-log-only source, or a body the body log never had): how the
+    response ended is unknown, so only the access record's `request_completion` can say cancelled.
+    """
     err = parsed.error_type
     code = parsed.error_code
     if http_status == 499:
@@ -73,6 +78,10 @@ def classify(
         return STATUS_CLIENT_ERROR, err or f"http_{http_status}"
     if err is not None:
         return STATUS_ERROR, err
+    if not body_seen:
+        return (
+            (STATUS_CANCELLED, "client_closed") if request_completion == "" else (STATUS_OK, None)
+        )
     if parsed.is_stream and not parsed.terminal_seen:
         if end in UPSTREAM_BROKEN:
             return STATUS_ERROR, end

@@ -200,6 +200,10 @@ def parse_caddy(line: bytes, hasher: Hasher | None = None) -> AccessRecord:
         user=f.text("user", d.get("user")) or f.header("user", req_headers.get("x-llm-user")),
         tenant=f.text("tenant", d.get("tenant"))
         or f.header("tenant", req_headers.get("x-llm-tenant")),
+        conversation_id=f.text("conversation_id", d.get("conversation_id"))
+        or f.header("conversation_id", req_headers.get("x-llm-conversation-id")),
+        client_request_id=f.text("client_request_id", d.get("client_request_id"))
+        or f.header("client_request_id", req_headers.get("x-client-request-id")),
         attempt=f.count("attempt", f.header("attempt", req_headers.get("x-stainless-retry-count"))),
         response_headers=headers,
     )

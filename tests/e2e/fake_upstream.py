@@ -298,8 +298,10 @@ class _Server(ThreadingHTTPServer):
 class FakeUpstream:
     """`with FakeUpstream(cert, key) as up:` serves on https://127.0.0.1:`up.port`."""
 
-    def __init__(self, certfile: Path, keyfile: Path) -> None:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+    def __init__(
+        self, certfile: Path, keyfile: Path, *, handler: type[_Handler] = _Handler
+    ) -> None:
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._server.records = {}
         self._server.counter = itertools.count(1)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -12,147 +12,30 @@ Without them the test is skipped, except under CI (`CI` set), where it fails.
 
 from __future__ import annotations
 
-import glob
 import http.client
 import json
 import os
-import pwd
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
 from fake_upstream import ANTHROPIC_MODEL, OPENAI_MODEL, STREAM_EVENTS, FakeUpstream
+from nginx_harness import (
+    LEVELS,
+    free_port,
+    make_cert,
+    nginx_output,
+    render_config,
+    require_nginx,
+    wait_listening,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = REPO / "examples" / "nginx"
-INSTALL = "apt-get install -y nginx libnginx-mod-http-lua lua-cjson"
-MODULES = "/usr/lib/nginx/modules"  # the absolute load_module paths of the shipped config
-LEVELS = ("error", "crit", "alert", "emerg")  # error.log levels that fail the test
-
-
-# ------------------------------------------------------------------ prerequisites
-def _find_nginx() -> str | None:
-    return shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/sbin/nginx") if os.access(p, os.X_OK)), None
-    )
-
-
-def _missing() -> list[str]:
-    missing = []
-    if _find_nginx() is None:
-        missing.append("nginx")
-    for mod in ("ndk_http_module.so", "ngx_http_lua_module.so"):
-        if not os.path.exists(f"{MODULES}/{mod}"):
-            missing.append(f"{MODULES}/{mod} (libnginx-mod-http-lua)")
-    if not glob.glob("/usr/lib/*/lua/5.1/cjson.so") and not glob.glob("/usr/lib/lua/5.1/cjson.so"):
-        missing.append("cjson.so (lua-cjson)")
-    if shutil.which("openssl") is None:
-        missing.append("openssl")
-    try:
-        pwd.getpwnam("www-data")  # the shipped config's `user`
-    except KeyError:
-        missing.append("user www-data")
-    return missing
-
-
-def require_nginx() -> str:
-    missing = _missing()
-    if missing:
-        msg = f"nginx e2e test needs: {', '.join(missing)}; install with `{INSTALL}`"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set and {msg}", pytrace=False)
-        pytest.skip(msg)
-    return _find_nginx()  # type: ignore[return-value]
-
-
-# ------------------------------------------------------------------ setup helpers
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def make_cert(tmp: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for the three provider host names (nginx verifies it)."""
-    cert, key = tmp / "upstream.crt", tmp / "upstream.key"
-    san = "DNS:api.openai.com,DNS:api.anthropic.com,DNS:generativelanguage.googleapis.com"
-    args = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
-    args += ["-subj", "/CN=api.openai.com", "-addext", f"subjectAltName={san}"]
-    args += ["-keyout", str(key), "-out", str(cert)]
-    subprocess.run(
-        ["openssl", *args],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
-def render_config(prefix: Path, listen_port: int, upstream_port: int, ca_file: Path) -> None:
-    """Copy the shipped config into `prefix`, changing only where it connects and listens.
-
-    Everything else (modules, log formats, maps, headers, Lua phases, TLS settings) stays as
-    shipped, so this tests the shipped file. Each target must occur exactly once: if the
-    shipped file changes, this fails loudly instead of testing something else.
-    """
-    conf = (SHIPPED / "nginx.conf").read_text()
-    up = f"127.0.0.1:{upstream_port}"
-    replacements = [
-        # the proxy listens on a free port instead of 8080
-        ("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{listen_port};"),
-        # the upstream blocks keep their names (so $proxy_host, Host, SNI and the logged
-        # upstream_host stay the real provider names), only their server addresses point at
-        # the fake upstream; also no DNS lookup is needed at start
-        ("server api.openai.com:443;", f"server {up};"),
-        ("server api.anthropic.com:443;", f"server {up};"),
-        ("server generativelanguage.googleapis.com:443;", f"server {up};"),
-        # nginx verifies the fake upstream's self-signed certificate instead of the system CAs
-        (
-            "proxy_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;",
-            f"proxy_ssl_trusted_certificate {ca_file};",
-        ),
-    ]
-    for old, new in replacements:
-        count = conf.count(old)
-        assert count == 1, f"examples/nginx/nginx.conf: expected {old!r} once, found {count}"
-        conf = conf.replace(old, new)
-    (prefix / "nginx.conf").write_text(conf)
-    shutil.copytree(SHIPPED / "lua", prefix / "lua")
-    # as in examples/nginx/README.md
-    (prefix / "logs" / "body").mkdir(parents=True)
-    (prefix / "tmp").mkdir()
-    if os.geteuid() == 0:  # else nginx ignores `user` and the workers run as we do
-        shutil.chown(prefix / "logs" / "body", user="www-data")
-
-
-def wait_listening(proc: subprocess.Popen, port: int, prefix: Path, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"nginx exited with {proc.returncode}:\n{nginx_output(prefix)}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nginx did not listen on {port}:\n{nginx_output(prefix)}")
-
-
-def nginx_output(prefix: Path) -> str:
-    out = []
-    for name in ("nginx.stderr", "logs/error.log"):
-        p = prefix / name
-        if p.exists():
-            out.append(f"--- {name}\n{p.read_text(errors='replace')[-4000:]}")
-    return "\n".join(out)
 
 
 # ------------------------------------------------------------------ the client side
@@ -259,54 +142,9 @@ def run_requests(port: int) -> dict[str, dict]:
         return {name: f.result() for name, f in futures.items()}
 
 
-# ------------------------------------------------------------------ the test
-@pytest.fixture
-def prefix() -> Iterator[Path]:
-    """The nginx prefix: a 0755 directory whose parents www-data can all search.
-
-    The workers (www-data) open logs/body/body.log by path, so owning logs/body is not enough:
-    every directory above it needs o+x. pytest's own tmp dirs are 0700, hence a separate dir.
-    """
-    path = Path(tempfile.mkdtemp(prefix="llm-nginx-e2e-"))
-    try:
-        path.chmod(0o755)
-        if os.geteuid() == 0:
-            closed = [p for p in path.parents if not p.stat().st_mode & 0o001]
-            assert not closed, f"www-data cannot search {closed}: point TMPDIR elsewhere"
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def test_shipped_nginx_config_end_to_end(tmp_path: Path, prefix: Path) -> None:
-    nginx = require_nginx()
-    t0 = time.monotonic()
-    cert, key = make_cert(tmp_path)
-    port = free_port()
-
-    with FakeUpstream(cert, key) as upstream:
-        render_config(prefix, port, upstream.port, cert)
-        with open(prefix / "nginx.stderr", "wb") as err:
-            proc = subprocess.Popen(
-                [nginx, "-p", f"{prefix}/", "-c", "nginx.conf", "-g", "daemon off;"],
-                stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
-            )
-        try:
-            wait_listening(proc, port, prefix)
-            client = run_requests(port)
-        finally:
-            proc.send_signal(signal.SIGQUIT)  # graceful: workers finish and log everything
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        records = upstream.records
-    assert proc.returncode == 0, nginx_output(prefix)
-
-    # ---- client side and what the upstream saw
+# ------------------------------------------------------------------ the checks
+def check_upstream_saw(client: dict[str, dict], records: dict[str, dict]) -> None:
+    """What the clients got and what the upstream saw of `run_requests` through a proxy."""
     for name, got in client.items():
         assert got["proxy_request_id"], name
         assert got["upstream_request_id"] in records, name
@@ -327,30 +165,20 @@ def test_shipped_nginx_config_end_to_end(tmp_path: Path, prefix: Path) -> None:
     assert client["cancelled"]["events_read"] == 3
     assert not records[client["cancelled"]["upstream_request_id"]]["completed"]
 
-    # ---- nginx side: no errors (e.g. the Lua module unable to write), parseable logs
-    error_log = (prefix / "logs" / "error.log").read_text(errors="replace")
-    bad = [ln for ln in error_log.splitlines() if any(f"[{lv}]" in ln for lv in LEVELS)]
-    assert not bad, "\n".join(bad)
-    access_lines = (prefix / "logs" / "access.log").read_bytes().splitlines()
-    body_lines = (prefix / "logs" / "body" / "body.log").read_bytes().splitlines()
-    access = [json.loads(line) for line in access_lines]
-    body = [json.loads(line) for line in body_lines]
-    assert len(access) == len(client)
-    ends = [r["request_id"] for r in body if "end" in r]
-    assert sorted(ends) == sorted(a["request_id"] for a in access), "one end record per request"
 
-    # ---- the sidecar
+def run_sidecar_once(tmp_path: Path, access: Path, body: Path) -> tuple[list[dict], list[str]]:
+    """`llm-hec-sidecar run --once` over the two logs: (events, [events file, stdout, stderr])."""
     out = tmp_path / "events.ndjson"
     cfg = {
         "sources": [
             {
                 "name": "nginx-e2e",
                 "access_log": {
-                    "paths": [str(prefix / "logs" / "access.log")],
+                    "paths": [str(access)],
                     "format": {"type": "nginx_json"},
                 },
                 "body_log": {
-                    "paths": [str(prefix / "logs" / "body" / "body.log")],
+                    "paths": [str(body)],
                     "format": {"type": "chunks"},
                 },
             }
@@ -372,12 +200,20 @@ def test_shipped_nginx_config_end_to_end(tmp_path: Path, prefix: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     raw = out.read_text()
     events = [json.loads(line) for line in raw.splitlines()]
+
+    return events, [raw, proc.stdout, proc.stderr]
+
+
+def check_events(
+    client: dict[str, dict], records: dict[str, dict], events: list[dict], texts: list[str]
+) -> None:
+    """Every event of `run_requests` against what the fake upstream really sent."""
     by_id = {e["request_id"]: e for e in events}
     assert len(by_id) == len(events), "a request was emitted twice"
     assert set(by_id) == {got["proxy_request_id"] for got in client.values()}
 
     # no raw key anywhere; identities hashed
-    for text in (raw, proc.stdout, proc.stderr):
+    for text in texts:
         assert "sk-test-" not in text
     key_ids = {}
     for name, got in client.items():
@@ -443,5 +279,53 @@ def test_shipped_nginx_config_end_to_end(tmp_path: Path, prefix: Path) -> None:
     assert ev["status"] == "cancelled", ev
     assert ev["http_status"] == 200  # hung up after the first byte: 200, not 499
 
-    elapsed = time.monotonic() - t0
-    assert elapsed < 60, f"took {elapsed:.1f} s"
+
+# ------------------------------------------------------------------ the test
+
+
+@pytest.mark.slow
+def test_shipped_nginx_config_end_to_end(tmp_path: Path, prefix: Path) -> None:
+    nginx = require_nginx()
+    cert, key = make_cert(tmp_path)
+    port = free_port()
+
+    with FakeUpstream(cert, key) as upstream:
+        render_config(prefix, port, upstream.port, cert)
+        with open(prefix / "nginx.stderr", "wb") as err:
+            proc = subprocess.Popen(
+                [nginx, "-p", f"{prefix}/", "-c", "nginx.conf", "-g", "daemon off;"],
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+            )
+        try:
+            wait_listening(proc, port, prefix)
+            client = run_requests(port)
+        finally:
+            proc.send_signal(signal.SIGQUIT)  # graceful: workers finish and log everything
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        records = upstream.records
+    assert proc.returncode == 0, nginx_output(prefix)
+
+    check_upstream_saw(client, records)
+
+    # ---- nginx side: no errors (e.g. the Lua module unable to write), parseable logs
+    error_log = (prefix / "logs" / "error.log").read_text(errors="replace")
+    bad = [ln for ln in error_log.splitlines() if any(f"[{lv}]" in ln for lv in LEVELS)]
+    assert not bad, "\n".join(bad)
+    access_lines = (prefix / "logs" / "access.log").read_bytes().splitlines()
+    body_lines = (prefix / "logs" / "body" / "body.log").read_bytes().splitlines()
+    access = [json.loads(line) for line in access_lines]
+    body = [json.loads(line) for line in body_lines]
+    assert len(access) == len(client)
+    ends = [r["request_id"] for r in body if "end" in r]
+    assert sorted(ends) == sorted(a["request_id"] for a in access), "one end record per request"
+
+    events, texts = run_sidecar_once(
+        tmp_path, prefix / "logs" / "access.log", prefix / "logs" / "body" / "body.log"
+    )
+    check_events(client, records, events, texts)

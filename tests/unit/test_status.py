@@ -65,3 +65,20 @@ def pb(**kw: object) -> ParsedBody:
 )
 def test_classify(http, parsed, end, completion, expected) -> None:
     assert classify(http, parsed, end=end, request_completion=completion) == expected
+
+
+@pytest.mark.parametrize(
+    ("http", "completion", "expected"),
+    [
+        (200, "OK", ("ok", None)),  # an access-log-only stream is not "cut": it was never seen
+        (200, None, ("ok", None)),  # Caddy: no request_completion
+        (200, "", ("cancelled", "client_closed")),
+        (429, None, ("rate_limited", "rate_limited")),
+        (500, None, ("error", "http_500")),
+    ],
+)
+def test_classify_without_body(http, completion, expected) -> None:
+    got = classify(
+        http, pb(is_stream=True), end=None, request_completion=completion, body_seen=False
+    )
+    assert got == expected
