@@ -57,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> int:
         pipeline = Pipeline(cfg, once=args.once)
         stop = asyncio.Event()
-        install_signal_handlers(stop)
+        install_signal_handlers(stop, pipeline.hurry)
         loop = asyncio.get_running_loop()
 
         def reload_pricing() -> None:
@@ -70,6 +70,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         telemetry = await pipeline.run(stop)
         if args.once or not args.quiet:
             print(format_summary(telemetry))
+        if args.once and pipeline.undelivered:
+            print(
+                f"{pipeline.undelivered} event(s) could not be delivered and wait in the spool "
+                f"({pipeline.spool.directory}); the next run delivers them.",
+                file=sys.stderr,
+            )
+            return 3
         return 0
 
     return asyncio.run(main())

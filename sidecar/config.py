@@ -110,12 +110,17 @@ class Acknowledgements:
     enabled: bool = False  # indexer acknowledgement (needs useACK on the token)
     query_interval_secs: float = 10.0
     retry_limit: int = 30
+    # Sends of a batch whose ackId never turns true, after the first (each one counted); then
+    # the batch goes to the dead-letter file. Copies per event stay within 1 + max_resends.
+    max_resends: int = field(default=2, metadata={"range": (0, 100)})
 
 
 @dataclass
 class Tls:
     verify: bool = True
     ca_file: str | None = None
+    cert_file: str | None = None  # client certificate (PEM) for mutual TLS
+    key_file: str | None = None  # its private key; null = inside cert_file
 
 
 @dataclass
@@ -141,6 +146,9 @@ class HecSink:
     tls: Tls = field(default_factory=Tls)
     retry: Retry = field(default_factory=Retry)
     request_timeout_secs: float = 30.0
+    # An event whose envelope is larger goes to the dead-letter file (Splunk's maxEventSize).
+    max_event_bytes: int = field(default=5 * 1024 * 1024, metadata={"range": (1024, 1 << 30)})
+    allow_insecure_http: bool = False  # true: allow http:// endpoints (the token goes in clear)
 
 
 @dataclass
@@ -154,6 +162,16 @@ SinkConfig = HecSink | FileSink
 
 
 @dataclass
+class Spool:
+    """The durable queue between enrichment and the sinks, in `state_dir/spool`."""
+
+    max_bytes: int = field(default=1 << 30, metadata={"range": (1 << 20, 1 << 40)})
+    segment_bytes: int = field(default=16 << 20, metadata={"range": (1 << 16, 1 << 30)})
+    # fsync once per batch, at most this often (ms); batches meanwhile share the next fsync.
+    fsync_interval_ms: int = field(default=50, metadata={"range": (0, 10_000)})
+
+
+@dataclass
 class Config:
     sources: list[Source] = field(default_factory=list)
     join: Join = field(default_factory=Join)
@@ -162,6 +180,10 @@ class Config:
     pricing: Pricing = field(default_factory=Pricing)
     state_dir: str = ".sidecar-state"  # hash key, set-aside records, dead letters
     sinks: list[SinkConfig] = field(default_factory=lambda: [FileSink()])
+    spool: Spool = field(default_factory=Spool)
+    # SIGTERM: deliver for up to this long, leave the rest in the spool, exit 0. `run --once`:
+    # give up when nothing was delivered for this long, exit 3 (events wait in the spool).
+    shutdown_timeout_secs: float = field(default=20.0, metadata={"range": (1.0, 3600.0)})
     base_dir: str = field(default=".", metadata={"internal": True})  # relative paths resolve here
 
     def resolve(self, path: str) -> str:

@@ -1,13 +1,20 @@
 """The only place that wires the stages together.
 
-    tail(access) ─┐                                     ┌─► sink 1
-                  ├─► parse ─► join ─► [q] ─► enrich ─► [q] ─┤
-    tail(body)  ──┘                                     └─► sink N
+    tail(access) ─┐                                                  ┌─► sink 1
+                  ├─► parse ─► join ─► [q] ─► enrich ─► [q] ─► spool ─┤
+    tail(body)  ──┘                                                  └─► sink N
 
 Each source has one `Joiner`; its two tailers feed it in the same event loop. Between the join
 and enrichment, and between enrichment and the sinks, bounded queues of *lists* carry the data:
 when a sink is slow the queues fill, the tailers stop reading, and the logs on disk are the
 buffer (backpressure). Memory stays flat.
+
+The spool (disk) is between enrichment and the sinks: `_run_spool` appends what enrichment made
+(fsync'd, then `_events_durable`), each sink reads the spool and releases what its destination
+has taken. When the spool is full, `_run_spool` waits, the queues fill and reading pauses.
+Shutdown (`_watch_delivery`): SIGTERM stops reading; delivery goes on for up to
+`shutdown_timeout_secs`, then stops, leaving the rest in the spool. `run --once` gives up when
+nothing was delivered for `shutdown_timeout_secs`; `undelivered` then says how many wait.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +44,7 @@ from sidecar.parse.response import parse_completed
 from sidecar.sinks.file import FileSink
 from sidecar.sinks.hec.sink import HecSink
 from sidecar.sources.tail import LineBatch, Tailer
+from sidecar.spool import Spool, SpoolReader
 from sidecar.telemetry import Telemetry
 from sidecar.types import Completed, OutEvent
 
@@ -94,6 +103,17 @@ class Pipeline:
                 )
         self._completed_q: asyncio.Queue[list[Completed] | None] = asyncio.Queue(_QUEUE_LISTS)
         self._events_q: asyncio.Queue[list[OutEvent] | None] = asyncio.Queue(_QUEUE_LISTS)
+        sp = cfg.spool
+        self.spool = Spool(
+            os.path.join(cfg.resolve(cfg.state_dir), "spool"),
+            max_bytes=sp.max_bytes,
+            segment_bytes=sp.segment_bytes,
+            fsync_interval_ms=sp.fsync_interval_ms,
+            on_durable=self._events_durable,
+        )
+        self.hurry = asyncio.Event()  # a second signal: stop delivering now
+        self.undelivered = 0  # events left in the spool at the end of run()
+        self._give_up = asyncio.Event()
 
     def _make_source(self, s: C.Source) -> _SourceRuntime:
         cfg = self.cfg
@@ -240,13 +260,91 @@ class Pipeline:
         if c.body_lossy:
             cnt["bodies_lossy_utf8_total"] += 1
 
-    # ------------------------------------------------------------------ stage: sinks
-    async def _run_sinks(self) -> None:
-        while (events := await self._events_q.get()) is not None:
-            for sink in self.sinks:
-                await sink.write(events)
-        for sink in self.sinks:
+    # ------------------------------------------------------------------ stage: spool + sinks
+    def _events_durable(self, events: list[OutEvent]) -> None:
+        """Called by the spool once `events` are fsync'd (contract 1)."""
+        # issue 8: releases tail positions
+
+    async def _run_spool(self) -> None:
+        """Append what enrichment made; each call takes every list waiting (one fsync)."""
+        q = self._events_q
+        done = False
+        while not done:
+            batch = await q.get()
+            if batch is None:
+                break
+            events = list(batch)
+            while not q.empty():
+                more = q.get_nowait()
+                if more is None:
+                    done = True
+                    break
+                events += more
+            await self.spool.append(events, self._give_up)
+        self.spool.finish_input()
+
+    async def _run_sink(self, sink: Any, reader: SpoolReader) -> None:
+        if isinstance(sink, HecSink):
+            await sink.run(reader)
+            return
+        while entries := await reader.read(1000, 1 << 20):
+            await sink.write([e.event for e in entries])
             await sink.flush()
+            reader.release(e.seq for e in entries)
+
+    async def _watch_delivery(self, stop: asyncio.Event, sinks: list[asyncio.Task[None]]) -> None:
+        """Bound the delivery: after SIGTERM, `shutdown_timeout_secs`; in `--once`, that long
+        without progress. Then give up: stop the sinks, leave the rest in the spool."""
+        bound = self.cfg.shutdown_timeout_secs
+        spool = self.spool
+        last, since = -1, time.monotonic()
+        while not all(t.done() for t in sinks):
+            if stop.is_set() or self.hurry.is_set():
+                deadline = time.monotonic() + bound
+                hurry = asyncio.create_task(self.hurry.wait())
+                try:
+                    while not hurry.done() and (pending := [t for t in sinks if not t.done()]):
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        await asyncio.wait(
+                            [*pending, hurry], timeout=left, return_when="FIRST_COMPLETED"
+                        )
+                finally:
+                    hurry.cancel()
+                break
+            await asyncio.sleep(0.25)
+            if not self.once:
+                continue
+            progress = spool.stats["spool_events_released_total"] + sum(
+                r.watermark for r in self._spool_readers
+            )
+            if progress != last or not spool.pending_events:
+                last, since = progress, time.monotonic()
+            elif time.monotonic() - since >= bound:
+                log.error(
+                    "Nothing was delivered for %g s (shutdown_timeout_secs); giving up. Check "
+                    "the sinks' errors above.",
+                    bound,
+                )
+                break
+        self._give_up.set()
+        for t in sinks:
+            t.cancel()
+
+    async def _finish_delivery(
+        self, spool_task: asyncio.Task[None], sinks: list[asyncio.Task[None]]
+    ) -> None:
+        await spool_task
+        await asyncio.gather(*sinks, return_exceptions=True)
+        await self._watchdog
+        self.undelivered = self.spool.pending_events
+        if self.undelivered:
+            log.warning(
+                "%d event(s) wait in the spool (%s); they are delivered at the next start.",
+                self.undelivered,
+                self.spool.directory,
+            )
 
     # ------------------------------------------------------------------ run
     async def run(self, stop: asyncio.Event | None = None) -> Telemetry:
@@ -260,10 +358,17 @@ class Pipeline:
         # Loading the tiktoken encodings takes ~1 s: do it in a thread while the logs are read;
         # enrichment waits for it before its first request.
         self._warm = asyncio.get_running_loop().run_in_executor(None, self.estimator.warm_up)
+        self.spool.open()
+        self._spool_readers = [self.spool.reader(f"sinks[{i}]") for i in range(len(self.sinks))]
         for sink in self.sinks:
             await sink.start()
         enrich_task = asyncio.create_task(self._run_enrich(), name="enrich")
-        sink_task = asyncio.create_task(self._run_sinks(), name="sinks")
+        spool_task = asyncio.create_task(self._run_spool(), name="spool")
+        sink_tasks = [
+            asyncio.create_task(self._run_sink(s, r), name=f"sink{i}")
+            for i, (s, r) in enumerate(zip(self.sinks, self._spool_readers, strict=True))
+        ]
+        self._watchdog = asyncio.create_task(self._watch_delivery(stop, sink_tasks))
         readers = []
         for src in self.sources:
             readers.append(asyncio.create_task(self._run_access(src, stop), name="access"))
@@ -284,7 +389,7 @@ class Pipeline:
                     await self._completed_q.put(out)
             await self._completed_q.put(None)
             await enrich_task
-            await sink_task
+            await self._finish_delivery(spool_task, sink_tasks)
             for sink in self.sinks:
                 await sink.close()
                 for k, v in getattr(sink, "stats", {}).items():
@@ -295,20 +400,26 @@ class Pipeline:
                 if src.body_tail is not None:
                     src.body_tail.close()
                 self.telemetry.counters["late_records_total"] += src.joiner.late_records
+            await self.spool.close()
             self.telemetry.estimation = self.estimator.metrics()
             self.telemetry.close()
         return self.telemetry
 
 
-def install_signal_handlers(stop: asyncio.Event) -> None:
-    """SIGTERM/SIGINT stop cleanly; a second one forces exit (uvicorn's habit)."""
+def install_signal_handlers(stop: asyncio.Event, hurry: asyncio.Event | None = None) -> None:
+    """SIGTERM/SIGINT stop reading and deliver for up to `shutdown_timeout_secs`; a second one
+    sets `hurry`: delivery stops at once, what is undelivered stays in the spool."""
     loop = asyncio.get_running_loop()
 
     def handler(signame: str) -> None:
         if stop.is_set():
-            log.warning("Second %s: exiting now without draining.", signame)
-            os._exit(130)
-        log.info("%s received: draining and stopping.", signame)
+            log.warning(
+                "Second %s: stopping delivery now; undelivered events stay in the spool.", signame
+            )
+            if hurry is not None:
+                hurry.set()
+            return
+        log.info("%s received: stopping reading, delivering what is spooled.", signame)
         stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
