@@ -109,6 +109,7 @@ class HecSink:
         )
         self._ack_tasks: set[asyncio.Task[None]] = set()
         self._ack_slots = asyncio.Semaphore(MAX_PENDING_ACK_BATCHES)
+        self._warned_no_ack_id = False
 
     # -- lifecycle and status -------------------------------------------------------------
     async def start(self) -> None:
@@ -327,6 +328,16 @@ class HecSink:
         self, ep: Endpoint, ack_id: int | None, items: list[Item], release: Release, sends: int
     ) -> None:
         if self._acks is None or ack_id is None:
+            if self._acks is not None and not self._warned_no_ack_id:
+                self._warned_no_ack_id = True
+                log.warning(
+                    "Indexer acknowledgement is on in %s.acknowledgements, but HEC at %s returned "
+                    "no ackId (the token has it off): events count as delivered on HTTP 200. Turn "
+                    "useACK on for the token, or set %s.acknowledgements.enabled to false.",
+                    self._key,
+                    ep.url,
+                    self._key,
+                )
             self._released_sent(items, release)
             return
         await self._ack_slots.acquire()
