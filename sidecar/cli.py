@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.set_defaults(func=cmd_validate)
 
-    from sidecar.commands import price, usage
+    from sidecar.commands import price, replay_dead_letters, usage
 
     p = sub.add_parser("usage", help="normalised usage and cost of captured response bodies")
     usage.add_arguments(p)
@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     price.add_arguments(p)
     p.add_argument("-c", "--config", default=None, help="config.yaml for aliases and overrides")
     p.set_defaults(func=lambda a: price.run(a, _optional_config(a)))
+
+    p = sub.add_parser("replay-dead-letters", help="send dead-lettered events to HEC again")
+    _config_arg(p)
+    replay_dead_letters.add_arguments(p)
+    p.set_defaults(func=lambda a: replay_dead_letters.run(a, _optional_config(a)))
     return parser
 
 

@@ -173,8 +173,12 @@ class HecSink:
                 env = await self._encode_or_dead_letter(e.seq, e.event, reader.release)
                 if env is not None:
                     items.append((e.seq, env))
-            for batch in self._cut(items):
+            for batch in self.cut(items):
                 await self.deliver(batch, reader.release)
+        await self.drain_acks()
+
+    async def drain_acks(self) -> None:
+        """Wait until no batch awaits its ack (each ends released, resent or dead-lettered)."""
         while self._ack_tasks:
             await asyncio.gather(*list(self._ack_tasks), return_exceptions=True)
 
@@ -200,7 +204,7 @@ class HecSink:
             return None
         return env
 
-    def _cut(self, items: list[Item]) -> list[list[Item]]:
+    def cut(self, items: list[Item]) -> list[list[Item]]:
         """Batches of at most `batch.max_events` and `batch.max_bytes` (uncompressed)."""
         out: list[list[Item]] = []
         cur: list[Item] = []
