@@ -41,6 +41,7 @@ import orjson
 
 from sidecar.spool.reader import SpoolReader
 from sidecar.spool.segment import (
+    HEADER_SIZE,
     SUFFIX,
     Segment,
     encode_event,
@@ -204,19 +205,26 @@ class Spool:
 
     # -- append -----------------------------------------------------------------------------
     async def append(self, events: list[OutEvent], give_up: asyncio.Event | None = None) -> bool:
-        """Write `events` durably (see the module doc). Returns False when `give_up` was set
-        while waiting for room (the events were not written)."""
-        if not events:
-            return True
-        records = []
-        seq = self._next_seq
-        for ev in events:
-            records.append(encode_record(seq, encode_event(ev)))
-            seq += 1
-        size = sum(len(r) for r in records)
-        if not await self._wait_room(size, give_up):
-            self.stats["spool_events_not_spooled_total"] += len(events)
-            return False
+        """Write `events` durably (see the module doc), as much at a time as the cap allows.
+        Returns False when `give_up` was set while waiting for room (the events not written
+        by then are dropped: they were never confirmed durable)."""
+        payloads = [encode_event(ev) for ev in events]
+        i = 0
+        while i < len(events):
+            room = await self._wait_room(HEADER_SIZE + len(payloads[i]), give_up)
+            if room is None:
+                self.stats["spool_events_not_spooled_total"] += len(events) - i
+                return False
+            j, size = i, 0
+            while j < len(events) and (j == i or size + HEADER_SIZE + len(payloads[j]) <= room):
+                size += HEADER_SIZE + len(payloads[j])
+                j += 1
+            await self._append_durably(events[i:j], payloads[i:j])
+            i = j
+        return True
+
+    async def _append_durably(self, events: list[OutEvent], payloads: list[bytes]) -> None:
+        records = [encode_record(self._next_seq + k, p) for k, p in enumerate(payloads)]
         wait = self._last_fsync + self.fsync_interval_secs - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
@@ -226,14 +234,13 @@ class Spool:
         finally:
             self._writing = False
         self._last_fsync = time.monotonic()
-        self._next_seq = seq
-        self._durable_seq = seq - 1
+        self._next_seq += len(records)
+        self._durable_seq = self._next_seq - 1
         self.stats["spool_events_written_total"] += len(events)
-        self.stats["spool_bytes_written_total"] += size
+        self.stats["spool_bytes_written_total"] += sum(len(r) for r in records)
         self._data.set()
         if self.on_durable is not None:
             self.on_durable(events)
-        return True
 
     def _write(self, records: list[bytes]) -> None:
         """Runs in a worker thread: append to the active segment (rotating it), fsync."""
@@ -267,10 +274,12 @@ class Spool:
         self._segments.append(seg)
         return seg
 
-    async def _wait_room(self, size: int, give_up: asyncio.Event | None) -> bool:
-        while self._segments and self.bytes_used + size > self.max_bytes:
+    async def _wait_room(self, need: int, give_up: asyncio.Event | None) -> int | None:
+        """Wait until `need` bytes fit under the cap (or the spool is empty: one record always
+        goes in). Returns the room then, or None when `give_up` was set first."""
+        while self._segments and self.bytes_used + need > self.max_bytes:
             if give_up is not None and give_up.is_set():
-                return False
+                return None
             now = time.monotonic()
             if self.full_since is None:
                 self.full_since = now
@@ -303,7 +312,7 @@ class Spool:
                 time.monotonic() - self.full_since,
             )
             self.full_since = None
-        return True
+        return max(self.max_bytes - self.bytes_used, need)
 
     # -- readers' side ----------------------------------------------------------------------
     async def _wait_data(self) -> None:

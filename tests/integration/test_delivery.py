@@ -42,6 +42,7 @@ def access_lines(start: int, n: int) -> bytes:
 
 def write_config(tmp: Path, url: str, **hec: Any) -> Path:
     shutdown = hec.pop("shutdown_timeout_secs", 5)
+    spool = hec.pop("spool", {})
     sink = {
         "type": "hec",
         "endpoints": [url],
@@ -57,6 +58,7 @@ def write_config(tmp: Path, url: str, **hec: Any) -> Path:
         ],
         "state_dir": str(tmp / "state"),
         "shutdown_timeout_secs": shutdown,
+        "spool": spool,
         "sinks": [sink],
     }
     path = tmp / "config.yaml"
@@ -101,11 +103,11 @@ def spooled_bytes(tmp: Path) -> int:
     return sum(p.stat().st_size for p in seg.iterdir()) if seg.exists() else 0
 
 
-def free_port_url() -> str:
+def free_port_url() -> tuple[str, int]:
     dead = HecTestServer()
     url, stop = dead.run_in_thread()
     stop()  # nothing listens there now
-    return url
+    return url, dead.port
 
 
 @pytest.mark.slow
@@ -170,7 +172,7 @@ def test_outage_loses_nothing_and_memory_stays_flat(tmp_path: Path) -> None:
 def test_sigterm_with_hec_down_exits_0_in_time_and_a_restart_delivers(tmp_path: Path) -> None:
     n = 500
     (tmp_path / "access.log").write_bytes(access_lines(0, n))
-    cfg = write_config(tmp_path, free_port_url(), shutdown_timeout_secs=2)
+    cfg = write_config(tmp_path, free_port_url()[0], shutdown_timeout_secs=2)
     proc = start(cfg)
     wait_for(lambda: spooled_bytes(tmp_path) > 0, 30, "events in the spool")
     time.sleep(0.5)
@@ -248,3 +250,35 @@ def test_configuration_fault_once_ends_in_time_dead_letters_nothing_and_delivers
     assert second.returncode == 0, second.stderr
     assert set(request_ids(hec)) == {f"r{i:06d}" for i in range(n)}
     assert not (tmp_path / "state" / "dead-letter.ndjson").exists()
+
+
+@pytest.mark.slow
+def test_full_spool_warns_pauses_reading_and_resumes_without_corruption(tmp_path: Path) -> None:
+    n, cap = 4000, 1 << 20  # about 4 MB of events for a 1 MiB spool
+    (tmp_path / "access.log").write_bytes(access_lines(0, n))
+    url, port = free_port_url()
+    proc = start(write_config(tmp_path, url, spool={"max_bytes": cap}))
+    stderr = tmp_path / "stderr.log"
+    hec = None
+    try:
+        wait_for(lambda: "THE SPOOL IS FULL" in stderr.read_text(), 60, "the full warning")
+        assert 0 < spooled_bytes(tmp_path) <= cap
+        time.sleep(1.0)
+        assert spooled_bytes(tmp_path) <= cap  # reading is paused, the cap holds
+        assert "raise spool.max_bytes" in stderr.read_text()
+        hec = HecTestServer({TOKEN: TokenSettings()}, port=port)
+        _, stop_hec = hec.run_in_thread()
+        try:
+            wait_for(lambda: len(request_ids(hec)) == n, 90, "every event")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+            stop_hec()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert set(request_ids(hec)) == {f"r{i:06d}" for i in range(n)}
+    assert "has room again" in stderr.read_text()
+    assert "damaged" not in stderr.read_text()

@@ -486,3 +486,24 @@ async def test_the_token_never_appears_in_logs(
     assert caplog.records  # the faults above were logged
     assert TOKEN not in caplog.text
     assert TOKEN not in (tmp_path / "state" / "dead-letter.ndjson").read_text()
+
+
+@run
+async def test_receiver_capping_requests_at_1mb_gets_everything_and_dead_letters_nothing(
+    tmp_path: Path,
+) -> None:
+    # Like Fluent Bit's in_splunk or a load balancer: 413 above 1 MB per request, while the
+    # batch (4 MB, uncompressed) would exceed it.
+    async with HecTestServer({TOKEN: TokenSettings()}, max_request_bytes=1_000_000) as hec:
+        evs = make_events(6000)
+        for e in evs:
+            e.body["pad"] = "p" * 700
+        cfg = make_cfg(
+            hec.url,
+            compression="none",
+            batch=config.Batch(max_events=6000, max_bytes=4_000_000, timeout_secs=0.05),
+        )
+        sink = await deliver(cfg, evs, tmp_path)
+        assert len(hec.events) == 6000 and len(set(ids(hec))) == 6000
+        assert dead_letters(tmp_path) == [] and sink.stats["events_dead_lettered_total"] == 0
+        assert any(r.status == 413 for r in hec.requests)

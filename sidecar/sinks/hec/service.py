@@ -9,6 +9,7 @@ sticky to their endpoint (reference 1.5, 1.6).
 
 from __future__ import annotations
 
+import io
 import ssl
 from dataclasses import dataclass
 
@@ -91,7 +92,8 @@ class HecService:
             async with self._get_session().request(
                 method,
                 url,
-                data=body,
+                # A large bytes body would be sent in one write (aiohttp warns): stream it.
+                data=io.BytesIO(body) if body is not None and len(body) > 1 << 20 else body,
                 headers={**self._headers, **extra},
                 ssl=self._ssl,
                 allow_redirects=False,
