@@ -31,7 +31,6 @@ from sidecar.sinks.hec.replies import (
 
 ACK_PATH = "/services/collector/ack"
 HEALTH_PATH = "/services/collector/health"
-UNHEALTHY_CODES = frozenset({18, 19, 20})
 
 
 def _ssl_setting(tls: Tls) -> ssl.SSLContext | bool:
