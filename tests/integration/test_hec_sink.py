@@ -220,8 +220,10 @@ async def test_revoked_token_keeps_events_spooled_and_resumes_when_restored(
     caplog.set_level(logging.INFO, logger="sidecar.sinks.hec")
     async with HecTestServer({TOKEN: TokenSettings()}) as hec:
         hec.revoke_token(TOKEN)
+        revoked_at = time.monotonic()
         h = await Harness(make_cfg(hec.url), tmp_path).start(make_events(30))
         await wait_for(lambda: len(data_requests(hec)) >= 5)
+        await asyncio.sleep(5 - (time.monotonic() - revoked_at))  # revoked for 5 s
         (reason,) = h.sink.health()
         assert "code 4" in reason and "check sinks[0].token" in reason
         assert h.spool.pending_events == 30 and dead_letters(tmp_path) == []

@@ -224,7 +224,8 @@ class HecSink:
 
     # -- one batch ------------------------------------------------------------------------
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Capped exponential backoff with full jitter; Retry-After is a floor."""
+        """Capped exponential backoff with jitter (uniform in the upper half of the step, so
+        retries never bunch near zero); Retry-After is a floor."""
         r = self.cfg.retry
         cap = min(r.max_backoff_secs, r.initial_backoff_secs * 2 ** min(attempt - 1, 62))
         delay = random.uniform(cap / 2, cap)
