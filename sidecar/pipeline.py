@@ -284,13 +284,21 @@ class Pipeline:
         self.spool.finish_input()
 
     async def _run_sink(self, sink: Any, reader: SpoolReader) -> None:
-        if isinstance(sink, HecSink):
-            await sink.run(reader)
-            return
-        while entries := await reader.read(1000, 1 << 20):
-            await sink.write([e.event for e in entries])
-            await sink.flush()
-            reader.release(e.seq for e in entries)
+        try:
+            if isinstance(sink, HecSink):
+                await sink.run(reader)
+                return
+            while entries := await reader.read(1000, 1 << 20):
+                await sink.write([e.event for e in entries])
+                await sink.flush()
+                reader.release(e.seq for e in entries)
+        except Exception:
+            log.exception(
+                "The sink %s stopped on an unexpected error (a bug, please report it); its events "
+                "stay in the spool and are delivered at the next start.",
+                reader.name,
+            )
+            raise
 
     async def _watch_delivery(self, stop: asyncio.Event, sinks: list[asyncio.Task[None]]) -> None:
         """Bound the delivery: after SIGTERM, `shutdown_timeout_secs`; in `--once`, that long

@@ -248,7 +248,9 @@ class HecSink:
                 continue
             ep = await self._pool.pick()
             body = b"".join(e for _, e in items)
-            wire = compress(body) if self._gzip else body
+            # zlib releases the GIL: compressing in a thread keeps the event loop (tailing,
+            # enrichment) running meanwhile.
+            wire = await asyncio.to_thread(compress, body) if self._gzip else body
             outcome = await self._service.send(
                 ep.url + self.cfg.path, wire, compressed=self._gzip, channel=ep.channel
             )
