@@ -285,3 +285,38 @@ def test_full_spool_warns_pauses_reading_and_resumes_without_corruption(tmp_path
     assert set(request_ids(hec)) == {f"r{i:06d}" for i in range(n)}
     assert "has room again" in stderr.read_text()
     assert "damaged" not in stderr.read_text()
+
+
+@pytest.mark.slow
+def test_sigkill_then_restart_delivers_everything_spooled(tmp_path: Path) -> None:
+    n = 400
+    (tmp_path / "access.log").write_bytes(access_lines(0, n))
+    url, port = free_port_url()
+    proc = start(write_config(tmp_path, url))
+    wait_for(lambda: spooled_bytes(tmp_path) > 0, 30, "events in the spool")
+    time.sleep(0.5)
+    proc.kill()  # SIGKILL: no shutdown code runs
+    proc.wait(10)
+    (tmp_path / "access.log").write_bytes(b"")  # only the spool can deliver them now
+    hec = HecTestServer({TOKEN: TokenSettings()}, port=port)
+    _, stop_hec = hec.run_in_thread()
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sidecar.cli",
+                "run",
+                "--once",
+                "-c",
+                str(tmp_path / "config.yaml"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        stop_hec()
+    assert done.returncode == 0, done.stderr
+    assert set(request_ids(hec)) == {f"r{i:06d}" for i in range(n)}
+    assert "damaged" not in done.stderr
