@@ -25,7 +25,7 @@ from sidecar import config
 from sidecar.errors import ConfigError
 from sidecar.sinks.hec.acks import EXPIRED, AckTracker
 from sidecar.sinks.hec.deadletter import DeadLetterFile
-from sidecar.sinks.hec.encoder import USAGE_SOURCETYPE, compress, encode_event
+from sidecar.sinks.hec.encoder import USAGE_SOURCETYPE, compress, cut_items, encode_event
 from sidecar.sinks.hec.endpoints import Endpoint, EndpointPool
 from sidecar.sinks.hec.faults import FaultBoard
 from sidecar.sinks.hec.replies import (
@@ -44,7 +44,7 @@ log = logging.getLogger("sidecar.sinks.hec")
 MAX_PENDING_ACK_BATCHES = 100  # batches awaiting an ack; beyond it reading waits
 UNREACHABLE_HEALTH_SECS = 60.0  # failing this long makes the sink unhealthy
 
-Item = tuple[int, bytes]  # (spool sequence, envelope)
+Item = tuple[int, bytes]  # (spool sequence, envelope): see encoder.cut_items
 Release = Callable[[list[int]], None]
 
 
@@ -162,20 +162,30 @@ class HecSink:
     async def run(self, reader: Reader) -> None:
         """Deliver what the reader yields until it returns nothing (the spool's input is
         finished and read), then wait for pending acks. Cancel it to stop: what is not
-        released stays in the spool."""
+        released stays in the spool. The next batch is read and encoded while the current one
+        is on the wire (at most one batch waits)."""
+        ready: asyncio.Queue[list[Item] | None] = asyncio.Queue(1)
+        producer = asyncio.create_task(self._prepare(reader, ready))
+        try:
+            while (batch := await ready.get()) is not None:
+                await self.deliver(batch, reader.release)
+            await producer
+        finally:
+            producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+        await self.drain_acks()
+
+    async def _prepare(self, reader: Reader, ready: asyncio.Queue[list[Item] | None]) -> None:
         b = self.cfg.batch
-        while True:
-            entries = await reader.read(b.max_events, b.max_bytes, b.timeout_secs)
-            if not entries:
-                break
+        while entries := await reader.read(b.max_events, b.max_bytes, b.timeout_secs):
             items: list[Item] = []
             for e in entries:
                 env = await self._encode_or_dead_letter(e.seq, e.event, reader.release)
                 if env is not None:
                     items.append((e.seq, env))
             for batch in self.cut(items):
-                await self.deliver(batch, reader.release)
-        await self.drain_acks()
+                await ready.put(batch)
+        await ready.put(None)
 
     async def drain_acks(self) -> None:
         """Wait until no batch awaits its ack (each ends released, resent or dead-lettered)."""
@@ -206,21 +216,7 @@ class HecSink:
 
     def cut(self, items: list[Item]) -> list[list[Item]]:
         """Batches of at most `batch.max_events` and `batch.max_bytes` (uncompressed)."""
-        out: list[list[Item]] = []
-        cur: list[Item] = []
-        size = 0
-        for it in items:
-            if cur and (size + len(it[1]) > self.cfg.batch.max_bytes):
-                out.append(cur)
-                cur, size = [], 0
-            cur.append(it)
-            size += len(it[1])
-            if len(cur) >= self.cfg.batch.max_events:
-                out.append(cur)
-                cur, size = [], 0
-        if cur:
-            out.append(cur)
-        return out
+        return cut_items(items, self.cfg.batch.max_events, self.cfg.batch.max_bytes)
 
     # -- one batch ------------------------------------------------------------------------
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
