@@ -207,8 +207,8 @@ def test_sigterm_with_hec_down_exits_0_in_time_and_a_restart_delivers(tmp_path: 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", ["token_revoked", "redirect", "wrong_path"])
-def test_configuration_fault_once_ends_in_time_dead_letters_nothing_and_delivers_later(
+@pytest.mark.parametrize("fault", ["token_revoked", "redirect", "wrong_path", "unreachable"])
+def test_fault_once_ends_in_time_dead_letters_nothing_and_delivers_later(
     tmp_path: Path, fault: str
 ) -> None:
     n = 300
@@ -221,8 +221,10 @@ def test_configuration_fault_once_ends_in_time_dead_letters_nothing_and_delivers
             hec.revoke_token(TOKEN)
         elif fault == "redirect":
             hec.redirect_to("https://splunk.example.com:8088/services/collector/event")
-        else:
+        elif fault == "wrong_path":
             extra["path"] = "/services/collector/evnet"
+        else:
+            stop_hec()  # Splunk is down
         cfg = write_config(tmp_path, url, **extra)
         t0 = time.monotonic()
         first = subprocess.run(
@@ -236,10 +238,14 @@ def test_configuration_fault_once_ends_in_time_dead_letters_nothing_and_delivers
         assert f"{n} event(s) could not be delivered and wait in the spool" in first.stderr
         assert elapsed < 15
         assert hec.events == [] and not (tmp_path / "state" / "dead-letter.ndjson").exists()
-        assert "Every event stays in the spool" in first.stderr
+        if fault != "unreachable":
+            assert "Every event stays in the spool" in first.stderr
         # The fault is cured; the next run delivers everything from the spool.
         hec.restore_token(TOKEN)
         hec.redirect_to(None)
+        if fault == "unreachable":
+            hec = HecTestServer({TOKEN: TokenSettings()}, port=hec.port)
+            url, stop_hec = hec.run_in_thread()
         (tmp_path / "access.log").write_bytes(b"")
         cfg = write_config(tmp_path, url)
         second = subprocess.run(
