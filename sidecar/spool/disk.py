@@ -32,12 +32,8 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
-from typing import Any
-
-import orjson
 
 from sidecar.spool.reader import SpoolReader
 from sidecar.spool.segment import (
@@ -50,11 +46,14 @@ from sidecar.spool.segment import (
     scan,
     segment_name,
 )
+from sidecar.spool.state import load_cursors, quarantine_copy, save_cursors
 from sidecar.types import OutEvent
 
 log = logging.getLogger("sidecar.spool")
 
 FULL_WARNING_EVERY_SECS = 60.0
+WRITE_RETRY_SECS = 5.0
+_write_fd = os.write  # the one write call (a test makes it fail like a full disk)
 CURSOR_SAVE_EVERY_SECS = 1.0
 
 
@@ -86,6 +85,7 @@ class Spool:
             "spool_events_not_spooled_total": 0,
         }
         self.quarantined: list[str] = []  # reasons, for health
+        self.write_error: str | None = None  # the spool cannot be written (health)
         self.full_since: float | None = None
         self._segments: list[Segment] = []
         self._readers: dict[str, SpoolReader] = {}
@@ -115,6 +115,8 @@ class Spool:
 
     def health(self) -> list[str]:
         reasons = list(self.quarantined)
+        if self.write_error is not None:
+            reasons.append(self.write_error)
         if self.full_since is not None:
             reasons.append(
                 f"the spool is full ({self.bytes_used} of {self.max_bytes} bytes) since "
@@ -164,15 +166,7 @@ class Spool:
             )
 
     def _quarantine(self, path: str, damage: str, valid_end: int, size: int) -> None:
-        qdir = os.path.join(self.directory, "quarantine")
-        os.makedirs(qdir, mode=0o700, exist_ok=True)
-        dest = os.path.join(qdir, f"{os.path.basename(path)}.{int(time.time())}")
-        shutil.copyfile(path, dest)
-        os.chmod(dest, 0o600)
-        msg = (
-            f"spool segment {os.path.basename(path)} is damaged ({damage}); "
-            f"{size - valid_end} byte(s) after it cannot be read; a copy is in {dest}"
-        )
+        msg = quarantine_copy(self.directory, path, damage, size - valid_end)
         log.error(
             "The %s. The records before the damage are delivered. Check the disk; send the copy "
             "with a bug report if the disk is fine.",
@@ -219,50 +213,96 @@ class Spool:
             while j < len(events) and (j == i or size + HEADER_SIZE + len(payloads[j]) <= room):
                 size += HEADER_SIZE + len(payloads[j])
                 j += 1
-            await self._append_durably(events[i:j], payloads[i:j])
-            i = j
+            written = await self._append_durably(events[i:j], payloads[i:j], give_up)
+            i += written
+            if i < j:
+                self.stats["spool_events_not_spooled_total"] += len(events) - i
+                return False
         return True
 
-    async def _append_durably(self, events: list[OutEvent], payloads: list[bytes]) -> None:
-        records = [encode_record(self._next_seq + k, p) for k, p in enumerate(payloads)]
-        wait = self._last_fsync + self.fsync_interval_secs - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        self._writing = True
-        try:
-            await asyncio.to_thread(self._write, records)
-        finally:
-            self._writing = False
-        self._last_fsync = time.monotonic()
-        self._next_seq += len(records)
-        self._durable_seq = self._next_seq - 1
-        self.stats["spool_events_written_total"] += len(events)
-        self.stats["spool_bytes_written_total"] += sum(len(r) for r in records)
-        self._data.set()
-        if self.on_durable is not None:
-            self.on_durable(events)
+    async def _append_durably(
+        self, events: list[OutEvent], payloads: list[bytes], give_up: asyncio.Event | None
+    ) -> int:
+        """Write and fsync; on a write error (disk full...) retry every WRITE_RETRY_SECS until
+        it works or `give_up`. Returns how many events are now durable."""
+        done = 0
+        while done < len(events):
+            records = [encode_record(self._next_seq + k, p) for k, p in enumerate(payloads[done:])]
+            wait = self._last_fsync + self.fsync_interval_secs - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._writing = True
+            try:
+                n, err = await asyncio.to_thread(self._write, records)
+            finally:
+                self._writing = False
+            self._last_fsync = time.monotonic()
+            if n:
+                self._next_seq += n
+                self._durable_seq = self._next_seq - 1
+                self.stats["spool_events_written_total"] += n
+                self.stats["spool_bytes_written_total"] += sum(len(r) for r in records[:n])
+                self._data.set()
+                if self.on_durable is not None:
+                    self.on_durable(events[done : done + n])
+                done += n
+            if err is None:
+                continue
+            if self.write_error is None:
+                log.error(
+                    "Cannot write the spool in %s (%s). Reading pauses; retrying every %g s. "
+                    "Check free space and permissions there.",
+                    self._segdir,
+                    err,
+                    WRITE_RETRY_SECS,
+                )
+            self.write_error = f"cannot write the spool in {self._segdir}: {err}"
+            if give_up is not None and give_up.is_set():
+                return done
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    give_up.wait() if give_up is not None else asyncio.sleep(WRITE_RETRY_SECS),
+                    WRITE_RETRY_SECS,
+                )
+        if self.write_error is not None:
+            log.warning("The spool is writable again; reading resumes.")
+            self.write_error = None
+        return done
 
-    def _write(self, records: list[bytes]) -> None:
-        """Runs in a worker thread: append to the active segment (rotating it), fsync."""
+    def _write(self, records: list[bytes]) -> tuple[int, OSError | None]:
+        """Runs in a worker thread: append to the active segment (rotating it), fsync per
+        segment. On an error the segment is cut back to its last durable byte. Returns the
+        records written durably and the error, if any."""
         i = 0
-        while i < len(records):
-            seg = self._segments[-1] if self._segments else None
-            if seg is None or self._wfd is None or seg.size >= self.segment_bytes:
-                seg = self._new_segment(self._next_seq + i)
-            chunk: list[bytes] = []
-            size = 0
-            while i < len(records) and (not chunk or seg.size + size < self.segment_bytes):
-                chunk.append(records[i])
-                size += len(records[i])
-                i += 1
-            data = memoryview(b"".join(chunk))
-            assert self._wfd is not None
-            while data:
-                n = os.write(self._wfd, data)
-                data = data[n:]
-            os.fsync(self._wfd)
-            seg.last_seq += len(chunk)
-            seg.size += size
+        try:
+            while i < len(records):
+                seg = self._segments[-1] if self._segments else None
+                if seg is None or self._wfd is None or seg.size >= self.segment_bytes:
+                    seg = self._new_segment(self._next_seq + i)
+                chunk: list[bytes] = []
+                size = 0
+                while i + len(chunk) < len(records) and (
+                    not chunk or seg.size + size < self.segment_bytes
+                ):
+                    chunk.append(records[i + len(chunk)])
+                    size += len(chunk[-1])
+                data = memoryview(b"".join(chunk))
+                assert self._wfd is not None
+                try:
+                    while data:
+                        n = _write_fd(self._wfd, data)
+                        data = data[n:]
+                    os.fsync(self._wfd)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(self._wfd, seg.size)
+                    raise
+                seg.last_seq += len(chunk)
+                seg.size += size
+                i += len(chunk)
+        except OSError as exc:
+            return i, exc
+        return i, None
 
     def _new_segment(self, first_seq: int) -> Segment:
         if self._wfd is not None:
@@ -362,12 +402,7 @@ class Spool:
     def _load_cursors(self) -> dict[str, int]:
         path = os.path.join(self.directory, "cursors.json")
         try:
-            with open(path, "rb") as fh:
-                data: Any = orjson.loads(fh.read())
-            readers = data.get("readers", {})
-            return {str(k): int(v) for k, v in readers.items()}
-        except FileNotFoundError:
-            return {}
+            return load_cursors(path)
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             log.warning(
                 "The spool cursor file %s cannot be read (%s); every sink starts at the oldest "
@@ -378,21 +413,12 @@ class Spool:
             return {}
 
     def _save_cursors(self) -> None:
-        """tmp + fsync + rename, with a version."""
         if not self._readers:
             return
-        path = os.path.join(self.directory, "cursors.json")
-        tmp = path + ".tmp"
-        data = orjson.dumps(
-            {"version": 1, "readers": {n: r.watermark for n, r in self._readers.items()}}
+        save_cursors(
+            os.path.join(self.directory, "cursors.json"),
+            {n: r.watermark for n, r in self._readers.items()},
         )
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
         self._cursors_dirty = False
         self._cursors_saved_at = time.monotonic()
 

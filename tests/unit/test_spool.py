@@ -168,3 +168,45 @@ def test_corrupt_segment_is_quarantined_and_the_rest_delivered(
     asyncio.run(main())
     assert "is damaged (a checksum mismatch" in caplog.text
     assert "stopped during a write" in caplog.text
+
+
+def test_a_failing_disk_pauses_the_spool_and_nothing_is_lost_or_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sidecar.spool import disk
+
+    real = disk._write_fd
+    failures = {"left": 2}
+
+    def full_disk(fd: int, data: memoryview) -> int:
+        if failures["left"]:
+            failures["left"] -= 1
+            real(fd, data[: len(data) // 2])  # half a batch reaches the file, then ENOSPC
+            raise OSError(28, "No space left on device")
+        return real(fd, data)
+
+    async def main() -> None:
+        durable: list[OutEvent] = []
+        sp = make(tmp_path, durable)
+        r = sp.reader("hec")
+        await sp.append([ev(i, 100) for i in range(5)])
+        monkeypatch.setattr(disk, "_write_fd", full_disk)
+        monkeypatch.setattr(disk, "WRITE_RETRY_SECS", 0.05)
+        task = asyncio.create_task(sp.append([ev(i, 100) for i in range(5, 10)]))
+        await asyncio.sleep(0.02)
+        assert not task.done() and "No space left" in sp.health()[0]
+        assert await asyncio.wait_for(task, 5) is True
+        assert sp.health() == [] and [e.body["event_id"] for e in durable] == [
+            f"e{i}" for i in range(10)
+        ]
+        await sp.close()
+        sp2 = make(tmp_path)  # the half-written batches were cut off: no damage on restart
+        r = sp2.reader("hec")
+        sp2.finish_input()
+        assert await drain(r) == [f"e{i}" for i in range(10)]
+        assert sp2.stats["spool_segments_quarantined_total"] == 0
+        await sp2.close()
+
+    caplog.set_level(logging.WARNING, logger="sidecar.spool")
+    asyncio.run(main())
+    assert "Cannot write the spool" in caplog.text and "writable again" in caplog.text
