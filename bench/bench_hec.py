@@ -117,10 +117,12 @@ async def through_sink(events: list[OutEvent], url: str, compression: str, tmp: 
     reader = spool.reader("hec")
     await sink.start()
     t0 = time.perf_counter()
-    for i in range(0, len(events), 500):  # as enrichment hands them on
-        await spool.append(events[i : i + 500])
+    delivering = asyncio.create_task(sink.run(reader))
+    # As the pipeline does: each append takes what enrichment made since the last fsync.
+    for i in range(0, len(events), 2000):
+        await spool.append(events[i : i + 2000])
     spool.finish_input()
-    await sink.run(reader)
+    await delivering
     elapsed = time.perf_counter() - t0
     assert spool.pending_events == 0 and sink.stats["events_sent_total"] == len(events)
     await sink.close()
