@@ -509,3 +509,23 @@ async def test_receiver_capping_requests_at_1mb_gets_everything_and_dead_letters
         assert len(hec.events) == 6000 and len(set(ids(hec))) == 6000
         assert dead_letters(tmp_path) == [] and sink.stats["events_dead_lettered_total"] == 0
         assert any(r.status == 413 for r in hec.requests)
+
+
+@run
+async def test_a_misconfigured_endpoint_fails_over_at_once_and_stays_reported(
+    tmp_path: Path,
+) -> None:
+    async with (
+        HecTestServer({TOKEN: TokenSettings()}) as a,
+        HecTestServer({TOKEN: TokenSettings()}) as b,
+    ):
+        a.revoke_token(TOKEN)  # only endpoint a refuses the token
+        slow = config.Retry(initial_backoff_secs=30, max_backoff_secs=30)
+        t0 = time.monotonic()
+        h = await Harness(make_cfg(a.url, b.url, retry=slow), tmp_path).start(make_events(50))
+        await wait_for(lambda: len(b.events) == 50, timeout=10)
+        assert time.monotonic() - t0 < 10  # no 30 s backoff while b works
+        assert a.events == [] and dead_letters(tmp_path) == []
+        (reason,) = h.sink.health()
+        assert a.url in reason and "code 4" in reason
+        await h.finish()

@@ -232,6 +232,7 @@ class HecSink:
         `sends` counts the sends of this batch after ack expiries."""
         work: deque[list[Item]] = deque([batch])
         attempt = 0
+        tried: set[str] = set()  # endpoints that failed this round: back off once all have
         while work:
             items = work.popleft()
             if self._pool is None:  # every endpoint refused: a configuration fault for good
@@ -252,6 +253,7 @@ class HecSink:
             )
             if isinstance(outcome, Delivered):
                 attempt = 0
+                tried.clear()
                 self._delivered_ok(ep, len(wire))
                 await self._taken(ep, outcome.ack_id, items, release, sends)
                 continue
@@ -273,10 +275,10 @@ class HecSink:
                     work.appendleft(items[half:])
                     work.appendleft(items[:half])
                 continue
-            attempt += 1
             work.appendleft(items)
             self._pool.failed(ep)
             self.stats["events_failed_total"] += len(items)
+            self.stats["events_retried_total"] += len(items)
             if self._failing_since is None:
                 self._failing_since = time.monotonic()
             self._last_failure = f"{ep.url}: {outcome.reason}"
@@ -284,9 +286,13 @@ class HecSink:
                 self.stats["config_faults_total"] += 1
                 hint = config_hint(outcome, self._key, self.cfg.path)
                 self._faults.report(ep.url, outcome.reason, hint)
-                delay = self._backoff(attempt, None)
-            else:
-                assert isinstance(outcome, Retryable)
+            tried.add(ep.url)
+            if len(tried) < len(self._pool.endpoints):
+                continue  # failover: another endpoint first, at once
+            tried.clear()
+            attempt += 1
+            retry_after = None
+            if isinstance(outcome, Retryable):
                 max_attempts = self.cfg.retry.max_attempts
                 if max_attempts and attempt >= max_attempts:
                     work.popleft()
@@ -304,7 +310,9 @@ class HecSink:
                     )
                     attempt = 0
                     continue
-                delay = self._backoff(attempt, outcome.retry_after_secs)
+                retry_after = outcome.retry_after_secs
+            delay = self._backoff(attempt, retry_after)
+            if isinstance(outcome, Retryable):
                 log.warning(
                     "Sending %d event(s) to HEC at %s failed (%s); retry %d in %.2f s.",
                     len(items),
@@ -313,7 +321,6 @@ class HecSink:
                     attempt,
                     delay,
                 )
-            self.stats["events_retried_total"] += len(items)
             await asyncio.sleep(delay)
 
     def _delivered_ok(self, ep: Endpoint, wire_bytes: int) -> None:
