@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{args.config}: cannot start: {exc}", file=sys.stderr)
             return 2
         stop = asyncio.Event()
-        install_signal_handlers(stop, cfg.shutdown.drain_timeout_secs)
+        install_signal_handlers(stop, pipeline.hurry, cfg.shutdown_timeout_secs + 30)
         loop = asyncio.get_running_loop()
 
         def reload_pricing() -> None:
@@ -91,6 +91,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 1
         if args.once or not args.quiet:
             print(format_summary(telemetry))
+        if args.once and pipeline.undelivered:
+            print(
+                f"{pipeline.undelivered} event(s) could not be delivered and wait in the spool "
+                f"({pipeline.spool.directory}); the next run delivers them.",
+                file=sys.stderr,
+            )
+            return 3
         return 0
 
     return asyncio.run(main())
@@ -115,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.set_defaults(func=cmd_validate)
 
-    from sidecar.commands import check, init, price, usage
+    from sidecar.commands import check, init, price, replay_dead_letters, usage
 
     p = sub.add_parser("usage", help="normalised usage and cost of captured response bodies")
     usage.add_arguments(p)
@@ -139,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     check.add_arguments(p)
     p.set_defaults(func=lambda a: check.run(a, _optional_config(a)))
+
+    p = sub.add_parser("replay-dead-letters", help="send dead-lettered events to HEC again")
+    _config_arg(p)
+    replay_dead_letters.add_arguments(p)
+    p.set_defaults(func=lambda a: replay_dead_letters.run(a, _optional_config(a)))
     return parser
 
 

@@ -150,12 +150,17 @@ class Acknowledgements:
     enabled: bool = False  # indexer acknowledgement (needs useACK on the token)
     query_interval_secs: float = field(default=10.0, metadata={"range": (0.1, 3600.0)})
     retry_limit: int = field(default=30, metadata={"range": (1, 100_000)})
+    # Sends of a batch whose ackId never turns true, after the first (each one counted); then
+    # the batch goes to the dead-letter file. Copies per event stay within 1 + max_resends.
+    max_resends: int = field(default=2, metadata={"range": (0, 100)})
 
 
 @dataclass
 class Tls:
     verify: bool = True
     ca_file: str | None = None
+    cert_file: str | None = None  # client certificate (PEM) for mutual TLS
+    key_file: str | None = None  # its private key; null = inside cert_file
 
 
 @dataclass
@@ -184,6 +189,8 @@ class HecSink:
     tls: Tls = field(default_factory=Tls)
     retry: Retry = field(default_factory=Retry)
     request_timeout_secs: float = field(default=30.0, metadata={"range": (0.1, 3600.0)})
+    # An event whose envelope is larger goes to the dead-letter file (Splunk's maxEventSize).
+    max_event_bytes: int = field(default=5 * 1024 * 1024, metadata={"range": (1024, 1 << 30)})
     # http:// endpoints send the token in clear text: refused unless this is true (loopback
     # addresses, 127.0.0.1 / ::1 / localhost, are allowed without it)
     allow_insecure_http: bool = False
@@ -225,15 +232,6 @@ class Heartbeat:
 
 
 @dataclass
-class Shutdown:
-    """How SIGTERM ends the service."""
-
-    drain_timeout_secs: float = field(
-        default=75.0, metadata={"range": (1.0, 3600.0)}
-    )  # deliver what was read within this, else exit 1 (keep it under the unit's TimeoutStopSec)
-
-
-@dataclass
 class Log:
     """The sidecar's own log lines (stderr; journald adds the time and the unit name)."""
 
@@ -242,6 +240,16 @@ class Log:
     rate_limit_secs: float = field(
         default=60.0, metadata={"range": (0.0, 86400.0)}
     )  # a message repeated within this window is counted, not printed again (0 = off)
+
+
+@dataclass
+class Spool:
+    """The durable queue between enrichment and the sinks, in `state_dir/spool`."""
+
+    max_bytes: int = field(default=1 << 30, metadata={"range": (1 << 20, 1 << 40)})
+    segment_bytes: int = field(default=16 << 20, metadata={"range": (1 << 16, 1 << 30)})
+    # fsync once per batch, at most this often (ms); batches meanwhile share the next fsync.
+    fsync_interval_ms: int = field(default=50, metadata={"range": (0, 10_000)})
 
 
 @dataclass
@@ -256,7 +264,10 @@ class Config:
     server: Server = field(default_factory=Server)  # /health and /metrics
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     log: Log = field(default_factory=Log)
-    shutdown: Shutdown = field(default_factory=Shutdown)
+    spool: Spool = field(default_factory=Spool)
+    # SIGTERM: deliver for up to this long, leave the rest in the spool, exit 0. `run --once`:
+    # give up when nothing was delivered for this long, exit 3 (events wait in the spool).
+    shutdown_timeout_secs: float = field(default=20.0, metadata={"range": (1.0, 3600.0)})
     base_dir: str = field(default=".", metadata={"internal": True})  # relative paths resolve here
 
     def resolve(self, path: str) -> str:
@@ -312,7 +323,7 @@ def validate(cfg: Config) -> None:
                         f"{ep!r} is not an http(s) URL",
                         "write it as https://host:8088",
                     )
-                if ep.startswith("http://") and not sink.allow_insecure_http and not _loopback(ep):
+                if not plain_http_allowed(sink, ep):
                     raise ConfigError(
                         f"sinks[{i}].endpoints[{j}]",
                         f"{ep} is plain http: the HEC token would travel in clear text",
@@ -344,7 +355,11 @@ def listen_address(listen: str, key: str = "server.listen") -> tuple[str, int]:
     return host, int(port)
 
 
-def _loopback(url: str) -> bool:
+def plain_http_allowed(sink: HecSink, url: str) -> bool:
+    """Whether `url` may be used: https always; http:// only when `allow_insecure_http` is set,
+    or on a loopback address (127.0.0.0/8, ::1, localhost), where the token never travels."""
+    if not url.startswith("http://") or sink.allow_insecure_http:
+        return True
     host = (urlsplit(url).hostname or "").lower()
     return host in ("localhost", "::1") or host.startswith("127.")
 

@@ -1,13 +1,20 @@
 """The only place that wires the stages together.
 
-    tail(access) ─┐                                     ┌─► sink 1
-                  ├─► parse ─► join ─► [q] ─► enrich ─► [q] ─┤
-    tail(body)  ──┘                                     └─► sink N
+    tail(access) ─┐                                                  ┌─► sink 1
+                  ├─► parse ─► join ─► [q] ─► enrich ─► [q] ─► spool ─┤
+    tail(body)  ──┘                                                  └─► sink N
 
 Each source has one `Joiner`; its two tailers feed it in the same event loop. Between the join
 and enrichment, and between enrichment and the sinks, bounded queues of *lists* carry the data:
 when a sink is slow the queues fill, the tailers stop reading, and the logs on disk are the
 buffer (backpressure). Memory stays flat.
+
+The spool (disk) is between enrichment and the sinks: `_run_spool` appends what enrichment made
+(fsync'd, then `_events_durable`), each sink reads the spool and releases what its destination
+has taken. When the spool is full, `_run_spool` waits, the queues fill and reading pauses.
+Shutdown (`_watch_delivery`): SIGTERM stops reading; delivery goes on for up to
+`shutdown_timeout_secs`, then stops, leaving the rest in the spool. `run --once` gives up when
+nothing was delivered for `shutdown_timeout_secs`; `undelivered` then says how many wait.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from sidecar.parse.response import parse_completed
 from sidecar.sinks.file import FileSink
 from sidecar.sinks.hec.sink import HecSink
 from sidecar.sources.tail import LineBatch, Tailer
+from sidecar.spool import Spool, SpoolReader
 from sidecar.status import Rate, SourceView, gather_status
 from sidecar.telemetry import Telemetry
 from sidecar.types import Completed, OutEvent
@@ -109,6 +117,17 @@ class Pipeline:
                 self.sinks[-1].observe_latency = self.telemetry.hec_latency.observe
         self._completed_q: asyncio.Queue[list[Completed] | None] = asyncio.Queue(_QUEUE_LISTS)
         self._events_q: asyncio.Queue[list[OutEvent] | None] = asyncio.Queue(_QUEUE_LISTS)
+        sp = cfg.spool
+        self.spool = Spool(
+            os.path.join(cfg.resolve(cfg.state_dir), "spool"),
+            max_bytes=sp.max_bytes,
+            segment_bytes=sp.segment_bytes,
+            fsync_interval_ms=sp.fsync_interval_ms,
+            on_durable=self._events_durable,
+        )
+        self.hurry = asyncio.Event()  # a second signal: stop delivering now
+        self.undelivered = 0  # events left in the spool at the end of run()
+        self._give_up = asyncio.Event()
 
     def _make_source(self, s: C.Source) -> _SourceRuntime:
         cfg = self.cfg
@@ -301,13 +320,99 @@ class Pipeline:
         if c.body_lossy:
             cnt["bodies_lossy_utf8_total"] += 1
 
-    # ------------------------------------------------------------------ stage: sinks
-    async def _run_sinks(self) -> None:
-        while (events := await self._events_q.get()) is not None:
-            for sink in self.sinks:
-                await self._sink_write(sink, events)
-        for sink in self.sinks:
-            await sink.flush()
+    # ------------------------------------------------------------------ stage: spool + sinks
+    def _events_durable(self, events: list[OutEvent]) -> None:
+        """Called by the spool once `events` are fsync'd (contract 1)."""
+        # issue 8: releases tail positions
+
+    async def _run_spool(self) -> None:
+        """Append what enrichment made; each call takes every list waiting (one fsync)."""
+        q = self._events_q
+        done = False
+        while not done:
+            batch = await q.get()
+            if batch is None:
+                break
+            events = list(batch)
+            while not q.empty():
+                more = q.get_nowait()
+                if more is None:
+                    done = True
+                    break
+                events += more
+            await self.spool.append(events, self._give_up)
+        self.spool.finish_input()
+
+    async def _run_sink(self, sink: Any, reader: SpoolReader) -> None:
+        try:
+            if isinstance(sink, HecSink):
+                await sink.run(reader)
+                return
+            while entries := await reader.read(1000, 1 << 20):
+                await self._sink_write(sink, [e.event for e in entries])
+                await sink.flush()
+                reader.release(e.seq for e in entries)
+        except Exception:
+            log.exception(
+                "The sink %s stopped on an unexpected error (a bug, please report it); its events "
+                "stay in the spool and are delivered at the next start.",
+                reader.name,
+            )
+            raise
+
+    async def _watch_delivery(self, stop: asyncio.Event, sinks: list[asyncio.Task[None]]) -> None:
+        """Bound the delivery: after SIGTERM, `shutdown_timeout_secs`; in `--once`, that long
+        without progress. Then give up: stop the sinks, leave the rest in the spool."""
+        bound = self.cfg.shutdown_timeout_secs
+        spool = self.spool
+        last, since = -1, time.monotonic()
+        while not all(t.done() for t in sinks):
+            if stop.is_set() or self.hurry.is_set():
+                deadline = time.monotonic() + bound
+                hurry = asyncio.create_task(self.hurry.wait())
+                try:
+                    while not hurry.done() and (pending := [t for t in sinks if not t.done()]):
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        await asyncio.wait(
+                            [*pending, hurry], timeout=left, return_when="FIRST_COMPLETED"
+                        )
+                finally:
+                    hurry.cancel()
+                break
+            await asyncio.sleep(0.25)
+            if not self.once:
+                continue
+            progress = spool.stats["spool_events_released_total"] + sum(
+                r.watermark for r in self._spool_readers
+            )
+            if progress != last or not spool.pending_events:
+                last, since = progress, time.monotonic()
+            elif time.monotonic() - since >= bound:
+                log.error(
+                    "Nothing was delivered for %g s (shutdown_timeout_secs); giving up. Check "
+                    "the sinks' errors above.",
+                    bound,
+                )
+                break
+        self._give_up.set()
+        for t in sinks:
+            t.cancel()
+
+    async def _finish_delivery(
+        self, spool_task: asyncio.Task[None], sinks: list[asyncio.Task[None]]
+    ) -> None:
+        await spool_task
+        await asyncio.gather(*sinks, return_exceptions=True)
+        await self._watchdog
+        self.undelivered = self.spool.pending_events
+        if self.undelivered:
+            log.warning(
+                "%d event(s) wait in the spool (%s); they are delivered at the next start.",
+                self.undelivered,
+                self.spool.directory,
+            )
 
     async def _sink_write(self, sink: Any, events: list[OutEvent]) -> None:
         """Write a batch; if the sink fails on it, write event by event and set aside those
@@ -340,28 +445,32 @@ class Pipeline:
             return (task.get_name(), exc or RuntimeError("the stage ended early"))
 
     async def _salvage(self, failed: Any, readers: list[asyncio.Task], *stages: Any) -> None:
-        """A stage died: stop reading, flush what can be flushed, then raise StageFailed (the
-        normal drain would wait on the dead stage forever)."""
+        """A stage died: stop reading, put what was already enriched into the spool (durable:
+        it is delivered at the next start), close what can be closed, then raise StageFailed
+        (the normal drain would wait on the dead stage forever)."""
         name, exc = failed
         log.error(
-            "The %s stage stopped (%s: %s): flushing what can be flushed and exiting so that "
-            "the service manager restarts the sidecar.",
+            "The %s stage stopped (%s: %s): keeping what can be kept and exiting so that the "
+            "service manager restarts the sidecar.",
             name,
             type(exc).__name__,
             exc,
             exc_info=exc,
         )
-        for task in [*readers, *stages]:
-            if task is not None and not task.done() and task.get_name() != "sinks":
+        spool_task = next((t for t in stages if t is not None and t.get_name() == "spool"), None)
+        for task in [*readers, *stages, getattr(self, "_watchdog", None)]:
+            if task is not None and not task.done() and task is not spool_task:
                 task.cancel()
-        sink_task = next((t for t in stages if t is not None and t.get_name() == "sinks"), None)
-        if sink_task is not None and not sink_task.done():  # deliver what was already enriched
+        if spool_task is not None and not spool_task.done():
             with contextlib.suppress(Exception):
                 self._events_q.put_nowait(None)
-                await asyncio.wait_for(sink_task, 30)
+                await asyncio.wait_for(spool_task, 10)
+        self._give_up.set()
         for sink in self.sinks:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sink.close(), 10)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.spool.close(), 10)
         for src in self.sources:
             src.access_tail.close()
             if src.body_tail is not None:
@@ -381,10 +490,17 @@ class Pipeline:
         # Loading the tiktoken encodings takes ~1 s: do it in a thread while the logs are read;
         # enrichment waits for it before its first request.
         self._warm = asyncio.get_running_loop().run_in_executor(None, self.estimator.warm_up)
+        self.spool.open()
+        self._spool_readers = [self.spool.reader(f"sinks[{i}]") for i in range(len(self.sinks))]
         for sink in self.sinks:
             await sink.start()
         enrich_task = asyncio.create_task(self._run_enrich(), name="enrich")
-        sink_task = asyncio.create_task(self._run_sinks(), name="sinks")
+        spool_task = asyncio.create_task(self._run_spool(), name="spool")
+        sink_tasks = [
+            asyncio.create_task(self._run_sink(s, r), name=f"sink{i}")
+            for i, (s, r) in enumerate(zip(self.sinks, self._spool_readers, strict=True))
+        ]
+        self._watchdog = asyncio.create_task(self._watch_delivery(stop, sink_tasks))
         readers = []
         for src in self.sources:
             readers.append(asyncio.create_task(self._run_access(src, stop), name="access"))
@@ -394,12 +510,12 @@ class Pipeline:
         service = None if self.once else await self._start_service(stop)
         failed: Any = None
         try:
-            failed = await self._supervise(readers, enrich_task, sink_task)
+            failed = await self._supervise(readers, enrich_task, spool_task, *sink_tasks)
         finally:
             if service is not None:
                 await service.stop()
             if failed is not None and failed[0] != "reader":
-                await self._salvage(failed, readers, enrich_task, sink_task, expiry)  # raises
+                await self._salvage(failed, readers, enrich_task, spool_task, *sink_tasks, expiry)
             if expiry is not None:
                 stop.set()
                 await expiry
@@ -411,7 +527,7 @@ class Pipeline:
                     await self._completed_q.put(out)
             await self._completed_q.put(None)
             await enrich_task
-            await sink_task
+            await self._finish_delivery(spool_task, sink_tasks)
             for sink in self.sinks:
                 await sink.close()
                 for k, v in getattr(sink, "stats", {}).items():
@@ -422,6 +538,7 @@ class Pipeline:
                 if src.body_tail is not None:
                     src.body_tail.close()
                 self.telemetry.counters["late_records_total"] += src.joiner.late_records
+            await self.spool.close()
             self.telemetry.estimation = self.estimator.metrics()
             self.telemetry.close()
         if failed is not None:  # a reader died: what it had read is delivered; still an error
@@ -483,29 +600,36 @@ def encodable(ev: OutEvent) -> bool:
     return math.isfinite(ev.time) and 0 <= ev.time < 1e11
 
 
-def install_signal_handlers(stop: asyncio.Event, drain_timeout_secs: float | None = None) -> None:
-    """SIGTERM/SIGINT stop cleanly; a second one forces exit (uvicorn's habit). With
-    `drain_timeout_secs`, a drain that takes longer (HEC down) ends the process with exit 1."""
+def install_signal_handlers(
+    stop: asyncio.Event, hurry: asyncio.Event | None = None, backstop_secs: float | None = None
+) -> None:
+    """SIGTERM/SIGINT stop reading and deliver for up to `shutdown_timeout_secs`; a second one
+    sets `hurry`: delivery stops at once, what is undelivered stays in the spool. With
+    `backstop_secs`, a shutdown that hangs longer than that (a bug) ends the process, exit 1."""
     loop = asyncio.get_running_loop()
 
     def give_up() -> None:
         log.error(
-            "Draining did not finish within %g s (is HEC reachable?); exiting now. What was not "
-            "delivered is read again at the next start. Raise shutdown.drain_timeout_secs (and "
-            "TimeoutStopSec= in the unit) to wait longer.",
-            drain_timeout_secs,
+            "Shutdown did not finish within %g s although delivery stops after "
+            "shutdown_timeout_secs: a stage is stuck (a bug, please report it). Exiting now with "
+            "status 1; what is in the spool is delivered at the next start.",
+            backstop_secs,
         )
         logging.shutdown()
         os._exit(1)
 
     def handler(signame: str) -> None:
         if stop.is_set():
-            log.warning("Second %s: exiting now without draining.", signame)
-            os._exit(130)
-        log.info("%s received: draining and stopping.", signame)
+            log.warning(
+                "Second %s: stopping delivery now; undelivered events stay in the spool.", signame
+            )
+            if hurry is not None:
+                hurry.set()
+            return
+        log.info("%s received: stopping reading, delivering what is spooled.", signame)
         stop.set()
-        if drain_timeout_secs:
-            loop.call_later(drain_timeout_secs, give_up)
+        if backstop_secs:
+            loop.call_later(backstop_secs, give_up)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, handler, sig.name)

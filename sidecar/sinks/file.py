@@ -22,7 +22,14 @@ class FileSink:
         self.envelope = envelope
         self.host = host
         self._fh = None
-        self.stats = {"events_written": 0, "bytes_written": 0}
+        self.stats = {
+            "events_written": 0,
+            "bytes_written": 0,
+            "events_sent_total": 0,  # contract 2 names
+            "events_failed_total": 0,
+            "events_dead_lettered_total": 0,
+            "events_retried_total": 0,
+        }
 
     async def start(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +60,13 @@ class FileSink:
         self._fh.write(data)  # type: ignore[union-attr]
         self._fh.flush()  # type: ignore[union-attr]  # visible to readers at once; fsync in flush()
         self.stats["events_written"] += len(lines)
+        self.stats["events_sent_total"] += len(lines)
         self.stats["bytes_written"] += len(data)
+
+    def health(self) -> list[str]:
+        """Reasons this sink is unhealthy (contract 2): none; a write error stops the sink and
+        leaves its events in the spool."""
+        return []
 
     async def flush(self) -> None:
         if self._fh is not None:

@@ -2,7 +2,7 @@
 
 Runs the server in the foreground and prints each accepted event as a JSON line on stdout;
 the banner goes to stderr. Options: `--host`, `--port`, `--token` (repeat), `--ack`, `--index`
-(repeat).
+(repeat), `--ack-mode`, `--max-request-bytes`, `--unknown-path-status`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", action="append", required=True, help="an accepted token")
     parser.add_argument("--ack", action="store_true", help="indexer acknowledgement on")
     parser.add_argument("--index", action="append", help="allowed index (repeat); default: any")
+    parser.add_argument(
+        "--ack-mode", choices=["immediate", "delay", "polls", "never"], default="immediate"
+    )
+    parser.add_argument(
+        "--max-request-bytes", type=int, default=None, help="413 above this body size"
+    )
+    parser.add_argument(
+        "--unknown-path-status", type=int, default=404, help="404 (Splunk) or 400 (Fluent Bit)"
+    )
     args = parser.parse_args(argv)
 
     def show(ev: dict[str, Any]) -> None:
@@ -35,7 +44,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
 
     tokens = {t: TokenSettings(use_ack=args.ack, indexes=args.index) for t in args.token}
-    server = HecTestServer(tokens, host=args.host, port=args.port, on_event=show)
+    server = HecTestServer(
+        tokens,
+        host=args.host,
+        port=args.port,
+        on_event=show,
+        ack_mode=args.ack_mode,
+        max_request_bytes=args.max_request_bytes,
+        unknown_path_status=args.unknown_path_status,
+    )
 
     async def run() -> None:
         async with server:

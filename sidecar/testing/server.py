@@ -1,7 +1,9 @@
 """The HEC test server: an aiohttp app on 127.0.0.1 that answers as Splunk documents.
 
 Owns the HTTP side of the test double: routing, authentication and channel checks, gzip,
-scripted faults (`fail_next`, `drop_next`, `reject_event_next`, `delay_next`, `set_busy`),
+scripted faults (`fail_next`, `drop_next`, `reject_event_next`, `delay_next`, `set_busy`,
+`busy_for`, `revoke_token`/`restore_token`, `redirect_to`, `max_request_bytes`,
+`unknown_path_status`, `health_reply`),
 ackId issue and the ack modes, the record of accepted events and requests, and
 `run_in_thread()`. The protocol rules it applies (codes, envelope checks, reply bodies) are in
 `protocol.py`; the command line is in `__main__.py`.
@@ -68,6 +70,12 @@ class HecTestServer:
 
     ack_mode decides when an issued ackId becomes true: "immediate", "delay" (after
     `ack_delay_secs`), "polls" (on the `ack_after_polls`-th query for it) or "never".
+
+    Other HEC receivers in the path are imitated too: `max_request_bytes` answers a larger
+    request body (as sent, compressed or not) with a plain 413, like a load balancer or Fluent
+    Bit's in_splunk; `unknown_path_status=400` answers an unknown path with a 400 without a HEC
+    code (Fluent Bit's "invalid HTTP endpoint"; Splunk answers 404); `health_reply` replaces the
+    health endpoint's answer (Fluent Bit: `(200, {"code": 200})`).
     """
 
     def __init__(
@@ -81,7 +89,16 @@ class HecTestServer:
         ack_after_polls: int = 1,
         max_content_length: int = 838_860_800,  # limits.conf [http_input] default [SPEC:limits]
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        max_request_bytes: int | None = None,
+        unknown_path_status: int = 404,
+        health_reply: tuple[int, dict[str, Any]] | None = None,
     ) -> None:
+        self.max_request_bytes = max_request_bytes
+        self.unknown_path_status = unknown_path_status
+        self.health_reply = health_reply
+        self._busy_until = 0.0
+        self._revoked: dict[str, TokenSettings] = {}
+        self._redirect: tuple[int, str] | None = None
         self.tokens = tokens if tokens is not None else {"T": TokenSettings()}
         self.host, self.port = host, port
         self.ack_mode, self.ack_delay_secs, self.ack_after_polls = (
@@ -134,6 +151,23 @@ class HecTestServer:
         """Make the health endpoint answer 503 with code 18, 19 or 20; None = healthy again."""
         self.health_code = 17 if code is None else code
 
+    def busy_for(self, secs: float) -> None:
+        """Answer every event POST with 503 code 9 "Server is busy" for `secs` seconds."""
+        self._busy_until = time.monotonic() + secs
+
+    def revoke_token(self, token: str) -> None:
+        """Remove a token (its requests get 403 code 4 "Invalid token") until restored."""
+        if token in self.tokens:
+            self._revoked[token] = self.tokens.pop(token)
+
+    def restore_token(self, token: str) -> None:
+        if token in self._revoked:
+            self.tokens[token] = self._revoked.pop(token)
+
+    def redirect_to(self, location: str | None, status: int = 301) -> None:
+        """Answer event POSTs with a redirect to `location` (None: stop redirecting)."""
+        self._redirect = None if location is None else (status, location)
+
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> str:
         app = web.Application(client_max_size=self.max_content_length)
@@ -142,6 +176,7 @@ class HecTestServer:
         app.router.add_post(ACK_PATH, self._handle_ack)
         for p in HEALTH_PATHS:
             app.router.add_get(p, self._handle_health)
+        app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
         # auto_decompress off: the raw size is recorded, and gzip is decoded (and checked) here.
         self._runner = web.AppRunner(app, access_log=None, auto_decompress=False)
         await self._runner.setup()
@@ -237,6 +272,15 @@ class HecTestServer:
         )
         self.requests.append(rec)
         self.counters["event_requests"] += 1
+        if self._redirect is not None:
+            rec.status = self._redirect[0]
+            return web.Response(status=rec.status, headers={"Location": self._redirect[1]})
+        if self.max_request_bytes is not None and len(raw) > self.max_request_bytes:
+            rec.status = 413
+            return web.Response(status=413, text="413 Request Entity Too Large")
+        if time.monotonic() < self._busy_until:
+            rec.status, rec.hec_code = 503, 9
+            return _reply(HecReply(9))
         fault = self._faults.popleft() if self._faults else None
         if fault is not None and fault.delay_secs:
             await asyncio.sleep(fault.delay_secs)
@@ -330,7 +374,15 @@ class HecTestServer:
             statuses[str(ack_id)] = indexed
         return _json_response(200, {"acks": statuses})
 
+    async def _handle_unknown(self, request: web.Request) -> web.Response:
+        self.counters["unknown_path_requests"] += 1
+        if self.unknown_path_status == 404:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(status=self.unknown_path_status, text="invalid HTTP endpoint")
+
     async def _handle_health(self, request: web.Request) -> web.Response:
+        if self.health_reply is not None:
+            return _json_response(*self.health_reply)
         # Table 1.7: 17 -> 200 "HEC is healthy"; 18/19/20 -> 503.
         status, text = CODES[self.health_code]
         return _json_response(status, {"text": text, "code": self.health_code})

@@ -91,6 +91,7 @@ def hec_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
                     "index": "llm",
                     "batch": {"max_events": 50, "timeout_secs": 0.2},
                     "tls": {"verify": False},
+                    "allow_insecure_http": True,
                 },
                 {"type": "file", "path": str(tmp / "events.ndjson")},
             ],

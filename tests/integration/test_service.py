@@ -249,7 +249,7 @@ def test_service_life(tmp_path: Path) -> None:
         def unhealthy() -> bool:
             st, data = http_get(port, "/health")
             return st == 503 and any(
-                "token rejected" in r for r in json.loads(data)["health_reasons"]
+                "rejects the token" in r for r in json.loads(data)["health_reasons"]
             )
 
         wait_for(unhealthy, what="/health 503 token rejected")
@@ -299,7 +299,8 @@ def test_service_life(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            _, err = proc.communicate()
+            print("sidecar stderr:", err[-5000:])
         stop_hec()
         sock.close()
         os.unlink(notify_path)
@@ -317,7 +318,7 @@ def test_service_life(tmp_path: Path) -> None:
     assert "SIGTERM received" not in stderr  # an info line, below the reloaded level
 
 
-def test_unreachable_hec_and_missing_log_are_unhealthy_and_sigterm_gives_up_within_bound(
+def test_unreachable_hec_and_missing_log_are_unhealthy_and_sigterm_ends_within_bound(
     tmp_path: Path,
 ) -> None:
     access, body = tmp_path / "access.log", tmp_path / "body.log"
@@ -347,7 +348,7 @@ def test_unreachable_hec_and_missing_log_are_unhealthy_and_sigterm_gives_up_with
             }
         ],
         "server": {"listen": f"127.0.0.1:{port}"},
-        "shutdown": {"drain_timeout_secs": 1},
+        "shutdown_timeout_secs": 1,
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     proc = subprocess.Popen(
@@ -368,10 +369,14 @@ def test_unreachable_hec_and_missing_log_are_unhealthy_and_sigterm_gives_up_with
         wait_for(lambda: any("HEC unreachable" in r for r in reasons()), what="HEC unreachable")
         assert f"source proxy: no log file matches {tmp_path / 'missing.log'}" in reasons()
         proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
         _, stderr = proc.communicate(timeout=30)  # HEC never answers: only the bound ends it
+        took = time.monotonic() - t0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 1, stderr[-2000:]
-    assert "Draining did not finish within 1 s" in stderr
+    # Delivery gives up after shutdown_timeout_secs; the events stay in the spool: exit 0.
+    assert proc.returncode == 0, stderr[-2000:]
+    assert took < 1 + 10, took  # the bound plus start-up slack on a loaded machine
+    assert "wait in the spool" in stderr

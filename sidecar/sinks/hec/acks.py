@@ -1,11 +1,12 @@
 """Indexer-acknowledgement polling, kept out of the HTTP send path (reference section 1.6).
 
 A batch whose reply carried an `ackId` waits here. One background task polls
-`/services/collector/ack` every `query_interval_secs` for all pending ackIds of each endpoint and
-resolves each wait with
+`/services/collector/ack` every `query_interval_secs` for all pending ackIds of each endpoint, on
+that endpoint's own channel (ack channels are sticky), and resolves each wait with
 
     ACKED        HEC says the batch is indexed (true is read once: Splunk forgets it after that)
-    EXPIRED      still false after `retry_limit` polls: the caller sends the batch again
+    EXPIRED      still false after `retry_limit` polls: the caller sends the batch again, at
+                 most `acknowledgements.max_resends` times
     UNVERIFIED   the ack endpoint answered 4xx (e.g. code 14 "ACK is disabled") or nonsense: the
                  batch counts as delivered on its first 200, with a warning (Vector's behaviour)
 
@@ -31,6 +32,7 @@ log = logging.getLogger("sidecar.sinks.hec")
 @dataclass
 class _Pending:
     future: asyncio.Future[str]
+    channel: str
     polls: int = 0
 
 
@@ -70,8 +72,8 @@ class AckTracker:
     def pending(self) -> int:
         return len(self._pending)
 
-    async def wait(self, endpoint: str, ack_id: int) -> str:
-        """Wait until `ack_id` (issued by `endpoint` on our channel) is ACKED, EXPIRED or
+    async def wait(self, endpoint: str, channel: str, ack_id: int) -> str:
+        """Wait until `ack_id` (issued by `endpoint` on `channel`) is ACKED, EXPIRED or
         UNVERIFIED."""
         self.start()
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -79,7 +81,7 @@ class AckTracker:
         old = self._pending.get(key)
         if old is not None:  # an ackId can only be reused after a server restart
             old.future.set_result(UNVERIFIED)
-        entry = _Pending(fut)
+        entry = _Pending(fut, channel)
         self._pending[key] = entry
         self._wakeup.set()
         try:
@@ -107,7 +109,8 @@ class AckTracker:
         keys = [k for k in self._pending if k[0] == endpoint]
         if not keys:
             return
-        reply = await self.service.query_acks(endpoint, [k[1] for k in keys])
+        channel = self._pending[keys[0]].channel
+        reply = await self.service.query_acks(endpoint, channel, [k[1] for k in keys])
         if isinstance(reply.failure, Rejected):
             log.warning(
                 "The HEC ack endpoint %s refused the ack query (%s); counting %d batch(es) as "

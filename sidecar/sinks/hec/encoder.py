@@ -132,6 +132,28 @@ def cut_batches(encoded: Iterable[bytes], max_events: int, max_bytes: int) -> li
     return [*out, last] if last is not None else out
 
 
+def cut_items(
+    items: list[tuple[int, bytes]], max_events: int, max_bytes: int
+) -> list[list[tuple[int, bytes]]]:
+    """(spool sequence, envelope) pairs cut into batches of at most `max_events` and
+    `max_bytes` (uncompressed; an envelope bigger than `max_bytes` goes alone)."""
+    out: list[list[tuple[int, bytes]]] = []
+    cur: list[tuple[int, bytes]] = []
+    size = 0
+    for it in items:
+        if cur and size + len(it[1]) > max_bytes:
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(it)
+        size += len(it[1])
+        if len(cur) >= max_events:
+            out.append(cur)
+            cur, size = [], 0
+    if cur:
+        out.append(cur)
+    return out
+
+
 def compress(body: bytes) -> bytes:
     """gzip at level 6 with mtime 0, so the same body always compresses to the same bytes."""
     return gzip.compress(body, compresslevel=6, mtime=0)

@@ -1,16 +1,14 @@
-"""The HEC sink: batches OutEvents, sends them with retries, waits for acks, dead-letters rejects.
+"""The HEC sink: reads the spool, sends batches, releases what HEC has taken.
 
-    write() -> encoder (envelopes, batches) -> service (POST, classify) -> acks (indexer ack)
-                                                        |  Rejected
-                                                        v
-                                                 dead-letter file (NDJSON, fsync'd)
+    spool reader ─► encoder (envelopes, batches) ─► endpoints (round robin, health)
+                 ─► service (POST) ─► replies.classify ─► release / retry / split / dead-letter
+                                                      └─► acks (indexer ack, bounded resends)
 
-Delivery is at-least-once: a retryable failure is retried with full-jitter exponential backoff
-(forever when `retry.max_attempts` is 0), moving to the next endpoint; a batch whose ackId never
-turns true within `retry_limit` polls is sent again. A permanent rejection is never retried
-forever: when HEC names the `invalid-event-number` i, events before i were kept by Splunk
-(moby/moby#35862), event i is dead-lettered, and the rest is sent again; otherwise the whole
-batch is dead-lettered.
+Delivery is at-least-once: an event leaves the spool only when HEC has taken it (HTTP 2xx, or
+its ackId turned true with indexer acknowledgement on) or it went to the dead-letter file. What
+each reply class does is in `replies.py`. One batch is in flight at a time (plus, with indexer
+ack on, up to MAX_PENDING_ACK_BATCHES batches awaiting their ack): after a crash or a shutdown
+the duplicates are at most those batches, and they carry the same `event_id`.
 """
 
 from __future__ import annotations
@@ -19,30 +17,48 @@ import asyncio
 import logging
 import random
 import time
-import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from sidecar import config
 from sidecar.errors import ConfigError
 from sidecar.sinks.hec.acks import EXPIRED, AckTracker
 from sidecar.sinks.hec.deadletter import DeadLetterFile
-from sidecar.sinks.hec.encoder import (
-    USAGE_SOURCETYPE,
-    Batcher,
-    compress,
-    encode_event,
+from sidecar.sinks.hec.encoder import USAGE_SOURCETYPE, compress, cut_items, encode_event
+from sidecar.sinks.hec.endpoints import Endpoint, EndpointPool
+from sidecar.sinks.hec.faults import FaultBoard
+from sidecar.sinks.hec.replies import (
+    TOKEN_CODES,
+    ConfigFault,
+    Delivered,
+    Rejected,
+    Retryable,
+    TooLarge,
+    config_hint,
 )
-from sidecar.sinks.hec.hints import DEFAULT_HINT, HINTS, TOKEN_CODES
-from sidecar.sinks.hec.service import Delivered, HecService, Rejected, Retryable
+from sidecar.sinks.hec.service import HecService
 from sidecar.types import OutEvent
 
 log = logging.getLogger("sidecar.sinks.hec")
 
-MAX_PENDING_ACK_BATCHES = 1000  # batches waiting for an ack; beyond it write() waits
+MAX_PENDING_ACK_BATCHES = 100  # batches awaiting an ack; beyond it reading waits
+UNREACHABLE_HEALTH_SECS = 10.0  # failing this long makes the sink unhealthy
+
+Item = tuple[int, bytes]  # (spool sequence, envelope): see encoder.cut_items
+Release = Callable[[list[int]], None]
+
+
+class Reader(Protocol):
+    """What the sink needs of a spool reader (sidecar.spool.SpoolReader)."""
+
+    async def read(self, max_events: int, max_bytes: int, linger_secs: float = 0.0) -> Any: ...
+
+    def release(self, seqs: Any) -> None: ...
 
 
 class HecSink:
-    """Deliver OutEvents to Splunk HEC. Use `start()`, then `write()`/`flush()`, then `close()`."""
+    """Deliver spooled events to Splunk HEC: `start()`, `run(reader)`, `close()`."""
 
     def __init__(
         self,
@@ -59,24 +75,28 @@ class HecSink:
         self.dead_letter_path = dead_letter_path
         self._dead_letters = DeadLetterFile(dead_letter_path)
         self.stats: dict[str, int] = {
-            "events_sent": 0,
-            "batches_sent": 0,
-            "retries": 0,
-            "events_dead_lettered": 0,
-            "bytes_sent": 0,
+            "events_sent_total": 0,
+            "events_failed_total": 0,
+            "events_dead_lettered_total": 0,
+            "events_retried_total": 0,
+            "events_resent_unacked_total": 0,
+            "batches_sent_total": 0,
+            "bytes_sent_total": 0,
+            "config_faults_total": 0,
         }
         self._key = config_key
         self._host = cfg.host or host
         self._default_source = default_source
-        self._endpoints = [e.rstrip("/") for e in cfg.endpoints]
-        self._next_endpoint = 0
         self._gzip = cfg.compression == "gzip"
         self._service = HecService(
-            token=cfg.token,
-            channel=str(uuid.uuid4()),  # one channel per sink, as Vector does (reference 1.5)
-            timeout_secs=cfg.request_timeout_secs,
-            tls=cfg.tls,
+            token=cfg.token, timeout_secs=cfg.request_timeout_secs, tls=cfg.tls
         )
+        urls = [e for e in cfg.endpoints if config.plain_http_allowed(cfg, e)]
+        self._refused = [e for e in cfg.endpoints if e not in urls]
+        self._pool = EndpointPool(urls, self._service) if urls else None
+        self._faults = FaultBoard()
+        self._failing_since: float | None = None
+        self._last_failure = ""
         ack = cfg.acknowledgements
         self._acks = (
             AckTracker(
@@ -88,94 +108,52 @@ class HecSink:
             if ack.enabled
             else None
         )
-        self._batcher = Batcher(cfg.batch.max_events, cfg.batch.max_bytes)
-        self._batch_started: float | None = None  # monotonic time of the partial batch's 1st event
-        self._send_lock = asyncio.Lock()
-        self._timer_wake = asyncio.Event()
-        self._timer: asyncio.Task[None] | None = None
         self._ack_tasks: set[asyncio.Task[None]] = set()
         self._ack_slots = asyncio.Semaphore(MAX_PENDING_ACK_BATCHES)
         self._warned_no_ack_id = False
-        self._problems: dict[str, str] = {}  # endpoint -> why it is unhealthy (health())
-        self.observe_latency: Callable[[float], None] | None = None  # seconds per POST
+        self.observe_latency: Callable[[float], None] | None = None  # seconds per POST (metrics)
+
+    # -- lifecycle and status -------------------------------------------------------------
+    async def start(self) -> None:
+        """Check each endpoint's health once; warn on problems, never fail."""
+        for url in self._refused:
+            log.error(
+                "Refusing to send the HEC token in clear text to %s: use https://, or set "
+                "%s.allow_insecure_http: true on a trusted network.",
+                url,
+                self._key,
+            )
+        if self._pool is not None:
+            for ep in self._pool.endpoints:
+                await self._pool.check(ep)
 
     def health(self) -> list[str]:
-        """Why this sink is unhealthy (contract 2): empty when the last exchange went well."""
-        return list(self._problems.values())
-
-    def _note(self, endpoint: str, outcome: object) -> None:
-        if isinstance(outcome, Delivered):
-            self._problems.pop(endpoint, None)
-        elif isinstance(outcome, Retryable) and outcome.http_status is None:
-            self._problems[endpoint] = f"HEC unreachable at {endpoint} ({outcome.reason})"
-        elif isinstance(outcome, Rejected) and outcome.hec_code in TOKEN_CODES:
-            self._problems[endpoint] = (
-                f"HEC token rejected (code {outcome.hec_code}) at {endpoint}: "
-                + HINTS[outcome.hec_code].format(key=self._key)
+        """Reasons this sink is unhealthy (contract 2); empty when fine."""
+        reasons = [
+            f"HEC endpoint {u} not used: http:// without allow_insecure_http" for u in self._refused
+        ]
+        reasons += self._faults.reasons()
+        if (
+            self._failing_since is not None
+            and time.monotonic() - self._failing_since >= UNREACHABLE_HEALTH_SECS
+        ):
+            secs = time.monotonic() - self._failing_since
+            reasons.append(
+                f"HEC unreachable: nothing delivered for {secs:.0f} s ({self._last_failure})"
             )
-
-    # -- lifecycle ------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Check each endpoint's health and the token once; warn on problems, never fail."""
-        for endpoint in self._endpoints:
-            status, code, text = await self._service.health(endpoint)
-            if status is None:
-                self._problems[endpoint] = f"HEC unreachable at {endpoint} ({text})"
-                log.warning(
-                    "Cannot reach HEC at %s (%s); events will be retried until it answers. "
-                    "Check %s.endpoints and the network.",
-                    endpoint,
-                    text,
-                    self._key,
-                )
-                continue
-            if status != 200 or code != 17:
-                log.warning(
-                    "HEC at %s reports it is unhealthy (HTTP %d, code %s, %s); sending anyway, "
-                    "busy replies will be retried.",
-                    endpoint,
-                    status,
-                    code,
-                    text or "no text",
-                )
-            status, code, text = await self._service.probe_token(endpoint + self.cfg.path)
-            if code in TOKEN_CODES:
-                self._note(endpoint, Rejected(text, status or 0, code))
-                log.warning(
-                    "HEC at %s rejected the token (code %d, %s): %s.",
-                    endpoint,
-                    code,
-                    text,
-                    HINTS[code].format(key=self._key),
-                )
-            elif status == 404:
-                log.warning(
-                    "HEC at %s has no %s (HTTP 404): check %s.path and %s.endpoints.",
-                    endpoint,
-                    self.cfg.path,
-                    self._key,
-                    self._key,
-                )
-        if self._timer is None:
-            self._timer = asyncio.create_task(self._timer_loop(), name="hec-batch-timer")
+        return reasons
 
     async def close(self) -> None:
-        """Flush, then release the timer, the ack poller and the HTTP session."""
-        try:
-            await self.flush()
-        finally:
-            if self._timer is not None:
-                self._timer.cancel()
-                await asyncio.gather(self._timer, return_exceptions=True)
-                self._timer = None
-            for task in list(self._ack_tasks):
-                task.cancel()
-            await asyncio.gather(*self._ack_tasks, return_exceptions=True)
-            if self._acks is not None:
-                await self._acks.close()
-            await self._service.close()
+        """Release the ack waits, the ack poller and the HTTP session (unsent events stay in
+        the spool)."""
+        for task in list(self._ack_tasks):
+            task.cancel()
+        await asyncio.gather(*self._ack_tasks, return_exceptions=True)
+        if self._acks is not None:
+            await self._acks.close()
+        await self._service.close()
 
-    # -- data path ------------------------------------------------------------------------
+    # -- reading the spool ----------------------------------------------------------------
     def _encode(self, ev: OutEvent) -> bytes:
         source = self.cfg.source or ev.source or self._default_source
         # The configured sourcetype replaces the usage default; other sourcetypes (the
@@ -185,212 +163,264 @@ class HecSink:
             ev, host=self._host, index=self.cfg.index, source=source, sourcetype=sourcetype
         )
 
-    async def write(self, events: Sequence[OutEvent]) -> None:
-        """Add events to the current batch; full batches are sent before this returns."""
-        for ev in events:
-            try:
-                data = self._encode(ev)
-            except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
-                log.error(
-                    "Cannot encode an event for HEC (%s); it goes to the dead-letter file %s.",
-                    exc,
-                    self.dead_letter_path,
-                )
-                await self._dead_letters.write([None], f"cannot encode: {exc}", None, None)
-                self.stats["events_dead_lettered"] += 1
-                continue
-            full = self._batcher.add(data)
-            if full:
-                self._batch_started = time.monotonic() if self._batcher.pending else None
-            elif self._batch_started is None:
-                self._batch_started = time.monotonic()
-                self._timer_wake.set()
-            for batch in full:
-                async with self._send_lock:
-                    await self._deliver(batch.events)
+    async def run(self, reader: Reader) -> None:
+        """Deliver what the reader yields until it returns nothing (the spool's input is
+        finished and read), then wait for pending acks. Cancel it to stop: what is not
+        released stays in the spool. The next batch is read and encoded while the current one
+        is on the wire (at most one batch waits)."""
+        ready: asyncio.Queue[list[Item] | None] = asyncio.Queue(1)
+        producer = asyncio.create_task(self._prepare(reader, ready))
+        try:
+            while (batch := await ready.get()) is not None:
+                await self.deliver(batch, reader.release)
+            await producer
+        finally:
+            producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+        await self.drain_acks()
 
-    async def flush(self) -> None:
-        """Send the partial batch and wait until everything is delivered (acked) or
-        dead-lettered."""
-        async with self._send_lock:
-            batch = self._batcher.take()
-            self._batch_started = None
-            if batch is not None:
-                await self._deliver(batch.events)
+    async def _prepare(self, reader: Reader, ready: asyncio.Queue[list[Item] | None]) -> None:
+        b = self.cfg.batch
+        while entries := await reader.read(b.max_events, b.max_bytes, b.timeout_secs):
+            items: list[Item] = []
+            for e in entries:
+                env = await self._encode_or_dead_letter(e.seq, e.event, reader.release)
+                if env is not None:
+                    items.append((e.seq, env))
+            for batch in self.cut(items):
+                await ready.put(batch)
+        await ready.put(None)
+
+    async def drain_acks(self) -> None:
+        """Wait until no batch awaits its ack (each ends released, resent or dead-lettered)."""
         while self._ack_tasks:
-            results = await asyncio.gather(*list(self._ack_tasks), return_exceptions=True)
-            for r in results:
-                if isinstance(r, Exception):
-                    log.error("Waiting for a HEC ack failed: %s: %s.", type(r).__name__, r)
+            await asyncio.gather(*list(self._ack_tasks), return_exceptions=True)
 
-    async def _timer_loop(self) -> None:
-        timeout = self.cfg.batch.timeout_secs
-        while True:
-            started = self._batch_started
-            if started is None:
-                self._timer_wake.clear()
-                await self._timer_wake.wait()
-                continue
-            delay = started + timeout - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-                continue
-            async with self._send_lock:
-                if self._batch_started != started:
-                    continue  # the batch was sent meanwhile; a new one has its own clock
-                batch = self._batcher.take()
-                self._batch_started = None
-                if batch is not None:
-                    try:
-                        await self._deliver(batch.events)
-                    except OSError as exc:
-                        log.error(
-                            "Writing the HEC dead-letter file %s failed: %s; check its folder "
-                            "and free space.",
-                            self.dead_letter_path,
-                            exc,
-                        )
-                    except Exception:
-                        log.exception("Sending a timed-out HEC batch failed unexpectedly (a bug).")
+    async def _encode_or_dead_letter(
+        self, seq: int, ev: OutEvent, release: Release
+    ) -> bytes | None:
+        try:
+            env = self._encode(ev)
+        except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
+            log.error("Cannot encode an event for HEC (%s); it goes to the dead-letter file.", exc)
+            await self._dead_letter([(seq, b"")], f"cannot encode: {exc}", None, None, release)
+            return None
+        if len(env) > self.cfg.max_event_bytes:
+            log.error(
+                "An event of %d bytes is larger than %s.max_event_bytes (%d); it goes to the "
+                "dead-letter file %s.",
+                len(env),
+                self._key,
+                self.cfg.max_event_bytes,
+                self.dead_letter_path,
+            )
+            await self._dead_letter([(seq, env)], "event too large", None, None, release)
+            return None
+        return env
+
+    def cut(self, items: list[Item]) -> list[list[Item]]:
+        """Batches of at most `batch.max_events` and `batch.max_bytes` (uncompressed)."""
+        return cut_items(items, self.cfg.batch.max_events, self.cfg.batch.max_bytes)
 
     # -- one batch ------------------------------------------------------------------------
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Full jitter: uniform(0, min(max, initial * 2^(attempt-1))); Retry-After is a floor."""
+        """Capped exponential backoff with jitter (uniform in the upper half of the step, so
+        retries never bunch near zero); Retry-After is a floor."""
         r = self.cfg.retry
         cap = min(r.max_backoff_secs, r.initial_backoff_secs * 2 ** min(attempt - 1, 62))
-        delay = random.uniform(0, cap)
+        delay = random.uniform(cap / 2, cap)
         return max(delay, retry_after) if retry_after is not None else delay
 
-    async def _deliver(self, events: list[bytes]) -> None:
-        """Send until Delivered (or handed to the ack poller) or dead-lettered. Holds the lock."""
+    async def deliver(self, batch: list[Item], release: Release, sends: int = 1) -> None:
+        """Send until every item is released: delivered (or awaiting its ack) or dead-lettered.
+        `sends` counts the sends of this batch after ack expiries."""
+        work: deque[list[Item]] = deque([batch])
         attempt = 0
-        while events:
-            endpoint = self._endpoints[self._next_endpoint]
-            body = b"".join(events)
-            wire = compress(body) if self._gzip else body
+        tried: set[str] = set()  # endpoints that failed this round: back off once all have
+        while work:
+            items = work.popleft()
+            if self._pool is None:  # every endpoint refused: a configuration fault for good
+                self._faults.report(
+                    ",".join(self._refused), "plain http:// refused", "use https://"
+                )
+                attempt += 1
+                work.appendleft(items)
+                await asyncio.sleep(self._backoff(attempt, None))
+                continue
+            ep = await self._pool.pick()
+            body = b"".join(e for _, e in items)
+            # zlib releases the GIL: compressing in a thread keeps the event loop (tailing,
+            # enrichment) running meanwhile.
+            wire = await asyncio.to_thread(compress, body) if self._gzip else body
             started = time.monotonic()
             outcome = await self._service.send(
-                endpoint + self.cfg.path, wire, compressed=self._gzip
+                ep.url + self.cfg.path, wire, compressed=self._gzip, channel=ep.channel
             )
             if self.observe_latency is not None:
                 self.observe_latency(time.monotonic() - started)
-            self._note(endpoint, outcome)
             if isinstance(outcome, Delivered):
-                self._next_endpoint = (self._next_endpoint + 1) % len(self._endpoints)
-                self.stats["batches_sent"] += 1
-                self.stats["bytes_sent"] += len(wire)
-                await self._delivered(endpoint, outcome.ack_id, events)
-                return
+                attempt = 0
+                tried.clear()
+                self._delivered_ok(ep, len(wire))
+                await self._taken(ep, outcome.ack_id, items, release, sends)
+                continue
+            # Whatever the class, HEC kept the events before `invalid-event-number`.
+            n = outcome.invalid_event_number
+            named = n is not None and 0 <= n < len(items)
+            if named and n:
+                self._released_sent(items[:n], release)
+                items = items[n:]
+            if isinstance(outcome, TooLarge | Rejected):
+                if len(items) == 1 or (isinstance(outcome, Rejected) and named):
+                    await self._dead_letter(
+                        items[:1], outcome.reason, outcome.hec_code, outcome.http_status, release
+                    )
+                    if items[1:]:
+                        work.appendleft(items[1:])
+                else:  # split in halves until the offending events stand alone
+                    half = len(items) // 2
+                    work.appendleft(items[half:])
+                    work.appendleft(items[:half])
+                continue
+            work.appendleft(items)
+            self._pool.failed(ep)
+            self.stats["events_failed_total"] += len(items)
+            self.stats["events_retried_total"] += len(items)
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
+            self._last_failure = f"{ep.url}: {outcome.reason}"
+            if isinstance(outcome, ConfigFault):
+                self.stats["config_faults_total"] += 1
+                hint = config_hint(outcome, self._key, self.cfg.path)
+                token = outcome.hec_code in TOKEN_CODES or outcome.http_status in (401, 403)
+                self._faults.report(ep.url, outcome.reason, hint, token=token)
+            tried.add(ep.url)
+            if len(tried) < len(self._pool.endpoints):
+                continue  # failover: another endpoint first, at once
+            tried.clear()
+            attempt += 1
+            retry_after = None
             if isinstance(outcome, Retryable):
-                attempt += 1
                 max_attempts = self.cfg.retry.max_attempts
                 if max_attempts and attempt >= max_attempts:
+                    work.popleft()
                     log.error(
-                        "Giving up on a batch of %d event(s) after %d attempts (last: %s); it "
-                        "goes to the dead-letter file %s. Raise %s.retry.max_attempts (0 = "
-                        "forever) to keep trying.",
-                        len(events),
+                        "Giving up on %d event(s) after %d attempts (last: %s); they go to the "
+                        "dead-letter file %s. Raise %s.retry.max_attempts (0 = forever).",
+                        len(items),
                         attempt,
                         outcome.reason,
                         self.dead_letter_path,
                         self._key,
                     )
                     await self._dead_letter(
-                        events, outcome.reason, outcome.hec_code, outcome.http_status
+                        items, outcome.reason, outcome.hec_code, outcome.http_status, release
                     )
-                    return
-                self.stats["retries"] += 1
-                self._next_endpoint = (self._next_endpoint + 1) % len(self._endpoints)
-                delay = self._backoff(attempt, outcome.retry_after_secs)
+                    attempt = 0
+                    continue
+                retry_after = outcome.retry_after_secs
+            delay = self._backoff(attempt, retry_after)
+            if isinstance(outcome, Retryable):
                 log.warning(
                     "Sending %d event(s) to HEC at %s failed (%s); retry %d in %.2f s.",
-                    len(events),
-                    endpoint,
+                    len(items),
+                    ep.url,
                     outcome.reason,
                     attempt,
                     delay,
                 )
-                await asyncio.sleep(delay)
-                continue
-            events = await self._rejected(endpoint, events, outcome)
-            if events:
-                self.stats["retries"] += 1
-                attempt = 0
+            await asyncio.sleep(delay)
 
-    async def _rejected(self, endpoint: str, events: list[bytes], rej: Rejected) -> list[bytes]:
-        """Dead-letter what HEC refused; return the events still to send."""
-        i = rej.invalid_event_number
-        partial = i is not None and 0 <= i < len(events)
-        hint = HINTS.get(rej.hec_code or -1, DEFAULT_HINT)
-        if rej.hec_code in TOKEN_CODES:
-            what = "the token"
-        elif partial:
-            what = f"event {i} of a batch of {len(events)}"
-        else:
-            what = f"a batch of {len(events)} event(s)"
-        log.error(
-            "HEC at %s rejected %s (%s): %s. Rejected events are in the dead-letter file %s.",
-            endpoint,
-            what,
-            rej.reason,
-            hint.format(key=self._key),
-            self.dead_letter_path,
-        )
-        if not partial:
-            await self._dead_letter(events, rej.reason, rej.hec_code, rej.http_status)
-            return []
-        assert i is not None
-        # Splunk kept the events before i (moby/moby#35862): count them, never resend them.
-        # With indexer ack on, they come with no ackId, so they count on the reply alone.
-        self.stats["events_sent"] += i
-        await self._dead_letter([events[i]], rej.reason, rej.hec_code, rej.http_status)
-        return events[i + 1 :]
+    def _delivered_ok(self, ep: Endpoint, wire_bytes: int) -> None:
+        self._faults.clear(ep.url)
+        if self._failing_since is not None:
+            self._failing_since = None
+        self.stats["batches_sent_total"] += 1
+        self.stats["bytes_sent_total"] += wire_bytes
 
-    async def _delivered(self, endpoint: str, ack_id: int | None, events: list[bytes]) -> None:
+    def _released_sent(self, items: Sequence[Item], release: Release) -> None:
+        self.stats["events_sent_total"] += len(items)
+        release([s for s, _ in items])
+
+    async def _taken(
+        self, ep: Endpoint, ack_id: int | None, items: list[Item], release: Release, sends: int
+    ) -> None:
         if self._acks is None or ack_id is None:
             if self._acks is not None and not self._warned_no_ack_id:
                 self._warned_no_ack_id = True
                 log.warning(
-                    "Indexer acknowledgement is on in %s.acknowledgements, but HEC at %s "
-                    "returned no ackId: the token has indexer acknowledgement off. Events count "
-                    "as delivered on HTTP 200. Turn useACK on for the token or set "
-                    "%s.acknowledgements.enabled to false.",
+                    "Indexer acknowledgement is on in %s.acknowledgements, but HEC at %s returned "
+                    "no ackId (the token has it off): events count as delivered on HTTP 200. Turn "
+                    "useACK on for the token, or set %s.acknowledgements.enabled to false.",
                     self._key,
-                    endpoint,
+                    ep.url,
                     self._key,
                 )
-            self.stats["events_sent"] += len(events)
+            self._released_sent(items, release)
             return
         await self._ack_slots.acquire()
-        task = asyncio.create_task(self._await_ack(endpoint, ack_id, events))
+        task = asyncio.create_task(self._await_ack(ep, ack_id, items, release, sends))
         self._ack_tasks.add(task)
         task.add_done_callback(self._ack_tasks.discard)
 
-    async def _await_ack(self, endpoint: str, ack_id: int, events: list[bytes]) -> None:
+    async def _await_ack(
+        self, ep: Endpoint, ack_id: int, items: list[Item], release: Release, sends: int
+    ) -> None:
         assert self._acks is not None
         try:
-            result = await self._acks.wait(endpoint, ack_id)
+            result = await self._acks.wait(ep.url, ep.channel, ack_id)
         finally:
             self._ack_slots.release()
         if result != EXPIRED:
-            self.stats["events_sent"] += len(events)
+            self._released_sent(items, release)
             return
         ack = self.cfg.acknowledgements
+        if sends > ack.max_resends:
+            log.error(
+                "HEC at %s never confirmed indexing of %d event(s) after %d send(s); they go "
+                "to the dead-letter file %s (they may be indexed: dedup on event_id after a "
+                "replay). Check the indexers, or raise %s.acknowledgements.max_resends.",
+                ep.url,
+                len(items),
+                sends,
+                self.dead_letter_path,
+                self._key,
+            )
+            reason = f"indexer acknowledgement never confirmed after {sends} send(s)"
+            await self._dead_letter(items, reason, None, 200, release)
+            return
         log.warning(
-            "HEC at %s did not confirm indexing of a batch of %d event(s) (ackId %d) after %d "
-            "queries %g s apart; sending it again (a duplicate can result: dedup on event_id).",
-            endpoint,
-            len(events),
+            "HEC at %s did not confirm indexing of %d event(s) (ackId %d) after %d queries; "
+            "sending them again (send %d of at most %d; a duplicate can result: dedup on "
+            "event_id).",
+            ep.url,
+            len(items),
             ack_id,
             ack.retry_limit,
-            ack.query_interval_secs,
+            sends + 1,
+            1 + ack.max_resends,
         )
-        self.stats["retries"] += 1
-        async with self._send_lock:
-            await self._deliver(events)
+        self.stats["events_resent_unacked_total"] += len(items)
+        await self.deliver(items, release, sends + 1)
 
     async def _dead_letter(
-        self, events: list[bytes], reason: str, hec_code: int | None, http_status: int | None
+        self,
+        items: list[Item],
+        reason: str,
+        hec_code: int | None,
+        http_status: int | None,
+        release: Release,
     ) -> None:
-        await self._dead_letters.write(events, reason, hec_code, http_status)
-        self.stats["events_dead_lettered"] += len(events)
+        envelopes = [e or None for _, e in items]
+        try:
+            await self._dead_letters.write(envelopes, reason, hec_code, http_status)
+        except OSError as exc:
+            log.error(
+                "Writing the HEC dead-letter file %s failed (%s); the events stay in the spool. "
+                "Check its folder and free space.",
+                self.dead_letter_path,
+                exc,
+            )
+            return
+        self.stats["events_dead_lettered_total"] += len(items)
+        release([s for s, _ in items])

@@ -1,0 +1,130 @@
+"""A sink's reader of the spool: reads every record in order, releases in any order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, BinaryIO
+
+from sidecar.spool.segment import Segment, decode_event, read_records
+from sidecar.types import OutEvent
+
+if TYPE_CHECKING:
+    from sidecar.spool.disk import Spool
+
+
+@dataclass(slots=True)
+class SpoolEntry:
+    seq: int
+    event: OutEvent
+    size: int  # payload bytes
+
+
+@dataclass
+class SpoolReader:
+    """One sink's view of the spool: reads every record in order, releases what it is done with
+    (delivered or dead-lettered), in any order."""
+
+    spool: Spool
+    name: str
+    watermark: int  # lowest sequence not released
+    _released: set[int] = field(default_factory=set)
+    _seg: Segment | None = None
+    _off: int = 0
+    _fh: BinaryIO | None = None
+    _next_seq: int = 0  # next sequence to read
+
+    @property
+    def unread(self) -> int:
+        return max(0, self.spool._durable_seq + 1 - max(self._next_seq, self.watermark))
+
+    @property
+    def pending(self) -> int:
+        """Records not yet released by this reader."""
+        return max(0, self.spool._durable_seq + 1 - self.watermark) - len(self._released)
+
+    async def read(
+        self, max_events: int, max_bytes: int, linger_secs: float = 0.0
+    ) -> list[SpoolEntry]:
+        """The next records (at least one, at most `max_events`, about `max_bytes` of payload).
+        Waits for data; when fewer than `max_events` are there, waits up to `linger_secs` for
+        more. Returns [] once the spool's input is finished and everything has been read."""
+        sp = self.spool
+        while not self.unread:
+            if sp._input_done:
+                return []
+            await sp._wait_data()
+        if linger_secs > 0 and self.unread < max_events and not sp._input_done:
+            deadline = time.monotonic() + linger_secs
+            while self.unread < max_events and not sp._input_done:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(sp._wait_data(), left)
+        return self._read_now(max_events, max_bytes)
+
+    def _read_now(self, max_events: int, max_bytes: int) -> list[SpoolEntry]:
+        out: list[SpoolEntry] = []
+        size = 0
+        while len(out) < max_events and size < max_bytes and self.unread:
+            seg = self._current_segment()
+            if seg is None:
+                break
+            if self._off >= seg.size:
+                if not self._advance(seg):
+                    break
+                continue
+            assert self._fh is not None
+            recs, self._off = read_records(
+                self._fh, self._off, seg.size, max_events - len(out), max_bytes - size
+            )
+            for seq, payload in recs:
+                self._next_seq = seq + 1
+                if seq < self.watermark or seq in self._released:
+                    continue  # released before a restart
+                out.append(SpoolEntry(seq, decode_event(payload), len(payload)))
+                size += len(payload)
+        return out
+
+    def _current_segment(self) -> Segment | None:
+        if self._seg is None:
+            seg = self.spool._segment_from(self._next_seq)
+            if seg is None:
+                return None
+            self._open(seg)
+        return self._seg
+
+    def _open(self, seg: Segment) -> None:
+        self._close_fh()
+        self._seg, self._off = seg, 0
+        self._fh = open(seg.path, "rb")  # noqa: SIM115 - held while the reader is in it
+        self._next_seq = max(self._next_seq, seg.first_seq)
+
+    def _advance(self, seg: Segment) -> bool:
+        nxt = self.spool._segment_from(seg.last_seq + 1, after=seg)
+        if nxt is None:
+            return False
+        self._open(nxt)
+        return True
+
+    def _close_fh(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def release(self, seqs: Iterable[int]) -> None:
+        """This reader is done with these records (delivered, acknowledged or dead-lettered)."""
+        moved = False
+        for s in seqs:
+            if s >= self.watermark:
+                self._released.add(s)
+        while self.watermark in self._released:
+            self._released.discard(self.watermark)
+            self.watermark += 1
+            moved = True
+        if moved:
+            self.spool._released_by_reader()

@@ -1,0 +1,133 @@
+"""The spool's on-disk record format and the scan that checks a segment file.
+
+A segment is a sequence of records, each
+
+    u32 payload length | u32 CRC-32 of (seq + payload) | u64 seq | payload
+
+little-endian, 16 bytes of header. The payload is one event as JSON
+(`[time, source, sourcetype, body]`). Sequence numbers grow by one per record across segments
+and restarts; a segment file is named after its first sequence number.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from sidecar.types import OutEvent
+
+HEADER = struct.Struct("<IIQ")
+HEADER_SIZE = HEADER.size
+MAX_RECORD_BYTES = 1 << 30  # a larger length can only be damage
+SUFFIX = ".seg"
+
+
+@dataclass
+class Segment:
+    path: str
+    first_seq: int
+    last_seq: int  # durable; first_seq - 1 when empty
+    size: int  # durable bytes
+
+
+def segment_name(first_seq: int) -> str:
+    return f"{first_seq:020d}{SUFFIX}"
+
+
+def encode_event(ev: OutEvent) -> bytes:
+    return orjson.dumps([ev.time, ev.source, ev.sourcetype, ev.body])
+
+
+def decode_event(payload: bytes) -> OutEvent:
+    t, source, sourcetype, body = orjson.loads(payload)
+    return OutEvent(body=body, time=t, source=source, sourcetype=sourcetype)
+
+
+def encode_record(seq: int, payload: bytes) -> bytes:
+    seq_bytes = struct.pack("<Q", seq)
+    crc = zlib.crc32(payload, zlib.crc32(seq_bytes))
+    return HEADER.pack(len(payload), crc, seq) + payload
+
+
+@dataclass
+class ScanResult:
+    """What a segment holds: `count` valid records from `first_seq` to `last_seq`, ending at
+    `valid_end`; `damage` says what is wrong after it (None: the file is whole), `torn` is true
+    when the damage is only an incomplete last record (a crash during a write)."""
+
+    count: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    valid_end: int = 0
+    size: int = 0
+    damage: str | None = None
+    torn: bool = False
+
+
+def scan(path: str) -> ScanResult:
+    """Read a whole segment and check each record's length, CRC and sequence number."""
+    res = ScanResult()
+    with open(path, "rb") as fh:
+        data = fh.read()
+    res.size = len(data)
+    off = 0
+    n = len(data)
+    while off < n:
+        if n - off < HEADER_SIZE:
+            res.damage, res.torn = f"an incomplete record header at byte {off}", True
+            break
+        length, crc, seq = HEADER.unpack_from(data, off)
+        if length > MAX_RECORD_BYTES:
+            res.damage = f"an impossible record length {length} at byte {off}"
+            break
+        end = off + HEADER_SIZE + length
+        if end > n:
+            res.damage, res.torn = f"an incomplete record at byte {off}", True
+            break
+        payload = data[off + HEADER_SIZE : end]
+        if zlib.crc32(payload, zlib.crc32(struct.pack("<Q", seq))) != crc:
+            res.damage = f"a checksum mismatch in the record at byte {off}"
+            break
+        if res.last_seq is not None and seq != res.last_seq + 1:
+            res.damage = f"sequence {seq} after {res.last_seq} at byte {off}"
+            break
+        if res.first_seq is None:
+            res.first_seq = seq
+        res.last_seq = seq
+        res.count += 1
+        off = end
+        res.valid_end = off
+    return res
+
+
+def read_records(
+    fh: Any, offset: int, end: int, max_records: int, max_bytes: int
+) -> tuple[list[tuple[int, bytes]], int]:
+    """Records from `offset` up to `end` (at most `max_records`, and `max_bytes` of payload but
+    at least one). Returns them and the offset after the last one. The segment was scanned or
+    written by us, so the records up to `end` are whole; the CRC is checked again anyway."""
+    out: list[tuple[int, bytes]] = []
+    size = 0
+    fh.seek(offset)
+    while offset < end and len(out) < max_records and (not out or size < max_bytes):
+        length, crc, seq = HEADER.unpack(fh.read(HEADER_SIZE))
+        payload = fh.read(length)
+        if len(payload) != length or zlib.crc32(payload, zlib.crc32(struct.pack("<Q", seq))) != crc:
+            raise OSError(f"spool record at byte {offset} changed on disk since it was written")
+        out.append((seq, payload))
+        size += length
+        offset += HEADER_SIZE + length
+    return out, offset
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

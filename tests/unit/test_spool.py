@@ -1,0 +1,212 @@
+"""The spool on real files: durability hand-back, restart, size cap, damage."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from sidecar.spool import Spool
+from sidecar.types import OutEvent
+
+
+def ev(i: int, pad: int = 0) -> OutEvent:
+    return OutEvent(body={"event_id": f"e{i}", "pad": "x" * pad}, time=1.7e9 + i, source="/a.log")
+
+
+def make(tmp: Path, durable: list[OutEvent] | None = None, **kw: int) -> Spool:
+    kw.setdefault("max_bytes", 1 << 20)
+    kw.setdefault("segment_bytes", 4096)
+    sp = Spool(
+        str(tmp / "spool"),
+        on_durable=(durable.extend if durable is not None else None),
+        **kw,  # type: ignore[arg-type]
+    )
+    sp.open()
+    return sp
+
+
+async def drain(reader, n: int | None = None) -> list[str]:  # type: ignore[no-untyped-def]
+    got: list[str] = []
+    while n is None or len(got) < n:
+        entries = await reader.read(7, 1 << 20)
+        if not entries:
+            break
+        got += [e.event.body["event_id"] for e in entries]
+        reader.release(e.seq for e in entries)
+    return got
+
+
+def test_append_is_durable_then_read_by_every_reader_and_released(tmp_path: Path) -> None:
+    async def main() -> None:
+        durable: list[OutEvent] = []
+        sp = make(tmp_path, durable)
+        a, b = sp.reader("a"), sp.reader("b")
+        batch = [ev(i, 300) for i in range(40)]
+        assert await sp.append(batch)
+        assert durable == batch  # handed back after the fsync, the same objects
+        assert sp.bytes_used > 0 and len(os.listdir(tmp_path / "spool" / "segments")) > 1
+        sp.finish_input()
+        assert await drain(a) == [f"e{i}" for i in range(40)]
+        assert sp.pending_events == 40  # b has released nothing: nothing can go
+        assert await drain(b) == [f"e{i}" for i in range(40)]
+        assert sp.pending_events == 0
+        await sp.close()
+        assert sp.bytes_used == 0 and os.listdir(tmp_path / "spool" / "segments") == []
+        mode = stat.S_IMODE(os.stat(tmp_path / "spool" / "cursors.json").st_mode)
+        assert mode == 0o600
+
+    asyncio.run(main())
+
+
+def test_restart_resends_only_what_was_not_released(tmp_path: Path) -> None:
+    async def main() -> None:
+        sp = make(tmp_path)
+        r = sp.reader("hec")
+        await sp.append([ev(i, 200) for i in range(50)])
+        entries = await r.read(30, 1 << 20)
+        r.release(e.seq for e in entries[:10])  # 10 delivered, 20 in flight
+        r.release(e.seq for e in entries[15:20])  # out of order: the watermark stays at 10
+        await sp.close()
+
+        sp2 = make(tmp_path)
+        r2 = sp2.reader("hec")
+        await sp2.append([ev(50)])
+        sp2.finish_input()
+        got = await drain(r2)
+        assert got[0] == "e10" and got[-1] == "e50"
+        assert set(got) == {f"e{i}" for i in range(10, 51)}
+        await sp2.close()
+
+    asyncio.run(main())
+
+
+def test_full_spool_applies_backpressure_with_a_loud_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        sp = make(tmp_path, max_bytes=64 * 1024, segment_bytes=16 * 1024)
+        r = sp.reader("hec")
+        n = 0
+        while sp.bytes_used < 60 * 1024:
+            await sp.append([ev(n, 900)])
+            n += 1
+        blocked = asyncio.create_task(sp.append([ev(n, 9000)]))
+        await asyncio.sleep(0.2)
+        assert not blocked.done() and sp.health()  # waits: backpressure, health says why
+        assert sp.bytes_used <= sp.max_bytes
+        got = await drain(r, n)  # the sink catches up
+        await asyncio.wait_for(blocked, 5)
+        assert blocked.result() is True and sp.health() == []
+        sp.finish_input()
+        got += await drain(r)
+        assert got == [f"e{i}" for i in range(n + 1)]  # nothing lost, nothing out of order
+        give_up = asyncio.Event()
+        give_up.set()
+        await sp.close()
+
+    caplog.set_level(logging.WARNING, logger="sidecar.spool")
+    asyncio.run(main())
+    assert "THE SPOOL IS FULL" in caplog.text and "spool.max_bytes" in caplog.text
+
+
+def test_give_up_ends_the_wait_without_writing(tmp_path: Path) -> None:
+    async def main() -> None:
+        sp = make(tmp_path, max_bytes=16 * 1024, segment_bytes=4096)
+        sp.reader("hec")
+        while sp.bytes_used < 15 * 1024:
+            await sp.append([ev(0, 900)])
+        give_up = asyncio.Event()
+        task = asyncio.create_task(sp.append([ev(1, 5000)], give_up))
+        await asyncio.sleep(0.1)
+        give_up.set()
+        assert await asyncio.wait_for(task, 3) is False
+        assert sp.stats["spool_events_not_spooled_total"] == 1
+        await sp.close()
+
+    asyncio.run(main())
+
+
+def test_corrupt_segment_is_quarantined_and_the_rest_delivered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        sp = make(tmp_path, segment_bytes=4096)
+        sp.reader("hec")
+        for i in range(60):
+            await sp.append([ev(i, 300)])
+        await sp.close()
+        segs = sorted((tmp_path / "spool" / "segments").iterdir())
+        assert len(segs) >= 3
+        victim = segs[1]
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # one flipped byte in a middle segment
+        victim.write_bytes(bytes(data))
+        # and a torn write at the very end of the last segment
+        with segs[-1].open("ab") as fh:
+            fh.write(b"\x10\x00\x00\x00abc")
+
+        sp2 = make(tmp_path)
+        r = sp2.reader("hec")
+        sp2.finish_input()
+        got = await drain(r)
+        await sp2.close()
+        lost = {f"e{i}" for i in range(60)} - set(got)
+        assert lost and len(lost) < 15  # only the records after the damage in that segment
+        assert got == sorted(got, key=lambda s: int(s[1:]))
+        assert "e0" in got and "e59" in got  # the segments before and after are delivered
+        assert sp2.stats["spool_segments_quarantined_total"] == 1 and sp2.quarantined
+        qdir = tmp_path / "spool" / "quarantine"
+        (copy,) = list(qdir.iterdir())
+        assert copy.read_bytes() == bytes(data)  # kept byte for byte for inspection
+
+    caplog.set_level(logging.WARNING, logger="sidecar.spool")
+    asyncio.run(main())
+    assert "is damaged (a checksum mismatch" in caplog.text
+    assert "stopped during a write" in caplog.text
+
+
+def test_a_failing_disk_pauses_the_spool_and_nothing_is_lost_or_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sidecar.spool import disk
+
+    real = disk._write_fd
+    failures = {"left": 2}
+
+    def full_disk(fd: int, data: memoryview) -> int:
+        if failures["left"]:
+            failures["left"] -= 1
+            real(fd, data[: len(data) // 2])  # half a batch reaches the file, then ENOSPC
+            raise OSError(28, "No space left on device")
+        return real(fd, data)
+
+    async def main() -> None:
+        durable: list[OutEvent] = []
+        sp = make(tmp_path, durable)
+        r = sp.reader("hec")
+        await sp.append([ev(i, 100) for i in range(5)])
+        monkeypatch.setattr(disk, "_write_fd", full_disk)
+        monkeypatch.setattr(disk, "WRITE_RETRY_SECS", 0.05)
+        task = asyncio.create_task(sp.append([ev(i, 100) for i in range(5, 10)]))
+        await asyncio.sleep(0.02)
+        assert not task.done() and "No space left" in sp.health()[0]
+        assert await asyncio.wait_for(task, 5) is True
+        assert sp.health() == [] and [e.body["event_id"] for e in durable] == [
+            f"e{i}" for i in range(10)
+        ]
+        await sp.close()
+        sp2 = make(tmp_path)  # the half-written batches were cut off: no damage on restart
+        r = sp2.reader("hec")
+        sp2.finish_input()
+        assert await drain(r) == [f"e{i}" for i in range(10)]
+        assert sp2.stats["spool_segments_quarantined_total"] == 0
+        await sp2.close()
+
+    caplog.set_level(logging.WARNING, logger="sidecar.spool")
+    asyncio.run(main())
+    assert "Cannot write the spool" in caplog.text and "writable again" in caplog.text
