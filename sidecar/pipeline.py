@@ -440,6 +440,9 @@ class Pipeline:
             if gathered in done:
                 exc = gathered.exception()
                 return None if exc is None else ("reader", exc)
+            # The readers are cancelled next: retrieve their outcome so that it is not
+            # reported as "never retrieved".
+            gathered.add_done_callback(lambda f: f.cancelled() or f.exception())
             task = done.pop()
             exc = None if task.cancelled() else task.exception()
             return (task.get_name(), exc or RuntimeError("the stage ended early"))

@@ -184,56 +184,57 @@ def _test_event(index: str | None) -> bytes:
 
 
 async def check_hec(cfg: C.Config, *, test_event: bool = True) -> list[Result]:
-    from sidecar.sinks.hec.hints import HINTS, TOKEN_CODES
-    from sidecar.sinks.hec.service import Delivered, HecService
+    from sidecar.sinks.hec.replies import TOKEN_CODES, config_hint
+    from sidecar.sinks.hec.service import ConfigFault, Delivered, HecService
 
     results: list[Result] = []
     for i, sink in enumerate(cfg.sinks):
         if not isinstance(sink, C.HecSink):
             continue
         key = f"sinks[{i}]"
-        service = HecService(
-            token=sink.token, channel=str(uuid.uuid4()), timeout_secs=10.0, tls=sink.tls
-        )
+        channel = str(uuid.uuid4())
+        service = HecService(token=sink.token, timeout_secs=10.0, tls=sink.tls)
         try:
             for ep in (e.rstrip("/") for e in sink.endpoints):
-                status, code, text = await service.health(ep)
-                if status is None:
+                health = await service.health(ep)
+                if not health.reachable:
                     results.append(
                         Result(
                             False,
-                            f"HEC {ep}: unreachable ({text})",
+                            f"HEC {ep}: unreachable ({health.detail})",
                             f"check {key}.endpoints, the network, and {key}.tls (ca_file)",
                         )
                     )
                     continue
                 results.append(
                     Result(
-                        status == 200,
-                        f"HEC {ep}: health {status} ({text or code})",
+                        health.healthy,
+                        f"HEC {ep}: health {health.detail}",
                         "Splunk reports HEC unhealthy (queues full?): see its splunkd.log",
                     )
                 )
-                status, code, text = await service.probe_token(ep + sink.path)
-                if code in TOKEN_CODES:
+                # An empty POST: HEC checks the token first, so a good token gets code 5
+                # "No data" and nothing is indexed; a bad one gets code 1-4.
+                probe = await service.send(ep + sink.path, b"", compressed=False, channel=channel)
+                if isinstance(probe, ConfigFault):
+                    what = (
+                        "token rejected"
+                        if probe.hec_code in TOKEN_CODES or probe.http_status in (401, 403)
+                        else "refused"
+                    )
                     results.append(
                         Result(
                             False,
-                            f"HEC {ep}: token rejected (code {code}, {text})",
-                            HINTS[code].format(key=key),
+                            f"HEC {ep}: {what} ({probe.reason})",
+                            config_hint(probe, key, sink.path),
                         )
-                    )
-                    continue
-                if status == 404:
-                    results.append(
-                        Result(False, f"HEC {ep}: {sink.path} not found", f"check {key}.path")
                     )
                     continue
                 results.append(Result(True, f"HEC {ep}: token accepted"))
                 if not test_event:
                     continue
                 outcome = await service.send(
-                    ep + sink.path, _test_event(sink.index), compressed=False
+                    ep + sink.path, _test_event(sink.index), compressed=False, channel=channel
                 )
                 where = f"index {sink.index}" if sink.index else "the token's default index"
                 if isinstance(outcome, Delivered):
@@ -241,13 +242,15 @@ async def check_hec(cfg: C.Config, *, test_event: bool = True) -> list[Result]:
                         Result(True, f"HEC {ep}: test event accepted into {where} (kind=check)")
                     )
                 else:
-                    hint = HINTS.get(getattr(outcome, "hec_code", None) or -1)
-                    results.append(
-                        Result(
-                            False,
-                            f"HEC {ep}: test event refused ({outcome.reason})",
-                            hint.format(key=key) if hint else f"check {key}.index and the token",
+                    if isinstance(outcome, ConfigFault):
+                        hint = config_hint(outcome, key, sink.path)
+                    else:
+                        hint = (
+                            f"check {key}.index, and allow the index on the token in Splunk "
+                            "(Settings > Data inputs > HTTP Event Collector > the token)"
                         )
+                    results.append(
+                        Result(False, f"HEC {ep}: test event refused ({outcome.reason})", hint)
                     )
         finally:
             await service.close()

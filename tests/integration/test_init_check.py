@@ -121,7 +121,9 @@ def test_check_names_each_failure_and_its_fix(tmp_path: Path, capsys) -> None:
     assert "FAIL pricing: no price for 'house-model-7b'" in out
     assert "pricing.overrides" in out
     assert (
-        "FAIL HEC" in out and "token rejected (code 4" in out and "fix: check sinks[0].token" in out
+        "FAIL HEC" in out
+        and "token rejected (HTTP 403, code 4" in out
+        and "check sinks[0].token" in out
     )
     assert hec.events == []
     assert rc2 == 1

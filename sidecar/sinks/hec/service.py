@@ -63,6 +63,7 @@ class Health:
 
     healthy: bool
     detail: str
+    reachable: bool = True  # False: no HTTP reply at all (network, TLS, timeout)
 
 
 class HecService:
@@ -149,7 +150,7 @@ class HecService:
         """GET /services/collector/health (see `Health`)."""
         got = await self._request("GET", f"{endpoint.rstrip('/')}{HEALTH_PATH}", None, {})
         if isinstance(got, Retryable):
-            return Health(False, got.reason)
+            return Health(False, got.reason, reachable=False)
         status, reply, _, _ = got
         obj = parse_reply(reply)
         code = int_or_none(obj.get("code"))
