@@ -54,12 +54,26 @@ class Source:
     start_at: Literal["beginning", "end"] = "beginning"  # for files seen for the first time
     read_chunk_bytes: int = 1024 * 1024  # bytes read per read() call
     poll_interval_secs: float = 0.25  # how often to look for new data when following
+    # issue 8: a rotated-away file is read until it has had no new data for this long
+    rotate_wait_secs: float = field(default=5.0, metadata={"range": (0.0, 3600.0)})
+    # a longer line is skipped up to its newline (never held in memory), counted, set aside
+    max_line_bytes: int = field(default=8 * 1024 * 1024, metadata={"range": (1024, 1 << 30)})
 
 
 @dataclass
 class Join:
     expire_after_secs: float = 60.0  # a request with one side missing is emitted after this
     max_pending_requests: int = 100_000  # beyond it the oldest pending request is emitted early
+
+
+@dataclass
+class Checkpoint:
+    """Tail checkpoints (`state_dir/checkpoints.json`): where each file resumes after a restart."""
+
+    # written at most this often (and at shutdown); a crash re-reads at most what came after
+    interval_secs: float = field(default=1.0, metadata={"range": (0.1, 60.0)})
+    # entries of files not seen (matched or open) for this long are dropped
+    expire_after_secs: float = field(default=86400.0, metadata={"range": (60.0, 31536000.0)})
 
 
 @dataclass
@@ -148,6 +162,9 @@ class FileSink:
     type: Literal["file"] = "file"
     path: str = "out/events.ndjson"
     envelope: bool = False  # true: write the HEC envelope, false: the bare event
+    # events count as durable (their log positions can be committed) after an fsync; fsync at
+    # most this often, batching the writes in between
+    fsync_interval_secs: float = field(default=0.2, metadata={"range": (0.0, 10.0)})
 
 
 SinkConfig = HecSink | FileSink
@@ -157,10 +174,11 @@ SinkConfig = HecSink | FileSink
 class Config:
     sources: list[Source] = field(default_factory=list)
     join: Join = field(default_factory=Join)
+    checkpoint: Checkpoint = field(default_factory=Checkpoint)
     tokens: Tokens = field(default_factory=Tokens)
     identity: Identity = field(default_factory=Identity)
     pricing: Pricing = field(default_factory=Pricing)
-    state_dir: str = ".sidecar-state"  # hash key, set-aside records, dead letters
+    state_dir: str = ".sidecar-state"  # hash key, set-aside records, dead letters, checkpoints
     sinks: list[SinkConfig] = field(default_factory=lambda: [FileSink()])
     base_dir: str = field(default=".", metadata={"internal": True})  # relative paths resolve here
 

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,9 +36,11 @@ from sidecar.parse.body import assemble_escaped, decode_bodies_lines, decode_chu
 from sidecar.parse.response import parse_completed
 from sidecar.sinks.file import FileSink
 from sidecar.sinks.hec.sink import HecSink
+from sidecar.sources import checkpoint
+from sidecar.sources.ledger import Ledger
 from sidecar.sources.tail import LineBatch, Tailer
 from sidecar.telemetry import Telemetry
-from sidecar.types import Completed, OutEvent
+from sidecar.types import Completed, OutEvent, Positions
 
 log = logging.getLogger("sidecar.pipeline")
 
@@ -74,12 +77,21 @@ class Pipeline:
             hash_tenant=self.hasher if "tenant" in hf else None,
             hash_conversation=self.hasher if "conversation_id" in hf else None,
         )
+        self._init_checkpoints()
         self.sources = [self._make_source(s) for s in cfg.sources]
         host = socket.gethostname()
         self.sinks: list[Any] = []
         for i, s in enumerate(cfg.sinks):
             if isinstance(s, C.FileSink):
-                self.sinks.append(FileSink(cfg.resolve(s.path), envelope=s.envelope, host=host))
+                self.sinks.append(
+                    FileSink(
+                        cfg.resolve(s.path),
+                        envelope=s.envelope,
+                        host=host,
+                        fsync_interval_secs=s.fsync_interval_secs,
+                        on_durable=self._events_durable,
+                    )
+                )
             else:
                 self.sinks.append(
                     HecSink(
@@ -90,6 +102,7 @@ class Pipeline:
                             cfg.resolve(cfg.state_dir), "dead-letter.ndjson"
                         ),
                         config_key=f"sinks[{i}]",
+                        on_durable=self._events_durable,
                     )
                 )
         self._completed_q: asyncio.Queue[list[Completed] | None] = asyncio.Queue(_QUEUE_LISTS)
@@ -108,15 +121,15 @@ class Pipeline:
             "start_at": s.start_at,
             "read_chunk_bytes": s.read_chunk_bytes,
             "poll_interval_secs": s.poll_interval_secs,
+            "rotate_wait_secs": s.rotate_wait_secs,
+            "max_line_bytes": s.max_line_bytes,
         }
         fmt = s.access_log.format
         return _SourceRuntime(
             cfg=s,
             joiner=joiner,
-            access_tail=Tailer([cfg.resolve(p) for p in s.access_log.paths], **kw),
-            body_tail=Tailer([cfg.resolve(p) for p in s.body_log.paths], **kw)
-            if s.body_log
-            else None,
+            access_tail=self._tailer(s.name + "/access", s.access_log.paths, kw),
+            body_tail=self._tailer(s.name + "/body", s.body_log.paths, kw) if s.body_log else None,
             parse_access=parser_for(fmt.type, fmt.fields, fmt.headers_path),
             provider=None if s.provider == "auto" else s.provider,
         )
@@ -130,15 +143,23 @@ class Pipeline:
         async for batch in src.access_tail.batches(follow=not self.once, stop=stop):
             out: list[Completed] = []
             t.counters["access_lines_total"] += len(batch.lines)
+            replay = self._replaying(batch)
+            rids: list[str] = []
             for i, line in enumerate(batch.lines):
                 if not line.strip():
                     continue
                 try:
                     rec = parse(line, hasher)
                 except ParseError as exc:
-                    self._set_aside(exc, batch, i)
+                    if replay is None:
+                        self._set_aside(exc, batch, i)
                     continue
+                if replay is not None and rec.request_id not in replay:
+                    self.ledger.replay_lines_skipped += 1  # its event is already durable
+                    continue
+                rids.append(rec.request_id)
                 src.joiner.add_access(rec, name, batch.path, out)
+            self._note_batch(src.joiner, batch, rids, out)
             if out:
                 await self._completed_q.put(out)
 
@@ -152,18 +173,22 @@ class Pipeline:
             out: list[Completed] = []
             t.counters["body_lines_total"] += len(batch.lines)
             dec = (decode_bodies_lines if bodies_style else decode_chunk_lines)(batch.lines)
+            replay = self._replaying(batch)
+            if replay is not None:
+                self._replay_filter(dec, replay)
             for i, exc in dec.errors:
                 self._set_aside(exc, batch, i)
             if dec.lossy:
                 t.counters["body_lines_lossy_utf8_total"] += dec.lossy
             joiner.add_chunks(dec.groups, dec.records, name, out)
+            rids = [*dec.groups, *(r.request_id for r in dec.records)]
+            self._note_batch(joiner, batch, rids, out)
             if out:
                 await self._completed_q.put(out)
 
     def _set_aside(self, exc: ParseError, batch: LineBatch, index: int) -> None:
-        # The offset of line `index`: the batch ends at end_offset; walk back over later lines.
-        tail = sum(len(x) + 1 for x in batch.lines[index:])
-        offset = batch.end_offset - tail
+        # The offset of line `index`: the batch's lines are contiguous from start_offset.
+        offset = batch.start_offset + sum(len(x) + 1 for x in batch.lines[:index])
         self.telemetry.set_aside(
             exc.reason, batch.path, offset, len(batch.lines[index]), exc.detail
         )
@@ -195,7 +220,9 @@ class Pipeline:
                     ev = enricher.enrich(c, parsed)
                 except Exception:  # a bug must cost one request, loudly, never the pipeline
                     self._enrich_failed(c)
+                    self.ledger.release(c.positions)  # set aside: its lines are done with
                     continue
+                ev.positions = c.positions
                 self._count_completed(c, parsed)
                 t.observe_event(ev.body)
                 events.append(ev)
@@ -270,14 +297,17 @@ class Pipeline:
             if src.body_tail is not None:
                 readers.append(asyncio.create_task(self._run_body(src, stop), name="body"))
         expiry = None if self.once else asyncio.create_task(self._run_expiry(stop))
+        ckpt_task = asyncio.create_task(self._run_checkpoints(stop), name="checkpoints")
         try:
             await asyncio.gather(*readers)
         finally:
             if expiry is not None:
                 stop.set()
                 await expiry
-            # Emit what is still pending: nothing read is lost at shutdown.
-            for src in self.sources:
+            # `run --once` emits what is still pending. When following, pending requests stay
+            # in the checkpoint (below the committed offset) and are read again at the next
+            # start, so a request is never cut in two across a restart.
+            for src in self.sources if self.once else ():
                 out: list[Completed] = []
                 src.joiner.flush(out)
                 if out:
@@ -290,14 +320,129 @@ class Pipeline:
                 for k, v in getattr(sink, "stats", {}).items():
                     if "dead" in k:
                         self.telemetry.counters["events_dead_lettered_total"] += v
+            stop.set()
+            await ckpt_task
+            self._save_checkpoints()  # everything handed on is durable now
             for src in self.sources:
                 src.access_tail.close()
                 if src.body_tail is not None:
                     src.body_tail.close()
                 self.telemetry.counters["late_records_total"] += src.joiner.late_records
+                self._count_tail(src)
             self.telemetry.estimation = self.estimator.metrics()
             self.telemetry.close()
         return self.telemetry
+
+    # ------------------------------------------------------------------ issue 8: checkpoints
+    # The hand-back (docs/architecture.md, "Checkpoints"): a request's positions are held in
+    # the ledger from the batch where the join takes it until its event is durable; the sinks
+    # (the spool, once it exists) call `_events_durable`; checkpoints save min(held, read).
+    def _init_checkpoints(self) -> None:
+        cfg = self.cfg
+        self.ledger = Ledger()
+        self._ckpt_path = os.path.join(cfg.resolve(cfg.state_dir), "checkpoints.json")
+        self._ckpt = checkpoint.load(self._ckpt_path)
+        for name, files in self._ckpt.items():
+            for key, e in files.items():
+                self.ledger.restore(f"{name}|{key}", e.offset, e.read_offset, e.replay_ids)
+        self._durable_needed = max(1, len(cfg.sinks))
+        self._durable_seen: dict[int, int] = {}  # id(event) -> confirmations (several sinks)
+        self._tailers: list[Tailer] = []
+
+    def _tailer(self, name: str, paths: list[str], kw: dict[str, Any]) -> Tailer:
+        t = Tailer(
+            [self.cfg.resolve(p) for p in paths], name=name, checkpoint=self._ckpt.get(name), **kw
+        )
+        self._tailers.append(t)
+        return t
+
+    def _replaying(self, batch: LineBatch) -> set[str] | None:
+        if batch.skipped:
+            for offset, length in batch.skipped:
+                self.telemetry.set_aside("line_too_long", batch.path, offset, length)
+        return self.ledger.replaying(batch.key, batch.start_offset)
+
+    def _replay_filter(self, dec: Any, replay: set[str]) -> None:
+        """Below the checkpoint's read offset: keep only requests still to be rebuilt."""
+        groups = {rid: g for rid, g in dec.groups.items() if rid in replay}
+        records = [r for r in dec.records if r.request_id in replay]
+        skipped = sum(len(g) for g in dec.groups.values()) - sum(len(g) for g in groups.values())
+        self.ledger.replay_lines_skipped += skipped + len(dec.records) - len(records)
+        dec.groups, dec.records, dec.errors = groups, records, []
+
+    def _note_batch(
+        self, joiner: Joiner, batch: LineBatch, rids: list[str], out: list[Completed]
+    ) -> None:
+        """Hold the batch's position for every request it fed (pending or just completed)."""
+        key, start, ledger = batch.key, batch.start_offset, self.ledger
+        for rid in joiner.note_positions(rids, key, start):
+            ledger.hold(key, start, rid)
+        if out:
+            fed = set(rids)
+            for c in out:
+                if c.request_id not in fed:
+                    continue
+                if c.positions is None:
+                    c.positions = Positions(c.request_id, {key: start})
+                elif key in c.positions.at:
+                    continue
+                else:
+                    c.positions.at[key] = start
+                ledger.hold(key, start, c.request_id)
+        ledger.processed(key, batch.end_offset)
+
+    def _events_durable(self, events: list[OutEvent]) -> None:
+        """Contract 1: called once events are durable (sink acknowledged / fsync'd; the spool's
+        fsync once it exists). Releases their positions so the checkpoints can move on."""
+        release = self.ledger.release
+        if self._durable_needed == 1:
+            for ev in events:
+                release(ev.positions)
+            return
+        seen = self._durable_seen  # with several sinks, durable = every sink confirmed
+        for ev in events:
+            n = seen.get(id(ev), 0) + 1
+            if n >= self._durable_needed:
+                seen.pop(id(ev), None)
+                release(ev.positions)
+            else:
+                seen[id(ev)] = n
+
+    def _save_checkpoints(self) -> None:
+        now = time.time()
+        data: checkpoint.Checkpoints = {}
+        for t in self._tailers:
+            files = t.entries(now, self.cfg.checkpoint.expire_after_secs)
+            for key, e in files.items():
+                info = self.ledger.commit_info(f"{t.name}|{key}")
+                if info is not None:
+                    e.offset, e.read_offset, e.replay_ids = info
+            data[t.name] = files
+        try:
+            checkpoint.save(self._ckpt_path, data)
+        except OSError as exc:
+            log.error(
+                "Cannot write the checkpoint file %s (%s); a restart would read again from the "
+                "last checkpoint written. Check state_dir and free space.",
+                self._ckpt_path,
+                exc,
+            )
+
+    async def _run_checkpoints(self, stop: asyncio.Event) -> None:
+        interval = self.cfg.checkpoint.interval_secs
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+            self._save_checkpoints()
+
+    def _count_tail(self, src: _SourceRuntime) -> None:
+        cnt = self.telemetry.counters
+        for t in (src.access_tail, src.body_tail):
+            if t is not None:
+                cnt["tail_rotations_total"] += t.rotations
+                cnt["tail_truncations_total"] += t.truncations
+                cnt["tail_lines_too_long_total"] += t.lines_too_long
+        cnt["replay_lines_skipped_total"] = self.ledger.replay_lines_skipped
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

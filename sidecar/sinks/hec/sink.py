@@ -20,7 +20,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sidecar import config
 from sidecar.errors import ConfigError
@@ -52,10 +52,14 @@ class HecSink:
         default_source: str | None,
         dead_letter_path: str,
         config_key: str = "sinks[hec]",
+        on_durable: Callable[[list[OutEvent]], None] | None = None,
     ) -> None:
         if not cfg.endpoints:
             raise ConfigError(f"{config_key}.endpoints", "no HEC endpoint", "add https://host:8088")
         self.cfg = cfg
+        # issue 8: events handed back once delivered (or dead-lettered), by envelope identity
+        self._on_durable = on_durable
+        self._origin: dict[int, OutEvent] = {}
         self.dead_letter_path = dead_letter_path
         self._dead_letters = DeadLetterFile(dead_letter_path)
         self.stats: dict[str, int] = {
@@ -179,7 +183,11 @@ class HecSink:
                 )
                 await self._dead_letters.write([None], f"cannot encode: {exc}", None, None)
                 self.stats["events_dead_lettered"] += 1
+                if self._on_durable is not None:
+                    self._on_durable([ev])
                 continue
+            if self._on_durable is not None:
+                self._origin[id(data)] = ev
             full = self._batcher.add(data)
             if full:
                 self._batch_started = time.monotonic() if self._batcher.pending else None
@@ -320,6 +328,7 @@ class HecSink:
         # Splunk kept the events before i (moby/moby#35862): count them, never resend them.
         # With indexer ack on, they come with no ackId, so they count on the reply alone.
         self.stats["events_sent"] += i
+        self._durable(events[:i])
         await self._dead_letter([events[i]], rej.reason, rej.hec_code, rej.http_status)
         return events[i + 1 :]
 
@@ -337,6 +346,7 @@ class HecSink:
                     self._key,
                 )
             self.stats["events_sent"] += len(events)
+            self._durable(events)
             return
         await self._ack_slots.acquire()
         task = asyncio.create_task(self._await_ack(endpoint, ack_id, events))
@@ -351,6 +361,7 @@ class HecSink:
             self._ack_slots.release()
         if result != EXPIRED:
             self.stats["events_sent"] += len(events)
+            self._durable(events)
             return
         ack = self.cfg.acknowledgements
         log.warning(
@@ -371,3 +382,11 @@ class HecSink:
     ) -> None:
         await self._dead_letters.write(events, reason, hec_code, http_status)
         self.stats["events_dead_lettered"] += len(events)
+        self._durable(events)
+
+    def _durable(self, events: list[bytes]) -> None:
+        """Issue 8: these envelopes are accepted (or dead-lettered): hand their events back."""
+        if self._on_durable is not None:
+            done = [ev for b in events if (ev := self._origin.pop(id(b), None)) is not None]
+            if done:
+                self._on_durable(done)
