@@ -348,6 +348,8 @@ class Pipeline:
         self._durable_needed = max(1, len(cfg.sinks))
         self._durable_seen: dict[int, int] = {}  # id(event) -> confirmations (several sinks)
         self._tailers: list[Tailer] = []
+        self._ckpt_saved = 0.0  # monotonic time of the last checkpoint write
+        self._ckpt_timer: asyncio.TimerHandle | None = None
 
     def _tailer(self, name: str, paths: list[str], kw: dict[str, Any]) -> Tailer:
         t = Tailer(
@@ -398,17 +400,33 @@ class Pipeline:
         if self._durable_needed == 1:
             for ev in events:
                 release(ev.positions)
+        else:
+            seen = self._durable_seen  # with several sinks, durable = every sink confirmed
+            for ev in events:
+                n = seen.get(id(ev), 0) + 1
+                if n >= self._durable_needed:
+                    seen.pop(id(ev), None)
+                    release(ev.positions)
+                else:
+                    seen[id(ev)] = n
+        self._checkpoint_soon()
+
+    def _checkpoint_soon(self) -> None:
+        """Commit soon after a hand-back (what is durable but not committed is what a crash
+        would send twice), at most once per `checkpoint.interval_secs`."""
+        if self._ckpt_timer is not None:
             return
-        seen = self._durable_seen  # with several sinks, durable = every sink confirmed
-        for ev in events:
-            n = seen.get(id(ev), 0) + 1
-            if n >= self._durable_needed:
-                seen.pop(id(ev), None)
-                release(ev.positions)
-            else:
-                seen[id(ev)] = n
+        wait = self._ckpt_saved + self.cfg.checkpoint.interval_secs - time.monotonic()
+        if wait <= 0:
+            self._save_checkpoints()
+        else:
+            self._ckpt_timer = asyncio.get_running_loop().call_later(wait, self._save_checkpoints)
 
     def _save_checkpoints(self) -> None:
+        if self._ckpt_timer is not None:
+            self._ckpt_timer.cancel()
+            self._ckpt_timer = None
+        self._ckpt_saved = time.monotonic()
         now = time.time()
         data: checkpoint.Checkpoints = {}
         for t in self._tailers:
@@ -430,10 +448,11 @@ class Pipeline:
 
     async def _run_checkpoints(self, stop: asyncio.Event) -> None:
         interval = self.cfg.checkpoint.interval_secs
-        while not stop.is_set():
+        while not stop.is_set():  # also when nothing is handed back: new files, seen times
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
-            self._save_checkpoints()
+            if time.monotonic() - self._ckpt_saved >= interval:
+                self._save_checkpoints()
 
     def _count_tail(self, src: _SourceRuntime) -> None:
         cnt = self.telemetry.counters

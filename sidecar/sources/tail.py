@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from sidecar.sources.checkpoint import FileEntry
 from sidecar.sources.fingerprint import Identity, identify, is_compressed, same_fingerprint
+from sidecar.sources.recover import rotated_while_down
 
 log = logging.getLogger("sidecar.sources.tail")
 
@@ -104,6 +105,7 @@ class Tailer:
         self.rotate_wait_secs = rotate_wait_secs
         self.max_line_bytes = max_line_bytes
         self.known: dict[str, FileEntry] = dict(checkpoint or {})  # identity key -> entry
+        self._restored = dict(self.known)  # as saved: what recover.py compares the disk with
         self._files: dict[tuple[int, int], _File] = {}  # (dev, ino) -> open file
         self._blocked: dict[str, _Blocked] = {}
         # a copytruncate'd file's fingerprint -> (offset read, dev, ino): to resume its copy
@@ -164,9 +166,7 @@ class Tailer:
             self._first_scan = False
             self._find_rotated_while_down()
 
-    def _open(
-        self, path: str, now: float, mtime: float, *, resume: FileEntry | None = None
-    ) -> None:
+    def _open(self, path: str, now: float, mtime: float, *, rotated: bool = False) -> None:
         blocked = self._blocked.get(path)
         if blocked is not None and now < blocked.next_try:
             return
@@ -186,8 +186,7 @@ class Tailer:
         f = _File(path, fd, st.st_dev, st.st_ino, mtime, last_data=now)
         self._files[did] = f
         f.ident = identify(fd)
-        if resume is not None:
-            f.draining = True
+        f.draining = rotated
         if f.ident is not None:
             self._place(f, st.st_size)
         elif self._first_scan and self.start_at == "end":
@@ -218,23 +217,12 @@ class Tailer:
         )
 
     def _find_rotated_while_down(self) -> None:
-        """A checkpointed file not matched any more may have been renamed while we were down:
-        look for its inode in its folder and read what is left of it."""
+        """Files renamed away while we were down (see recover.py): read them to their end."""
         matched = {(f.dev, f.ino) for f in self._files.values()}
-        for entry in list(self.known.values()):
-            if (entry.dev, entry.ino) in matched:
-                continue
-            folder = os.path.dirname(entry.path) or "."
+        for path in rotated_while_down(self.patterns, self._restored, matched):
             with contextlib.suppress(OSError):
-                for de in os.scandir(folder):
-                    if de.inode() != entry.ino or is_compressed(de.path):
-                        continue
-                    st = os.stat(de.path)
-                    if st.st_dev != entry.dev or not stat.S_ISREG(st.st_mode):
-                        continue
-                    if st.st_size > entry.offset:
-                        self._open(de.path, time.monotonic(), st.st_mtime, resume=entry)
-                    break
+                self._open(path, time.monotonic(), os.stat(path).st_mtime, rotated=True)
+                log.info("Reading %s, rotated while the sidecar was stopped.", path)
 
     def _cannot_open(self, path: str, exc: OSError, now: float, b: _Blocked | None) -> None:
         if b is None:
