@@ -313,14 +313,16 @@ class Tailer:
         last = block.rfind(b"\n", pos)
         lines = first
         if last >= 0:
-            mid = block[pos:last].split(b"\n")
+            mid = block.split(b"\n")  # the whole block: no copy of it first
+            rest = mid.pop()  # after the last newline
+            if pos:
+                del mid[0]  # it completed the partial line
             if last - pos > self.max_line_bytes and max(map(len, mid)) > self.max_line_bytes:
                 lines, start = self._drop_long(mid, lines, start, base + pos, skipped, out, key, f)
             else:
-                lines += mid
+                lines = lines + mid if lines else mid
             end = base + last + 1
             f.line_start = end
-            rest = block[last + 1 :]
         else:
             end = base + pos
             f.line_start = end
