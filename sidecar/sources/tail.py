@@ -37,22 +37,13 @@ from dataclasses import dataclass, field
 
 from sidecar.sources.checkpoint import FileEntry
 from sidecar.sources.fingerprint import Identity, identify, is_compressed, same_fingerprint
+from sidecar.sources.lines import LineBatch, Lines
 from sidecar.sources.recover import rotated_while_down
 
 log = logging.getLogger("sidecar.sources.tail")
 
 WARN_EVERY_SECS = 300.0  # repeat an unreadable-file warning at most this often
 MAX_BACKOFF_SECS = 60.0
-
-
-@dataclass(slots=True)
-class LineBatch:
-    path: str
-    key: str  # "<tailer name>|<identity key>": the ledger's file key
-    lines: list[bytes]
-    start_offset: int  # offset of the first line
-    end_offset: int  # offset just past the last line (and its newline, if it had one)
-    skipped: list[tuple[int, int]] = field(default_factory=list)  # over-long lines (off, len)
 
 
 @dataclass(slots=True)
@@ -64,10 +55,7 @@ class _File:
     mtime: float
     ident: Identity | None = None
     offset: int = 0  # next byte to read
-    line_start: int = 0  # offset of the partial line's first byte
-    parts: list[bytes] = field(default_factory=list)  # the partial line (bounded)
-    part_len: int = 0
-    skipping: bool = False  # inside an over-long line
+    lines: Lines = field(default_factory=lambda: Lines(0))  # the partial line, bounded
     replay_until: int = 0  # batches stay below this offset while under it
     draining: bool = False  # no longer matched by the patterns
     last_data: float = 0.0  # monotonic time of the last read that returned data
@@ -184,37 +172,43 @@ class Tailer:
             os.close(fd)
             return
         f = _File(path, fd, st.st_dev, st.st_ino, mtime, last_data=now)
+        f.lines = Lines(self.max_line_bytes)
         self._files[did] = f
         f.ident = identify(fd)
         f.draining = rotated
         if f.ident is not None:
             self._place(f, st.st_size)
         elif self._first_scan and self.start_at == "end":
-            f.offset = f.line_start = st.st_size
+            f.offset = st.st_size
+            f.lines.reset(f.offset)
 
     def _place(self, f: _File, size: int) -> None:
         """Pick the start offset of a file whose identity just became known."""
+        f.offset = self._start_offset(f, size)
+        f.lines.reset(f.offset)
+
+    def _start_offset(self, f: _File, size: int) -> int:
         assert f.ident is not None
         key = f.ident.key
         entry = self.known.get(key)
-        if key in self._left:  # let go earlier in this run, matched again
-            f.offset = f.line_start = min(self._left.pop(key), size)
-            entry.path = f.path  # type: ignore[union-attr]
-            return
-        if entry is not None:  # known from the checkpoint
-            f.offset = f.line_start = min(entry.offset, size)
-            f.replay_until = entry.read_offset if entry.read_offset > f.offset else 0
+        if entry is not None:
             entry.path = f.path
-            return
+            if key in self._left:  # let go earlier in this run, matched again
+                return min(self._left.pop(key), size)
+            offset = min(entry.offset, size)  # known from the checkpoint
+            f.replay_until = entry.read_offset if entry.read_offset > offset else 0
+            return offset
+        offset = f.offset
         copied = self._copies.get((f.ident.fp, f.ident.fp_len))
         if copied is not None and copied[1:] != (f.dev, f.ino) and copied[0] <= size:
             del self._copies[(f.ident.fp, f.ident.fp_len)]  # the copy of a copytruncate'd file
-            f.offset = f.line_start = copied[0]
-        elif self._first_scan and self.start_at == "end" and f.offset == 0:
-            f.offset = f.line_start = size
+            offset = copied[0]
+        elif self._first_scan and self.start_at == "end" and offset == 0:
+            offset = size
         self.known[key] = FileEntry(
-            f.path, f.dev, f.ino, f.ident.fp, f.ident.fp_len, f.offset, f.offset, [], time.time()
+            f.path, f.dev, f.ino, f.ident.fp, f.ident.fp_len, offset, offset, [], time.time()
         )
+        return offset
 
     def _find_rotated_while_down(self) -> None:
         """Files renamed away while we were down (see recover.py): read them to their end."""
@@ -281,108 +275,29 @@ class Tailer:
         self.truncations += 1
         log.warning("The file %s was truncated; reading it again from the start.", f.path)
         if f.ident is not None:
-            self._copies[(f.ident.fp, f.ident.fp_len)] = (f.line_start, f.dev, f.ino)
+            self._copies[(f.ident.fp, f.ident.fp_len)] = (f.lines.start, f.dev, f.ino)
         f.ident = identify(f.fd)
-        f.offset = f.line_start = f.replay_until = 0
-        f.parts, f.part_len, f.skipping = [], 0, False
+        f.offset = f.replay_until = 0
+        f.lines.reset(0)
         if f.ident is not None:
             self._place(f, os.fstat(f.fd).st_size)
 
     def _split(self, f: _File, block: bytes, base: int) -> list[LineBatch]:
-        key = f"{self.name}|{f.ident.key}"  # type: ignore[union-attr]
-        out: list[LineBatch] = []
-        skipped: list[tuple[int, int]] = []
-        first: list[bytes] = []
-        pos = 0
-        if f.parts or f.skipping:  # the block continues a partial line
-            nl = block.find(b"\n")
-            if nl < 0:
-                self._grow_partial(f, block)
-                return out
-            if f.skipping:
-                skipped.append((f.line_start, base + nl - f.line_start))
-            else:
-                line = b"".join(f.parts) + block[:nl]
-                if len(line) > self.max_line_bytes:
-                    skipped.append((f.line_start, len(line)))
-                else:
-                    first.append(line)
-            f.parts, f.part_len, f.skipping = [], 0, False
-            pos = nl + 1
-        start = f.line_start if first else base + pos
-        last = block.rfind(b"\n", pos)
-        lines = first
-        if last >= 0:
-            mid = block.split(b"\n")  # the whole block: no copy of it first
-            rest = mid.pop()  # after the last newline
-            if pos:
-                del mid[0]  # it completed the partial line
-            if last - pos > self.max_line_bytes and max(map(len, mid)) > self.max_line_bytes:
-                lines, start = self._drop_long(mid, lines, start, base + pos, skipped, out, key, f)
-            else:
-                lines = lines + mid if lines else mid
-            end = base + last + 1
-            f.line_start = end
-        else:
-            end = base + pos
-            f.line_start = end
-            rest = block[pos:]
-        if lines or skipped:
-            self.lines_read += len(lines)
-            self.lines_too_long += len(skipped)
-            out.append(LineBatch(f.path, key, lines, start, end, skipped))
-        if rest:
-            self._grow_partial(f, rest)
+        out = f.lines.feed(block, base, f.path, f"{self.name}|{f.ident.key}")  # type: ignore[union-attr]
+        for b in out:
+            self.lines_read += len(b.lines)
+            self.lines_too_long += len(b.skipped)
         return out
-
-    def _drop_long(
-        self,
-        mid: list[bytes],
-        lines: list[bytes],
-        start: int,
-        at: int,
-        skipped: list[tuple[int, int]],
-        out: list[LineBatch],
-        key: str,
-        f: _File,
-    ) -> tuple[list[bytes], int]:
-        """Cut the batch around over-long lines (rare): each batch stays contiguous."""
-        limit = self.max_line_bytes
-        for line in mid:
-            if len(line) > limit:
-                skipped.append((at, len(line)))
-                if lines:
-                    out.append(LineBatch(f.path, key, lines, start, at, []))
-                    self.lines_read += len(lines)
-                lines = []
-                start = at + len(line) + 1
-            else:
-                lines.append(line)
-            at += len(line) + 1
-        return lines, start
-
-    def _grow_partial(self, f: _File, data: bytes) -> None:
-        if f.skipping:
-            return
-        f.part_len += len(data)
-        if f.part_len > self.max_line_bytes:
-            f.parts, f.part_len, f.skipping = [], 0, True  # never hold an over-long line
-        else:
-            f.parts.append(data)
 
     def _flush(self, f: _File) -> list[LineBatch] | None:
         """At the end of a file that is let go (or of `run --once`): the partial last line."""
-        if f.ident is None or not (f.parts or f.skipping):
+        if f.ident is None:
             return None
-        key = f"{self.name}|{f.ident.key}"
-        start, end = f.line_start, f.offset
-        if f.skipping:
-            b = LineBatch(f.path, key, [], start, end, [(start, end - start)])
-            self.lines_too_long += 1
-        else:
-            b = LineBatch(f.path, key, [b"".join(f.parts)], start, end)
-            self.lines_read += 1
-        f.parts, f.part_len, f.skipping, f.line_start = [], 0, False, end
+        b = f.lines.flush(f.offset, f.path, f"{self.name}|{f.ident.key}")
+        if b is None:
+            return None
+        self.lines_read += len(b.lines)
+        self.lines_too_long += len(b.skipped)
         return [b]
 
     # ------------------------------------------------------------------ the loop
