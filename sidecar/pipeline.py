@@ -359,10 +359,13 @@ class Pipeline:
         return t
 
     def _replaying(self, batch: LineBatch) -> set[str] | None:
-        if batch.skipped:
+        """The ids to feed from a batch below the checkpoint's read offset (None: feed all).
+        Over-long lines of new batches are set aside here (replayed ones already were)."""
+        replay = self.ledger.replaying(batch.key, batch.start_offset)
+        if batch.skipped and replay is None:
             for offset, length in batch.skipped:
                 self.telemetry.set_aside("line_too_long", batch.path, offset, length)
-        return self.ledger.replaying(batch.key, batch.start_offset)
+        return replay
 
     def _replay_filter(self, dec: Any, replay: set[str]) -> None:
         """Below the checkpoint's read offset: keep only requests still to be rebuilt."""
