@@ -19,7 +19,6 @@ import logging
 import os
 import signal
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +35,7 @@ from sidecar.parse.body import assemble_escaped, decode_bodies_lines, decode_chu
 from sidecar.parse.response import parse_completed
 from sidecar.sinks.file import FileSink
 from sidecar.sinks.hec.sink import HecSink
-from sidecar.sources import checkpoint
-from sidecar.sources.ledger import Ledger
+from sidecar.sources.keeper import CheckpointKeeper
 from sidecar.sources.tail import LineBatch, Tailer
 from sidecar.telemetry import Telemetry
 from sidecar.types import Completed, OutEvent, Positions
@@ -297,7 +295,7 @@ class Pipeline:
             if src.body_tail is not None:
                 readers.append(asyncio.create_task(self._run_body(src, stop), name="body"))
         expiry = None if self.once else asyncio.create_task(self._run_expiry(stop))
-        ckpt_task = asyncio.create_task(self._run_checkpoints(stop), name="checkpoints")
+        ckpt_task = asyncio.create_task(self.keeper.run(stop), name="checkpoints")
         try:
             await asyncio.gather(*readers)
         finally:
@@ -322,13 +320,13 @@ class Pipeline:
                         self.telemetry.counters["events_dead_lettered_total"] += v
             stop.set()
             await ckpt_task
-            self._save_checkpoints()  # everything handed on is durable now
+            self.keeper.save()  # everything handed on is durable now
             for src in self.sources:
                 src.access_tail.close()
                 if src.body_tail is not None:
                     src.body_tail.close()
                 self.telemetry.counters["late_records_total"] += src.joiner.late_records
-                self._count_tail(src)
+            self.telemetry.counters.update(self.keeper.counters())
             self.telemetry.estimation = self.estimator.metrics()
             self.telemetry.close()
         return self.telemetry
@@ -339,24 +337,17 @@ class Pipeline:
     # (the spool, once it exists) call `_events_durable`; checkpoints save min(held, read).
     def _init_checkpoints(self) -> None:
         cfg = self.cfg
-        self.ledger = Ledger()
-        self._ckpt_path = os.path.join(cfg.resolve(cfg.state_dir), "checkpoints.json")
-        self._ckpt = checkpoint.load(self._ckpt_path)
-        for name, files in self._ckpt.items():
-            for key, e in files.items():
-                self.ledger.restore(f"{name}|{key}", e.offset, e.read_offset, e.replay_ids)
+        self.keeper = CheckpointKeeper(
+            os.path.join(cfg.resolve(cfg.state_dir), "checkpoints.json"),
+            interval_secs=cfg.checkpoint.interval_secs,
+            expire_after_secs=cfg.checkpoint.expire_after_secs,
+        )
+        self.ledger = self.keeper.ledger
         self._durable_needed = max(1, len(cfg.sinks))
         self._durable_seen: dict[int, int] = {}  # id(event) -> confirmations (several sinks)
-        self._tailers: list[Tailer] = []
-        self._ckpt_saved = 0.0  # monotonic time of the last checkpoint write
-        self._ckpt_timer: asyncio.TimerHandle | None = None
 
     def _tailer(self, name: str, paths: list[str], kw: dict[str, Any]) -> Tailer:
-        t = Tailer(
-            [self.cfg.resolve(p) for p in paths], name=name, checkpoint=self._ckpt.get(name), **kw
-        )
-        self._tailers.append(t)
-        return t
+        return self.keeper.tailer(name, [self.cfg.resolve(p) for p in paths], **kw)
 
     def _replaying(self, batch: LineBatch) -> set[str] | None:
         """The ids to feed from a batch below the checkpoint's read offset (None: feed all).
@@ -412,59 +403,7 @@ class Pipeline:
                     release(ev.positions)
                 else:
                     seen[id(ev)] = n
-        self._checkpoint_soon()
-
-    def _checkpoint_soon(self) -> None:
-        """Commit soon after a hand-back (what is durable but not committed is what a crash
-        would send twice), at most once per `checkpoint.interval_secs`."""
-        if self._ckpt_timer is not None:
-            return
-        wait = self._ckpt_saved + self.cfg.checkpoint.interval_secs - time.monotonic()
-        if wait <= 0:
-            self._save_checkpoints()
-        else:
-            self._ckpt_timer = asyncio.get_running_loop().call_later(wait, self._save_checkpoints)
-
-    def _save_checkpoints(self) -> None:
-        if self._ckpt_timer is not None:
-            self._ckpt_timer.cancel()
-            self._ckpt_timer = None
-        self._ckpt_saved = time.monotonic()
-        now = time.time()
-        data: checkpoint.Checkpoints = {}
-        for t in self._tailers:
-            files = t.entries(now, self.cfg.checkpoint.expire_after_secs)
-            for key, e in files.items():
-                info = self.ledger.commit_info(f"{t.name}|{key}")
-                if info is not None:
-                    e.offset, e.read_offset, e.replay_ids = info
-            data[t.name] = files
-        try:
-            checkpoint.save(self._ckpt_path, data)
-        except OSError as exc:
-            log.error(
-                "Cannot write the checkpoint file %s (%s); a restart would read again from the "
-                "last checkpoint written. Check state_dir and free space.",
-                self._ckpt_path,
-                exc,
-            )
-
-    async def _run_checkpoints(self, stop: asyncio.Event) -> None:
-        interval = self.cfg.checkpoint.interval_secs
-        while not stop.is_set():  # also when nothing is handed back: new files, seen times
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
-            if time.monotonic() - self._ckpt_saved >= interval:
-                self._save_checkpoints()
-
-    def _count_tail(self, src: _SourceRuntime) -> None:
-        cnt = self.telemetry.counters
-        for t in (src.access_tail, src.body_tail):
-            if t is not None:
-                cnt["tail_rotations_total"] += t.rotations
-                cnt["tail_truncations_total"] += t.truncations
-                cnt["tail_lines_too_long_total"] += t.lines_too_long
-        cnt["replay_lines_skipped_total"] = self.ledger.replay_lines_skipped
+        self.keeper.soon()
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:
