@@ -255,3 +255,24 @@ def test_block_boundaries_never_change_the_lines(tmp_path: Path, chunk: int) -> 
     for b in batches:
         seg = data[b.start_offset : b.end_offset]
         assert seg in (b"".join(x + b"\n" for x in b.lines), b"\n".join(b.lines))
+
+
+def test_partial_last_line_of_a_rotated_file_is_flushed_when_let_go(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(numbered("a", 0, 5) + b"cut short")  # the proxy died mid-line
+    f = Following(tailer([log], rotate_wait_secs=0.2))
+    try:
+        f.wait_lines(5)
+        time.sleep(0.2)
+        assert len(f.lines) == 5  # a partial line waits for its newline ...
+        os.rename(log, tmp_path / "access.log.1")
+        log.write_bytes(numbered("b", 0, 2))
+        f.wait_lines(8)  # ... until its rotated file is let go
+    finally:
+        f.close()
+    assert f.lines[5:] in ([b"cut short", *names("b", 0, 2)], [*names("b", 0, 2), b"cut short"])
+    last = next(b for b in f.batches if b.lines == [b"cut short"])
+    assert (last.start_offset, last.end_offset) == (
+        len(numbered("a", 0, 5)),
+        len(numbered("a", 0, 5)) + 9,
+    )
