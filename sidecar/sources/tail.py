@@ -128,7 +128,10 @@ class Tailer:
     def _scan(self) -> None:
         now = time.monotonic()
         seen: set[tuple[int, int]] = set()
-        for path in self._matches():
+        matches = self._matches()
+        for path in set(self._blocked) - set(matches):
+            del self._blocked[path]  # an unreadable file that went away
+        for path in matches:
             try:
                 st = os.stat(path)  # follows a symlink: the identity is the target's
             except OSError:
