@@ -177,7 +177,8 @@ class Tailer:
         f = _File(path, fd, st.st_dev, st.st_ino, mtime, last_data=now)
         f.lines = Lines(self.max_line_bytes)
         self._files[did] = f
-        f.ident = identify(fd)
+        with contextlib.suppress(OSError):  # unreadable head: identified at the first read
+            f.ident = identify(fd)
         f.draining = rotated
         if f.ident is not None:
             self._place(f, st.st_size)
