@@ -343,6 +343,8 @@ class Pipeline:
             expire_after_secs=cfg.checkpoint.expire_after_secs,
         )
         self.ledger = self.keeper.ledger
+        # Confirmations an event needs: one per sink while the sinks confirm; 1 once the spool
+        # (the only confirmer then) calls `_events_durable`.
         self._durable_needed = max(1, len(cfg.sinks))
         self._durable_seen: dict[int, int] = {}  # id(event) -> confirmations (several sinks)
 
