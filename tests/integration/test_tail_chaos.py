@@ -86,7 +86,8 @@ def test_sigkill_and_rotation_lose_nothing_and_duplicate_only_whole_events(
     src, logs = tmp_path / "src", tmp_path / "logs"
     logs.mkdir()
     generate(src)
-    truth_ids = set(orjson.loads((src / "truth.json").read_bytes()))
+    truth = orjson.loads((src / "truth.json").read_bytes())
+    truth_ids = set(truth)
     assert len(truth_ids) == N_REQUESTS
     out = tmp_path / "events.ndjson"
     cfg = {
@@ -178,6 +179,17 @@ def test_sigkill_and_rotation_lose_nothing_and_duplicate_only_whole_events(
     for rid, evs in by_id.items():
         for e in evs[1:]:
             assert e == evs[0], f"request {rid}: a duplicate differs from the first event"
+    # Every request was rebuilt whole, also those cut by a kill: its usage is the true one.
+    wrong = []
+    for rid, evs in by_id.items():
+        t, e = truth[rid], evs[0]
+        fields = ["status", "http_status", "is_streaming"]
+        if t.get("output_tokens") is not None:
+            fields += ["model", "input_tokens", "cached_input_tokens", "output_tokens"]
+        wrong += [(rid, f, e[f], t[f]) for f in fields if e[f] != t[f]]
+        if "truncated" in e["flags"] or "expired_no_access" in e["flags"]:
+            wrong.append((rid, "flags", e["flags"], None))
+    assert not wrong, f"{len(wrong)} wrong fields, e.g. {wrong[:3]}"
     assert rate < 0.01
     assert torn <= kills
     assert kills >= MIN_KILLS
