@@ -102,3 +102,35 @@ def test_file_sink_hands_back_after_fsync_in_groups(tmp_path: Path) -> None:
         "e1",
         "e2",
     ]
+
+
+def test_with_two_sinks_positions_are_released_when_both_confirmed(tmp_path: Path) -> None:
+    from sidecar.config import from_dict
+    from sidecar.pipeline import Pipeline
+    from sidecar.types import Positions
+
+    cfg = from_dict(
+        {
+            "sources": [{"name": "p", "access_log": {"paths": [str(tmp_path / "a.log")]}}],
+            "identity": {"hash_key": "k"},
+            "state_dir": str(tmp_path / "state"),
+            "sinks": [
+                {"type": "file", "path": str(tmp_path / "one.ndjson")},
+                {"type": "file", "path": str(tmp_path / "two.ndjson")},
+            ],
+        }
+    )
+
+    async def go() -> None:
+        p = Pipeline(cfg)
+        key = "p/access|1:2:ab:10"
+        p.ledger.hold(key, 100, "r")
+        p.ledger.processed(key, 500)
+        ev = make_events(1)[0]
+        ev.positions = Positions("r", {key: 100})
+        p._events_durable([ev])
+        assert p.ledger.commit_info(key) == (100, 500, ["r"])  # one sink is not enough
+        p._events_durable([ev])
+        assert p.ledger.commit_info(key) == (500, 500, [])
+
+    asyncio.run(go())
