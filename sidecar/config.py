@@ -70,8 +70,9 @@ class Join:
 class Checkpoint:
     """Tail checkpoints (`state_dir/checkpoints.json`): where each file resumes after a restart."""
 
-    # written at most this often (and at shutdown); a crash re-reads at most what came after
-    interval_secs: float = field(default=1.0, metadata={"range": (0.01, 60.0)})
+    # written soon after events become durable, at most this often (and at shutdown): a crash
+    # re-sends what became durable since the last write (same event_id, same content)
+    interval_secs: float = field(default=0.2, metadata={"range": (0.01, 60.0)})
     # entries of files not seen (matched or open) for this long are dropped
     expire_after_secs: float = field(default=86400.0, metadata={"range": (60.0, 31536000.0)})
 

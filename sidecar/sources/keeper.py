@@ -74,11 +74,12 @@ class CheckpointKeeper:
             )
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Also save when nothing is handed back: new files, seen times."""
+        """Also save when nothing is handed back (new files, seen times): every second."""
+        every = max(self.interval_secs, 1.0)
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval_secs)
-            if time.monotonic() - self._last >= self.interval_secs:
+                await asyncio.wait_for(stop.wait(), every)
+            if time.monotonic() - self._last >= every:
                 self.save()
 
     def counters(self) -> dict[str, int]:
