@@ -87,6 +87,10 @@ class Source:
     read_chunk_bytes: int = field(default=1024 * 1024, metadata={"range": (4096, 1 << 26)})
     # how often to look for new data when following
     poll_interval_secs: float = field(default=0.25, metadata={"range": (0.01, 60.0)})
+    # issue 8: a rotated-away file is read until it has had no new data for this long
+    rotate_wait_secs: float = field(default=5.0, metadata={"range": (0.0, 3600.0)})
+    # a longer line is skipped up to its newline (never held in memory), counted, set aside
+    max_line_bytes: int = field(default=8 * 1024 * 1024, metadata={"range": (1024, 1 << 30)})
 
 
 @dataclass
@@ -95,6 +99,17 @@ class Join:
     expire_after_secs: float = field(default=60.0, metadata={"range": (1.0, 86_400.0)})
     # beyond it the oldest pending request is emitted early
     max_pending_requests: int = field(default=100_000, metadata={"range": (1, 10_000_000)})
+
+
+@dataclass
+class Checkpoint:
+    """Tail checkpoints (`state_dir/checkpoints.json`): where each file resumes after a restart."""
+
+    # written soon after events become durable, at most this often (and at shutdown): a crash
+    # re-sends what became durable since the last write (same event_id, same content)
+    interval_secs: float = field(default=0.2, metadata={"range": (0.01, 60.0)})
+    # entries of files not seen (matched or open) for this long are dropped
+    expire_after_secs: float = field(default=86400.0, metadata={"range": (60.0, 31536000.0)})
 
 
 @dataclass
@@ -256,10 +271,11 @@ class Spool:
 class Config:
     sources: list[Source] = field(default_factory=list)
     join: Join = field(default_factory=Join)
+    checkpoint: Checkpoint = field(default_factory=Checkpoint)
     tokens: Tokens = field(default_factory=Tokens)
     identity: Identity = field(default_factory=Identity)
     pricing: Pricing = field(default_factory=Pricing)
-    state_dir: str = ".sidecar-state"  # hash key, set-aside records, dead letters
+    state_dir: str = ".sidecar-state"  # hash key, set-aside records, dead letters, checkpoints
     sinks: list[SinkConfig] = field(default_factory=lambda: [FileSink()])
     server: Server = field(default_factory=Server)  # /health and /metrics
     heartbeat: Heartbeat = field(default_factory=Heartbeat)

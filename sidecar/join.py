@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sidecar.types import BODY_DATA, BODY_END, AccessRecord, BodyRecord, Completed
+from sidecar.types import BODY_DATA, BODY_END, AccessRecord, BodyRecord, Completed, Positions
 
 
 @dataclass(slots=True)
@@ -36,6 +36,7 @@ class _Pending:
     last_ts: float | None = None
     touched: float = 0.0  # monotonic time of the last record
     source_path: str | None = None
+    positions: Positions | None = None  # issue 8: source offsets (see note_positions)
 
 
 def _join_str(parts: list) -> tuple[str, int, int]:
@@ -201,6 +202,7 @@ class Joiner:
             source_path=p.source_path,
             parts=p.parts if p.text is None and p.parts else None,
             assemble=self._assemble,
+            positions=p.positions,
         )
 
     def _evict(self, out: list[Completed]) -> None:
@@ -219,6 +221,27 @@ class Joiner:
         for rid in stale:
             self.expired += 1
             out.append(self._complete(rid, self._pending[rid], expired=True))
+
+    def note_positions(self, rids: list[str], key: str, offset: int) -> list[str]:
+        """Issue 8: record that requests `rids` (pending after a batch of file `key` starting at
+        `offset`) have lines there; returns the ids newly recorded for this file (the caller
+        holds their position in the ledger). Requests completed by the batch are not pending:
+        the caller records those on `Completed.positions` itself."""
+        new: list[str] = []
+        pending = self._pending
+        for rid in rids:
+            p = pending.get(rid)
+            if p is None:
+                continue
+            pos = p.positions
+            if pos is None:
+                p.positions = Positions(rid, {key: offset})
+            elif key not in pos.at:
+                pos.at[key] = offset
+            else:
+                continue
+            new.append(rid)
+        return new
 
     def flush(self, out: list[Completed]) -> None:
         """Emit everything still pending (end of `run --once`, or shutdown)."""

@@ -166,6 +166,15 @@ class BodyRecord:
 
 
 @dataclass(slots=True)
+class Positions:
+    """Which source bytes a request came from (issue 8; only sources/ledger.py reads it):
+    per tailed file key, the start offset of the first batch in which the request appeared."""
+
+    rid: str
+    at: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class Completed:
     """A request as the join hands it on: its access record and its body.
 
@@ -194,6 +203,7 @@ class Completed:
     prior_text: list[str] = field(default_factory=list)
     prior_extra_tokens: int = 0
     assemble: Callable[[list[Any]], tuple[str, int, int]] | None = None
+    positions: Positions | None = None  # source positions to release once durable (issue 8)
 
     def has_body(self) -> bool:
         return bool(self.parts) or bool(self.body)
@@ -290,3 +300,4 @@ class OutEvent:
     time: float  # epoch seconds (request end)
     source: str | None  # HEC `source`: the access log path by default
     sourcetype: str = "llm:usage"
+    positions: Positions | None = None  # copied from Completed; released by the durable hand-back

@@ -36,6 +36,11 @@ class FileSink:
         # 0600: events name users, tenants and models; nobody else on the host reads them.
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._fh = open(fd, "ab")  # noqa: SIM115 - held open for the sink's life
+        if self._fh.tell() > 0:  # a write cut by a crash: start on a line of our own
+            with open(self.path, "rb") as fh:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    self._fh.write(b"\n")
 
     async def write(self, events: Sequence[OutEvent]) -> None:
         if self._fh is None:

@@ -1,15 +1,26 @@
-"""Tail files: read from the start (or the end), then follow; hand on batches of whole lines.
+"""Tail files: read from the start (or the end, or a checkpoint), follow, survive rotation.
 
-A source knows nothing of the data: it yields `LineBatch(path, file_id, lines, end_offset)`,
-where `lines` are raw bytes without their newline and `end_offset` is the offset just past the
-last line. Reading is done in large blocks and split with `bytes.split`, so the per-line cost is
-one slice; downstream stages get lists, never single lines through a queue.
+A source knows nothing of the data: it yields `LineBatch(path, key, lines, start_offset,
+end_offset, skipped)`: whole lines without their newline, read in large blocks and split with
+`bytes.split` (the per-line cost is one slice). `key` names the file identity (see
+fingerprint.py), never its path.
 
-Files are identified by (device, inode), never by path. When the inode behind a path changes
-(rename rotation), the old file is drained to EOF before the new one is read, so a stream that
-straddles a rotation is read whole. A file that shrinks below the read offset (copytruncate) is
-read again from the start. Checkpoints (restart safety) are a later stage: see
-docs/architecture.md.
+Rotation, the Fluent Bit in_tail way:
+- rename + create: the path names another file at the next scan; the old file keeps being read
+  (first: a request that straddles the rotation is read in order) and is let go once it has had
+  no new data for `rotate_wait_secs`; its partial last line is then flushed.
+- copytruncate: the size drops below the offset, or the first line changed (truncated and
+  regrown past the old size between two polls): read again from 0. If the copy (same first
+  line, another inode) is matched by the patterns too, it resumes at the old offset instead of
+  being read twice.
+- delete + recreate, a file that appears later: found by the next scan (read from the start).
+- symlinks: followed; the identity is the target's. Two paths to one file are read once.
+- compressed rotated names (`.gz`, `.zst`, `.bz2`, `.xz`) are never read.
+
+Files that cannot be opened are warned about once (then at most every `WARN_EVERY_SECS`), with
+the fix, and retried with a growing back-off; the other files go on. A line longer than
+`max_line_bytes` is skipped up to its newline without being held in memory and reported in
+`LineBatch.skipped` as (offset, length) so it can be set aside.
 """
 
 from __future__ import annotations
@@ -19,34 +30,42 @@ import contextlib
 import glob
 import logging
 import os
+import stat
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from sidecar.sources.checkpoint import FileEntry
+from sidecar.sources.fingerprint import Identity, identify, is_compressed, same_fingerprint
+from sidecar.sources.lines import LineBatch, Lines
+from sidecar.sources.recover import rotated_while_down
+
 log = logging.getLogger("sidecar.sources.tail")
 
-
-@dataclass(frozen=True, slots=True)
-class FileId:
-    dev: int
-    ino: int
+WARN_EVERY_SECS = 300.0  # repeat an unreadable-file warning at most this often
+MAX_BACKOFF_SECS = 60.0
 
 
 @dataclass(slots=True)
-class LineBatch:
+class _File:
     path: str
-    file_id: FileId
-    lines: list[bytes]
-    end_offset: int
+    fd: int
+    dev: int
+    ino: int
+    mtime: float
+    ident: Identity | None = None
+    offset: int = 0  # next byte to read
+    lines: Lines = field(default_factory=lambda: Lines(0))  # the partial line, bounded
+    replay_until: int = 0  # batches stay below this offset while under it
+    draining: bool = False  # no longer matched by the patterns
+    last_data: float = 0.0  # monotonic time of the last read that returned data
 
 
-@dataclass
-class _Open:
-    path: str
-    fh: object  # io.BufferedReader / FileIO
-    file_id: FileId
-    offset: int = 0
-    rest: bytes = b""  # a partial line waiting for its newline
-    stats: dict[str, int] = field(default_factory=dict)
+@dataclass(slots=True)
+class _Blocked:
+    next_try: float
+    backoff: float
+    last_warn: float
 
 
 class Tailer:
@@ -56,111 +75,236 @@ class Tailer:
         self,
         patterns: list[str],
         *,
+        name: str = "",
         start_at: str = "beginning",
         read_chunk_bytes: int = 1 << 20,
         poll_interval_secs: float = 0.25,
-        rescan_interval_secs: float = 5.0,
+        rescan_interval_secs: float = 1.0,
+        rotate_wait_secs: float = 5.0,
+        max_line_bytes: int = 8 << 20,
+        checkpoint: dict[str, FileEntry] | None = None,
     ) -> None:
         self.patterns = patterns
+        self.name = name
         self.start_at = start_at
         self.read_chunk_bytes = read_chunk_bytes
         self.poll_interval_secs = poll_interval_secs
         self.rescan_interval_secs = rescan_interval_secs
-        self._open: dict[str, _Open] = {}
-        self._draining: list[_Open] = []  # rotated-away files still being read to EOF
+        self.rotate_wait_secs = rotate_wait_secs
+        self.max_line_bytes = max_line_bytes
+        self.known: dict[str, FileEntry] = dict(checkpoint or {})  # identity key -> entry
+        self._restored = dict(self.known)  # as saved: what recover.py compares the disk with
+        self._files: dict[tuple[int, int], _File] = {}  # (dev, ino) -> open file
+        self._blocked: dict[str, _Blocked] = {}
+        # a copytruncate'd file's fingerprint -> (offset read, dev, ino): to resume its copy
+        self._copies: dict[tuple[str, int], tuple[int, int, int]] = {}
+        self._left: dict[str, int] = {}  # identity key of a file let go -> offset read
         self._first_scan = True
+        self._missing_warned: set[str] = set()
         self.bytes_read = 0
         self.lines_read = 0
         self.rotations = 0
         self.truncations = 0
-        self.missing_warned: set[str] = set()
+        self.lines_too_long = 0
+
+    @property
+    def unreadable(self) -> int:
+        """Matched files that cannot be opened right now."""
+        return len(self._blocked)
 
     # ------------------------------------------------------------------ discovery
-    def _paths(self) -> list[str]:
+    def _matches(self) -> list[str]:
         found: list[str] = []
         for pat in self.patterns:
-            matches = sorted(glob.glob(pat)) if glob.has_magic(pat) else [pat]
-            for m in matches:
-                if os.path.isfile(m):
-                    found.append(m)
-                elif pat not in self.missing_warned:
-                    self.missing_warned.add(pat)
-                    log.warning("The log file %s does not exist yet; waiting for it.", m)
-        return found
+            if glob.has_magic(pat):
+                found += sorted(glob.glob(pat))
+            elif os.path.lexists(pat):
+                found.append(pat)
+            elif pat not in self._missing_warned:
+                self._missing_warned.add(pat)
+                log.warning("The log file %s does not exist yet; waiting for it.", pat)
+        return [p for p in found if not is_compressed(p)]
 
     def _scan(self) -> None:
-        for path in self._paths():
+        now = time.monotonic()
+        seen: set[tuple[int, int]] = set()
+        matches = self._matches()
+        for path in set(self._blocked) - set(matches):
+            del self._blocked[path]  # an unreadable file that went away
+        for path in matches:
             try:
-                st = os.stat(path)
+                st = os.stat(path)  # follows a symlink: the identity is the target's
             except OSError:
                 continue
-            fid = FileId(st.st_dev, st.st_ino)
-            cur = self._open.get(path)
-            if cur is not None and cur.file_id == fid:
+            if not stat.S_ISREG(st.st_mode):
                 continue
-            if cur is not None:
-                # The path now names another file: rotation. Drain the old one first.
+            did = (st.st_dev, st.st_ino)
+            if did in seen:
+                continue  # the same file through another path or link
+            seen.add(did)
+            f = self._files.get(did)
+            if f is not None:
+                f.path, f.draining = path, False
+                continue
+            self._open(path, now, st.st_mtime)
+        for did, f in self._files.items():
+            if did not in seen and not f.draining:
+                f.draining = True  # renamed away or deleted: read to its end, then let go
+                f.last_data = now
                 self.rotations += 1
-                log.info("The file %s was rotated; finishing the old file first.", path)
-                self._draining.append(cur)
-            try:
-                fh = open(path, "rb", buffering=0)  # noqa: SIM115 - kept open while following
-            except OSError as exc:
-                log.warning("Cannot open %s (%s); will retry.", path, exc.strerror)
-                continue
-            offset = 0
-            if self._first_scan and self.start_at == "end" and cur is None:
-                offset = fh.seek(0, os.SEEK_END)
-            self._open[path] = _Open(path, fh, fid, offset)
-        self._first_scan = False
+                log.info("The file %s was rotated or removed; reading it to its end.", f.path)
+        if self._first_scan:
+            self._first_scan = False
+            self._find_rotated_while_down()
+
+    def _open(self, path: str, now: float, mtime: float, *, rotated: bool = False) -> None:
+        blocked = self._blocked.get(path)
+        if blocked is not None and now < blocked.next_try:
+            return
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            self._cannot_open(path, exc, now, blocked)
+            return
+        if blocked is not None:
+            del self._blocked[path]
+            log.info("The log file %s can be read now.", path)
+        st = os.fstat(fd)
+        did = (st.st_dev, st.st_ino)
+        if did in self._files:
+            os.close(fd)
+            return
+        f = _File(path, fd, st.st_dev, st.st_ino, mtime, last_data=now)
+        f.lines = Lines(self.max_line_bytes)
+        self._files[did] = f
+        with contextlib.suppress(OSError):  # unreadable head: identified at the first read
+            f.ident = identify(fd)
+        f.draining = rotated
+        if f.ident is not None:
+            self._place(f, st.st_size)
+        elif self._first_scan and self.start_at == "end":
+            f.offset = st.st_size
+            f.lines.reset(f.offset)
+
+    def _place(self, f: _File, size: int) -> None:
+        """Pick the start offset of a file whose identity just became known."""
+        f.offset = self._start_offset(f, size)
+        f.lines.reset(f.offset)
+
+    def _start_offset(self, f: _File, size: int) -> int:
+        assert f.ident is not None
+        key = f.ident.key
+        entry = self.known.get(key)
+        if entry is not None:
+            entry.path = f.path
+            if key in self._left:  # let go earlier in this run, matched again
+                return min(self._left.pop(key), size)
+            offset = min(entry.offset, size)  # known from the checkpoint
+            f.replay_until = entry.read_offset if entry.read_offset > offset else 0
+            return offset
+        offset = f.offset
+        copied = self._copies.get((f.ident.fp, f.ident.fp_len))
+        if copied is not None and copied[1:] != (f.dev, f.ino) and copied[0] <= size:
+            del self._copies[(f.ident.fp, f.ident.fp_len)]  # the copy of a copytruncate'd file
+            offset = copied[0]
+        elif self._first_scan and self.start_at == "end" and offset == 0:
+            offset = size
+        self.known[key] = FileEntry(
+            f.path, f.dev, f.ino, f.ident.fp, f.ident.fp_len, offset, offset, [], time.time()
+        )
+        return offset
+
+    def _find_rotated_while_down(self) -> None:
+        """Files renamed away while we were down (see recover.py): read them to their end."""
+        matched = {(f.dev, f.ino) for f in self._files.values()}
+        for path in rotated_while_down(self.patterns, self._restored, matched):
+            with contextlib.suppress(OSError):
+                self._open(path, time.monotonic(), os.stat(path).st_mtime, rotated=True)
+                log.info("Reading %s, rotated while the sidecar was stopped.", path)
+
+    def _cannot_open(self, path: str, exc: OSError, now: float, b: _Blocked | None) -> None:
+        if b is None:
+            b = self._blocked[path] = _Blocked(now, 0.5, -WARN_EVERY_SECS)
+        b.backoff = min(b.backoff * 2, MAX_BACKOFF_SECS)
+        b.next_try = now + b.backoff
+        if now - b.last_warn >= WARN_EVERY_SECS:
+            b.last_warn = now
+            fix = (
+                "give the sidecar's user read access, e.g. add it to the file's group "
+                "(usermod -aG <group> <user>) or fix the proxy's log file mode"
+                if isinstance(exc, PermissionError)
+                else "check the path and its folder"
+            )
+            log.warning(
+                "Cannot open the log file %s (%s): %s. Retrying with back-off; the other "
+                "files are read meanwhile.",
+                path,
+                exc.strerror,
+                fix,
+            )
 
     # ------------------------------------------------------------------ reading
-    def _read_one(self, f: _Open, final: bool) -> LineBatch | None:
-        """Read up to one block from `f`; return its whole lines, or None at EOF."""
-        fh = f.fh
+    def _read(self, f: _File, final: bool) -> list[LineBatch] | None:
+        """Read one block; the batches it completes ([] on progress without whole lines), or
+        None at the end of the file."""
         try:
-            size = os.fstat(fh.fileno()).st_size  # type: ignore[attr-defined]
-        except OSError:
+            size = os.fstat(f.fd).st_size
+            if f.ident is None:
+                f.ident = identify(f.fd)
+                if f.ident is None:
+                    return self._flush(f) if final else None
+                self._place(f, size)
+            elif size < f.offset or (
+                size > f.offset and not same_fingerprint(f.fd, f.ident.fp, f.ident.fp_len)
+            ):
+                self._truncated(f)
+                return []
+            if size <= f.offset:
+                return self._flush(f) if final else None
+            limit = self.read_chunk_bytes
+            if f.replay_until > f.offset:
+                limit = min(limit, f.replay_until - f.offset)
+            block = os.pread(f.fd, limit, f.offset)
+        except OSError as exc:
+            log.warning("Reading %s failed (%s); will retry.", f.path, exc.strerror)
             return None
-        if size < f.offset:
-            self.truncations += 1
-            log.warning("The file %s was truncated; reading it again from the start.", f.path)
-            f.offset = 0
-            f.rest = b""
-        if size == f.offset:
-            if final and f.rest:
-                line, f.rest = f.rest, b""
-                self.lines_read += 1
-                return LineBatch(f.path, f.file_id, [line], f.offset)
-            return None
-        fh.seek(f.offset)  # type: ignore[attr-defined]
-        block = fh.read(self.read_chunk_bytes)  # type: ignore[attr-defined]
         if not block:
             return None
+        base = f.offset
         f.offset += len(block)
         self.bytes_read += len(block)
-        if f.rest:
-            block = f.rest + block
-        lines = block.split(b"\n")
-        f.rest = lines.pop()  # bytes after the last newline (b"" when the block ends a line)
-        if not lines:
-            return LineBatch(f.path, f.file_id, [], f.offset - len(f.rest))
-        self.lines_read += len(lines)
-        return LineBatch(f.path, f.file_id, lines, f.offset - len(f.rest))
+        return self._split(f, block, base)
 
-    def _read_all_ready(self, final: bool) -> list[LineBatch]:
-        out: list[LineBatch] = []
-        for f in list(self._draining):
-            while (b := self._read_one(f, final=True)) is not None:
-                out.append(b)
-            self._draining.remove(f)
-            f.fh.close()  # type: ignore[attr-defined]
-        for f in self._open.values():
-            b = self._read_one(f, final)
-            if b is not None:
-                out.append(b)
+    def _truncated(self, f: _File) -> None:
+        self.truncations += 1
+        log.warning("The file %s was truncated; reading it again from the start.", f.path)
+        if f.ident is not None:
+            self._copies[(f.ident.fp, f.ident.fp_len)] = (f.lines.start, f.dev, f.ino)
+        f.ident = identify(f.fd)
+        f.offset = f.replay_until = 0
+        f.lines.reset(0)
+        if f.ident is not None:
+            self._place(f, os.fstat(f.fd).st_size)
+
+    def _split(self, f: _File, block: bytes, base: int) -> list[LineBatch]:
+        out = f.lines.feed(block, base, f.path, f"{self.name}|{f.ident.key}")  # type: ignore[union-attr]
+        for b in out:
+            self.lines_read += len(b.lines)
+            self.lines_too_long += len(b.skipped)
         return out
 
+    def _flush(self, f: _File) -> list[LineBatch] | None:
+        """At the end of a file that is let go (or of `run --once`): the partial last line."""
+        if f.ident is None:
+            return None
+        b = f.lines.flush(f.offset, f.path, f"{self.name}|{f.ident.key}")
+        if b is None:
+            return None
+        self.lines_read += len(b.lines)
+        self.lines_too_long += len(b.skipped)
+        return [b]
+
+    # ------------------------------------------------------------------ the loop
     async def batches(
         self, *, follow: bool, stop: asyncio.Event | None = None
     ) -> AsyncIterator[LineBatch]:
@@ -171,43 +315,59 @@ class Tailer:
         finally:
             self.close()
 
+    def _order(self) -> list[_File]:
+        # Rotated-away files first (their data is older), then the oldest file first.
+        return sorted(self._files.values(), key=lambda f: (not f.draining, f.mtime, f.path))
+
     async def _follow(self, follow: bool, stop: asyncio.Event | None) -> AsyncIterator[LineBatch]:
         loop = asyncio.get_running_loop()
         self._scan()
         last_scan = loop.time()
         while True:
-            got = self._read_all_ready(final=not follow)
-            for b in got:
+            got = None
+            for f in self._order():
+                got = self._read(f, final=not follow)
+                if got is not None:
+                    f.last_data = loop.time()
+                    break  # one block per round, oldest data first
+            for b in got or ():
                 yield b
-            if got:
-                if stop is not None and stop.is_set():
-                    return  # stop promptly even when the files keep growing
+            if stop is not None and stop.is_set():
+                return  # stop promptly even when the files keep growing
+            now = loop.time()
+            if got is not None:
+                if now - last_scan >= self.rescan_interval_secs:  # busy: still notice rotation
+                    self._scan()
+                    last_scan = now
                 await asyncio.sleep(0)  # let downstream stages run between blocks
                 continue
             if not follow:
                 return
-            if stop is not None and stop.is_set():
-                return
-            now = loop.time()
-            if now - last_scan >= self.rescan_interval_secs or self._any_rotated():
+            for b in self._let_go(now):
+                yield b
+            if now - last_scan >= min(self.poll_interval_secs, self.rescan_interval_secs):
                 self._scan()
                 last_scan = now
-                continue
+                continue  # a new or rotated file may have data: look before sleeping
             if stop is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.poll_interval_secs)
             else:
                 await asyncio.sleep(self.poll_interval_secs)
 
-    def _any_rotated(self) -> bool:
-        for path, f in self._open.items():
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            if FileId(st.st_dev, st.st_ino) != f.file_id:
-                return True
-        return any(p not in self._open for p in self._paths())  # a new file appeared
+    def _let_go(self, now: float) -> list[LineBatch]:
+        """Close rotated-away files idle for `rotate_wait_secs`; flush their partial line."""
+        out: list[LineBatch] = []
+        for did, f in list(self._files.items()):
+            if f.draining and now - f.last_data >= self.rotate_wait_secs:
+                out += self._flush(f) or []
+                del self._files[did]
+                os.close(f.fd)
+                if f.ident is not None:
+                    self._left[f.ident.key] = f.offset
+                    if f.ident.key in self.known:
+                        self.known[f.ident.key].seen = time.time()
+        return out
 
     def pending_bytes(self) -> int:
         """Bytes already in the followed files but not read yet (0 when caught up)."""
@@ -218,8 +378,18 @@ class Tailer:
         return n
 
     def close(self) -> None:
-        for f in list(self._open.values()) + self._draining:
+        for f in self._files.values():
             with contextlib.suppress(OSError):
-                f.fh.close()  # type: ignore[attr-defined]
-        self._open.clear()
-        self._draining.clear()
+                os.close(f.fd)
+        self._files.clear()
+
+    def entries(self, now: float, expire_after_secs: float) -> dict[str, FileEntry]:
+        """The checkpoint entries of this tailer (seen times refreshed; old ones dropped)."""
+        open_keys = {f.ident.key for f in self._files.values() if f.ident is not None}
+        for key in list(self.known):
+            e = self.known[key]
+            if key in open_keys:
+                e.seen = now
+            elif now - e.seen > expire_after_secs:
+                del self.known[key]
+        return self.known

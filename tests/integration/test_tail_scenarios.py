@@ -1,0 +1,278 @@
+"""Fluent Bit's in_tail scenarios on real files, with the tailer following in a thread while the
+test rotates, truncates, relinks, deletes and creates files the way logrotate and proxies do."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from sidecar.sources.tail import LineBatch, Tailer
+
+
+class Following:
+    """A Tailer following in its own thread and event loop; `lines` grows as it reads."""
+
+    def __init__(self, tailer: Tailer) -> None:
+        self.tailer = tailer
+        self.batches: list[LineBatch] = []
+        self.lines: list[bytes] = []
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(5)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            self._ready.set()
+            async for b in self.tailer.batches(follow=True, stop=self._stop):
+                self.batches.append(b)
+                self.lines.extend(b.lines)
+
+        try:
+            self._loop.run_until_complete(main())
+        finally:
+            self._loop.close()
+
+    def wait(self, pred: Callable[[], bool], timeout: float = 10.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if pred():
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"timed out; lines so far: {self.lines[-5:]}")
+
+    def wait_lines(self, n: int, timeout: float = 10.0) -> None:
+        self.wait(lambda: len(self.lines) >= n, timeout)
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+        assert not self._thread.is_alive()
+
+
+def numbered(prefix: str, a: int, b: int) -> bytes:
+    return b"".join(f"{prefix}-{i:05d} some log text\n".encode() for i in range(a, b))
+
+
+def names(prefix: str, a: int, b: int) -> list[bytes]:
+    return numbered(prefix, a, b).splitlines()
+
+
+def append(path: Path, data: bytes) -> None:
+    with path.open("ab") as fh:
+        fh.write(data)
+
+
+def tailer(patterns: list[Path | str], **kw: object) -> Tailer:
+    kw.setdefault("poll_interval_secs", 0.02)
+    kw.setdefault("rescan_interval_secs", 0.05)
+    kw.setdefault("rotate_wait_secs", 0.3)
+    return Tailer([str(p) for p in patterns], **kw)  # type: ignore[arg-type]
+
+
+def test_rename_rotation_reads_the_old_file_to_its_end_first(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(numbered("a", 0, 100))
+    f = Following(tailer([log]))
+    try:
+        f.wait_lines(100)
+        with log.open("ab") as old:  # the proxy keeps writing to the old file for a moment
+            os.rename(log, tmp_path / "access.log.1")
+            log.write_bytes(numbered("b", 0, 50))
+            old.write(numbered("a", 100, 120))
+        f.wait_lines(170)
+        time.sleep(0.5)  # past rotate_wait_secs: the old file is let go
+        append(log, numbered("b", 50, 60))
+        f.wait_lines(180)
+    finally:
+        f.close()
+    assert sorted(f.lines) == sorted(names("a", 0, 120) + names("b", 0, 60))
+    assert len(f.lines) == len(set(f.lines)) == 180
+    assert f.tailer.rotations == 1
+    # The old file's tail was read before the new file: a stream straddling it stays in order.
+    assert f.lines.index(b"a-00119 some log text") < f.lines.index(b"b-00000 some log text")
+
+
+def test_copytruncate_below_the_offset(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(numbered("a", 0, 100))
+    f = Following(tailer([log]))
+    try:
+        f.wait_lines(100)
+        with log.open("r+b") as fh:
+            fh.truncate(0)
+        append(log, numbered("b", 0, 10))
+        f.wait_lines(110)
+    finally:
+        f.close()
+    assert f.lines == names("a", 0, 100) + names("b", 0, 10)
+    assert f.tailer.truncations == 1
+
+
+def test_copytruncate_regrown_past_the_old_size_before_the_next_poll(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(numbered("a", 0, 50))
+    f = Following(tailer([log], poll_interval_secs=0.5, rescan_interval_secs=5))
+    try:
+        f.wait_lines(50)
+        with log.open("r+b") as fh:  # truncated and regrown to twice the size between polls
+            fh.truncate(0)
+            fh.write(numbered("b", 0, 100))
+        f.wait_lines(150)
+    finally:
+        f.close()
+    assert f.lines == names("a", 0, 50) + names("b", 0, 100)  # none of the 100 is lost
+    assert f.tailer.truncations == 1
+
+
+def test_copytruncate_copy_matched_by_the_glob_is_not_read_twice(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(numbered("a", 0, 100))
+    f = Following(tailer([f"{tmp_path}/access.log*"]))
+    try:
+        f.wait_lines(100)
+        append(log, numbered("a", 100, 110))  # written just before logrotate copies
+        data = log.read_bytes()
+        (tmp_path / "access.log.1").write_bytes(data)
+        with log.open("r+b") as fh:
+            fh.truncate(0)
+        append(log, numbered("b", 0, 5))
+        f.wait_lines(115)
+        time.sleep(0.3)
+    finally:
+        f.close()
+    assert sorted(f.lines) == sorted(names("a", 0, 110) + names("b", 0, 5))
+
+
+def test_symlink_rotation_follows_the_target(tmp_path: Path) -> None:
+    a, b, link = tmp_path / "a.log", tmp_path / "b.log", tmp_path / "current.log"
+    a.write_bytes(numbered("a", 0, 20))
+    link.symlink_to(a)
+    f = Following(tailer([link]))
+    try:
+        f.wait_lines(20)
+        b.write_bytes(numbered("b", 0, 10))
+        tmp_link = tmp_path / "current.tmp"
+        tmp_link.symlink_to(b)
+        os.replace(tmp_link, link)  # atomic switch, as deploy tools do
+        append(a, numbered("a", 20, 25))  # late lines of the old target
+        f.wait_lines(35)
+        append(b, numbered("b", 10, 15))
+        f.wait_lines(40)
+    finally:
+        f.close()
+    assert sorted(f.lines) == sorted(names("a", 0, 25) + names("b", 0, 15))
+    assert len(f.lines) == 40
+
+
+def test_delete_and_recreate(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(numbered("a", 0, 30))
+    f = Following(tailer([log]))
+    try:
+        f.wait_lines(30)
+        log.unlink()
+        log.write_bytes(numbered("b", 0, 30))
+        f.wait_lines(60)
+    finally:
+        f.close()
+    assert f.lines == names("a", 0, 30) + names("b", 0, 30)
+
+
+def test_file_appearing_after_start_is_read_from_its_start(tmp_path: Path) -> None:
+    log = tmp_path / "late.log"
+    f = Following(tailer([log], start_at="end"))  # start_at applies to files present at start
+    try:
+        time.sleep(0.1)
+        log.write_bytes(numbered("a", 0, 10))
+        f.wait_lines(10)
+    finally:
+        f.close()
+    assert f.lines == names("a", 0, 10)
+
+
+def test_glob_matching_rotated_names_reads_each_file_once(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(numbered("a", 0, 1000))
+    (tmp_path / "access.log.2.gz").write_bytes(b"\x1f\x8b compressed, never read\n")
+    f = Following(tailer([f"{tmp_path}/access.log*"]))
+    try:
+        f.wait_lines(1000)
+        for n in range(3):  # three rename rotations; every rotated name matches the glob
+            os.rename(log, tmp_path / f"access.log-{n}")
+            log.write_bytes(numbered(f"r{n}", 0, 10))
+            f.wait_lines(1000 + 10 * (n + 1))
+        time.sleep(0.4)
+    finally:
+        f.close()
+    expected = names("a", 0, 1000) + [x for n in range(3) for x in names(f"r{n}", 0, 10)]
+    assert sorted(f.lines) == sorted(expected)
+    assert all(b"compressed" not in x for x in f.lines)
+
+
+def test_over_long_line_is_skipped_and_reported_by_position(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    long = b"x" * 50_000
+    log.write_bytes(b"first\n" + long + b"\nafter\n" + b"y" * 3000 + b"\nlast\n")
+    t = tailer([log], max_line_bytes=2048, read_chunk_bytes=4096)
+
+    async def go() -> list[LineBatch]:
+        return [b async for b in t.batches(follow=False)]
+
+    batches = asyncio.run(go())
+    lines = [x for b in batches for x in b.lines]
+    skipped = [s for b in batches for s in b.skipped]
+    assert lines == [b"first", b"after", b"last"]
+    assert skipped == [(6, 50_000), (6 + 50_001 + 6, 3000)]
+    assert t.lines_too_long == 2
+    for b in batches:  # every batch's lines are contiguous from its start offset
+        data = log.read_bytes()[b.start_offset : b.end_offset]
+        if b.lines:
+            assert data == b"".join(x + b"\n" for x in b.lines)
+
+
+@pytest.mark.parametrize("chunk", [3, 7, 64, 1 << 20])
+def test_block_boundaries_never_change_the_lines(tmp_path: Path, chunk: int) -> None:
+    log = tmp_path / "a.log"
+    data = numbered("a", 0, 50) + b"\n\nno newline at the end"
+    log.write_bytes(data)
+    t = tailer([log], read_chunk_bytes=chunk)
+
+    async def go() -> list[LineBatch]:
+        return [b async for b in t.batches(follow=False)]
+
+    batches = asyncio.run(go())
+    assert [x for b in batches for x in b.lines] == data.split(b"\n")
+    assert batches[-1].end_offset == len(data)
+    for b in batches:
+        seg = data[b.start_offset : b.end_offset]
+        assert seg in (b"".join(x + b"\n" for x in b.lines), b"\n".join(b.lines))
+
+
+def test_partial_last_line_of_a_rotated_file_is_flushed_when_let_go(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(numbered("a", 0, 5) + b"cut short")  # the proxy died mid-line
+    f = Following(tailer([log], rotate_wait_secs=0.2))
+    try:
+        f.wait_lines(5)
+        time.sleep(0.2)
+        assert len(f.lines) == 5  # a partial line waits for its newline ...
+        os.rename(log, tmp_path / "access.log.1")
+        log.write_bytes(numbered("b", 0, 2))
+        f.wait_lines(8)  # ... until its rotated file is let go
+    finally:
+        f.close()
+    assert f.lines[5:] in ([b"cut short", *names("b", 0, 2)], [*names("b", 0, 2), b"cut short"])
+    last = next(b for b in f.batches if b.lines == [b"cut short"])
+    assert (last.start_offset, last.end_offset) == (
+        len(numbered("a", 0, 5)),
+        len(numbered("a", 0, 5)) + 9,
+    )
