@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -50,11 +51,12 @@ from sidecar.parse.body import (
 from sidecar.parse.response import parse_completed
 from sidecar.sinks.file import FileSink
 from sidecar.sinks.hec.sink import HecSink
+from sidecar.sources.keeper import CheckpointKeeper
 from sidecar.sources.tail import LineBatch, Tailer
-from sidecar.spool import Spool
+from sidecar.spool import Spool, SpoolReader
 from sidecar.status import Rate, SourceView, gather_status
 from sidecar.telemetry import Telemetry
-from sidecar.types import Completed, OutEvent
+from sidecar.types import Completed, OutEvent, Positions
 
 log = logging.getLogger("sidecar.pipeline")
 
@@ -337,6 +339,290 @@ class Pipeline:
             cnt["bodies_lossy_utf8_total"] += 1
 
     # ------------------------------------------------------------------ stage: spool + sinks
+    async def _run_spool(self) -> None:
+        """Append what enrichment made; each call takes every list waiting (one fsync)."""
+        q = self._events_q
+        done = False
+        while not done:
+            batch = await q.get()
+            if batch is None:
+                break
+            events = list(batch)
+            while not q.empty():
+                more = q.get_nowait()
+                if more is None:
+                    done = True
+                    break
+                events += more
+            await self.spool.append(events, self._give_up)
+        self.spool.finish_input()
+
+    async def _run_sink(self, sink: Any, reader: SpoolReader) -> None:
+        try:
+            if isinstance(sink, HecSink):
+                await sink.run(reader)
+                return
+            while entries := await reader.read(1000, 1 << 20):
+                await self._sink_write(sink, [e.event for e in entries])
+                await sink.flush()
+                reader.release(e.seq for e in entries)
+        except Exception:
+            log.exception(
+                "The sink %s stopped on an unexpected error (a bug, please report it); its events "
+                "stay in the spool and are delivered at the next start.",
+                reader.name,
+            )
+            raise
+
+    async def _watch_delivery(self, stop: asyncio.Event, sinks: list[asyncio.Task[None]]) -> None:
+        """Bound the delivery: after SIGTERM, `shutdown_timeout_secs`; in `--once`, that long
+        without progress. Then give up: stop the sinks, leave the rest in the spool."""
+        bound = self.cfg.shutdown_timeout_secs
+        spool = self.spool
+        last, since = -1, time.monotonic()
+        while not all(t.done() for t in sinks):
+            if stop.is_set() or self.hurry.is_set():
+                deadline = time.monotonic() + bound
+                hurry = asyncio.create_task(self.hurry.wait())
+                try:
+                    while not hurry.done() and (pending := [t for t in sinks if not t.done()]):
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        await asyncio.wait(
+                            [*pending, hurry], timeout=left, return_when="FIRST_COMPLETED"
+                        )
+                finally:
+                    hurry.cancel()
+                break
+            await asyncio.sleep(0.25)
+            if not self.once:
+                continue
+            progress = spool.stats["spool_events_released_total"] + sum(
+                r.watermark for r in self._spool_readers
+            )
+            if progress != last or not spool.pending_events:
+                last, since = progress, time.monotonic()
+            elif time.monotonic() - since >= bound:
+                log.error(
+                    "Nothing was delivered for %g s (shutdown_timeout_secs); giving up. Check "
+                    "the sinks' errors above.",
+                    bound,
+                )
+                break
+        self._give_up.set()
+        for t in sinks:
+            t.cancel()
+
+    async def _finish_delivery(
+        self, spool_task: asyncio.Task[None], sinks: list[asyncio.Task[None]]
+    ) -> None:
+        await spool_task
+        await asyncio.gather(*sinks, return_exceptions=True)
+        await self._watchdog
+        self.undelivered = self.spool.pending_events
+        if self.undelivered:
+            log.warning(
+                "%d event(s) wait in the spool (%s); they are delivered at the next start.",
+                self.undelivered,
+                self.spool.directory,
+            )
+
+    async def _sink_write(self, sink: Any, events: list[OutEvent]) -> None:
+        """Write a batch; if the sink fails on it, write event by event and set aside those
+        that fail (with their request id), so one event never stops delivery."""
+        try:
+            await sink.write(events)
+            return
+        except Exception as exc:
+            if len(events) == 1:
+                self._stage_failed_once("sink write", exc)
+                ev = events[0]
+                rid = str(ev.body.get("request_id"))
+                self.telemetry.set_aside("sink_write_failed", ev.source or "", None, 0, rid)
+                return
+        for ev in events:
+            await self._sink_write(sink, [ev])
+
+    async def _supervise(self, readers: list[asyncio.Task], *stages: asyncio.Task) -> Any:
+        """Wait for the readers; a stage that ends before them has died. Returns None, or
+        (task name, exception) of the first stage that died."""
+        gathered = asyncio.ensure_future(asyncio.gather(*readers))
+        watch = {gathered, *stages}
+        while True:
+            done, _ = await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
+            if gathered in done:
+                exc = gathered.exception()
+                return None if exc is None else ("reader", exc)
+            # The readers are cancelled next: retrieve their outcome so that it is not
+            # reported as "never retrieved".
+            gathered.add_done_callback(lambda f: f.cancelled() or f.exception())
+            task = done.pop()
+            exc = None if task.cancelled() else task.exception()
+            return (task.get_name(), exc or RuntimeError("the stage ended early"))
+
+    async def _salvage(self, failed: Any, readers: list[asyncio.Task], *stages: Any) -> None:
+        """A stage died: stop reading, put what was already enriched into the spool (durable:
+        it is delivered at the next start), close what can be closed, then raise StageFailed
+        (the normal drain would wait on the dead stage forever)."""
+        name, exc = failed
+        log.error(
+            "The %s stage stopped (%s: %s): keeping what can be kept and exiting so that the "
+            "service manager restarts the sidecar.",
+            name,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+        spool_task = next((t for t in stages if t is not None and t.get_name() == "spool"), None)
+        for task in [*readers, *stages, getattr(self, "_watchdog", None)]:
+            if task is not None and not task.done() and task is not spool_task:
+                task.cancel()
+        if spool_task is not None and not spool_task.done():
+            with contextlib.suppress(Exception):
+                self._events_q.put_nowait(None)
+                await asyncio.wait_for(spool_task, 10)
+        self._give_up.set()
+        for sink in self.sinks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sink.close(), 10)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.spool.close(), 10)
+        for src in self.sources:
+            src.access_tail.close()
+            if src.body_tail is not None:
+                src.body_tail.close()
+        self.telemetry.close()
+        raise StageFailed(name, exc)
+
+    # ------------------------------------------------------------------ run
+    async def run(self, stop: asyncio.Event | None = None) -> Telemetry:
+        stop = stop or asyncio.Event()
+        # The price catalogue and the encodings are large, long-lived object graphs: move them out
+        # of the collector's sight so that its full passes do not rescan them, and collect young
+        # objects less often (the hot path allocates many short-lived ones).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
+        # Loading the tiktoken encodings takes ~1 s: do it in a thread while the logs are read;
+        # enrichment waits for it before its first request.
+        self._warm = asyncio.get_running_loop().run_in_executor(None, self.estimator.warm_up)
+        self.spool.open()
+        self._spool_readers = [self.spool.reader(f"sinks[{i}]") for i in range(len(self.sinks))]
+        for sink in self.sinks:
+            await sink.start()
+        enrich_task = asyncio.create_task(self._run_enrich(), name="enrich")
+        spool_task = asyncio.create_task(self._run_spool(), name="spool")
+        sink_tasks = [
+            asyncio.create_task(self._run_sink(s, r), name=f"sink{i}")
+            for i, (s, r) in enumerate(zip(self.sinks, self._spool_readers, strict=True))
+        ]
+        self._watchdog = asyncio.create_task(self._watch_delivery(stop, sink_tasks))
+        readers = []
+        for src in self.sources:
+            readers.append(asyncio.create_task(self._run_access(src, stop), name="access"))
+            if src.body_tail is not None:
+                readers.append(asyncio.create_task(self._run_body(src, stop), name="body"))
+        expiry = None if self.once else asyncio.create_task(self._run_expiry(stop))
+        service = None if self.once else await self._start_service(stop)
+        failed: Any = None
+        ckpt_task = asyncio.create_task(self.keeper.run(stop), name="checkpoints")
+        try:
+            failed = await self._supervise(readers, enrich_task, spool_task, *sink_tasks)
+        finally:
+            if service is not None:
+                await service.stop()
+            if failed is not None and failed[0] != "reader":
+                await self._salvage(failed, readers, enrich_task, spool_task, *sink_tasks, expiry)
+            if expiry is not None:
+                stop.set()
+                await expiry
+            # `run --once` emits what is still pending. When following, pending requests stay
+            # in the checkpoint (below the committed offset) and are read again at the next
+            # start, so a request is never cut in two across a restart.
+            for src in self.sources if self.once else ():
+                out: list[Completed] = []
+                src.joiner.flush(out)
+                if out:
+                    await self._completed_q.put(out)
+            await self._completed_q.put(None)
+            await enrich_task
+            await self._finish_delivery(spool_task, sink_tasks)
+            for sink in self.sinks:
+                await sink.close()
+                for k, v in getattr(sink, "stats", {}).items():
+                    if "dead" in k:
+                        self.telemetry.counters["events_dead_lettered_total"] += v
+            stop.set()
+            await ckpt_task
+            self.keeper.save()  # everything handed on is durable now
+            for src in self.sources:
+                src.access_tail.close()
+                if src.body_tail is not None:
+                    src.body_tail.close()
+                self.telemetry.counters["late_records_total"] += src.joiner.late_records
+            await self.spool.close()
+            self.telemetry.counters.update(self.keeper.counters())
+            self.telemetry.estimation = self.estimator.metrics()
+            self.telemetry.close()
+        if failed is not None:  # a reader died: what it had read is delivered; still an error
+            raise StageFailed(*failed)
+        return self.telemetry
+
+    # ------------------------------------------------------------------ issue 8: checkpoints
+    # The hand-back (docs/architecture.md, "Checkpoints"): a request's positions are held in
+    # the ledger from the batch where the join takes it until its event is durable; the sinks
+    # (the spool, once it exists) call `_events_durable`; checkpoints save min(held, read).
+    def _init_checkpoints(self) -> None:
+        cfg = self.cfg
+        self.keeper = CheckpointKeeper(
+            os.path.join(cfg.resolve(cfg.state_dir), "checkpoints.json"),
+            interval_secs=cfg.checkpoint.interval_secs,
+            expire_after_secs=cfg.checkpoint.expire_after_secs,
+        )
+        self.ledger = self.keeper.ledger
+
+    def _tailer(self, name: str, paths: list[str], kw: dict[str, Any]) -> Tailer:
+        return self.keeper.tailer(name, [self.cfg.resolve(p) for p in paths], **kw)
+
+    def _replaying(self, batch: LineBatch) -> set[str] | None:
+        """The ids to feed from a batch below the checkpoint's read offset (None: feed all).
+        Over-long lines of new batches are set aside here (replayed ones already were)."""
+        replay = self.ledger.replaying(batch.key, batch.start_offset)
+        if batch.skipped and replay is None:
+            for offset, length in batch.skipped:
+                self.telemetry.set_aside("line_too_long", batch.path, offset, length)
+        return replay
+
+    def _replay_filter(self, dec: Any, replay: set[str]) -> None:
+        """Below the checkpoint's read offset: keep only requests still to be rebuilt."""
+        groups = {rid: g for rid, g in dec.groups.items() if rid in replay}
+        records = [r for r in dec.records if r.request_id in replay]
+        skipped = sum(len(g) for g in dec.groups.values()) - sum(len(g) for g in groups.values())
+        self.ledger.replay_lines_skipped += skipped + len(dec.records) - len(records)
+        dec.groups, dec.records, dec.errors = groups, records, []
+
+    def _note_batch(
+        self, joiner: Joiner, batch: LineBatch, rids: list[str], out: list[Completed]
+    ) -> None:
+        """Hold the batch's position for every request it fed (pending or just completed)."""
+        key, start, ledger = batch.key, batch.start_offset, self.ledger
+        for rid in joiner.note_positions(rids, key, start):
+            ledger.hold(key, start, rid)
+        if out:
+            fed = set(rids)
+            for c in out:
+                if c.request_id not in fed:
+                    continue
+                if c.positions is None:
+                    c.positions = Positions(c.request_id, {key: start})
+                elif key in c.positions.at:
+                    continue
+                else:
+                    c.positions.at[key] = start
+                ledger.hold(key, start, c.request_id)
+        ledger.processed(key, batch.end_offset)
+
     def _events_durable(self, events: list[OutEvent]) -> None:
         """Contract 1: the spool calls this once `events` are fsync'd. Releases their positions
         so that the tail checkpoints can move on."""
