@@ -265,6 +265,9 @@ class Spool:
     segment_bytes: int = field(default=16 << 20, metadata={"range": (1 << 16, 1 << 30)})
     # fsync once per batch, at most this often (ms); batches meanwhile share the next fsync.
     fsync_interval_ms: int = field(default=50, metadata={"range": (0, 10_000)})
+    # the sinks' delivered position is saved at most this often (ms): a crash re-sends what was
+    # delivered since (same event_id, same content)
+    cursor_interval_ms: int = field(default=200, metadata={"range": (0, 60_000)})
 
 
 @dataclass

@@ -125,6 +125,7 @@ class Pipeline:
             max_bytes=sp.max_bytes,
             segment_bytes=sp.segment_bytes,
             fsync_interval_ms=sp.fsync_interval_ms,
+            cursor_interval_ms=sp.cursor_interval_ms,
             on_durable=self._events_durable,
         )
         self.hurry = asyncio.Event()  # a second signal: stop delivering now

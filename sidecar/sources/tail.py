@@ -372,9 +372,9 @@ class Tailer:
     def pending_bytes(self) -> int:
         """Bytes already in the followed files but not read yet (0 when caught up)."""
         n = 0
-        for f in [*self._open.values(), *self._draining]:
+        for f in self._files.values():
             with contextlib.suppress(OSError):
-                n += max(os.fstat(f.fh.fileno()).st_size - f.offset, 0)  # type: ignore[attr-defined]
+                n += max(os.fstat(f.fd).st_size - f.offset, 0)
         return n
 
     def close(self) -> None:

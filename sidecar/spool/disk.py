@@ -54,7 +54,6 @@ log = logging.getLogger("sidecar.spool")
 FULL_WARNING_EVERY_SECS = 60.0
 WRITE_RETRY_SECS = 5.0
 _write_fd = os.write  # the one write call (a test makes it fail like a full disk)
-CURSOR_SAVE_EVERY_SECS = 1.0
 
 
 class Spool:
@@ -68,6 +67,7 @@ class Spool:
         max_bytes: int,
         segment_bytes: int,
         fsync_interval_ms: int = 0,
+        cursor_interval_ms: int = 200,
         on_durable: Callable[[list[OutEvent]], None] | None = None,
     ) -> None:
         self.directory = directory
@@ -75,6 +75,9 @@ class Spool:
         # A segment is at most a quarter of the cap, so the cap can always be freed up.
         self.segment_bytes = max(4096, min(segment_bytes, max_bytes // 4))
         self.fsync_interval_secs = fsync_interval_ms / 1000.0
+        # What the sinks delivered is saved (cursors.json) at most this often: a crash re-sends
+        # what was delivered since the last save (the same events: duplicates, never a loss).
+        self.cursor_interval_secs = cursor_interval_ms / 1000.0
         self.on_durable = on_durable
         self.stats: dict[str, int] = {
             "spool_events_written_total": 0,
@@ -371,7 +374,7 @@ class Spool:
     def _released_by_reader(self) -> None:
         self._cursors_dirty = True
         self._collect()
-        if time.monotonic() - self._cursors_saved_at >= CURSOR_SAVE_EVERY_SECS:
+        if time.monotonic() - self._cursors_saved_at >= self.cursor_interval_secs:
             self._save_cursors()
 
     def _collect(self, include_active: bool = False) -> None:

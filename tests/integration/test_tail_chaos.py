@@ -110,9 +110,11 @@ def test_sigkill_and_rotation_lose_nothing_and_duplicate_only_whole_events(
         # paced tighter than the defaults (0.2 s each) so that the group being committed at a
         # kill stays small at this rate (~1,000 requests/s, several times that while catching
         # up after a restart).
-        "checkpoint": {"interval_secs": 0.02},
+        "checkpoint": {"interval_secs": 0.01},
         "state_dir": str(tmp_path / "state"),
-        "sinks": [{"type": "file", "path": str(out), "fsync_interval_secs": 0.05}],
+        # The spool fsyncs each batch (at most every 5 ms here): then the events are durable.
+        "spool": {"fsync_interval_ms": 5, "cursor_interval_ms": 5},
+        "sinks": [{"type": "file", "path": str(out)}],
     }
     cfg_path = tmp_path / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
