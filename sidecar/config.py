@@ -58,8 +58,18 @@ class Source:
 
 @dataclass
 class Join:
-    expire_after_secs: float = 60.0  # a request with one side missing is emitted after this
-    max_pending_requests: int = 100_000  # beyond it the oldest pending request is emitted early
+    # a request with one side missing is emitted once both logs are this far past it (log time;
+    # wall time only when both logs are caught up and idle)
+    expire_after_secs: float = 60.0
+    # beyond it the oldest open requests without an access record are emitted early (counted)
+    max_pending_requests: int = 100_000
+    # memory bound of the join (raw body parts, decoded text, per-request overhead); beyond it
+    # open streams are compacted sooner, then the oldest open requests without an access record
+    # are emitted early (counted, warned)
+    max_pending_bytes: int = field(default=48 << 20, metadata={"range": (1 << 20, 1 << 40)})
+    # clock skew allowed between the two logs: a request whose access line is seen is complete
+    # once the body log is this far past the access line's time (or caught up this long)
+    skew_secs: float = field(default=1.0, metadata={"range": (0.0, 60.0)})
 
 
 @dataclass

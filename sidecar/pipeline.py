@@ -20,7 +20,7 @@ import os
 import signal
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar import config as C
@@ -29,9 +29,10 @@ from sidecar.enrich.identity import load_or_create_key, make_hasher
 from sidecar.enrich.pricing import PricingEngine
 from sidecar.enrich.tokens import TokenEstimator
 from sidecar.errors import ParseError
-from sidecar.join import Joiner
+from sidecar.join import Joiner, line_ts, may_read
 from sidecar.parse.access import parser_for
 from sidecar.parse.body import assemble_escaped, decode_bodies_lines, decode_chunk_lines
+from sidecar.parse.compact import compact_stream
 from sidecar.parse.response import parse_completed
 from sidecar.sinks.file import FileSink
 from sidecar.sinks.hec.sink import HecSink
@@ -52,6 +53,8 @@ class _SourceRuntime:
     body_tail: Tailer | None
     parse_access: Callable[..., Any]
     provider: str | None
+    # per reader ("access", "body"): set when its frontier moves (join/clock.py)
+    moved: dict[str, asyncio.Event] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -99,9 +102,12 @@ class Pipeline:
         cfg = self.cfg
         joiner = Joiner(
             expire_after_secs=cfg.join.expire_after_secs,
+            skew_secs=cfg.join.skew_secs,
             max_pending_requests=cfg.join.max_pending_requests,
+            max_pending_bytes=cfg.join.max_pending_bytes,
             max_body_bytes=s.body_log.max_body_bytes if s.body_log else 0,
             assemble=assemble_escaped,
+            compact=compact_stream,
         )
         joiner.has_body[s.name] = s.body_log is not None
         kw = {
@@ -119,6 +125,7 @@ class Pipeline:
             else None,
             parse_access=parser_for(fmt.type, fmt.fields, fmt.headers_path),
             provider=None if s.provider == "auto" else s.provider,
+            moved={"access": asyncio.Event(), "body": asyncio.Event()},
         )
 
     # ------------------------------------------------------------------ stage: tail+parse+join
@@ -127,10 +134,17 @@ class Pipeline:
         parse = src.parse_access
         hasher = self.hasher
         name = src.cfg.name
+        joiner = src.joiner
+        mine, other = joiner.access_front, joiner.body_front
+        lead = joiner.skew_secs + 1.0
         async for batch in src.access_tail.batches(follow=not self.once, stop=stop):
+            mine.busy()
             out: list[Completed] = []
             t.counters["access_lines_total"] += len(batch.lines)
+            offset = batch.end_offset - sum(map(len, batch.lines)) - len(batch.lines)
             for i, line in enumerate(batch.lines):
+                at = offset
+                offset += len(line) + 1
                 if not line.strip():
                     continue
                 try:
@@ -138,9 +152,20 @@ class Pipeline:
                 except ParseError as exc:
                     self._set_aside(exc, batch, i)
                     continue
-                src.joiner.add_access(rec, name, batch.path, out)
+                ts = rec.time
+                if not may_read(mine, other, ts, lead):  # event time: wait for the body log
+                    if out:
+                        await self._completed_q.put(out)
+                        out = []
+                    await self._wait(
+                        src, "access", stop, lambda ts=ts: may_read(mine, other, ts, lead)
+                    )
+                joiner.add_access(rec, name, batch.path, out, offset=at)
+            src.moved["access"].set()
             if out:
                 await self._completed_q.put(out)
+        mine.finish()
+        src.moved["access"].set()
 
     async def _run_body(self, src: _SourceRuntime, stop: asyncio.Event) -> None:
         assert src.body_tail is not None
@@ -148,7 +173,12 @@ class Pipeline:
         bodies_style = src.cfg.body_log.format.type == "bodies"  # type: ignore[union-attr]
         joiner = src.joiner
         name = src.cfg.name
+        mine, other = joiner.body_front, joiner.access_front
+        lead = joiner.skew_secs + 1.0
+        loop = asyncio.get_running_loop()
+        last_expiry = loop.time()
         async for batch in src.body_tail.batches(follow=not self.once, stop=stop):
+            mine.busy()
             out: list[Completed] = []
             t.counters["body_lines_total"] += len(batch.lines)
             dec = (decode_bodies_lines if bodies_style else decode_chunk_lines)(batch.lines)
@@ -156,9 +186,58 @@ class Pipeline:
                 self._set_aside(exc, batch, i)
             if dec.lossy:
                 t.counters["body_lines_lossy_utf8_total"] += dec.lossy
+            first, last = _batch_times(batch.lines, dec.records)
+
+            def go(first: float | None = first) -> bool:
+                # event time, then memory: an over-full join waits for the access reader
+                # while that one can make progress
+                if not may_read(mine, other, first, lead):
+                    return False
+                return not (
+                    joiner.over_budget() and other.active and other.front <= mine.front + lead
+                )
+
+            if not go():
+                await self._wait(src, "body", stop, go)
             joiner.add_chunks(dec.groups, dec.records, name, out)
+            mine.advance(last)
+            joiner.advance(out)
+            src.moved["body"].set()
+            now = loop.time()
+            if now - last_expiry >= 1.0 or joiner.over_budget():
+                last_expiry = now
+                while joiner.expire(out):
+                    await self._completed_q.put(out)
+                    out = []
             if out:
                 await self._completed_q.put(out)
+        mine.finish()
+        src.moved["body"].set()
+
+    async def _wait(
+        self, src: _SourceRuntime, me: str, stop: asyncio.Event, ready: Callable[[], bool]
+    ) -> None:
+        """Wait until `ready()` (the other reader moved on, or became idle) or stop. `me`
+        names the waiting reader; its own frontier has moved (it waits with a record in hand)."""
+        src.moved[me].set()
+        other = src.moved["body" if me == "access" else "access"]
+        while not stop.is_set():
+            self._sync_idle(src)
+            if ready():
+                return
+            other.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(other.wait(), 0.05)
+
+    @staticmethod
+    def _sync_idle(src: _SourceRuntime) -> None:
+        """Copy the tailers' caught-up state onto the join's frontiers (join/clock.py)."""
+        j = src.joiner
+        for front, tail in ((j.access_front, src.access_tail), (j.body_front, src.body_tail)):
+            if tail is None:
+                front.finish()
+            elif not front.done:
+                front.idle_since = tail.idle_since
 
     def _set_aside(self, exc: ParseError, batch: LineBatch, index: int) -> None:
         # The offset of line `index`: the batch ends at end_offset; walk back over later lines.
@@ -169,12 +248,24 @@ class Pipeline:
         )
 
     async def _run_expiry(self, stop: asyncio.Event) -> None:
+        """Follow mode: complete requests without a body once the body log is past them (or
+        caught up for `skew_secs`), and expire the rest in bounded batches."""
+        loop = asyncio.get_running_loop()
+        last = loop.time()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+                await asyncio.wait_for(stop.wait(), 0.25)
+            full = loop.time() - last >= 1.0
+            if full:
+                last = loop.time()
             for src in self.sources:
+                self._sync_idle(src)
                 out: list[Completed] = []
-                src.joiner.expire(out)
+                src.joiner.advance(out)
+                if full:
+                    while src.joiner.expire(out):
+                        await self._completed_q.put(out)
+                        out = []
                 if out:
                     await self._completed_q.put(out)
 
@@ -240,6 +331,14 @@ class Pipeline:
         if c.body_lossy:
             cnt["bodies_lossy_utf8_total"] += 1
 
+    def _count_join(self, joiner: Joiner) -> None:
+        """The join's counters in the run summary (every eviction, expiry and late record)."""
+        cnt = self.telemetry.counters
+        cnt["late_records_total"] += joiner.stats["late_records"]
+        for k, v in joiner.stats.items():
+            if k != "late_records":
+                cnt[f"join_{k}_total"] += v
+
     # ------------------------------------------------------------------ stage: sinks
     async def _run_sinks(self) -> None:
         while (events := await self._events_q.get()) is not None:
@@ -276,11 +375,9 @@ class Pipeline:
             if expiry is not None:
                 stop.set()
                 await expiry
-            # Emit what is still pending: nothing read is lost at shutdown.
+            # Emit what is still pending, in bounded batches: nothing read is lost at shutdown.
             for src in self.sources:
-                out: list[Completed] = []
-                src.joiner.flush(out)
-                if out:
+                for out in src.joiner.flush_batches():
                     await self._completed_q.put(out)
             await self._completed_q.put(None)
             await enrich_task
@@ -294,10 +391,22 @@ class Pipeline:
                 src.access_tail.close()
                 if src.body_tail is not None:
                     src.body_tail.close()
-                self.telemetry.counters["late_records_total"] += src.joiner.late_records
+                self._count_join(src.joiner)
             self.telemetry.estimation = self.estimator.metrics()
             self.telemetry.close()
         return self.telemetry
+
+
+def _batch_times(lines: list[bytes], records: list[Any]) -> tuple[float | None, float | None]:
+    """Log times of a body batch's first and last records (two lines looked at, not all)."""
+    first = line_ts(lines[0]) if lines else None
+    last = line_ts(lines[-1]) if lines else None
+    if first is None or last is None:
+        times = [r.ts for r in records if isinstance(r.ts, int | float)]
+        if times:
+            first = min(times) if first is None else first
+            last = max(times) if last is None else last
+    return first, last
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

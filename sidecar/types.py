@@ -10,6 +10,7 @@ sibling.
     Usage           parse/providers  -> enrich     normalised token counts
     Cost            enrich/pricing   -> enrich     money for one request, in integer nano-USD
     Completed       join             -> enrich     an access record plus its body, joined
+    Compacted       parse/compact    -> join       a long open stream cut down to head, text, tail
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ class ParsedBody:
     error_http_status: int | None = None  # status found inside an error body, if any
     retry_after_secs: float | None = None  # e.g. Gemini RetryInfo.retryDelay in a 429 body
     output_text: list[str] = field(default_factory=list)  # generated text, for estimation only
+    output_extra_tokens: int = 0  # fixed per-item overheads for estimation (e.g. per tool call)
     reasoning_model_hint: bool = False  # the body shows hidden reasoning (lower-bound estimates)
     malformed_events: int = 0  # SSE payloads that were not JSON
     truncated: bool = False  # the body was cut (size cap, `truncated: true`, missing terminal)
@@ -176,6 +178,14 @@ class Completed:
     body_lossy: bool = False  # invalid UTF-8 in the body was replaced
     parts: list[Any] | None = None
     assemble: Callable[[list[Any]], tuple[str, int, int]] | None = None
+    # A long stream compacted by the join while it was open: the output text and per-item token
+    # overheads of the prefix that was decoded and dropped (the parts hold its head and tail).
+    prior_text: list[str] = field(default_factory=list)
+    prior_extra_tokens: int = 0
+    # Set only on a second request with an id already seen: a stable key from the logs (the
+    # access line's time and byte offset) that keeps its event_id apart and deterministic.
+    duplicate_key: str | None = None
+    positions: Any = None  # issue 8: which source bytes the request came from (opaque here)
 
     def has_body(self) -> bool:
         return bool(self.parts) or bool(self.body)
@@ -209,6 +219,23 @@ class Completed:
         first = self.assemble(parts[:h])[0]
         last = self.assemble(parts[t:])[0]
         return first + "\n\n" + last
+
+
+@dataclass(slots=True)
+class Compacted:
+    """parse/compact.py -> join: a long open stream cut down (see there): the stream's new head
+    part (None: keep the old one), the raw tail parts to keep, the visible text and per-item
+    token overheads of what was dropped, and the invalid / lossy parts met while decoding."""
+
+    head: Any
+    tail: list
+    text: list[str]
+    extra_tokens: int = 0
+    bad_parts: int = 0
+    lossy: int = 0
+
+
+NOT_A_STREAM = Compacted(None, [], [])  # `compact`'s answer for a body that is not SSE
 
 
 @dataclass(slots=True)

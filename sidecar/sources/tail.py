@@ -74,6 +74,7 @@ class Tailer:
         self.rotations = 0
         self.truncations = 0
         self.missing_warned: set[str] = set()
+        self.idle_since: float | None = None  # monotonic time it caught up (follow); None: busy
 
     # ------------------------------------------------------------------ discovery
     def _paths(self) -> list[str]:
@@ -177,6 +178,10 @@ class Tailer:
         last_scan = loop.time()
         while True:
             got = self._read_all_ready(final=not follow)
+            if got:
+                self.idle_since = None
+            elif self.idle_since is None:
+                self.idle_since = loop.time()
             for b in got:
                 yield b
             if got:
