@@ -28,83 +28,20 @@ and restarts). Records for an id that was emitted incomplete (expired, evicted) 
 from __future__ import annotations
 
 import heapq
-import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
 
 from sidecar.join.clock import Frontier
-from sidecar.types import (
-    BODY_DATA,
-    BODY_END,
-    NOT_A_STREAM,
-    AccessRecord,
-    BodyRecord,
-    Compacted,
-    Completed,
-)
+from sidecar.join.expiry import Expiry
+from sidecar.join.pending import ACCESS_OVERHEAD, PENDING_OVERHEAD, Pending, join_str, line_ts
+from sidecar.join.storage import CompactFn, Storage
+from sidecar.types import BODY_DATA, BODY_END, AccessRecord, BodyRecord, Completed
 
-log = logging.getLogger("sidecar.join")
-
-# Rough Python cost of a pending request beyond its bytes (object, dict entry, lists), and of
-# an access record (the object and its header map). Used for the byte bound only.
-PENDING_OVERHEAD = 400
-ACCESS_OVERHEAD = 1500
 _COMPLETE, _INCOMPLETE = 0, 1  # how an id left the table
 
 
-# compact(parts, head) -> Compacted | NOT_A_STREAM | None (no event boundary to cut at yet)
-CompactFn = Callable[[list, Any], Compacted | None]
-
-
-@dataclass(slots=True)
-class _Pending:
-    source: str
-    parts: list = field(default_factory=list)  # raw parts since the head / last compaction
-    size: int = 0  # bytes in parts
-    text: str | None = None  # a whole body (`bodies` style)
-    head: Any = None  # after compaction: the stream's first events, one raw part
-    head_size: int = 0
-    prior: list[str] | None = None  # visible text of the compacted middle
-    prior_len: int = 0
-    prior_extra: int = 0
-    floor: int = 0  # do not try to compact again below this size
-    nocompact: bool = False  # not a stream: never compact
-    access: AccessRecord | None = None
-    end: str | None = None
-    content_type: str | None = None
-    truncated: bool = False
-    first_ts: float | None = None
-    last_ts: float | None = None
-    seen: float | None = None  # log time of the last record
-    touched: float = 0.0  # wall (monotonic) time of the last record
-    source_path: str | None = None
-    records: int = 0
-    dup: bool = False  # the id was already emitted complete
-    dup_key: str | None = None
-    cost: int = 0  # bytes counted in Joiner.pending_bytes
-    positions: Any = None  # issue 8: source bytes of the request (opaque here)
-
-
-def _join_str(parts: list) -> tuple[str, int, int]:
-    """Assemble plain string parts: (body, bad parts, lossy)."""
-    return "".join(parts), 0, 0
-
-
-def line_ts(line: Any) -> float | None:
-    """The `ts` of a canonical body-log line (`{"ts":T,...`), without decoding it."""
-    if type(line) is bytes and line.startswith(b'{"ts":'):
-        end = line.find(b",", 6)
-        try:
-            return float(line[6:end])
-        except ValueError:
-            return None
-    return None
-
-
-class Joiner:
+class Joiner(Storage, Expiry):
     def __init__(
         self,
         *,
@@ -115,7 +52,7 @@ class Joiner:
         max_body_bytes: int = 8 * 1024 * 1024,
         compact_bytes: int = 64 << 10,
         clock: Callable[[], float] = time.monotonic,
-        assemble: Callable[[list], tuple[str, int, int]] = _join_str,
+        assemble: Callable[[list], tuple[str, int, int]] = join_str,
         compact: CompactFn | None = None,
     ) -> None:
         self._assemble = assemble
@@ -129,8 +66,8 @@ class Joiner:
         self._clock = clock
         self.access_front = Frontier()
         self.body_front = Frontier()
-        self._pending: dict[str, _Pending] = {}  # insertion order = age order
-        self._awaiting: list[tuple[float, int, float, str, _Pending]] = []  # heap: access, no end
+        self._pending: dict[str, Pending] = {}  # insertion order = age order
+        self._awaiting: list[tuple[float, int, float, str, Pending]] = []  # heap: access, no end
         self._seq = 0
         self._done: OrderedDict[str, int] = OrderedDict()  # recently emitted ids -> how
         self._done_cap = max(100_000, max_pending_requests)
@@ -154,7 +91,7 @@ class Joiner:
             0,
         )
         self._warned_evict = 0.0
-        self._older: dict[str, _Pending] = {}  # ended bodies displaced by a newer request
+        self._older: dict[str, Pending] = {}  # ended bodies displaced by a newer request
         self._out: list[Completed] = []
 
     # ------------------------------------------------------------------ compatibility
@@ -178,7 +115,7 @@ class Joiner:
         return len(self._pending)
 
     # ------------------------------------------------------------------ the table
-    def _get(self, rid: str, source: str) -> _Pending | None:
+    def _get(self, rid: str, source: str) -> Pending | None:
         p = self._pending.get(rid)
         if p is None:
             how = self._done.get(rid)
@@ -188,14 +125,14 @@ class Joiner:
             p = self._new(rid, source, dup=how is not None)
         return p
 
-    def _new(self, rid: str, source: str, *, dup: bool) -> _Pending:
+    def _new(self, rid: str, source: str, *, dup: bool) -> Pending:
         """Start a pending request (`dup`: a request with this id was already emitted)."""
-        p = _Pending(source, dup=dup, cost=PENDING_OVERHEAD)
+        p = Pending(source, dup=dup, cost=PENDING_OVERHEAD)
         self.pending_bytes += PENDING_OVERHEAD
         self._pending[rid] = p
         return p
 
-    def _recost(self, p: _Pending) -> None:
+    def _recost(self, p: Pending) -> None:
         cost = PENDING_OVERHEAD + p.size + p.head_size + p.prior_len
         if p.text is not None:
             cost += len(p.text)
@@ -204,7 +141,7 @@ class Joiner:
         self.pending_bytes += cost - p.cost
         p.cost = cost
 
-    def _restart_if_ended(self, rid: str, p: _Pending, source: str) -> _Pending:
+    def _restart_if_ended(self, rid: str, p: Pending, source: str) -> Pending:
         """Body data after the body's end: a second request with the same id. The first one
         (ended, waiting for its access record) is set aside for the next access line with this
         id; the new one starts."""
@@ -263,65 +200,6 @@ class Joiner:
             self._recost(p)
         for rec in records:
             self.add_body(rec, source, out, now=now)
-
-    def _cap(self, p: _Pending, parts: list) -> None:
-        """Keep what fits of a body that cannot be compacted (not a stream, or one event larger
-        than max_body_bytes)."""
-        for part in parts:
-            if p.size + len(part) > self.max_body_bytes:
-                break
-            p.parts.append(part)
-            p.size += len(part)
-        if not p.truncated:
-            p.truncated = True
-            self.stats["bodies_truncated"] += 1
-        self._recost(p)
-
-    def _try_compact(self, p: _Pending, more: list) -> bool:
-        """Compact `p` with `more` parts appended; False when it cannot be done."""
-        if self._compact is None or p.nocompact or p.text is not None:
-            return False
-        parts = p.parts + more if more else p.parts
-        r = self._compact(parts, p.head)
-        if r is NOT_A_STREAM:
-            p.nocompact = True
-            return False
-        if r is None:  # no event boundary yet (one large event): try again at twice the size
-            if more:
-                return False
-            p.floor = p.size * 2
-            return True
-        self.stats["compactions"] += 1
-        if r.bad_parts:
-            self.stats["compaction_invalid_parts"] += r.bad_parts
-        if r.head is not None:
-            p.head = r.head
-            p.head_size = len(r.head)
-        p.parts = r.tail
-        p.size = sum(map(len, r.tail))
-        p.floor = p.size * 2
-        if r.text:
-            room = self.max_body_bytes - p.prior_len
-            size = sum(map(len, r.text))
-            if size > room:
-                if not p.truncated:
-                    p.truncated = True
-                    self.stats["text_truncated"] += 1
-                kept: list[str] = []
-                for s in r.text:
-                    if len(s) > room:
-                        break
-                    kept.append(s)
-                    room -= len(s)
-                size = sum(map(len, kept))
-                r.text = kept
-            if p.prior is None:
-                p.prior = []
-            p.prior += r.text
-            p.prior_len += size
-        p.prior_extra += r.extra_tokens
-        self._recost(p)
-        return p.size <= self.max_body_bytes
 
     def add_body(
         self, rec: BodyRecord, source: str, out: list[Completed], *, now: float | None = None
@@ -422,7 +300,7 @@ class Joiner:
                 self.stats["completed_without_body"] += 1
                 out.append(self._complete(rid, p, expired=False))
 
-    def _complete(self, rid: str, p: _Pending, *, expired: bool) -> Completed:
+    def _complete(self, rid: str, p: Pending, *, expired: bool) -> Completed:
         if self._pending.get(rid) is p:
             del self._pending[rid]
         self.pending_bytes -= p.cost
@@ -462,128 +340,3 @@ class Joiner:
             duplicate_key=p.dup_key if p.dup and p.access is not None else None,
             positions=p.positions,
         )
-
-    def _expire_one(self, rid: str, p: _Pending, out: list[Completed]) -> None:
-        if p.dup and p.access is None:
-            # Stray records for an id already emitted complete: late, not a new request.
-            if self._pending.get(rid) is p:
-                del self._pending[rid]
-            self.pending_bytes -= p.cost
-            self.stats["late_records"] += p.records
-            return
-        self.stats["expired"] += 1
-        if p.access is None:
-            self.stats["expired_no_access"] += 1
-        elif p.end is None:
-            self.stats["expired_no_body"] += 1
-        out.append(self._complete(rid, p, expired=True))
-
-    def log_now(self) -> float | None:
-        """Log time both readers have passed (None: both are idle or done)."""
-        fronts = [f.front for f in (self.access_front, self.body_front) if f.active]
-        return min(fronts) if fronts else None
-
-    def expire(
-        self, out: list[Completed], *, now: float | None = None, max_items: int = 512
-    ) -> bool:
-        """Emit up to `max_items` requests whose logs have moved on without them: in log time
-        (both readers `expire_after_secs` past the request's last record) while a log is being
-        read, in wall time once both are caught up. Returns True when more may be due."""
-        now = self._clock() if now is None else now
-        self.advance(out, now)
-        limit = self.expire_after_secs
-        lognow = self.log_now()
-        access, body = self.access_front, self.body_front
-        both_quiet = not access.active and not body.active
-        if both_quiet and access.done and body.done:
-            return self.flush_some(out, max_items)
-        due: list[str] = []
-        for rid, p in self._pending.items():
-            if p.access is not None and p.end is None and not p.parts and p.head is None:
-                continue  # waiting for the body reader to pass it (advance)
-            if not self._due(p, lognow, now, limit):
-                continue
-            due.append(rid)
-            if len(due) >= max_items:
-                break
-        for rid in due:
-            self._expire_one(rid, self._pending[rid], out)
-        for rid, p in list(self._older.items()):
-            if self._due(p, lognow, now, limit):
-                del self._older[rid]
-                self._expire_one(rid, p, out)
-        self._give_way(out)
-        return len(due) >= max_items
-
-    @staticmethod
-    def _due(p: _Pending, lognow: float | None, now: float, limit: float) -> bool:
-        if lognow is not None and p.seen is not None:
-            return p.seen + limit < lognow
-        return now - p.touched >= limit
-
-    def _give_way(self, out: list[Completed]) -> None:
-        """Over the byte (or count) bound: emit the oldest open requests that have no access
-        record yet, counted and warned. Compaction already keeps each stream small, so this
-        means more requests are open at once than the bound allows."""
-        if self.pending_bytes <= self.max_pending_bytes and len(self._pending) <= self.max_pending:
-            return
-        target = self.max_pending_bytes * 9 // 10
-        victims: list[str] = []
-        freed = 0
-        excess = self.pending_bytes - target
-        count_excess = len(self._pending) - self.max_pending
-        for rid, p in self._pending.items():
-            if freed >= excess and len(victims) >= count_excess:
-                break
-            if p.access is None:
-                victims.append(rid)
-                freed += p.cost
-        for rid in victims:
-            p = self._pending[rid]
-            self.stats["evicted"] += 1
-            out.append(self._complete(rid, p, expired=True))
-        now = time.monotonic()
-        if victims and now - self._warned_evict > 60:
-            self._warned_evict = now
-            log.warning(
-                "The join holds more open requests than join.max_pending_bytes (%d bytes) "
-                "allows: %d open requests without an access record were emitted early (flagged "
-                "expired_no_access; their later records count as late). Raise "
-                "join.max_pending_bytes if this host has the memory.",
-                self.max_pending_bytes,
-                len(victims),
-            )
-
-    def over_budget(self) -> bool:
-        return self.pending_bytes > self.max_pending_bytes
-
-    def flush_some(self, out: list[Completed], max_items: int = 512) -> bool:
-        """Emit up to `max_items` pending requests (end of `run --once`, shutdown); True when
-        more remain. The caller hands each batch on before asking for the next, so memory stays
-        within the bound."""
-        n = 0
-        while self._older and n < max_items:
-            rid, p = self._older.popitem()
-            self._expire_one(rid, p, out)
-            n += 1
-        for rid in list(self._pending)[: max_items - n]:
-            p = self._pending[rid]
-            if p.access is not None and p.end is None and not p.parts and p.head is None:
-                self.stats["completed_without_body"] += 1
-                out.append(self._complete(rid, p, expired=False))
-            else:
-                self._expire_one(rid, p, out)
-            n += 1
-        return bool(self._pending) or bool(self._older)
-
-    def flush(self, out: list[Completed]) -> None:
-        """Emit everything still pending (tests; the pipeline uses `flush_batches`)."""
-        while self.flush_some(out):
-            pass
-
-    def flush_batches(self, max_items: int = 512) -> Iterator[list[Completed]]:
-        while self._pending or self._older:
-            out: list[Completed] = []
-            self.flush_some(out, max_items)
-            if out:
-                yield out

@@ -158,10 +158,14 @@ def parse_caddy(line: bytes, hasher: Hasher | None = None) -> AccessRecord:
     req_headers = {str(k).lower(): v for k, v in (req.get("headers") or {}).items()}
     resp_headers_raw = d.get("resp_headers") or {}
     headers = {str(k).lower(): s for k, v in resp_headers_raw.items() if (s := _s(v)) is not None}
+    # The proxy's own id first (a logged `{http.request.uuid}`, or the response header the proxy
+    # set); the client's X-Request-ID only when the line has nothing else: a client must not be
+    # able to choose the id its requests are accounted under (docs/architecture.md, "Join").
     rid = (
         _s(d.get("request_id"))
         or _s(d.get("uuid"))
         or headers.get("x-proxy-request-id")
+        or headers.get("x-request-id")
         or _s(req_headers.get("x-request-id"))
     )
     if not rid:
