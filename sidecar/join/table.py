@@ -206,21 +206,26 @@ class Joiner(Storage, Expiry):
     ) -> None:
         """Add one body record; append to `out` any request it completes."""
         self._out = out
-        p = self._get(rec.request_id, source)
+        rid = rec.request_id
+        kind = rec.kind
+        if kind == BODY_DATA:  # a data record outside the hot path (tests, odd lines)
+            self.add_chunks({rid: [rec.data]}, [], source, out)
+            p = self._pending.get(rid)
+        else:
+            p = self._get(rid, source)
+            if p is not None:
+                if p.end is not None:
+                    p = self._restart_if_ended(rid, p, source)
+                p.touched = self._clock() if now is None else now
+                p.records += 1
         if p is None:
             return
-        if p.end is not None and rec.kind != BODY_END:
-            p = self._restart_if_ended(rec.request_id, p, source)
-        p.touched = self._clock() if now is None else now
-        p.records += 1
         ts = rec.ts
         if ts is not None:
             if p.first_ts is None:
                 p.first_ts = ts
             p.last_ts = p.seen = ts
-        kind = rec.kind
         if kind == BODY_DATA:
-            self.add_chunks({rec.request_id: [rec.data]}, [], source, out)
             return
         if kind == BODY_END:
             p.end = rec.end
