@@ -42,7 +42,7 @@ class BodyFormat:
 class BodyLog:
     paths: list[str] = field(default_factory=list)
     format: BodyFormat = field(default_factory=BodyFormat)
-    max_body_bytes: int = 8 * 1024 * 1024  # per request; beyond it the body is cut (truncated)
+    max_body_bytes: int = 8 * 1024 * 1024  # cap: non-stream body, stream estimation text
 
 
 @dataclass

@@ -29,7 +29,7 @@ from sidecar.parse.providers import parse_body
 from sidecar.parse.sse import normalise_newlines
 from sidecar.types import NOT_A_STREAM, Compacted
 
-HEAD_BYTES = 2048  # head: first events up to this many characters ...
+HEAD_BYTES = 512  # head: first events up to this many characters ...
 HEAD_FIRST_MAX = 16384  # ... and always the first event when it is at most this long
 TAIL_EVENTS = 2  # events kept raw at the end
 
