@@ -96,6 +96,11 @@ class Pipeline:
                     )
                 )
         self._completed_q: asyncio.Queue[list[Completed] | None] = asyncio.Queue(_QUEUE_LISTS)
+        # bytes of body parts waiting between join and enrich: bounded too, so that the join's
+        # byte bound is not undone by the queue (join.max_pending_bytes / 4)
+        self._q_bytes = 0
+        self._q_max_bytes = cfg.join.max_pending_bytes // 4
+        self._q_room = asyncio.Event()
         self._events_q: asyncio.Queue[list[OutEvent] | None] = asyncio.Queue(_QUEUE_LISTS)
 
     def _make_source(self, s: C.Source) -> _SourceRuntime:
@@ -155,7 +160,7 @@ class Pipeline:
                 ts = rec.time
                 if not may_read(mine, other, ts, lead):  # event time: wait for the body log
                     if out:
-                        await self._completed_q.put(out)
+                        await self._put_completed(out)
                         out = []
                     await self._wait(
                         src, "access", stop, lambda ts=ts: may_read(mine, other, ts, lead)
@@ -163,7 +168,7 @@ class Pipeline:
                 joiner.add_access(rec, name, batch.path, out, offset=at)
             src.moved["access"].set()
             if out:
-                await self._completed_q.put(out)
+                await self._put_completed(out)
         mine.finish()
         src.moved["access"].set()
 
@@ -207,10 +212,10 @@ class Pipeline:
             if now - last_expiry >= 1.0 or joiner.over_budget():
                 last_expiry = now
                 while joiner.expire(out):
-                    await self._completed_q.put(out)
+                    await self._put_completed(out)
                     out = []
             if out:
-                await self._completed_q.put(out)
+                await self._put_completed(out)
         mine.finish()
         src.moved["body"].set()
 
@@ -228,6 +233,18 @@ class Pipeline:
             other.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(other.wait(), 0.05)
+
+    async def _put_completed(self, out: list[Completed]) -> None:
+        """Hand completed requests to enrichment in lists of at most 64, each waiting while the
+        queue holds more than its byte bound (one list always fits an empty queue)."""
+        for i in range(0, len(out), 64):
+            part = out[i : i + 64]
+            size = _completed_bytes(part)
+            while self._q_bytes > 0 and self._q_bytes + size > self._q_max_bytes:
+                self._q_room.clear()
+                await self._q_room.wait()
+            self._q_bytes += size
+            await self._completed_q.put(part)
 
     @staticmethod
     def _sync_idle(src: _SourceRuntime) -> None:
@@ -264,10 +281,10 @@ class Pipeline:
                 src.joiner.advance(out)
                 if full:
                     while src.joiner.expire(out):
-                        await self._completed_q.put(out)
+                        await self._put_completed(out)
                         out = []
                 if out:
-                    await self._completed_q.put(out)
+                    await self._put_completed(out)
 
     # ------------------------------------------------------------------ stage: enrich
     async def _run_enrich(self) -> None:
@@ -276,6 +293,8 @@ class Pipeline:
         providers = {s.cfg.name: s.provider for s in self.sources}
         await self._warm
         while (batch := await self._completed_q.get()) is not None:
+            self._q_bytes -= _completed_bytes(batch)
+            self._q_room.set()
             events: list[OutEvent] = []
             for c in batch:
                 provider = providers.get(c.source)
@@ -378,7 +397,7 @@ class Pipeline:
             # Emit what is still pending, in bounded batches: nothing read is lost at shutdown.
             for src in self.sources:
                 for out in src.joiner.flush_batches():
-                    await self._completed_q.put(out)
+                    await self._put_completed(out)
             await self._completed_q.put(None)
             await enrich_task
             await sink_task
@@ -395,6 +414,10 @@ class Pipeline:
             self.telemetry.estimation = self.estimator.metrics()
             self.telemetry.close()
         return self.telemetry
+
+
+def _completed_bytes(batch: list[Completed]) -> int:
+    return sum(sum(map(len, c.parts)) if c.parts else len(c.body or "") for c in batch)
 
 
 def _batch_times(lines: list[bytes], records: list[Any]) -> tuple[float | None, float | None]:

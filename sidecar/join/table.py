@@ -38,7 +38,7 @@ from sidecar.join.pending import ACCESS_OVERHEAD, PENDING_OVERHEAD, Pending, joi
 from sidecar.join.storage import CompactFn, Storage
 from sidecar.types import BODY_DATA, BODY_END, AccessRecord, BodyRecord, Completed
 
-_COMPLETE, _INCOMPLETE = 0, 1  # how an id left the table
+_INCOMPLETE = ""  # `_done` value of an id emitted incomplete; else its access line's key
 
 
 class Joiner(Storage, Expiry):
@@ -69,7 +69,8 @@ class Joiner(Storage, Expiry):
         self._pending: dict[str, Pending] = {}  # insertion order = age order
         self._awaiting: list[tuple[float, int, float, str, Pending]] = []  # heap: access, no end
         self._seq = 0
-        self._done: OrderedDict[str, int] = OrderedDict()  # recently emitted ids -> how
+        # recently emitted ids -> the key of their access line (see `_key`), or _INCOMPLETE
+        self._done: OrderedDict[str, str] = OrderedDict()
         self._done_cap = max(100_000, max_pending_requests)
         self.has_body: dict[str, bool] = {}  # source name -> has a body log
         self.pending_bytes = 0
@@ -269,8 +270,15 @@ class Joiner(Storage, Expiry):
         p.touched = self._clock()
         if rec.time is not None:
             p.seen = rec.time
+        p.key = f"{rec.time!r}@{offset}"
         if p.dup:
-            p.dup_key = f"{rec.time!r}@{offset}"
+            if self._done.get(rid) == p.key:
+                # The very line already emitted, read again (a rotated file seen under a second
+                # name): a late record, not a second request.
+                self.stats["late_records"] += p.records + 1
+                self._drop(rid, p)
+                return
+            p.dup_key = p.key
         self._recost(p)
         if p.end is not None or p.text is not None or not self.has_body.get(source, True):
             out.append(self._complete(rid, p, expired=False))
@@ -305,13 +313,19 @@ class Joiner(Storage, Expiry):
                 self.stats["completed_without_body"] += 1
                 out.append(self._complete(rid, p, expired=False))
 
+    def _drop(self, rid: str, p: Pending) -> None:
+        if self._pending.get(rid) is p:
+            del self._pending[rid]
+        self.pending_bytes -= p.cost
+        p.cost = 0
+
     def _complete(self, rid: str, p: Pending, *, expired: bool) -> Completed:
         if self._pending.get(rid) is p:
             del self._pending[rid]
         self.pending_bytes -= p.cost
         p.cost = 0
         complete = not expired or (p.access is not None and p.end is not None)
-        self._done[rid] = _COMPLETE if complete else _INCOMPLETE
+        self._done[rid] = p.key if complete and p.key else _INCOMPLETE
         self._done.move_to_end(rid)
         if len(self._done) > self._done_cap:
             self._done.popitem(last=False)

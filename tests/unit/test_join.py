@@ -208,3 +208,14 @@ def test_readers_never_both_wait() -> None:
         assert may_read(a, b, ta, 2.0) or may_read(b, a, tb, 2.0)
     b.idle(now=0.0)
     assert may_read(a, b, 1e9, 2.0)  # the other is caught up: no waiting for it
+
+
+def test_the_same_access_line_read_twice_is_late_not_a_duplicate() -> None:
+    """A rotated file seen again under a second name re-reads lines already joined: same id,
+    same time, same byte offset: late records, not second requests."""
+    j, out = Joiner(), []
+    j.add_body(end("a"), "s", out)
+    j.add_access(acc("a", t=5.0), "s", "/l/access.log", out, offset=300)
+    j.add_access(acc("a", t=5.0), "s", "/l/access.log.1", out, offset=300)
+    j.flush(out)
+    assert len(out) == 1 and j.late_records == 1 and j.stats["duplicate_request_id"] == 0
