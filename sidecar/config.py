@@ -66,7 +66,7 @@ class Join:
     # memory bound of the join (raw body parts, decoded text, per-request overhead); beyond it
     # open streams are compacted sooner, then the oldest open requests without an access record
     # are emitted early (counted, warned)
-    max_pending_bytes: int = field(default=48 << 20, metadata={"range": (1 << 20, 1 << 40)})
+    max_pending_bytes: int = field(default=64 << 20, metadata={"range": (1 << 20, 1 << 40)})
     # clock skew allowed between the two logs: a request whose access line is seen is complete
     # once the body log is this far past the access line's time (or caught up this long)
     skew_secs: float = field(default=1.0, metadata={"range": (0.0, 60.0)})

@@ -77,7 +77,9 @@ class Storage:
                 r.text = kept
             if p.prior is None:
                 p.prior = []
-            p.prior += r.text
+            # one string per compaction: a list of thousands of small strings costs more in
+            # object headers than their text (the estimator counts the text joined anyway)
+            p.prior.append("".join(r.text))
             p.prior_len += size
         p.prior_extra += r.extra_tokens
         self._recost(p)

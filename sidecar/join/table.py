@@ -172,7 +172,7 @@ class Joiner(Storage, Expiry):
         self._out = out
         threshold = self.compact_bytes
         if self.pending_bytes > self.max_pending_bytes // 2:  # under pressure: compact sooner
-            threshold = min(threshold, 4096)
+            threshold = min(threshold, 2048)
         for rid, parts in groups.items():
             p = pending.get(rid)
             if p is None:
