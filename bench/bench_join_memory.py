@@ -78,7 +78,7 @@ def open_streams(n: int) -> None:
     j.access_front.idle(0.0)  # no access line comes: the body reader never waits for it
     base = peak = rss_mib()
     out: list = []
-    raw = 0
+    raw = blocks = 0
     t0 = time.perf_counter()
     with open(logs / "body.log", "rb") as fh:  # read as the tailer does: 1 MiB blocks
         rest = b""
@@ -90,18 +90,26 @@ def open_streams(n: int) -> None:
             raw += sum(map(len, lines))
             dec = decode_chunk_lines(lines)
             j.add_chunks(dec.groups, dec.records, "proxy", out)
-            if j.over_budget():
+            blocks += 1
+            if j.over_budget() or blocks % 16 == 0:  # as the body reader: about every second
                 j.expire(out)
             out.clear()
             peak = max(peak, rss_mib())
     secs = time.perf_counter() - t0
     end = rss_mib()
+    text = sum(p.prior_len for p in j._pending.values())
+    n_open = max(1, len(j))
+    raw_tail = sum(p.size for p in j._pending.values()) / n_open / 1024
+    head = sum(p.head_size for p in j._pending.values()) / n_open / 1024
     print(
         f"open streams: {len(j)} open of {n}, body log {raw / 2**20:.0f} MiB fed in {secs:.1f}s\n"
         f"  RSS baseline {base:.0f} MiB, peak {peak:.0f} MiB, end {end:.0f} MiB; "
         f"per open stream {(end - base) * 1024 / max(1, len(j)):.2f} KiB "
         f"(join's own count {j.pending_bytes / max(1, len(j)) / 1024:.2f} KiB, "
-        f"bound join.max_pending_bytes = {cfg.max_pending_bytes / 2**20:.0f} MiB)\n"
+        f"bound join.max_pending_bytes = {cfg.max_pending_bytes / 2**20:.0f} MiB); of which "
+        f"visible text {text / max(1, len(j)) / 1024:.2f} KiB: beyond it "
+        f"{(j.pending_bytes - text) / max(1, len(j)) / 1024:.2f} KiB\n"
+        f"  (raw tail {raw_tail:.2f} KiB, raw head {head:.2f} KiB per stream on average)\n"
         f"  compactions {j.stats['compactions']}, evicted {j.stats['evicted']}, "
         f"text truncated {j.stats['text_truncated']}"
     )
@@ -198,7 +206,8 @@ def main() -> int:
     a = ap.parse_args()
     os.nice(5)
     open_streams(a.streams)
-    blocked_sink(a.stall_secs, a.streams)
+    if a.stall_secs > 0:
+        blocked_sink(a.stall_secs, a.streams)
     return 0
 
 

@@ -31,6 +31,9 @@ class Expiry:
     def _complete(self, rid: str, p: Pending, *, expired: bool) -> Completed:
         raise NotImplementedError
 
+    def squeeze(self) -> None:
+        raise NotImplementedError
+
     def advance(self, out: list[Completed], now: float | None = None) -> None:
         raise NotImplementedError
 
@@ -99,6 +102,8 @@ class Expiry:
         """Over the byte (or count) bound: emit the oldest open requests that have no access
         record yet, counted and warned. Compaction already keeps each stream small, so this
         means more requests are open at once than the bound allows."""
+        if self.pending_bytes > self.max_pending_bytes // 2:
+            self.squeeze()
         if self.pending_bytes <= self.max_pending_bytes and len(self._pending) <= self.max_pending:
             return
         target = self.max_pending_bytes * 9 // 10

@@ -13,7 +13,7 @@ from sidecar.types import AccessRecord
 
 # Rough Python cost of a pending request beyond its bytes (object, dict entry, lists), and of
 # an access record (the object and its header map). Used for the byte bound only.
-PENDING_OVERHEAD = 400
+PENDING_OVERHEAD = 1024
 ACCESS_OVERHEAD = 1500
 
 
@@ -25,7 +25,7 @@ class Pending:
     text: str | None = None  # a whole body (`bodies` style)
     head: Any = None  # after compaction: the stream's first events, one raw part
     head_size: int = 0
-    prior: list[str] | None = None  # visible text of the compacted middle
+    prior: list[bytes] | None = None  # visible text of the compacted middle, UTF-8
     prior_len: int = 0
     prior_extra: int = 0
     floor: int = 0  # do not try to compact again below this size

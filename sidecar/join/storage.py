@@ -21,8 +21,18 @@ class Storage:
     max_body_bytes: int
     _compact: CompactFn | None
 
+    _pending: dict[str, Pending]
+    squeeze_bytes = 2048  # under pressure, streams are compacted past this many raw bytes
+
     def _recost(self, p: Pending) -> None:
         raise NotImplementedError
+
+    def squeeze(self) -> None:
+        """Under pressure (over half the byte bound): compact every open stream past
+        `squeeze_bytes`, not only those receiving data, before anything has to give way."""
+        for p in list(self._pending.values()):
+            if p.size > self.squeeze_bytes and p.size > p.floor and not p.nocompact:
+                self._try_compact(p, [])
 
     def _cap(self, p: Pending, parts: list) -> None:
         """Keep what fits of a body that cannot be compacted (not a stream, or one event larger
@@ -61,26 +71,20 @@ class Storage:
         p.size = sum(map(len, r.tail))
         p.floor = p.size * 2
         if r.text:
+            # kept as one UTF-8 string per compaction: thousands of small str objects cost more
+            # in headers than their text, and one emoji makes a str 4 bytes per character (the
+            # estimator counts the text joined anyway)
+            text = "".join(r.text).encode()
             room = self.max_body_bytes - p.prior_len
-            size = sum(map(len, r.text))
-            if size > room:
+            if len(text) > room:
                 if not p.truncated:
                     p.truncated = True
                     self.stats["text_truncated"] += 1
-                kept: list[str] = []
-                for s in r.text:
-                    if len(s) > room:
-                        break
-                    kept.append(s)
-                    room -= len(s)
-                size = sum(map(len, kept))
-                r.text = kept
+                text = text[: max(0, room)]  # a character cut here decodes as U+FFFD: harmless
             if p.prior is None:
                 p.prior = []
-            # one string per compaction: a list of thousands of small strings costs more in
-            # object headers than their text (the estimator counts the text joined anyway)
-            p.prior.append("".join(r.text))
-            p.prior_len += size
+            p.prior.append(text)
+            p.prior_len += len(text)
         p.prior_extra += r.extra_tokens
         self._recost(p)
         return p.size <= self.max_body_bytes

@@ -172,7 +172,7 @@ class Joiner(Storage, Expiry):
         self._out = out
         threshold = self.compact_bytes
         if self.pending_bytes > self.max_pending_bytes // 2:  # under pressure: compact sooner
-            threshold = min(threshold, 2048)
+            threshold = min(threshold, self.squeeze_bytes)
         for rid, parts in groups.items():
             p = pending.get(rid)
             if p is None:
@@ -354,7 +354,7 @@ class Joiner(Storage, Expiry):
             source_path=p.source_path,
             parts=parts if p.text is None and parts else None,
             assemble=self._assemble,
-            prior_text=p.prior or [],
+            prior_text=[b.decode("utf-8", "replace") for b in p.prior] if p.prior else [],
             prior_extra_tokens=p.prior_extra,
             duplicate_key=p.dup_key if p.dup and p.access is not None else None,
             positions=p.positions,
