@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import os
 import signal
 import socket
@@ -206,6 +207,8 @@ class Pipeline:
                 await self._wait(src, "body", stop, go)
             joiner.add_chunks(dec.groups, dec.records, name, out)
             mine.advance(last)
+            if last is None and mine.front == -math.inf:
+                mine.advance(math.inf)  # a body log without times: no event-time order to keep
             joiner.advance(out)
             src.moved["body"].set()
             now = loop.time()
