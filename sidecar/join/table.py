@@ -173,7 +173,15 @@ class Joiner(Storage, Expiry):
         threshold = self.compact_bytes
         if self.pending_bytes > self.max_pending_bytes // 2:  # under pressure: compact sooner
             threshold = min(threshold, self.squeeze_bytes)
+        ends: dict[str, list[BodyRecord]] = {}
+        for rec in records:
+            if rec.kind == BODY_END:
+                ends.setdefault(rec.request_id, []).append(rec)
+        done_ends: list[BodyRecord] = []
         for rid, parts in groups.items():
+            if rid in ends and self._split_at_ends(rid, parts, ends[rid], source, out):
+                done_ends += ends[rid]
+                continue
             p = pending.get(rid)
             if p is None:
                 p = self._get(rid, source)
@@ -200,7 +208,30 @@ class Joiner(Storage, Expiry):
                 self._try_compact(p, [])
             self._recost(p)
         for rec in records:
-            self.add_body(rec, source, out, now=now)
+            if not done_ends or all(rec is not e for e in done_ends):
+                self.add_body(rec, source, out, now=now)
+
+    def _split_at_ends(
+        self, rid: str, parts: list, ends: list[BodyRecord], source: str, out: list[Completed]
+    ) -> bool:
+        """Data for `rid` after its end record in the same batch: a second request with the
+        same id. The batch's grouping lost the order, the times give it back: data up to each
+        end's time goes before that end. False when there is nothing to split (the usual)."""
+        last, first = line_ts(parts[-1]), line_ts(parts[0])
+        t_end = ends[0].ts
+        if last is None or first is None or t_end is None or not first <= t_end < last:
+            return False  # no data after the end (times that disagree: keep the batch order)
+        rest = parts
+        for end in sorted(ends, key=lambda r: r.ts if r.ts is not None else 0.0):
+            t = end.ts if end.ts is not None else 0.0
+            before = [x for x in rest if (line_ts(x) or 0.0) <= t]
+            rest = [x for x in rest if (line_ts(x) or 0.0) > t]
+            if before:
+                self.add_chunks({rid: before}, [], source, out)
+            self.add_body(end, source, out)
+        if rest:
+            self.add_chunks({rid: rest}, [], source, out)
+        return True
 
     def add_body(
         self, rec: BodyRecord, source: str, out: list[Completed], *, now: float | None = None

@@ -212,3 +212,48 @@ def test_429_without_body_appears_promptly_and_unflagged(tmp_path: Path) -> None
     assert [e["request_id"] for e in evs] == ["r429"], waited
     assert evs[0]["status"] == "rate_limited" and evs[0]["flags"] == []
     assert waited < 20
+
+
+def chat_request(rid: str, t: float, prompt: int, completion: int) -> tuple[bytes, list[bytes]]:
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": 0}
+    chunks = [
+        'data: {"id":"c","object":"chat.completion.chunk","model":"gpt-4o-mini-2024-07-18",'
+        '"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n',
+        'data: {"id":"c","object":"chat.completion.chunk","model":"gpt-4o-mini-2024-07-18",'
+        '"choices":[],"usage":' + orjson.dumps(usage).decode() + "}\n\ndata: [DONE]\n\n",
+    ]
+    body = [
+        orjson.dumps({"ts": t + i * 0.1, "request_id": rid, "data": c})
+        for i, c in enumerate(chunks)
+    ]
+    body.append(orjson.dumps({"ts": t + 0.3, "request_id": rid, "end": "complete"}))
+    access = orjson.dumps(
+        {
+            "ts": t + 0.3,
+            "request_id": rid,
+            "uri": "/v1/chat/completions",
+            "status": 200,
+            "upstream_host": "api.openai.com",
+            "request_completion": "OK",
+            "resp_content_type": "text/event-stream",
+        }
+    )
+    return access, body
+
+
+def test_two_requests_with_one_id_are_both_accounted(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    a1, b1 = chat_request("dup1", 1000.0, 100, 50)
+    a2, b2 = chat_request("dup1", 1005.0, 7000, 3000)
+    (logs / "body.log").write_bytes(b"\n".join([*b1, *b2]) + b"\n")
+    (logs / "access.log").write_bytes(a1 + b"\n" + a2 + b"\n")
+    proc, evs = run_once(tmp_path, logs)
+    got = sorted(((e["input_tokens"], e["output_tokens"], e["flags"]) for e in evs), key=str)
+    assert got == [(100, 50, []), (7000, 3000, ["duplicate_request_id"])]
+    assert len({e["event_id"] for e in evs}) == 2
+    assert "second requests with an id already seen: 1" in proc.stdout
+    # a replay of the same logs gives the same two event ids
+    (tmp_path / "again").mkdir()
+    _, again = run_once(tmp_path / "again", logs)
+    assert sorted(e["event_id"] for e in again) == sorted(e["event_id"] for e in evs)

@@ -154,7 +154,8 @@ def test_compaction_keeps_the_whole_text_for_the_estimate() -> None:
 
 def test_body_that_is_not_a_stream_is_never_compacted_and_is_capped() -> None:
     body = orjson.dumps({"usage": {"prompt_tokens": 1}, "pad": "x" * 300_000}).decode()
-    lines = [line(1.0 + i / 1000, body[i : i + 4000]) for i in range(0, len(body), 4000)]
+    pieces = [body[i : i + 4000] for i in range(0, len(body), 4000)]
+    lines = [line(1.0 + k / 1000, piece) for k, piece in enumerate(pieces)]
     j = Joiner(assemble=assemble_escaped, compact=compact_stream, max_body_bytes=200_000)
     out, _ = run([*lines, end_line(2.0)], j)
     assert out[0].body_truncated and j.stats["compactions"] == 0
