@@ -43,9 +43,8 @@ def compact_stream(parts: list[bytes], head: bytes | None) -> Compacted | None:
         if start in ("{", "[", "\x1f"):
             return NOT_A_STREAM
     text = normalise_newlines(body)
+    # the last event may still be being written (no blank line yet): it is in the tail anyway
     events = [e for e in text.split("\n\n") if e.strip("\n")]
-    if not text.endswith("\n\n") and events:
-        pass  # the last one is still being written: it is in the tail anyway
     if len(events) <= TAIL_EVENTS:
         return None
     keep_from = len(events) - TAIL_EVENTS
@@ -67,9 +66,8 @@ def compact_stream(parts: list[bytes], head: bytes | None) -> Compacted | None:
     out_text: list[str] = []
     extra = 0
     if middle:
-        hint = head_text = ""
-        if head is not None:
-            head_text = assemble_escaped([head])[0]
+        # the provider and API, sniffed from the stream's first events (the head)
+        head_text = assemble_escaped([head])[0] if head is not None else ""
         hint = (head_text or "".join(e + "\n\n" for e in events[:first])) + middle[:4096]
         provider, api = detect_from_body(hint)
         pb = parse_body(middle, provider=provider, api=api, want_text=True)
