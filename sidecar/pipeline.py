@@ -420,7 +420,7 @@ class Pipeline:
 
 
 def _completed_bytes(batch: list[Completed]) -> int:
-    return sum(sum(map(len, c.parts)) if c.parts else len(c.body or "") for c in batch)
+    return sum(c.raw_bytes for c in batch)
 
 
 def _batch_times(lines: list[bytes], records: list[Any]) -> tuple[float | None, float | None]:

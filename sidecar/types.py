@@ -186,6 +186,7 @@ class Completed:
     # access line's time and byte offset) that keeps its event_id apart and deterministic.
     duplicate_key: str | None = None
     positions: Any = None  # issue 8: which source bytes the request came from (opaque here)
+    raw_bytes: int = 0  # body-log bytes the join held for it (the queue's byte bound)
 
     def has_body(self) -> bool:
         return bool(self.parts) or bool(self.body)

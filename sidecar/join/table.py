@@ -389,4 +389,5 @@ class Joiner(Storage, Expiry):
             prior_extra_tokens=p.prior_extra,
             duplicate_key=p.dup_key if p.dup and p.access is not None else None,
             positions=p.positions,
+            raw_bytes=p.size + p.head_size + (len(p.text) if p.text is not None else 0),
         )
