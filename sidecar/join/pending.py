@@ -42,7 +42,7 @@ class Pending:
     records: int = 0
     dup: bool = False  # the id was already emitted complete
     dup_key: str | None = None
-    key: str | None = None  # its access line's time and byte offset ("time@offset")
+    key: tuple | None = None  # its access line's (time, byte offset)
     cost: int = 0  # bytes counted in Joiner.pending_bytes
     positions: Any = None  # issue 8: source bytes of the request (opaque here)
 

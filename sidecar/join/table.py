@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 from sidecar.join.clock import Frontier
@@ -38,7 +37,7 @@ from sidecar.join.pending import ACCESS_OVERHEAD, PENDING_OVERHEAD, Pending, joi
 from sidecar.join.storage import CompactFn, Storage
 from sidecar.types import BODY_DATA, BODY_END, AccessRecord, BodyRecord, Completed
 
-_INCOMPLETE = ""  # `_done` value of an id emitted incomplete; else its access line's key
+_INCOMPLETE: tuple = ()  # `_done` value of an id emitted incomplete; else its access line's key
 
 
 class Joiner(Storage, Expiry):
@@ -70,7 +69,7 @@ class Joiner(Storage, Expiry):
         self._awaiting: list[tuple[float, int, float, str, Pending]] = []  # heap: access, no end
         self._seq = 0
         # recently emitted ids -> the key of their access line (see `_key`), or _INCOMPLETE
-        self._done: OrderedDict[str, str] = OrderedDict()
+        self._done: dict[str, tuple] = {}  # insertion order = emission order
         self._done_cap = max(100_000, max_pending_requests)
         self.has_body: dict[str, bool] = {}  # source name -> has a body log
         self.pending_bytes = 0
@@ -179,7 +178,7 @@ class Joiner(Storage, Expiry):
                 ends.setdefault(rec.request_id, []).append(rec)
         done_ends: list[BodyRecord] = []
         for rid, parts in groups.items():
-            if rid in ends and self._split_at_ends(rid, parts, ends[rid], source, out):
+            if ends and rid in ends and self._split_at_ends(rid, parts, ends[rid], source, out):
                 done_ends += ends[rid]
                 continue
             p = pending.get(rid)
@@ -301,7 +300,7 @@ class Joiner(Storage, Expiry):
         p.touched = self._clock()
         if rec.time is not None:
             p.seen = rec.time
-        p.key = f"{rec.time!r}@{offset}"
+        p.key = (rec.time, offset)
         if p.dup:
             if self._done.get(rid) == p.key:
                 # The very line already emitted, read again (a rotated file seen under a second
@@ -309,7 +308,7 @@ class Joiner(Storage, Expiry):
                 self.stats["late_records"] += p.records + 1
                 self._drop(rid, p)
                 return
-            p.dup_key = p.key
+            p.dup_key = f"{rec.time!r}@{offset}"
         self._recost(p)
         if p.end is not None or p.text is not None or not self.has_body.get(source, True):
             out.append(self._complete(rid, p, expired=False))
@@ -356,10 +355,12 @@ class Joiner(Storage, Expiry):
         self.pending_bytes -= p.cost
         p.cost = 0
         complete = not expired or (p.access is not None and p.end is not None)
-        self._done[rid] = p.key if complete and p.key else _INCOMPLETE
-        self._done.move_to_end(rid)
-        if len(self._done) > self._done_cap:
-            self._done.popitem(last=False)
+        done = self._done
+        if rid in done:
+            del done[rid]  # to the end: the window is the most recent ids
+        done[rid] = p.key if complete and p.key is not None else _INCOMPLETE
+        if len(done) > self._done_cap:
+            del done[next(iter(done))]
         if p.dup and p.access is not None:
             self.stats["duplicate_request_id"] += 1
         body: str | None = p.text
