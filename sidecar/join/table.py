@@ -49,7 +49,7 @@ class Joiner(Storage, Expiry):
         max_pending_requests: int = 100_000,
         max_pending_bytes: int = 64 << 20,
         max_body_bytes: int = 8 * 1024 * 1024,
-        compact_bytes: int = 64 << 10,
+        compact_bytes: int = 1 << 20,
         clock: Callable[[], float] = time.monotonic,
         assemble: Callable[[list], tuple[str, int, int]] = join_str,
         compact: CompactFn | None = None,
