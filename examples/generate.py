@@ -2,7 +2,14 @@
 """Write deterministic example logs: what an nginx + Lua LLM proxy writes, plus the truth.
 
     python examples/generate.py [--requests N] [--seed S] [--out DIR] [--style chunks|bodies]
-                                [--chunks-per-stream K] [--mix default|streams] [--concurrency C]
+                                [--chunks-per-stream K] [--mix default|streams|large]
+                                [--concurrency C] [--chunk-scale F]
+
+--mix large (benchmarks and the join's backlog test; use with --requests 100000): streams of
+20 to 400 content events (median 120; --chunk-scale multiplies the three), about 70% OpenAI,
+20% Anthropic, 10% Gemini, 50 requests in flight unless --concurrency says otherwise, events
+merged and split across records as nginx relays them, 429s (some with no body record at all),
+server errors and cancels; truth.json is exact for every request.
 
 Files written into DIR (default examples/logs/):
   access.log   preset nginx_json: one JSON line per request, at request end (examples/nginx/)
@@ -113,6 +120,18 @@ MIX = {
     "server_error": 0.005,
 }
 STREAMS_MIX = {"anthropic_stream": 0.2, "gemini_stream": 0.15}
+LARGE_MIX = {  # the rest is openai_stream: about 70% OpenAI in all
+    "anthropic_stream": 0.2,
+    "gemini_stream": 0.1,
+    "openai_json": 0.03,
+    "openai_stream_sdk_close": 0.01,
+    "cancelled_before_header": 0.005,
+    "cancelled_midstream": 0.02,
+    "rate_limited": 0.01,
+    "rate_limited_no_body": 0.005,
+    "server_error": 0.003,
+}
+LARGE_CHUNKS = (20, 120, 400)  # content events per stream: min, median, max
 
 
 # ------------------------------------------------------------------ UTF-8-safe splitting
@@ -533,8 +552,10 @@ def build(plan: dict, k_fixed: int | None) -> Built:
     usage, estimated, header_ms = NO_USAGE, False, None
     records: list = []
     if kind in STREAM_KINDS:
-        k = k_fixed or rng.randint(
-            *{"gemini": (2, 14), "anthropic": (3, 40)}.get(provider, (4, 60))
+        k = (
+            k_fixed
+            or plan.get("k")
+            or rng.randint(*{"gemini": (2, 14), "anthropic": (3, 40)}.get(provider, (4, 60)))
         )
         if kind == "cancelled_midstream":
             k = max(k, 8)
@@ -566,6 +587,11 @@ def build(plan: dict, k_fixed: int | None) -> Built:
         access.update(upstream_status="-", upstream_header_time="-")
         truth.update(http_status=499, status="cancelled")
         b.end = start + rng.randint(1000, 8000)
+    elif kind == "rate_limited_no_body":  # rejected by the proxy itself: no body record at all
+        status = 429
+        access.update(resp_content_type=JSON_TYPE, upstream_status="-", upstream_header_time="-")
+        truth.update(http_status=429, status="rate_limited")
+        b.end = start + rng.randint(1, 5)
     elif kind == "rate_limited":
         status, reset_ms = 429, rng.randint(500, 20000)
         model = OPENAI_MODELS[0][0]
@@ -604,8 +630,9 @@ def build(plan: dict, k_fixed: int | None) -> Built:
         b.end = records[-1][0] + rng.randint(0, 1)
     for ts, piece in records:
         b.records.append((ts, data_line(ts, rid, piece)))
-    b.records.append((b.end, end_line(b.end, rid, end_reason)))
-    if status != 499:
+    if kind != "rate_limited_no_body":
+        b.records.append((b.end, end_line(b.end, rid, end_reason)))
+    if status != 499 and kind != "rate_limited_no_body":
         access["upstream_status"] = str(status)
         access["upstream_header_time"] = ts_text(header_ms - start)
     access.update(
@@ -635,15 +662,26 @@ def build(plan: dict, k_fixed: int | None) -> Built:
 
 
 # ------------------------------------------------------------------ the whole run
-def plan_requests(n: int, seed: int, mix: str, k: int | None, concurrency: int) -> list[dict]:
+def large_k(rng: random.Random, scale: float) -> int:
+    """Content events of one large-mode stream: log-normal around the median, clipped."""
+    lo, med, hi = (max(2, round(x * scale)) for x in LARGE_CHUNKS)
+    return min(hi, max(lo, round(med * math.exp(rng.gauss(0.0, 0.6)))))
+
+
+def plan_requests(
+    n: int, seed: int, mix: str, k: int | None, concurrency: int, chunk_scale: float = 1.0
+) -> list[dict]:
     rng = random.Random(seed)
-    shares = MIX if mix == "default" else STREAMS_MIX
+    shares = {"default": MIX, "streams": STREAMS_MIX, "large": LARGE_MIX}[mix]
     kinds: list[str] = []
     for kind, share in shares.items():
         kinds += [kind] * (max(1, round(n * share)) if n >= 20 else round(n * share))
     kinds = kinds[:n] + ["openai_stream"] * max(0, n - len(kinds))
     rng.shuffle(kinds)
-    mean_ms = 700 + 35 * (k or 30)
+    if mix == "large" and k is None:
+        mean_ms = 700 + 35 * LARGE_CHUNKS[1] * chunk_scale
+    else:
+        mean_ms = 700 + 35 * (k or 30)
     gap = mean_ms / concurrency
     convs = [[f"conv_{rng.getrandbits(48):012x}" for _ in range(4)] for _ in USERS]
     plans, t = [], BASE_MS
@@ -663,6 +701,8 @@ def plan_requests(n: int, seed: int, mix: str, k: int | None, concurrency: int) 
                 "creq": f"{rng.getrandbits(128):032x}" if sdk and rng.random() < 0.5 else "",
             }
         )
+        if mix == "large" and k is None:
+            plans[-1]["k"] = large_k(rng, chunk_scale)
         t += int(rng.expovariate(1 / gap)) + 1
     # each 429 is retried by the SDK: a later openai_stream with the same client id and user
     taken: set[int] = set()
@@ -686,10 +726,11 @@ def generate(
     k: int | None = None,
     mix: str = "default",
     concurrency: int = 25,
+    chunk_scale: float = 1.0,
 ) -> Counter:
     """Write access.log, body.log and truth.json into out; return counts per request kind."""
     out.mkdir(parents=True, exist_ok=True)
-    plans = plan_requests(n, seed, mix, k, concurrency)
+    plans = plan_requests(n, seed, mix, k, concurrency, chunk_scale)
     access: list[tuple[int, int, bytes]] = []
     truth: dict[str, dict] = {}
     bodies: list[tuple[int, int, bytes]] = []
@@ -704,7 +745,7 @@ def generate(
                 truth[b.rid] = b.truth
                 if style == "bodies":
                     bodies.append((b.end, nxt, b.bodies))
-                else:
+                elif b.records:
                     heapq.heappush(heap, (b.records[0][0], nxt, 0, b.records))
                 nxt += 1
             if not heap:
@@ -737,14 +778,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--mix",
-        choices=("default", "streams"),
+        choices=("default", "streams", "large"),
         default="default",
-        help="streams: only complete streams (benchmarks)",
+        help="streams: only complete streams (benchmarks); large: long streams (see above)",
     )
-    ap.add_argument("--concurrency", type=int, default=25, help="mean concurrent requests (25)")
+    ap.add_argument(
+        "--concurrency", type=int, default=None, help="mean concurrent requests (25; large: 50)"
+    )
+    ap.add_argument(
+        "--chunk-scale", type=float, default=1.0, help="large: scale the events per stream"
+    )
     a = ap.parse_args(argv)
+    conc = a.concurrency or (50 if a.mix == "large" else 25)
     t0 = time.perf_counter()
-    counts = generate(a.out, a.requests, a.seed, a.style, a.chunks_per_stream, a.mix, a.concurrency)
+    counts = generate(
+        a.out, a.requests, a.seed, a.style, a.chunks_per_stream, a.mix, conc, a.chunk_scale
+    )
     with open(a.out / "body.log", "rb") as f:
         lines = sum(1 for _ in f)
     print(

@@ -72,7 +72,7 @@ class BodyFormat:
 class BodyLog:
     paths: list[str] = field(default_factory=list)
     format: BodyFormat = field(default_factory=BodyFormat)
-    # per request; beyond it the body is cut (truncated)
+    # cap for a non-stream body and for a stream's estimation text (its usage is never cut)
     max_body_bytes: int = field(default=8 * 1024 * 1024, metadata={"range": (1024, 1 << 30)})
 
 
@@ -95,10 +95,18 @@ class Source:
 
 @dataclass
 class Join:
-    # a request with one side missing is emitted after this
+    # a request with one side missing is emitted once both logs are this far past it (log time;
+    # wall time only when both logs are caught up and idle)
     expire_after_secs: float = field(default=60.0, metadata={"range": (1.0, 86_400.0)})
-    # beyond it the oldest pending request is emitted early
+    # beyond it the oldest open requests without an access record are emitted early (counted)
     max_pending_requests: int = field(default=100_000, metadata={"range": (1, 10_000_000)})
+    # memory bound of the join (raw body parts, decoded text, per-request overhead); beyond it
+    # open streams are compacted sooner, then the oldest open requests without an access record
+    # are emitted early (counted, warned)
+    max_pending_bytes: int = field(default=64 << 20, metadata={"range": (1 << 20, 1 << 40)})
+    # clock skew allowed between the two logs: a request whose access line is seen is complete
+    # once the body log is this far past the access line's time (or caught up this long)
+    skew_secs: float = field(default=1.0, metadata={"range": (0.0, 60.0)})
 
 
 @dataclass

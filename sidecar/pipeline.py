@@ -29,7 +29,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -40,7 +40,7 @@ from sidecar.enrich.identity import load_or_create_key, make_hasher
 from sidecar.enrich.pricing import PricingEngine
 from sidecar.enrich.tokens import TokenEstimator
 from sidecar.errors import ParseError
-from sidecar.join import Joiner
+from sidecar.join import Joiner, line_ts, may_read
 from sidecar.parse.access import parser_for
 from sidecar.parse.body import (
     assemble_escaped,
@@ -48,6 +48,7 @@ from sidecar.parse.body import (
     decode_chunk_lines,
     part_time,
 )
+from sidecar.parse.compact import compact_stream
 from sidecar.parse.response import parse_completed
 from sidecar.sinks.file import FileSink
 from sidecar.sinks.hec.sink import HecSink
@@ -72,6 +73,8 @@ class _SourceRuntime:
     parse_access: Callable[..., Any]
     provider: str | None
     last_time: float | None = None  # log time of the newest access record read (for the lag)
+    # per reader ("access", "body"): set when its frontier moves (join/clock.py)
+    moved: dict[str, asyncio.Event] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -118,6 +121,11 @@ class Pipeline:
                 )
                 self.sinks[-1].observe_latency = self.telemetry.hec_latency.observe
         self._completed_q: asyncio.Queue[list[Completed] | None] = asyncio.Queue(_QUEUE_LISTS)
+        # bytes of body parts waiting between join and enrich: bounded too, so that the join's
+        # byte bound is not undone by the queue (join.max_pending_bytes / 4)
+        self._q_bytes = 0
+        self._q_max_bytes = cfg.join.max_pending_bytes // 4
+        self._q_room = asyncio.Event()
         self._events_q: asyncio.Queue[list[OutEvent] | None] = asyncio.Queue(_QUEUE_LISTS)
         sp = cfg.spool
         self.spool = Spool(
@@ -136,11 +144,15 @@ class Pipeline:
         cfg = self.cfg
         joiner = Joiner(
             expire_after_secs=cfg.join.expire_after_secs,
+            skew_secs=cfg.join.skew_secs,
             max_pending_requests=cfg.join.max_pending_requests,
+            max_pending_bytes=cfg.join.max_pending_bytes,
             max_body_bytes=s.body_log.max_body_bytes if s.body_log else 0,
             assemble=assemble_escaped,
+            compact=compact_stream,
         )
         joiner.has_body[s.name] = s.body_log is not None
+        joiner.on_drop = self.ledger.release
         kw = {
             "start_at": s.start_at,
             "read_chunk_bytes": s.read_chunk_bytes,
@@ -156,6 +168,7 @@ class Pipeline:
             body_tail=self._tailer(s.name + "/body", s.body_log.paths, kw) if s.body_log else None,
             parse_access=parser_for(fmt.type, fmt.fields, fmt.headers_path),
             provider=None if s.provider == "auto" else s.provider,
+            moved={"access": asyncio.Event(), "body": asyncio.Event()},
         )
 
     # ------------------------------------------------------------------ stage: tail+parse+join
@@ -164,13 +177,20 @@ class Pipeline:
         parse = src.parse_access
         hasher = self.hasher
         name = src.cfg.name
+        joiner = src.joiner
+        mine, other = joiner.access_front, joiner.body_front
+        lead = joiner.skew_secs + 1.0
         async for batch in src.access_tail.batches(follow=not self.once, stop=stop):
+            mine.busy()
             out: list[Completed] = []
             rec = None
             t.counters["access_lines_total"] += len(batch.lines)
             replay = self._replaying(batch)
             rids: list[str] = []
+            offset = batch.start_offset  # the batch's lines are contiguous from here
             for i, line in enumerate(batch.lines):
+                at = offset
+                offset += len(line) + 1
                 if not line.strip():
                     continue
                 try:
@@ -189,17 +209,31 @@ class Pipeline:
                     continue
                 if rec.invalid_fields or rec.lossy_utf8:
                     self._count_invalid(rec.invalid_fields, "access_lines_lossy_utf8_total", rec)
+                ts = rec.time
+                if not may_read(mine, other, ts, lead):  # event time: wait for the body log
+                    if out:
+                        self._hold(joiner, batch, rids, out)
+                        rids = []
+                        await self._put_completed(out)
+                        out = []
+                    await self._wait(
+                        src, "access", stop, lambda ts=ts: may_read(mine, other, ts, lead)
+                    )
                 rids.append(rec.request_id)
                 try:
-                    src.joiner.add_access(rec, name, batch.path, out)
+                    joiner.add_access(rec, name, batch.path, out, offset=at)
                 except Exception as exc:
                     self._stage_failed_once("join", exc)
                     self._set_aside(ParseError("join_failed", repr(exc)), batch, i)
             if rec is not None and rec.time:
                 src.last_time = rec.time
-            self._note_batch(src.joiner, batch, rids, out)
+            self._hold(joiner, batch, rids, out)
+            self.ledger.processed(batch.key, batch.end_offset)
+            src.moved["access"].set()
             if out:
-                await self._completed_q.put(out)
+                await self._put_completed(out)
+        mine.finish()
+        src.moved["access"].set()
 
     async def _run_body(self, src: _SourceRuntime, stop: asyncio.Event) -> None:
         assert src.body_tail is not None
@@ -207,7 +241,12 @@ class Pipeline:
         bodies_style = src.cfg.body_log.format.type == "bodies"  # type: ignore[union-attr]
         joiner = src.joiner
         name = src.cfg.name
+        mine, other = joiner.body_front, joiner.access_front
+        lead = joiner.skew_secs + 1.0
+        loop = asyncio.get_running_loop()
+        last_expiry = loop.time()
         async for batch in src.body_tail.batches(follow=not self.once, stop=stop):
+            mine.busy()
             out: list[Completed] = []
             t.counters["body_lines_total"] += len(batch.lines)
             dec = (decode_bodies_lines if bodies_style else decode_chunk_lines)(batch.lines)
@@ -220,16 +259,79 @@ class Pipeline:
                 t.counters["body_lines_lossy_utf8_total"] += dec.lossy
             if dec.invalid_ts:
                 self.telemetry.field_invalid("body.ts", dec.invalid_ts)
+            first, last = _batch_times(batch.lines, dec.records)
+
+            def go(first: float | None = first) -> bool:
+                # event time, then memory: an over-full join waits for the access reader
+                # while that one can make progress
+                if not may_read(mine, other, first, lead):
+                    return False
+                return not (
+                    joiner.over_budget() and other.active and other.front <= mine.front + lead
+                )
+
+            if not go():
+                await self._wait(src, "body", stop, go)
             try:
                 joiner.add_chunks(dec.groups, dec.records, name, out)
             except Exception as exc:  # a bug must cost this batch's lines, never the pipeline
                 self._stage_failed_once("join", exc)
                 for i in range(len(batch.lines)):
                     self._set_aside(ParseError("join_failed", repr(exc)), batch, i)
-            rids = [*dec.groups, *(r.request_id for r in dec.records)]
-            self._note_batch(joiner, batch, rids, out)
+            mine.advance(last)
+            if last is None and mine.front == -math.inf:
+                mine.advance(math.inf)  # a body log without times: no event-time order to keep
+            joiner.advance(out)
+            self._hold(joiner, batch, [*dec.groups, *(r.request_id for r in dec.records)], out)
+            self.ledger.processed(batch.key, batch.end_offset)
+            src.moved["body"].set()
+            now = loop.time()
+            if now - last_expiry >= 1.0 or joiner.over_budget():
+                last_expiry = now
+                while joiner.expire(out):
+                    await self._put_completed(out)
+                    out = []
             if out:
-                await self._completed_q.put(out)
+                await self._put_completed(out)
+        mine.finish()
+        src.moved["body"].set()
+
+    async def _wait(
+        self, src: _SourceRuntime, me: str, stop: asyncio.Event, ready: Callable[[], bool]
+    ) -> None:
+        """Wait until `ready()` (the other reader moved on, or became idle) or stop. `me`
+        names the waiting reader; its own frontier has moved (it waits with a record in hand)."""
+        src.moved[me].set()
+        other = src.moved["body" if me == "access" else "access"]
+        while not stop.is_set():
+            self._sync_idle(src)
+            if ready():
+                return
+            other.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(other.wait(), 0.05)
+
+    async def _put_completed(self, out: list[Completed]) -> None:
+        """Hand completed requests to enrichment in lists of at most 64, each waiting while the
+        queue holds more than its byte bound (one list always fits an empty queue)."""
+        for i in range(0, len(out), 64):
+            part = out[i : i + 64]
+            size = _completed_bytes(part)
+            while self._q_bytes > 0 and self._q_bytes + size > self._q_max_bytes:
+                self._q_room.clear()
+                await self._q_room.wait()
+            self._q_bytes += size
+            await self._completed_q.put(part)
+
+    @staticmethod
+    def _sync_idle(src: _SourceRuntime) -> None:
+        """Copy the tailers' caught-up state onto the join's frontiers (join/clock.py)."""
+        j = src.joiner
+        for front, tail in ((j.access_front, src.access_tail), (j.body_front, src.body_tail)):
+            if tail is None:
+                front.finish()
+            elif not front.done:
+                front.idle_since = tail.idle_since
 
     def _set_aside(self, exc: ParseError, batch: LineBatch, index: int) -> None:
         # The offset of line `index`: the batch's lines are contiguous from start_offset.
@@ -259,14 +361,26 @@ class Pipeline:
         self.telemetry.counters[key] += 1
 
     async def _run_expiry(self, stop: asyncio.Event) -> None:
+        """Follow mode: complete requests without a body once the body log is past them (or
+        caught up for `skew_secs`), and expire the rest in bounded batches."""
+        loop = asyncio.get_running_loop()
+        last = loop.time()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+                await asyncio.wait_for(stop.wait(), 0.25)
+            full = loop.time() - last >= 1.0
+            if full:
+                last = loop.time()
             for src in self.sources:
+                self._sync_idle(src)
                 out: list[Completed] = []
-                src.joiner.expire(out)
+                src.joiner.advance(out)
+                if full:
+                    while src.joiner.expire(out):
+                        await self._put_completed(out)
+                        out = []
                 if out:
-                    await self._completed_q.put(out)
+                    await self._put_completed(out)
 
     # ------------------------------------------------------------------ stage: enrich
     async def _run_enrich(self) -> None:
@@ -275,6 +389,8 @@ class Pipeline:
         providers = {s.cfg.name: s.provider for s in self.sources}
         await self._warm
         while (batch := await self._completed_q.get()) is not None:
+            self._q_bytes -= _completed_bytes(batch)
+            self._q_room.set()
             events: list[OutEvent] = []
             for c in batch:
                 provider = providers.get(c.source)
@@ -484,6 +600,7 @@ class Pipeline:
                 self._events_q.put_nowait(None)
                 await asyncio.wait_for(spool_task, 10)
         self._give_up.set()
+
         for sink in self.sinks:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sink.close(), 10)
@@ -495,6 +612,14 @@ class Pipeline:
                 src.body_tail.close()
         self.telemetry.close()
         raise StageFailed(name, exc)
+
+    def _count_join(self, joiner: Joiner) -> None:
+        """The join's counters in the run summary (every eviction, expiry and late record)."""
+        cnt = self.telemetry.counters
+        cnt["late_records_total"] += joiner.stats["late_records"]
+        for k, v in joiner.stats.items():
+            if k != "late_records":
+                cnt[f"join_{k}_total"] += v
 
     # ------------------------------------------------------------------ run
     async def run(self, stop: asyncio.Event | None = None) -> Telemetry:
@@ -538,14 +663,12 @@ class Pipeline:
             if expiry is not None:
                 stop.set()
                 await expiry
-            # `run --once` emits what is still pending. When following, pending requests stay
-            # in the checkpoint (below the committed offset) and are read again at the next
-            # start, so a request is never cut in two across a restart.
+            # `run --once` emits what is still pending, in bounded batches. When following,
+            # pending requests stay in the checkpoint (below the committed offset) and are read
+            # again at the next start, so a request is never cut in two across a restart.
             for src in self.sources if self.once else ():
-                out: list[Completed] = []
-                src.joiner.flush(out)
-                if out:
-                    await self._completed_q.put(out)
+                for out in src.joiner.flush_batches():
+                    await self._put_completed(out)
             await self._completed_q.put(None)
             await enrich_task
             await self._finish_delivery(spool_task, sink_tasks)
@@ -561,7 +684,7 @@ class Pipeline:
                 src.access_tail.close()
                 if src.body_tail is not None:
                     src.body_tail.close()
-                self.telemetry.counters["late_records_total"] += src.joiner.late_records
+                self._count_join(src.joiner)
             await self.spool.close()
             self.telemetry.counters.update(self.keeper.counters())
             self.telemetry.estimation = self.estimator.metrics()
@@ -603,10 +726,13 @@ class Pipeline:
         self.ledger.replay_lines_skipped += skipped + len(dec.records) - len(records)
         dec.groups, dec.records, dec.errors = groups, records, []
 
-    def _note_batch(
+    def _hold(
         self, joiner: Joiner, batch: LineBatch, rids: list[str], out: list[Completed]
     ) -> None:
-        """Hold the batch's position for every request it fed (pending or just completed)."""
+        """Hold the batch's position for every request it fed (pending, or completed in `out`),
+        before any of `out` is handed on: a position is always held before it can be released.
+        The caller then marks the batch processed (`ledger.processed`) once all of it is in the
+        join."""
         key, start, ledger = batch.key, batch.start_offset, self.ledger
         for rid in joiner.note_positions(rids, key, start):
             ledger.hold(key, start, rid)
@@ -622,7 +748,6 @@ class Pipeline:
                 else:
                     c.positions.at[key] = start
                 ledger.hold(key, start, c.request_id)
-        ledger.processed(key, batch.end_offset)
 
     def _events_durable(self, events: list[OutEvent]) -> None:
         """Contract 1: the spool calls this once `events` are fsync'd. Releases their positions
@@ -685,6 +810,22 @@ def encodable(ev: OutEvent) -> bool:
     except (TypeError, ValueError):
         return False
     return math.isfinite(ev.time) and 0 <= ev.time < 1e11
+
+
+def _completed_bytes(batch: list[Completed]) -> int:
+    return sum(c.raw_bytes for c in batch)
+
+
+def _batch_times(lines: list[bytes], records: list[Any]) -> tuple[float | None, float | None]:
+    """Log times of a body batch's first and last records (two lines looked at, not all)."""
+    first = line_ts(lines[0]) if lines else None
+    last = line_ts(lines[-1]) if lines else None
+    if first is None or last is None:
+        times = [r.ts for r in records if isinstance(r.ts, int | float)]
+        if times:
+            first = min(times) if first is None else first
+            last = max(times) if last is None else last
+    return first, last
 
 
 def install_signal_handlers(

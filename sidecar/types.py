@@ -10,6 +10,7 @@ sibling.
     Usage           parse/providers  -> enrich     normalised token counts
     Cost            enrich/pricing   -> enrich     money for one request, in integer nano-USD
     Completed       join             -> enrich     an access record plus its body, joined
+    Compacted       parse/compact    -> join       a long open stream cut down to head, text, tail
 """
 
 from __future__ import annotations
@@ -204,6 +205,10 @@ class Completed:
     prior_extra_tokens: int = 0
     assemble: Callable[[list[Any]], tuple[str, int, int]] | None = None
     positions: Positions | None = None  # source positions to release once durable (issue 8)
+    # Set only on a second request with an id already seen: a stable key from the logs (the
+    # access line's time and byte offset) that keeps its event_id apart and deterministic.
+    duplicate_key: str | None = None
+    raw_bytes: int = 0  # body-log bytes the join held for it (the queue's byte bound)
 
     def has_body(self) -> bool:
         return bool(self.parts) or bool(self.body)
@@ -268,6 +273,23 @@ def _last_boundary(text: str) -> int:
 
 
 _WINDOW_BOUNDARY_STEPS = 8  # parts to step back to find an event boundary for the window's tail
+
+
+@dataclass(slots=True)
+class Compacted:
+    """parse/compact.py -> join: a long open stream cut down (see there): the stream's new head
+    part (None: keep the old one), the raw tail parts to keep, the visible text and per-item
+    token overheads of what was dropped, and the invalid / lossy parts met while decoding."""
+
+    head: Any
+    tail: list
+    text: list[str]
+    extra_tokens: int = 0
+    bad_parts: int = 0
+    lossy: int = 0
+
+
+NOT_A_STREAM = Compacted(None, [], [])  # `compact`'s answer for a body that is not SSE
 
 
 @dataclass(slots=True)

@@ -48,8 +48,12 @@ def _finite(limits: dict[str, Any]) -> dict[str, Any]:
     return limits
 
 
-def event_id(source: str, request_id: str) -> str:
-    """Deterministic: the same request from the same source always gets the same id."""
+def event_id(source: str, request_id: str, duplicate_key: str | None = None) -> str:
+    """Deterministic: the same request from the same source always gets the same id. A second
+    request with an id already seen adds its `duplicate_key` (its access line's time and byte
+    offset, see join/table.py), which is as stable as the logs."""
+    if duplicate_key is not None:
+        request_id = f"{request_id}\x00{duplicate_key}"
     return hashlib.sha256(f"{source}\x00{request_id}".encode()).hexdigest()[:32]
 
 
@@ -208,7 +212,7 @@ class Enricher:
 
         body: dict[str, Any] = {
             "schema": SCHEMA,
-            "event_id": event_id(c.source, c.request_id),
+            "event_id": event_id(c.source, c.request_id, c.duplicate_key),
             "request_id": c.request_id,
             "provider_request_id": parsed.provider_request_id
             or headers.get("x-request-id")
@@ -300,6 +304,8 @@ class Enricher:
             flags.append("expired_no_body")
         if c.body_truncated or parsed.truncated:
             flags.append("truncated")
+        if c.duplicate_key is not None:
+            flags.append("duplicate_request_id")
         if parsed.compressed:
             flags.append("compressed_body")
         if parsed.malformed_events:

@@ -182,8 +182,13 @@ def parse_caddy(line: bytes, hasher: Hasher | None = None) -> AccessRecord:
     rid_raw = d.get("request_id")
     if is_absent(rid_raw):
         rid_raw = d.get("uuid")
+    # The proxy's own id first (a logged `{http.request.uuid}`, or the response header the proxy
+    # set); the client's X-Request-ID only when the line has nothing else: a client must not be
+    # able to choose the id its requests are accounted under (docs/architecture.md, "Join").
     if is_absent(rid_raw):
         rid_raw = headers.get("x-proxy-request-id")
+    if is_absent(rid_raw):
+        rid_raw = headers.get("x-request-id")
     if is_absent(rid_raw):
         rid_raw = f.header("x-request-id", req_headers.get("x-request-id"))
     rid = request_id(rid_raw, "access")

@@ -72,6 +72,10 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
         )
     else:
         parsed = ParsedBody(provider=provider, api=api)
+    if want_text and (c.prior_text or c.prior_extra_tokens):
+        # the text of a long stream's middle, decoded by the join while the stream was open
+        parsed.output_text[:0] = c.prior_text
+        parsed.output_extra_tokens += c.prior_extra_tokens
     return _finish(parsed, c, provider, api)
 
 

@@ -106,6 +106,7 @@ class Tailer:
         self.rotations = 0
         self.truncations = 0
         self.lines_too_long = 0
+        self.idle_since: float | None = None  # monotonic time it caught up (follow); None: busy
 
     @property
     def unreadable(self) -> int:
@@ -330,6 +331,10 @@ class Tailer:
                 if got is not None:
                     f.last_data = loop.time()
                     break  # one block per round, oldest data first
+            if got:
+                self.idle_since = None
+            elif self.idle_since is None:
+                self.idle_since = loop.time()
             for b in got or ():
                 yield b
             if stop is not None and stop.is_set():

@@ -141,3 +141,21 @@ def test_generic_preset_maps_every_canonical_field() -> None:
     rec = parse(raw, None)
     assert (rec.attempt, rec.ttft_ms, rec.request_completion) == (2, 120.5, "")
     assert rec.usage == {"prompt_tokens": 3}
+
+
+def test_caddy_trusts_the_proxy_id_over_the_client_header() -> None:
+    def line(**top: object) -> bytes:
+        return orjson.dumps(
+            {
+                "ts": 1.5,
+                "status": 200,
+                "request": {"uri": "/v1/chat/completions", "headers": {"X-Request-Id": ["mine"]}},
+                **top,
+            }
+        )
+
+    proxy_header = line(resp_headers={"X-Request-Id": ["proxy-uuid-1"]})
+    assert parse_caddy(proxy_header).request_id == "proxy-uuid-1"
+    logged = line(request_id="logged-uuid", resp_headers={"X-Request-Id": ["proxy-uuid-1"]})
+    assert parse_caddy(logged).request_id == "logged-uuid"
+    assert parse_caddy(line()).request_id == "mine"  # nothing else on the line: last resort

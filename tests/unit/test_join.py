@@ -1,6 +1,10 @@
+"""The join's rules, in log time: completion, completion without a body, expiry, duplicates, late
+records, the byte bound and bounded flushing (sidecar/join/)."""
+
 from __future__ import annotations
 
-from sidecar.join import Joiner
+from sidecar.join import Joiner, may_read
+from sidecar.join.clock import Frontier
 from sidecar.types import BODY_DATA, BODY_END, BODY_WHOLE, AccessRecord, BodyRecord, Completed
 
 
@@ -16,8 +20,12 @@ def data(rid: str, s: str, ts: float = 1.0) -> BodyRecord:
     return BodyRecord(rid, BODY_DATA, ts, s)
 
 
-def end(rid: str, how: str = "complete") -> BodyRecord:
-    return BodyRecord(rid, BODY_END, 2.0, "", how)
+def end(rid: str, how: str = "complete", ts: float = 2.0) -> BodyRecord:
+    return BodyRecord(rid, BODY_END, ts, "", how)
+
+
+def acc(rid: str, t: float | None = 2.0, status: int = 200) -> AccessRecord:
+    return AccessRecord(rid, time=t, status=status)
 
 
 def test_body_then_access_completes_once_with_joined_body() -> None:
@@ -42,64 +50,172 @@ def test_body_then_access_completes_once_with_joined_body() -> None:
 
 def test_access_first_waits_for_end() -> None:
     j, out = Joiner(), []
-    j.add_access(AccessRecord("a", status=499), "s", None, out)
+    j.add_access(acc("a", status=499), "s", None, out)
     assert out == []
     j.add_body(end("a", "client_closed"), "s", out)
     assert len(out) == 1 and out[0].text() == "" and out[0].end == "client_closed"
 
 
-def test_late_record_after_completion_is_counted_not_reemitted() -> None:
+def test_no_body_completes_when_the_body_log_passes_the_access_time_plus_skew() -> None:
+    """A 429 with no body record: complete (not expired) once the body reader is past it."""
+    clock = Clock()
+    j, out = Joiner(skew_secs=1.0, clock=clock), []
+    j.body_front.advance(100.0)
+    j.add_access(acc("r", t=100.5, status=429), "s", None, out)
+    j.body_front.advance(101.4)
+    j.advance(out)
+    assert out == []  # 101.4 is not past 100.5 + 1
+    j.body_front.advance(101.6)
+    j.advance(out)
+    assert [c.request_id for c in out] == ["r"]
+    assert not out[0].expired and out[0].body is None
+    assert j.stats["completed_without_body"] == 1 and j.stats["expired"] == 0
+
+
+def test_no_body_completes_after_skew_of_wall_time_when_the_body_log_is_idle() -> None:
+    clock = Clock()
+    j, out = Joiner(skew_secs=1.0, clock=clock), []
+    j.body_front.advance(100.0)
+    j.body_front.idle(now=0.0)  # caught up, nothing new
+    clock.now = 5.0
+    j.add_access(acc("r", t=100.2, status=429), "s", None, out)
+    clock.now = 5.9
+    j.advance(out)
+    assert out == []  # the body log gets its second to write a late record
+    clock.now = 6.1
+    j.advance(out)
+    assert len(out) == 1 and not out[0].expired
+
+
+def test_expiry_runs_in_log_time_not_wall_time() -> None:
+    """Reading an hour of backlog in a minute must expire nothing that was not incomplete."""
+    clock = Clock()
+    j, out = Joiner(expire_after_secs=60, clock=clock), []
+    j.add_body(data("a", "d", ts=1000.0), "s", out)
+    j.access_front.advance(1001.0)
+    j.body_front.advance(1001.0)
+    clock.now = 10_000.0  # hours of wall time: irrelevant while the logs are being read
+    j.expire(out)
+    assert out == []
+    j.access_front.advance(1059.0)
+    j.body_front.advance(1070.0)
+    j.expire(out)
+    assert out == []  # the access log is not yet 60 s past the request
+    j.access_front.advance(1061.0)
+    j.expire(out)
+    assert [c.request_id for c in out] == ["a"] and out[0].expired and out[0].access is None
+    assert j.stats["expired_no_access"] == 1
+
+
+def test_wall_time_expiry_only_once_both_logs_are_idle() -> None:
+    clock = Clock()
+    j, out = Joiner(expire_after_secs=10, clock=clock), []
+    j.add_body(data("a", "d", ts=1.0), "s", out)
+    j.access_front.advance(2.0)
+    j.body_front.advance(2.0)
+    j.access_front.idle(now=0.0)
+    clock.now = 20
+    j.expire(out)
+    assert out == []  # the body log is still active: its log time rules
+    j.body_front.idle(now=20)
+    j.expire(out)
+    assert [c.request_id for c in out] == ["a"]
+
+
+def test_record_after_an_incomplete_emission_is_late() -> None:
     j, out = Joiner(), []
-    j.add_body(end("a"), "s", out)
-    j.add_access(AccessRecord("a"), "s", None, out)
-    j.add_body(data("a", "late"), "s", out)
+    j.add_body(data("a", "d"), "s", out)
+    j.flush(out)  # emitted incomplete (no access line)
+    j.add_access(acc("a"), "s", None, out)
     assert len(out) == 1 and j.late_records == 1 and len(j) == 0
 
 
-def test_expiry_emits_what_is_known_flagged() -> None:
-    clock = Clock()
-    j, out = Joiner(expire_after_secs=10, clock=clock), []
-    j.add_body(data("a", "d"), "s", out)
-    clock.now = 5
-    j.add_access(AccessRecord("b"), "s", None, out)
-    clock.now = 12
-    j.expire(out)
-    assert [c.request_id for c in out] == ["a"] and out[0].expired and out[0].access is None
-    clock.now = 16
-    j.expire(out)
-    assert [c.request_id for c in out] == ["a", "b"] and out[1].text() is None
-
-
-def test_pending_cap_evicts_oldest() -> None:
-    j, out = Joiner(max_pending_requests=2), []
-    for rid in "abc":
-        j.add_access(AccessRecord(rid), "s", None, out)
-    assert [c.request_id for c in out] == ["a"] and out[0].expired and j.evicted == 1
-
-
-def test_body_cap_truncates_and_flags() -> None:
-    j, out = Joiner(max_body_bytes=5), []
-    j.add_body(data("a", "123"), "s", out)
-    j.add_body(data("a", "456"), "s", out)
+def test_stray_record_after_a_complete_emission_is_late_not_an_event() -> None:
+    j, out = Joiner(), []
     j.add_body(end("a"), "s", out)
-    j.add_access(AccessRecord("a"), "s", None, out)
-    assert out[0].text() == "123" and out[0].body_truncated and j.bodies_truncated == 1
+    j.add_access(acc("a"), "s", None, out)
+    j.add_body(data("a", "late"), "s", out)  # no access line will follow
+    j.flush(out)
+    assert len(out) == 1 and j.late_records == 1
+
+
+def test_duplicate_ids_are_two_events_with_their_own_bodies_and_stable_keys() -> None:
+    j, out = Joiner(), []
+    j.add_body(data("dup1", "first"), "s", out)
+    j.add_body(end("dup1"), "s", out)
+    j.add_access(acc("dup1", t=10.0), "s", "/a.log", out, offset=0)
+    j.add_body(data("dup1", "second", ts=11.0), "s", out)
+    j.add_body(end("dup1", ts=12.0), "s", out)
+    j.add_access(acc("dup1", t=12.0), "s", "/a.log", out, offset=812)
+    assert [c.text() for c in out] == ["first", "second"]
+    assert out[0].duplicate_key is None and out[1].duplicate_key == "12.0@812"
+    assert j.stats["duplicate_request_id"] == 1 and j.late_records == 0
+
+
+def test_duplicate_whose_body_starts_before_the_first_access_line() -> None:
+    """Body 1 ends, body 2 starts, then access 1, then access 2: each keeps its own body."""
+    j, out = Joiner(), []
+    j.add_body(data("d", "one"), "s", out)
+    j.add_body(end("d"), "s", out)
+    j.add_body(data("d", "two", ts=3.0), "s", out)
+    j.add_access(acc("d", t=2.0), "s", None, out, offset=0)
+    j.add_body(end("d", ts=4.0), "s", out)
+    j.add_access(acc("d", t=4.0), "s", None, out, offset=100)
+    assert [(c.text(), c.access.time) for c in out] == [("one", 2.0), ("two", 4.0)]
+    assert [c.duplicate_key for c in out] == [None, "4.0@100"]
+
+
+def test_byte_bound_gives_way_with_open_requests_never_complete_ones() -> None:
+    j, out = Joiner(max_pending_bytes=20_000), []
+    j.add_access(acc("waiting", t=1.0), "s", None, out)  # access seen: never evicted
+    for i in range(40):
+        j.add_body(data(f"r{i}", "x" * 1000, ts=1.0 + i), "s", out)
+    assert j.over_budget()
+    j.expire(out)
+    assert not j.over_budget()
+    assert out and all(c.access is None and c.expired for c in out)
+    assert [c.request_id for c in out] == [f"r{i}" for i in range(len(out))]  # oldest first
+    assert j.stats["evicted"] == len(out) and "waiting" in j._pending
+
+
+def test_flush_batches_are_bounded() -> None:
+    j = Joiner()
+    for i in range(1000):
+        j.add_body(data(f"r{i}", "d"), "s", [])
+    sizes = [len(b) for b in j.flush_batches(max_items=128)]
+    assert sum(sizes) == 1000 and max(sizes) <= 128 and len(j) == 0 and j.pending_bytes == 0
 
 
 def test_whole_body_record_and_access_only_source() -> None:
     j, out = Joiner(), []
     j.add_body(BodyRecord("a", BODY_WHOLE, 1.0, "{}", "complete", "application/json"), "s", out)
-    j.add_access(AccessRecord("a"), "s", None, out)
+    j.add_access(acc("a"), "s", None, out)
     assert out[0].text() == "{}" and out[0].content_type == "application/json"
     j2, out2 = Joiner(), []
     j2.has_body["s"] = False
-    j2.add_access(AccessRecord("x"), "s", None, out2)
+    j2.add_access(acc("x"), "s", None, out2)
     assert len(out2) == 1 and out2[0].text() is None
 
 
-def test_flush_emits_everything() -> None:
+def test_readers_never_both_wait() -> None:
+    """may_read: a reader waits only while ahead of an active other reader by more than lead;
+    with each frontier set to its next record, the two conditions exclude each other."""
+    a, b = Frontier(), Frontier()
+    for ta, tb in [(0.0, 10.0), (10.0, 0.0), (5.0, 5.0), (1.0, 3.5), (3.5, 1.0)]:
+        a.front = b.front = float("-inf")
+        a.advance(ta)
+        b.advance(tb)
+        assert may_read(a, b, ta, 2.0) or may_read(b, a, tb, 2.0)
+    b.idle(now=0.0)
+    assert may_read(a, b, 1e9, 2.0)  # the other is caught up: no waiting for it
+
+
+def test_the_same_access_line_read_twice_is_late_not_a_duplicate() -> None:
+    """A rotated file seen again under a second name re-reads lines already joined: same id,
+    same time, same byte offset: late records, not second requests."""
     j, out = Joiner(), []
-    j.add_body(data("a", "d"), "s", out)
-    j.add_access(AccessRecord("b"), "s", None, out)
+    j.add_body(end("a"), "s", out)
+    j.add_access(acc("a", t=5.0), "s", "/l/access.log", out, offset=300)
+    j.add_access(acc("a", t=5.0), "s", "/l/access.log.1", out, offset=300)
     j.flush(out)
-    assert sorted(c.request_id for c in out) == ["a", "b"] and len(j) == 0
+    assert len(out) == 1 and j.late_records == 1 and j.stats["duplicate_request_id"] == 0

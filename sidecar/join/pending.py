@@ -1,0 +1,63 @@
+"""One pending request's state, and the body-log helper the table needs.
+
+A request in flight costs its `Pending` (slots) plus its raw parts until compaction
+(join/storage.py), its head and tail after, and the visible text of its middle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidecar.types import AccessRecord
+
+# Rough Python cost of a pending request beyond its bytes (object, dict entry, lists), and of
+# an access record (the object and its header map). Used for the byte bound only.
+PENDING_OVERHEAD = 1024
+ACCESS_OVERHEAD = 1500
+
+
+@dataclass(slots=True)
+class Pending:
+    source: str
+    parts: list = field(default_factory=list)  # raw parts since the head / last compaction
+    size: int = 0  # bytes in parts
+    text: str | None = None  # a whole body (`bodies` style)
+    head: Any = None  # after compaction: the stream's first events, one raw part
+    head_size: int = 0
+    prior: list[bytes] | None = None  # visible text of the compacted middle, UTF-8
+    prior_len: int = 0
+    prior_extra: int = 0
+    floor: int = 0  # do not try to compact again below this size
+    nocompact: bool = False  # not a stream: never compact
+    access: AccessRecord | None = None
+    end: str | None = None
+    content_type: str | None = None
+    truncated: bool = False
+    first_ts: float | None = None
+    last_ts: float | None = None
+    seen: float | None = None  # log time of the last record
+    touched: float = 0.0  # wall (monotonic) time of the last record
+    source_path: str | None = None
+    records: int = 0
+    dup: bool = False  # the id was already emitted complete
+    dup_key: str | None = None
+    key: tuple | None = None  # its access line's (time, byte offset)
+    cost: int = 0  # bytes counted in Joiner.pending_bytes
+    positions: Any = None  # issue 8: source bytes of the request (opaque here)
+
+
+def join_str(parts: list) -> tuple[str, int, int]:
+    """Assemble plain string parts: (body, bad parts, lossy)."""
+    return "".join(parts), 0, 0
+
+
+def line_ts(line: Any) -> float | None:
+    """The `ts` of a canonical body-log line (`{"ts":T,...`), without decoding it."""
+    if type(line) is bytes and line.startswith(b'{"ts":'):
+        end = line.find(b",", 6)
+        try:
+            return float(line[6:end])
+        except ValueError:
+            return None
+    return None

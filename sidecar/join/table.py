@@ -1,0 +1,400 @@
+"""The pending table: access records and body records joined per request id, in log time.
+
+A request is complete when (docs/architecture.md, "Join"):
+- its access record and the end of its body are both seen; or
+- its access record is seen and the body reader has gone `skew_secs` of log time past the access
+  record's time without an end for it (the access line is written when a request ends, after its
+  body: a request with no body, such as most 429s, is complete then, not expired); when the body
+  log is caught up and idle, `skew_secs` of wall time stand in for it; or
+- its source has no body log: at its access record.
+Otherwise it *expires* once both logs have gone `expire_after_secs` of log time past its last
+record (wall time only when both are caught up and idle), and is emitted with what is known,
+flagged.
+
+Memory is bounded by bytes (`max_pending_bytes`). An open stream keeps its raw body-log parts
+only until they exceed a threshold; then the injected `compact` callable (the join does not
+import parse) decodes the prefix: the first events are kept as a small raw head, the last events
+(where every provider puts its usage) stay raw, and what lies between is reduced to its visible
+text and per-item token overheads (`Completed.prior_text` / `prior_extra_tokens`). Under
+pressure the threshold drops; if the bound is still exceeded, the oldest open requests that have
+no access record yet are emitted early (counted, warned), never a complete request.
+
+Duplicate request ids: a request whose id was already emitted complete (or is pending with its
+body ended) and which then completes again is a second request: it gets its own event, flagged,
+with `duplicate_key` (the access line's time and byte offset in its file, stable across replays
+and restarts). Records for an id that was emitted incomplete (expired, evicted) are late records.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sidecar.join.clock import Frontier
+from sidecar.join.expiry import Expiry
+from sidecar.join.pending import ACCESS_OVERHEAD, PENDING_OVERHEAD, Pending, join_str, line_ts
+from sidecar.join.positions import PositionNotes
+from sidecar.join.storage import CompactFn, Storage
+from sidecar.types import BODY_DATA, BODY_END, AccessRecord, BodyRecord, Completed
+
+_INCOMPLETE: tuple = ()  # `_done` value of an id emitted incomplete; else its access line's key
+
+
+class Joiner(Storage, Expiry, PositionNotes):
+    def __init__(
+        self,
+        *,
+        expire_after_secs: float = 60.0,
+        skew_secs: float = 1.0,
+        max_pending_requests: int = 100_000,
+        max_pending_bytes: int = 64 << 20,
+        max_body_bytes: int = 8 * 1024 * 1024,
+        compact_bytes: int = 1 << 20,
+        clock: Callable[[], float] = time.monotonic,
+        assemble: Callable[[list], tuple[str, int, int]] = join_str,
+        compact: CompactFn | None = None,
+    ) -> None:
+        self._assemble = assemble
+        self._compact = compact
+        self.expire_after_secs = expire_after_secs
+        self.skew_secs = skew_secs
+        self.max_pending = max_pending_requests
+        self.max_pending_bytes = max_pending_bytes
+        self.max_body_bytes = max_body_bytes
+        self.compact_bytes = compact_bytes
+        self._clock = clock
+        self.access_front = Frontier()
+        self.body_front = Frontier()
+        self._pending: dict[str, Pending] = {}  # insertion order = age order
+        # called with the positions of a request dropped without an event (issue 8's ledger)
+        self.on_drop: Callable[[Any], None] | None = None
+        self._awaiting: list[tuple[float, int, float, str, Pending]] = []  # heap: access, no end
+        self._seq = 0
+        # recently emitted ids -> the key of their access line (see `_key`), or _INCOMPLETE
+        self._done: dict[str, tuple] = {}  # insertion order = emission order
+        self._done_cap = max(100_000, max_pending_requests)
+        self.has_body: dict[str, bool] = {}  # source name -> has a body log
+        self.pending_bytes = 0
+        self.stats: dict[str, int] = dict.fromkeys(
+            (
+                "late_records",  # records for a request already emitted incomplete
+                "expired",  # requests emitted because both logs moved on without them
+                "expired_no_access",
+                "expired_no_body",
+                "evicted",  # open requests emitted early to keep within max_pending_bytes
+                "completed_without_body",  # access record, no body record: complete by time
+                "duplicate_request_id",
+                "duplicate_access",  # a second access line for one pending request
+                "bodies_truncated",  # raw body cut at max_body_bytes (not a stream)
+                "text_truncated",  # estimation text capped at max_body_bytes
+                "compactions",
+                "compaction_invalid_parts",
+            ),
+            0,
+        )
+        self._warned_evict = 0.0
+        self._older: dict[str, Pending] = {}  # ended bodies displaced by a newer request
+        self._out: list[Completed] = []
+
+    # ------------------------------------------------------------------ compatibility
+    @property
+    def late_records(self) -> int:
+        return self.stats["late_records"]
+
+    @property
+    def evicted(self) -> int:
+        return self.stats["evicted"]
+
+    @property
+    def expired(self) -> int:
+        return self.stats["expired"]
+
+    @property
+    def bodies_truncated(self) -> int:
+        return self.stats["bodies_truncated"]
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    # ------------------------------------------------------------------ the table
+    def _get(self, rid: str, source: str) -> Pending | None:
+        p = self._pending.get(rid)
+        if p is None:
+            how = self._done.get(rid)
+            if how == _INCOMPLETE:
+                self.stats["late_records"] += 1
+                return None
+            p = self._new(rid, source, dup=how is not None)
+        return p
+
+    def _new(self, rid: str, source: str, *, dup: bool) -> Pending:
+        """Start a pending request (`dup`: a request with this id was already emitted)."""
+        p = Pending(source, dup=dup, cost=PENDING_OVERHEAD)
+        self.pending_bytes += PENDING_OVERHEAD
+        self._pending[rid] = p
+        return p
+
+    def _recost(self, p: Pending) -> None:
+        cost = PENDING_OVERHEAD + p.size + p.head_size + p.prior_len
+        if p.text is not None:
+            cost += len(p.text)
+        if p.access is not None:
+            cost += ACCESS_OVERHEAD
+        self.pending_bytes += cost - p.cost
+        p.cost = cost
+
+    def _restart_if_ended(self, rid: str, p: Pending, source: str) -> Pending:
+        """Body data after the body's end: a second request with the same id. The first one
+        (ended, waiting for its access record) is set aside for the next access line with this
+        id; the new one starts."""
+        if p.end is None:
+            return p
+        prev = self._older.pop(rid, None)
+        if prev is not None:  # a third request before the first's access line: emit the first
+            self._expire_one(rid, prev, self._out)
+        self._older[rid] = p
+        del self._pending[rid]
+        return self._new(rid, source, dup=True)
+
+    def add_chunks(
+        self,
+        groups: dict[str, list],
+        records: list[BodyRecord],
+        source: str,
+        out: list[Completed],
+    ) -> None:
+        """The hot path: a batch from `parse.body.decode_chunk_lines`.
+
+        `groups` holds each request's data parts of the batch (appended in one step per request,
+        nothing done per chunk but for the first line's time); `records` are the batch's end
+        records and whole bodies, which take the general path after the data."""
+        pending = self._pending
+        now = self._clock()
+        self._out = out
+        threshold = self.compact_bytes
+        if self.pending_bytes > self.max_pending_bytes // 2:  # under pressure: compact sooner
+            threshold = min(threshold, self.squeeze_bytes)
+        ends: dict[str, list[BodyRecord]] = {}
+        for rec in records:
+            if rec.kind == BODY_END:
+                ends.setdefault(rec.request_id, []).append(rec)
+        done_ends: list[BodyRecord] = []
+        for rid, parts in groups.items():
+            if ends and rid in ends and self._split_at_ends(rid, parts, ends[rid], source, out):
+                done_ends += ends[rid]
+                continue
+            p = pending.get(rid)
+            if p is None:
+                p = self._get(rid, source)
+                if p is None:
+                    continue
+            elif p.end is not None:
+                p = self._restart_if_ended(rid, p, source)
+            p.touched = now
+            if p.first_ts is None:
+                p.first_ts = line_ts(parts[0])
+            ts = line_ts(parts[-1])
+            if ts is not None:
+                p.last_ts = p.seen = ts
+            p.records += len(parts)
+            n = sum(map(len, parts))
+            if p.size + n > self.max_body_bytes:
+                if not self._try_compact(p, parts):
+                    self._cap(p, parts)
+                self._recost(p)
+                continue
+            p.parts += parts
+            p.size += n
+            if p.size > threshold and p.size > p.floor:
+                self._try_compact(p, [])
+            self._recost(p)
+        for rec in records:
+            if not done_ends or all(rec is not e for e in done_ends):
+                self.add_body(rec, source, out, now=now)
+
+    def _split_at_ends(
+        self, rid: str, parts: list, ends: list[BodyRecord], source: str, out: list[Completed]
+    ) -> bool:
+        """Data for `rid` after its end record in the same batch: a second request with the
+        same id. The batch's grouping lost the order, the times give it back: data up to each
+        end's time goes before that end. False when there is nothing to split (the usual)."""
+        last, first = line_ts(parts[-1]), line_ts(parts[0])
+        t_end = ends[0].ts
+        if last is None or first is None or t_end is None or not first <= t_end < last:
+            return False  # no data after the end (times that disagree: keep the batch order)
+        rest = parts
+        for end in sorted(ends, key=lambda r: r.ts if r.ts is not None else 0.0):
+            t = end.ts if end.ts is not None else 0.0
+            before = [x for x in rest if (line_ts(x) or 0.0) <= t]
+            rest = [x for x in rest if (line_ts(x) or 0.0) > t]
+            if before:
+                self.add_chunks({rid: before}, [], source, out)
+            self.add_body(end, source, out)
+        if rest:
+            self.add_chunks({rid: rest}, [], source, out)
+        return True
+
+    def add_body(
+        self, rec: BodyRecord, source: str, out: list[Completed], *, now: float | None = None
+    ) -> None:
+        """Add one body record; append to `out` any request it completes."""
+        self._out = out
+        rid = rec.request_id
+        kind = rec.kind
+        if kind == BODY_DATA:  # a data record outside the hot path (tests, odd lines)
+            self.add_chunks({rid: [rec.data]}, [], source, out)
+            p = self._pending.get(rid)
+        else:
+            p = self._get(rid, source)
+            if p is not None:
+                if p.end is not None:
+                    p = self._restart_if_ended(rid, p, source)
+                p.touched = self._clock() if now is None else now
+                p.records += 1
+        if p is None:
+            return
+        ts = rec.ts
+        if ts is not None:
+            if p.first_ts is None:
+                p.first_ts = ts
+            p.last_ts = p.seen = ts
+        if kind == BODY_DATA:
+            return
+        if kind == BODY_END:
+            p.end = rec.end
+        else:  # BODY_WHOLE
+            p.parts = []
+            p.size = 0
+            p.text = rec.data
+            p.end = rec.end
+            p.content_type = rec.content_type
+            if rec.truncated:
+                p.truncated = True
+            self._recost(p)
+        if p.access is not None:
+            out.append(self._complete(rec.request_id, p, expired=False))
+
+    def add_access(
+        self,
+        rec: AccessRecord,
+        source: str,
+        source_path: str | None,
+        out: list[Completed],
+        *,
+        offset: int | None = None,
+    ) -> None:
+        """Add one access record (`offset`: its byte offset in its file, for duplicates)."""
+        self._out = out
+        rid = rec.request_id
+        p = self._get(rid, source)
+        if p is None:
+            return
+        older = self._older.pop(rid, None)
+        if older is not None:  # the ended body this access line belongs to (see add_chunks)
+            p = older
+        elif p.access is not None:
+            # A second access line while the first waits for its body: two requests, one id.
+            self.stats["duplicate_access"] += 1
+            out.append(self._complete(rid, p, expired=p.end is None and bool(p.parts)))
+            p = self._new(rid, source, dup=True)
+        p.access = rec
+        p.source_path = source_path
+        p.touched = self._clock()
+        if rec.time is not None:
+            p.seen = rec.time
+        p.key = (rec.time, offset)
+        if p.dup:
+            if self._done.get(rid) == p.key:
+                # The very line already emitted, read again (a rotated file seen under a second
+                # name): a late record, not a second request.
+                self.stats["late_records"] += p.records + 1
+                self._drop(rid, p)
+                return
+            p.dup_key = f"{rec.time!r}@{offset}"
+        self._recost(p)
+        if p.end is not None or p.text is not None or not self.has_body.get(source, True):
+            out.append(self._complete(rid, p, expired=False))
+            return
+        t = rec.time if rec.time is not None else self.body_front.front
+        self._seq += 1
+        heapq.heappush(self._awaiting, (t, self._seq, p.touched, rid, p))
+        self.advance(out)
+
+    # ------------------------------------------------------------------ completion
+    def advance(self, out: list[Completed], now: float | None = None) -> None:
+        """Complete the requests whose access record the body reader has now passed."""
+        aw = self._awaiting
+        if not aw:
+            return
+        now = self._clock() if now is None else now
+        skew = self.skew_secs
+        body = self.body_front
+        while aw:
+            t, _, since, rid, p = aw[0]
+            if self._pending.get(rid) is not p or p.access is None:
+                heapq.heappop(aw)  # completed meanwhile (its end came)
+                continue
+            if not body.passed(t + skew, now, skew, since):
+                return
+            heapq.heappop(aw)
+            if p.parts or p.head is not None:
+                # Body data but no end record: the body was cut (the proxy lost the end).
+                self.stats["expired_no_body"] += 1
+                out.append(self._complete(rid, p, expired=True))
+            else:
+                self.stats["completed_without_body"] += 1
+                out.append(self._complete(rid, p, expired=False))
+
+    def _drop(self, rid: str, p: Pending) -> None:
+        if self._pending.get(rid) is p:
+            del self._pending[rid]
+        self.pending_bytes -= p.cost
+        p.cost = 0
+        if p.positions is not None and self.on_drop is not None:
+            self.on_drop(p.positions)  # no event will carry them: release them now
+
+    def _complete(self, rid: str, p: Pending, *, expired: bool) -> Completed:
+        if self._pending.get(rid) is p:
+            del self._pending[rid]
+        self.pending_bytes -= p.cost
+        p.cost = 0
+        complete = not expired or (p.access is not None and p.end is not None)
+        done = self._done
+        if rid in done:
+            del done[rid]  # to the end: the window is the most recent ids
+        done[rid] = p.key if complete and p.key is not None else _INCOMPLETE
+        if len(done) > self._done_cap:
+            del done[next(iter(done))]
+        if p.dup and p.access is not None:
+            self.stats["duplicate_request_id"] += 1
+        body: str | None = p.text
+        parts = p.parts
+        if p.head is not None:
+            parts = [p.head, *parts]
+        if body is None and not parts and p.end is not None:
+            body = ""  # an end record and no data: an empty body
+        content_type = p.content_type
+        if content_type is None and p.access is not None:
+            content_type = p.access.response_headers.get("content-type")
+        return Completed(
+            request_id=rid,
+            source=p.source,
+            access=p.access,
+            body=body,
+            end=p.end,
+            content_type=content_type,
+            body_truncated=p.truncated,
+            expired=expired,
+            first_ts=p.first_ts,
+            last_ts=p.last_ts,
+            source_path=p.source_path,
+            parts=parts if p.text is None and parts else None,
+            assemble=self._assemble,
+            prior_text=[b.decode("utf-8", "replace") for b in p.prior] if p.prior else [],
+            prior_extra_tokens=p.prior_extra,
+            duplicate_key=p.dup_key if p.dup and p.access is not None else None,
+            positions=p.positions,
+            raw_bytes=p.size + p.head_size + (len(p.text) if p.text is not None else 0),
+        )

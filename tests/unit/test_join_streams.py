@@ -1,0 +1,163 @@
+"""Long streams through the real hot path, the join's compaction and the provider parsers: usage
+is never cut off, memory per open stream stays small, the estimate keeps the whole text."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from sidecar.join import Joiner
+from sidecar.parse.body import assemble_escaped, decode_chunk_lines
+from sidecar.parse.compact import compact_stream
+from sidecar.parse.response import parse_completed
+from sidecar.types import AccessRecord, Completed
+
+RID = "0123456789abcdef0123456789abcdef"
+WORD = "token café 世界 "  # multi-byte text, escaped on the wire
+
+
+def line(ts: float, piece: str, rid: str = RID) -> bytes:
+    return b'{"ts":%.3f,"request_id":"%s","data":%s}' % (ts, rid.encode(), orjson.dumps(piece))
+
+
+def end_line(ts: float, rid: str = RID, how: str = "complete") -> bytes:
+    return orjson.dumps({"ts": ts, "request_id": rid, "end": how})
+
+
+def chat_events(n: int, usage: bool = True) -> list[str]:
+    head = '{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini"'
+    role = '{"role":"assistant","content":""}'
+    ev = [f'data: {head},"choices":[{{"index":0,"delta":{role}}}]}}\n\n']
+    piece = orjson.dumps({"content": WORD}).decode()
+    body = f'data: {head},"choices":[{{"index":0,"delta":{piece},"finish_reason":null}}]}}\n\n'
+    ev += [body] * n
+    ev.append(f'data: {head},"choices":[{{"index":0,"delta":{{}},"finish_reason":"stop"}}]}}\n\n')
+    if usage:
+        u = {"prompt_tokens": 1000, "completion_tokens": 32000, "total_tokens": 33000}
+        ev.append(f'data: {head},"choices":[],"usage":{orjson.dumps(u).decode()}}}\n\n')
+    ev.append("data: [DONE]\n\n")
+    return ev
+
+
+def responses_events(n: int, per_delta: int) -> list[str]:
+    """A Responses stream whose response.completed repeats the whole output (megabytes)."""
+    resp = {"id": "resp_1", "object": "response", "model": "gpt-4o-2024-08-06", "output": []}
+    ev = [
+        "event: response.created\ndata: "
+        + orjson.dumps({"type": "response.created", "response": resp}).decode()
+        + "\n\n"
+    ]
+    text = WORD * per_delta
+    delta = orjson.dumps({"type": "response.output_text.delta", "delta": text}).decode()
+    ev += ["event: response.output_text.delta\ndata: " + delta + "\n\n"] * n
+    done = {
+        **resp,
+        "status": "completed",
+        "output": [
+            {
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text * n}],
+            }
+        ],
+        "usage": {
+            "input_tokens": 1000,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 32000,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 33000,
+        },
+    }
+    ev.append(
+        "event: response.completed\ndata: "
+        + orjson.dumps({"type": "response.completed", "response": done}).decode()
+        + "\n\n"
+    )
+    return ev
+
+
+def records(events: list[str], split: int = 3) -> list[bytes]:
+    """Body-log lines as nginx relays them: events merged and cut into 4 KiB-bounded pieces."""
+    body = "".join(events)
+    out, i, ts = [], 0, 1000.0
+    step = max(1, len(events[len(events) // 2]) * split // 2)
+    while i < len(body):
+        piece = body[i : i + min(step, 4000)]
+        out.append(line(ts, piece))
+        i += len(piece)
+        ts += 0.001
+    out.append(end_line(ts))
+    return out
+
+
+def run(
+    lines: list[bytes], joiner: Joiner, batch: int = 4000, path: str = "/v1/chat/completions"
+) -> tuple[list[Completed], int]:
+    """Feed lines as the pipeline does; return what completed and the peak bytes pending."""
+    out: list[Completed] = []
+    peak = 0
+    for i in range(0, len(lines), batch):
+        dec = decode_chunk_lines(lines[i : i + batch])
+        assert not dec.errors
+        joiner.add_chunks(dec.groups, dec.records, "s", out)
+        peak = max(peak, joiner.pending_bytes)
+    joiner.add_access(AccessRecord(RID, time=2000.0, status=200, path=path), "s", None, out)
+    return out, peak
+
+
+def joiner() -> Joiner:
+    return Joiner(assemble=assemble_escaped, compact=compact_stream)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mib", [12, 50])
+def test_long_chat_stream_gives_its_exact_usage(mib: int) -> None:
+    events = chat_events(mib * 1024 * 1024 // 240)
+    lines = records(events)
+    out, peak = run(lines, joiner())
+    assert len(out) == 1
+    c = out[0]
+    assert not c.body_truncated and not c.expired
+    parsed = parse_completed(c, provider="openai")
+    assert parsed.usage is not None and not parsed.usage_partial and parsed.terminal_seen
+    assert (parsed.usage.input_tokens, parsed.usage.output_tokens) == (1000, 32000)
+    size = sum(map(len, lines))
+    assert size > mib * 1024 * 1024
+    # what is left raw: the head and the events since the last compaction (at 1 MiB)
+    assert sum(map(len, c.parts or [])) <= Joiner().compact_bytes
+    assert peak < size / 8  # raw parts never accumulate: what grows is the visible text
+
+
+def test_responses_stream_with_a_huge_final_event_gives_its_usage() -> None:
+    events = responses_events(12 * 1024 * 1024 // 2 // 250, per_delta=16)
+    assert len(events[-1]) > 3 * 1024 * 1024 and sum(map(len, events)) > 12 * 1024 * 1024
+    out, _ = run(records(events), joiner(), path="/v1/responses")
+    parsed = parse_completed(out[0], provider="openai")
+    assert parsed.usage is not None and parsed.terminal_seen
+    assert (parsed.usage.input_tokens, parsed.usage.output_tokens) == (1000, 32000)
+    assert not out[0].body_truncated
+
+
+def test_compaction_keeps_the_whole_text_for_the_estimate() -> None:
+    """A cancelled stream (no usage) compacted many times: the estimation text is the same as
+    from the uncompacted body, in the same amount."""
+    events = chat_events(3000, usage=False)[:-2]  # cut before the finish chunk and [DONE]
+    lines = [*records(events)[:-1], end_line(1100.0, how="client_closed")]
+    small = Joiner(assemble=assemble_escaped, compact=compact_stream, compact_bytes=4096)
+    out, peak = run(lines, small)
+    c = out[0]
+    assert c.prior_text and peak < 64 * 1024
+    whole, _ = run(lines, Joiner(assemble=assemble_escaped))
+    want = "".join(parse_completed(whole[0], provider="openai", want_text=True).output_text)
+    got = "".join(parse_completed(c, provider="openai", want_text=True).output_text)
+    assert sorted(got) == sorted(want) and len(got) == len(WORD) * 3000
+
+
+def test_body_that_is_not_a_stream_is_never_compacted_and_is_capped() -> None:
+    body = orjson.dumps({"usage": {"prompt_tokens": 1}, "pad": "x" * 300_000}).decode()
+    pieces = [body[i : i + 4000] for i in range(0, len(body), 4000)]
+    lines = [line(1.0 + k / 1000, piece) for k, piece in enumerate(pieces)]
+    j = Joiner(assemble=assemble_escaped, compact=compact_stream, max_body_bytes=200_000)
+    out, _ = run([*lines, end_line(2.0)], j)
+    assert out[0].body_truncated and j.stats["compactions"] == 0
+    assert j.stats["bodies_truncated"] == 1
