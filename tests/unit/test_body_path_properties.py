@@ -55,13 +55,15 @@ def lines_for(rid: str, body: str, rng: random.Random, pieces: int) -> list[byte
         if not chunk:
             continue
         if rng.random() < 0.1:  # another key order: the careful path
-            out.append(orjson.dumps({"data": chunk, "request_id": rid, "ts": 1.5}))
+            out.append(orjson.dumps({"data": chunk, "request_id": rid, "ts": 1700000000.123}))
         else:  # exactly the Lua module's shape (cjson writes "/" as "\/")
             esc = orjson.dumps(chunk).replace(b"/", b"\\/")
             out.append(
                 b'{"ts":1700000000.123,"request_id":"' + rid.encode() + b'","data":' + esc + b"}"
             )
-    out.append(orjson.dumps({"ts": 2.0, "request_id": rid, "end": "complete"}))
+    # The end record comes last in time too (the join orders a batch's records of one id by
+    # their times: data after an end is a second request with the same id).
+    out.append(orjson.dumps({"ts": 1700000001.0, "request_id": rid, "end": "complete"}))
     return out
 
 
