@@ -162,12 +162,20 @@ def run_pipeline(tmp: Path, access: list[bytes], body: list[bytes]) -> tuple[Any
 
 
 def read_events(path: Path) -> dict[str, dict]:
+    """Events by request id. Two hostile requests may share an id: each is its own event then
+    (flagged `duplicate_request_id`, with its own event_id); a well-formed id appears once."""
     out: dict[str, dict] = {}
+    ids: set[str] = set()
     if path.exists():
         for x in path.read_bytes().splitlines():
             ev = orjson.loads(x)
-            assert ev["request_id"] not in out, "one event per request"
-            out[ev["request_id"]] = ev
+            assert ev["event_id"] not in ids, "one event per request"
+            ids.add(ev["event_id"])
+            rid = ev["request_id"]
+            if rid in out:
+                assert "duplicate_request_id" in (out[rid]["flags"] + ev["flags"]), rid
+                assert not rid.startswith("good-"), "a well-formed request was split in two"
+            out.setdefault(rid, ev)
     return out
 
 
