@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+
+from sidecar.statefile import write_atomic
 
 log = logging.getLogger("sidecar.identity")
 
@@ -26,16 +27,8 @@ def load_or_create_key(configured: str, state_dir: str) -> bytes:
         return path.read_bytes().strip()
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(32).encode("ascii")
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, key)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(path, key)
     log.warning(
         "identity.hash_key is not set: created a random key in %s. Hashes are stable on this "
         "host only; set identity.hash_key (e.g. ${SIDECAR_HASH_KEY}) to share them across hosts.",

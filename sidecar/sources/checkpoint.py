@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 
 import orjson
 
+from sidecar.statefile import write_atomic
+
 log = logging.getLogger("sidecar.sources.checkpoint")
 
 VERSION = 1
@@ -92,26 +94,7 @@ def save(path: str, checkpoints: Checkpoints) -> None:
             for name, files in checkpoints.items()
         },
     }
-    data = orjson.dumps(doc)
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_atomic(path, orjson.dumps(doc))
 
 
 def expired(entry: FileEntry, now: float, max_age_secs: float) -> bool:

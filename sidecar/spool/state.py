@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from sidecar.statefile import write_atomic
+
 
 def load_cursors(path: str) -> dict[str, int]:
     """Each reader's low watermark; {} when there is no file yet. Raises on a damaged file."""
@@ -22,15 +24,7 @@ def load_cursors(path: str) -> dict[str, int]:
 
 def save_cursors(path: str, watermarks: dict[str, int]) -> None:
     """tmp + fsync + rename (0600), with a version."""
-    tmp = path + ".tmp"
-    data = orjson.dumps({"version": 1, "readers": watermarks})
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(path, orjson.dumps({"version": 1, "readers": watermarks}))
 
 
 def quarantine_copy(directory: str, path: str, damage: str, lost_bytes: int) -> str:
