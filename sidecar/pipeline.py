@@ -62,6 +62,7 @@ from sidecar.types import Completed, OutEvent, Positions
 log = logging.getLogger("sidecar.pipeline")
 
 _QUEUE_LISTS = 64  # lists in flight between stages
+FILE_SINK_GROUP_EVENTS = 100  # events a file sink writes (then fsyncs) at a time
 
 
 @dataclass
@@ -479,7 +480,9 @@ class Pipeline:
             if isinstance(sink, HecSink):
                 await sink.run(reader)
                 return
-            while entries := await reader.read(1000, 1 << 20):
+            # Small groups: what a crash can re-deliver is the group being written plus what was
+            # delivered since the last cursor save (spool.cursor_interval_ms).
+            while entries := await reader.read(FILE_SINK_GROUP_EVENTS, 1 << 18):
                 await self._sink_write(sink, [e.event for e in entries])
                 await sink.flush()
                 reader.release(e.seq for e in entries)
