@@ -49,12 +49,21 @@ def _finite(limits: dict[str, Any]) -> dict[str, Any]:
 
 
 def event_id(source: str, request_id: str, duplicate_key: str | None = None) -> str:
-    """Deterministic: the same request from the same source always gets the same id. A second
-    request with an id already seen adds its `duplicate_key` (its access line's time and byte
-    offset, see join/table.py), which is as stable as the logs."""
+    """Deterministic: the same request from the same source always gets the same id.
+    `duplicate_key` tells apart requests that share an id: the access line's time, and for a
+    second request seen with the same id and time, also its byte offset (join/table.py). Both
+    come from the logs, so a replay after a crash or a restart gives the same id, and two
+    requests with one id stay two events even when a restart lies between them."""
     if duplicate_key is not None:
         request_id = f"{request_id}\x00{duplicate_key}"
     return hashlib.sha256(f"{source}\x00{request_id}".encode()).hexdigest()[:32]
+
+
+def _identity_key(c: Completed) -> str | None:
+    if c.duplicate_key is not None:
+        return c.duplicate_key
+    t = c.access.time if c.access is not None else None
+    return None if t is None else repr(t)
 
 
 class Enricher:
@@ -212,7 +221,7 @@ class Enricher:
 
         body: dict[str, Any] = {
             "schema": SCHEMA,
-            "event_id": event_id(c.source, c.request_id, c.duplicate_key),
+            "event_id": event_id(c.source, c.request_id, _identity_key(c)),
             "request_id": c.request_id,
             "provider_request_id": parsed.provider_request_id
             or headers.get("x-request-id")

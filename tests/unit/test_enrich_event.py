@@ -120,3 +120,16 @@ def test_a_bug_in_enrichment_costs_one_request_not_the_run(tmp_path, monkeypatch
     assert sorted(got) == ["good1", "good2"]
     assert telemetry.counters["requests_failed_total"] == 1
     assert telemetry.malformed["enrich_failed"] == 1
+
+
+def test_requests_sharing_an_id_keep_their_own_event_ids_across_a_restart(
+    enricher: Enricher,
+) -> None:
+    """After a restart the join no longer knows that an id was already emitted (no
+    duplicate_key): the access line's own time still keeps the two requests apart, and the same
+    line read again (a replay) gives the same id."""
+    first = enricher.enrich(completed(AccessRecord("dup", time=1_795_000_000.5)), ParsedBody())
+    second = enricher.enrich(completed(AccessRecord("dup", time=1_795_000_090.25)), ParsedBody())
+    replay = enricher.enrich(completed(AccessRecord("dup", time=1_795_000_090.25)), ParsedBody())
+    assert first.body["event_id"] != second.body["event_id"]
+    assert replay.body["event_id"] == second.body["event_id"]
