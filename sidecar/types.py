@@ -301,6 +301,7 @@ class Cost:
     input_nusd: int = 0  # uncached, non-cache-write input
     cached_input_nusd: int = 0
     cache_write_nusd: int = 0
+    cache_write_1h_nusd: int = 0  # the part of cache_write_nusd for 1-hour cache writes
     output_nusd: int = 0
     total_nusd: int = 0
     pricing_model: str | None = None

@@ -246,6 +246,9 @@ class Enricher:
             "cache_write_input_tokens": usage.cache_write_input_tokens
             if usage is not None
             else None,
+            "cache_write_1h_input_tokens": usage.cache_write_1h_input_tokens
+            if usage is not None
+            else None,
             "output_tokens": usage.output_tokens if usage is not None else None,
             "reasoning_tokens": usage.reasoning_tokens
             if usage is not None and not usage.reasoning_unknown
@@ -258,6 +261,9 @@ class Enricher:
             if cost.cost_known
             else None,
             "cost_cache_write_usd": nusd_to_usd(cost.cache_write_nusd) if cost.cost_known else None,
+            "cost_cache_write_1h_usd": nusd_to_usd(cost.cache_write_1h_nusd)
+            if cost.cost_known
+            else None,
             "cost_output_usd": nusd_to_usd(cost.output_nusd) if cost.cost_known else None,
             "estimated_cost_usd": nusd_to_usd(cost.total_nusd) if cost.cost_known else None,
             "cost_known": cost.cost_known,

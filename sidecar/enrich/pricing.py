@@ -308,7 +308,8 @@ class PricingEngine:
             rs = out
         a_in = uncached * r_in
         a_cached = cached * r_cached
-        a_cw = (cw - cw1h) * r_cw5m + cw1h * r_cw1h
+        a_cw1h = cw1h * r_cw1h
+        a_cw = (cw - cw1h) * r_cw5m + a_cw1h
         a_out = (out - rs) * r_out + rs * r_rs
         total = a_in + a_cached + a_cw + a_out + fee
         if div != 1:
@@ -316,6 +317,7 @@ class PricingEngine:
             a_in = rnd(a_in, div)
             a_cached = rnd(a_cached, div)
             a_cw = rnd(a_cw, div)
+            a_cw1h = rnd(a_cw1h, div)
             a_out = rnd(a_out, div)
             total = rnd(total, div)
         return Cost(
@@ -324,6 +326,7 @@ class PricingEngine:
             a_in,
             a_cached,
             a_cw,
+            a_cw1h,
             a_out,
             total,
             pricing_model,
@@ -381,12 +384,14 @@ class PricingEngine:
             priced.append((amounts, pt.select_tier(rates, u.input_tokens), entry.pricing_model))
         div = max(a[-1] for a, _, _ in priced)
         sums = [0, 0, 0, 0, 0]
+        cw1h = 0
         for amounts, _, _ in priced:
             scale = div // amounts[-1]
             for i in range(5):
                 sums[i] += amounts[i] * scale
+            cw1h += amounts[5] * scale
         total = sum(sums)
-        comps = [pt.round_half_even(v, div) for v in sums[:4]]
+        a_in, a_cached, a_cw, a_out = (pt.round_half_even(v, div) for v in sums[:4])
         first = priced[0][1]
         models = list(dict.fromkeys(m for _, _, m in priced))
         sources = list(dict.fromkeys(r[pt.R_SOURCE] for _, r, _ in priced))
@@ -394,7 +399,11 @@ class PricingEngine:
         return Cost(
             True,
             COST_ESTIMATED if tokens_estimated else COST_PRICED,
-            *comps,
+            a_in,
+            a_cached,
+            a_cw,
+            pt.round_half_even(cw1h, div),
+            a_out,
             pt.round_half_even(total, div),
             ",".join(models),
             SOURCE_OVERRIDE if SOURCE_OVERRIDE in sources else SOURCE_CATALOGUE,

@@ -206,8 +206,9 @@ def exact_amounts(
     cache_write_1h: int,
     output_tokens: int,
     reasoning: int,
-) -> tuple[int, int, int, int, int, int]:
-    """Exact component amounts (input, cached, cache write, output, request fee) and the divisor.
+) -> tuple[int, int, int, int, int, int, int]:
+    """Exact component amounts (input, cached, cache write, output, request fee), the 1-hour
+    part of the cache write (already in the cache write amount), and the divisor.
 
     Amounts are in 10^-(s+6) USD; divide by the last element (10^(s-3)) for nano-USD. Inputs are
     normalised counts (input includes cache; output includes reasoning); inconsistent counts are
@@ -226,12 +227,14 @@ def exact_amounts(
         cache_write_1h = cache_write
     if reasoning > output_tokens:
         reasoning = output_tokens
+    cw1h = cache_write_1h * rates[R_CW1H]
     return (
         uncached * rates[R_IN],
         cached * rates[R_CACHED],
-        (cache_write - cache_write_1h) * rates[R_CW5M] + cache_write_1h * rates[R_CW1H],
+        (cache_write - cache_write_1h) * rates[R_CW5M] + cw1h,
         (output_tokens - reasoning) * rates[R_OUT] + reasoning * rates[R_REASON],
         rates[R_FEE],
+        cw1h,
         rates[R_DIV],
     )
 

@@ -313,6 +313,7 @@ MONEY_FIELDS = frozenset(
         "cost_input_usd",
         "cost_cached_input_usd",
         "cost_cache_write_usd",
+        "cost_cache_write_1h_usd",
         "cost_output_usd",
     }
 )

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
+
 import orjson
 import pytest
+from jsonschema import Draft202012Validator
 
 from sidecar.config import Pricing, Tokens
 from sidecar.enrich.event import Enricher, event_id
@@ -11,6 +15,12 @@ from sidecar.enrich.identity import make_hasher
 from sidecar.enrich.pricing import PricingEngine
 from sidecar.enrich.tokens import TokenEstimator
 from sidecar.types import AccessRecord, Completed, ParsedBody, Usage
+from tests.conftest import REPO
+
+VALIDATOR = Draft202012Validator(
+    orjson.loads((REPO / "sidecar" / "schema" / "llm_usage_1.json").read_bytes())
+)
+AT = datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp()
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +81,47 @@ def test_partial_usage_with_text_keeps_input_and_estimates_output(enricher: Enri
     ev = enricher.enrich(completed(AccessRecord("r1", status=200), "client_closed"), parsed).body
     assert ev["input_tokens"] == 100 and ev["cached_input_tokens"] == 40
     assert ev["output_tokens"] >= 10 and ev["tokens_estimated"] is True
+
+
+def test_one_hour_cache_writes_are_their_own_fields(enricher: Enricher) -> None:
+    usage = Usage(
+        input_tokens=1_600,
+        cache_write_input_tokens=1_500,
+        cache_write_1h_input_tokens=1_000,
+        output_tokens=10,
+    )
+    parsed = ParsedBody(provider="anthropic", model="claude-sonnet-4-5", usage=usage)
+    ev = enricher.enrich(completed(AccessRecord("r1", status=200, time=AT)), parsed).body
+    assert ev["cache_write_input_tokens"] == 1_500 and ev["cache_write_1h_input_tokens"] == 1_000
+    rates = enricher.pricing.price(
+        provider="anthropic", model="claude-sonnet-4-5", usage=usage, at=AT
+    ).rates
+    assert rates is not None
+    per_mtok = (
+        Decimal(rates["cache_write_usd_per_mtok"]),
+        Decimal(rates["cache_write_1h_usd_per_mtok"]),
+    )
+    assert per_mtok == (Decimal("3.75"), Decimal("6"))
+    assert ev["cost_cache_write_1h_usd"] == 0.006  # 1,000 x $6 / MTok
+    assert ev["cost_cache_write_usd"] == 0.007875  # + 500 x $3.75 / MTok
+    assert list(VALIDATOR.iter_errors(ev)) == []
+    # null exactly when the siblings are: no usage (a 429), or a model without a price
+    a = AccessRecord("r1", status=429, time=AT)
+    none = enricher.enrich(completed(a), ParsedBody(error_type="rate_limit_exceeded")).body
+    unpriced = enricher.enrich(
+        completed(AccessRecord("r1", status=200, time=AT)),
+        ParsedBody(provider="anthropic", model="no-such-model", usage=usage),
+    ).body
+    for e in (none, unpriced):
+        assert list(VALIDATOR.iter_errors(e)) == []
+        for tokens, sibling in (
+            ("cache_write_1h_input_tokens", "cache_write_input_tokens"),
+            ("cost_cache_write_1h_usd", "cost_cache_write_usd"),
+        ):
+            assert (e[tokens] is None) == (e[sibling] is None), (tokens, e)
+    assert none["cache_write_1h_input_tokens"] is None and none["cost_cache_write_1h_usd"] is None
+    assert unpriced["cache_write_1h_input_tokens"] == 1_000
+    assert unpriced["cost_cache_write_1h_usd"] is None
 
 
 def test_identity_fields_and_event_id(enricher: Enricher) -> None:

@@ -91,6 +91,14 @@ def test_anthropic_input_excludes_cache_once_normalised(engine: PricingEngine) -
     assert c.input_nusd == nusd("3", 100)
     assert c.cached_input_nusd == nusd("0.3", 1000)
     assert c.cache_write_nusd == nusd("3.75", 300) + nusd("6", 200)
+    # the 1-hour part on its own, at the rate the engine reports; 5m + 1h is the whole write
+    assert c.rates["cache_write_1h_usd_per_mtok"] == "6"
+    assert (
+        c.cache_write_1h_nusd == nusd("6", 200) == nusd(c.rates["cache_write_1h_usd_per_mtok"], 200)
+    )
+    assert c.cache_write_nusd - c.cache_write_1h_nusd == nusd(
+        c.rates["cache_write_usd_per_mtok"], 300
+    )
     # genai-prices' own Anthropic extractor agrees on the raw body
     extracted = genai_prices.extract_usage(raw, provider_id="anthropic")
     ref = extracted.calc_price(genai_request_timestamp=datetime.fromtimestamp(AT, UTC))
@@ -125,6 +133,11 @@ def test_cache_write_five_minute_and_one_hour(engine: PricingEngine) -> None:
     assert c.input_nusd == nusd("1", 3_000)
     assert c.cached_input_nusd == nusd("0.1", 2_000)
     assert c.cache_write_nusd == nusd("1.25", 4_000) + nusd("2", 1_000)
+    assert c.cache_write_1h_nusd == nusd("2", 1_000)
+    no_1h = engine.price(
+        provider="openai", model="gpt-4o", usage=Usage(input_tokens=10, output_tokens=1), at=AT
+    )
+    assert no_1h.cache_write_1h_nusd == 0
 
 
 def test_reasoning_priced_separately_when_the_catalogue_says_so(engine: PricingEngine) -> None:
@@ -279,6 +292,27 @@ def test_billing_parts_each_under_its_own_model(engine: PricingEngine) -> None:
     )
     assert c.total_nusd == (nusd("15", 1000) + nusd("75", 100) + nusd("1", 2000) + nusd("5", 200))
     assert c.pricing_model == "claude-opus-4-1,claude-haiku-4-5"
+    assert c.cache_write_nusd == c.cache_write_1h_nusd == 0
+    # cache writes in both parts: each part's 1-hour writes at its own model's 1-hour rate
+    written = [
+        BillingPart(
+            model=None,
+            usage=Usage(
+                input_tokens=1000, cache_write_input_tokens=600, cache_write_1h_input_tokens=100
+            ),
+        ),
+        BillingPart(
+            model="claude-haiku-4-5",
+            usage=Usage(
+                input_tokens=2000, cache_write_input_tokens=900, cache_write_1h_input_tokens=300
+            ),
+        ),
+    ]
+    cw = engine.price(
+        provider="anthropic", model="claude-opus-4-1", usage=None, billing_parts=written, at=AT
+    )
+    assert cw.cache_write_1h_nusd == nusd("30", 100) + nusd("2", 300)
+    assert cw.cache_write_nusd - cw.cache_write_1h_nusd == nusd("18.75", 500) + nusd("1.25", 600)
     unknown = engine.price(
         provider="anthropic",
         model="claude-opus-4-1",

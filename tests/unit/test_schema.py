@@ -29,6 +29,7 @@ FIELDS = {
         "input_tokens",
         "cached_input_tokens",
         "cache_write_input_tokens",
+        "cache_write_1h_input_tokens",
         "output_tokens",
         "reasoning_tokens",
         "total_tokens",
@@ -39,6 +40,7 @@ FIELDS = {
         "cost_input_usd",
         "cost_cached_input_usd",
         "cost_cache_write_usd",
+        "cost_cache_write_1h_usd",
         "cost_output_usd",
         "estimated_cost_usd",
         "cost_known",
@@ -84,6 +86,7 @@ VALID_EVENT = {
     "input_tokens": 2048,
     "cached_input_tokens": 1024,
     "cache_write_input_tokens": 0,
+    "cache_write_1h_input_tokens": 0,
     "output_tokens": 15,
     "reasoning_tokens": 0,
     "total_tokens": 2063,
@@ -92,6 +95,7 @@ VALID_EVENT = {
     "cost_input_usd": 0.0001536,
     "cost_cached_input_usd": 0.0000768,
     "cost_cache_write_usd": 0.0,
+    "cost_cache_write_1h_usd": 0.0,
     "cost_output_usd": 0.000009,
     "estimated_cost_usd": 0.0002394,
     "cost_known": True,
@@ -216,5 +220,5 @@ def test_wrong_value_is_invalid(validator: Draft202012Validator, name: str, valu
 
 def test_docs_list_every_field(schema: dict) -> None:
     docs = (SCHEMA_PATH.parents[2] / "docs" / "events.md").read_text(encoding="utf-8")
-    documented = set(re.findall(r"^\| `([a-z_]+)` \|", docs, flags=re.MULTILINE))
+    documented = set(re.findall(r"^\| `([a-z0-9_]+)` \|", docs, flags=re.MULTILINE))
     assert set(schema["properties"]) <= documented
