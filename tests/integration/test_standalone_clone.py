@@ -1,5 +1,5 @@
 """The repository stands alone: a fresh clone in an empty temporary folder (nothing beside it,
-no `../shared`) collects and runs a fixtures-based test."""
+no folder of fixtures next to it) collects and runs a fixtures-based test."""
 
 from __future__ import annotations
 
