@@ -146,3 +146,27 @@ def test_module_runs_as_a_script(tmp_path: Path) -> None:
     out = orjson.loads(proc.stdout)
     assert out["estimated_cost_usd"] == 0.765  # 300k x $2.5 + 1k x $15 (above the 200k tier)
     assert out["rates"]["tier_above_input_tokens"] == 200000
+
+
+def test_one_hour_cache_writes_are_priced_apart(capsys: pytest.CaptureFixture[str]) -> None:
+    out = _run(
+        capsys,
+        None,
+        "--model",
+        "claude-sonnet-4-5",
+        "--input",
+        "100000",
+        "--cache-write",
+        "100000",
+        "--cache-write-1h",
+        "40000",
+        "--output",
+        "0",
+        "--at",
+        "2026-11-01T10:00:00+00:00",
+    )
+    rates = out["rates"]
+    assert out["cache_write_1h_input_tokens"] == 40000
+    assert out["cost_cache_write_1h_usd"] == 0.04 * float(rates["cache_write_1h_usd_per_mtok"])
+    five_min = 0.06 * float(rates["cache_write_usd_per_mtok"])
+    assert abs(out["cost_cache_write_usd"] - out["cost_cache_write_1h_usd"] - five_min) < 1e-9
