@@ -18,7 +18,8 @@ already durable (skipped). `replaying(key, start)` tells the pipeline which case
 carried replay set is live: a replayed request whose event became durable leaves it, so a second
 crash during the replay cannot feed half of it again.
 
-Nothing here does I/O; `pipeline.py` calls it, `checkpoint.py` saves what `commit_info` says.
+Nothing here does I/O; the pipeline (`pipeline/handback.py`) calls it, `checkpoint.py` saves
+what `commit_info` says.
 """
 
 from __future__ import annotations
