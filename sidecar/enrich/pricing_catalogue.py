@@ -26,19 +26,12 @@ from typing import Any
 
 import orjson
 
+from sidecar.enrich.pricing_table import CATALOGUE_KEYS
+
 SNAPSHOT_FORMAT = 1
 
-# The ModelPrice keys the engine reads (pricing_table._CATALOGUE_KEYS); nothing else is kept.
-PRICE_KEYS = (
-    "input_mtok",
-    "cache_read_mtok",
-    "cache_write_mtok",
-    "cache_write_5m_mtok",
-    "cache_write_1h_mtok",
-    "output_mtok",
-    "output_reasoning_mtok",
-    "requests_kcount",
-)
+# The ModelPrice keys the engine reads; nothing else is kept.
+PRICE_KEYS = CATALOGUE_KEYS
 
 # -- writing a snapshot from genai-prices objects (duck-typed) --------------------------------
 

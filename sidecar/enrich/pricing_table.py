@@ -59,7 +59,7 @@ TieredSpec = tuple[Spec, tuple[tuple[int, Spec], ...]]
 # (day boundaries as epoch secs, segments, has time-of-day split)
 Schedule = tuple[list[float], list[Any], bool]
 
-_CATALOGUE_KEYS = (
+CATALOGUE_KEYS = (  # the catalogue's price keys the engine reads (the snapshot keeps only these)
     "input_mtok",
     "cache_read_mtok",
     "cache_write_mtok",
@@ -101,7 +101,7 @@ def spec_from_model_price(mp: Any) -> TieredSpec | None:
     Tiers are per price key in the catalogue; here they become one full spec per threshold region
     (the union of every key's thresholds), so one comparison picks every rate of a request.
     """
-    values = {key: getattr(mp, key, None) for key in _CATALOGUE_KEYS}
+    values = {key: getattr(mp, key, None) for key in CATALOGUE_KEYS}
     if all(v is None for v in values.values()):
         return None  # e.g. a speech model priced per character or second: not token-priced
     starts = sorted({t.start for v in values.values() if hasattr(v, "tiers") for t in v.tiers})

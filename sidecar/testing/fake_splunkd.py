@@ -24,7 +24,6 @@ import io
 import json
 import secrets
 import tarfile
-import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+from sidecar.testing.threaded import run_in_thread
 
 Responder = Callable[[str, str, str], list[dict[str, Any]]]
 
@@ -104,32 +105,7 @@ class FakeSplunkd:
 
     def run_in_thread(self) -> tuple[str, Callable[[], None]]:
         """Serve from a daemon thread (splunk-sdk is synchronous). Returns (url, stop)."""
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        done: asyncio.Future[None] | None = None
-
-        async def main() -> None:
-            nonlocal done
-            done = loop.create_future()
-            await self.start()
-            ready.set()
-            try:
-                await done
-            finally:
-                await self.stop()
-
-        thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-        thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake splunkd did not start within 10 seconds")
-
-        def stop() -> None:
-            if done is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
-                thread.join(10)
-                loop.close()
-
-        return self.url, stop
+        return run_in_thread(self.start, self.stop, "fake splunkd")
 
     # -- helpers --------------------------------------------------------------------------
     async def _form(self, request: web.Request) -> dict[str, str]:

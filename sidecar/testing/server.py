@@ -23,7 +23,6 @@ import asyncio
 import collections
 import gzip
 import json
-import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -47,6 +46,7 @@ from sidecar.testing.protocol import (
     parse_events,
     reply_payload,
 )
+from sidecar.testing.threaded import run_in_thread
 
 
 def _json_response(
@@ -200,32 +200,7 @@ class HecTestServer:
 
     def run_in_thread(self) -> tuple[str, Callable[[], None]]:
         """Run on a private event loop in a daemon thread. Returns (url, stop)."""
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        done: asyncio.Future[None] | None = None
-
-        async def main() -> None:
-            nonlocal done
-            done = loop.create_future()
-            await self.start()
-            ready.set()
-            try:
-                await done
-            finally:
-                await self.stop()
-
-        thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-        thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the HEC test server did not start within 10 seconds")
-
-        def stop() -> None:
-            if done is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
-                thread.join(10)
-                loop.close()
-
-        return self.url, stop
+        return run_in_thread(self.start, self.stop, "HEC test server")
 
     # -- handlers -------------------------------------------------------------------------
     def _authenticate(self, request: web.Request) -> TokenSettings:
