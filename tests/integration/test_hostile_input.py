@@ -17,6 +17,8 @@ import orjson
 import pytest
 import yaml
 
+from tests.logs import append
+
 T0 = 1_795_472_000.0
 
 
@@ -70,11 +72,6 @@ def write_config(tmp: Path, **extra) -> Path:
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-def append(path: Path, lines: list[bytes]) -> None:
-    with path.open("ab") as fh:
-        fh.write(b"".join(x + b"\n" for x in lines))
 
 
 def events(path: Path) -> list[dict]:

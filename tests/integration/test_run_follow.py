@@ -12,6 +12,8 @@ from pathlib import Path
 import orjson
 import yaml
 
+from tests.logs import append, custom_request
+
 REPO = Path(__file__).resolve().parents[2]
 LOGS = REPO / "examples" / "logs"
 
@@ -29,49 +31,6 @@ def events(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [orjson.loads(x) for x in path.read_bytes().splitlines() if x.strip()]
-
-
-def custom_request(rid: str, prompt_tokens: int) -> tuple[bytes, list[bytes]]:
-    body = orjson.dumps(
-        {
-            "id": "chatcmpl-x",
-            "object": "chat.completion",
-            "model": "my-llama-70b",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "hi"},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": 0,
-                "total_tokens": prompt_tokens,
-            },
-        }
-    ).decode()
-    access = orjson.dumps(
-        {
-            "ts": time.time(),
-            "request_id": rid,
-            "uri": "/v1/chat/completions",
-            "status": 200,
-            "upstream_host": "llm.internal",
-            "request_completion": "OK",
-            "resp_content_type": "application/json",
-        }
-    )
-    lines = [
-        orjson.dumps({"ts": time.time(), "request_id": rid, "data": body}),
-        orjson.dumps({"ts": time.time(), "request_id": rid, "end": "complete"}),
-    ]
-    return access, lines
-
-
-def append(path: Path, lines: list[bytes]) -> None:
-    with path.open("ab") as fh:
-        fh.write(b"".join(x + b"\n" for x in lines))
 
 
 def test_follow_rotation_sighup_and_clean_sigterm(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.testing import HecTestServer, TokenSettings
+from tests.logs import append, custom_request
 
 REPO = Path(__file__).resolve().parents[2]
 LOGS = REPO / "examples" / "logs"
@@ -59,39 +60,6 @@ def http_get(port: int, path: str) -> tuple[int, bytes]:
         return resp.status, resp.read()
     finally:
         conn.close()
-
-
-def custom_request(rid: str, prompt_tokens: int) -> tuple[bytes, list[bytes]]:
-    body = orjson.dumps(
-        {
-            "id": "chatcmpl-x",
-            "object": "chat.completion",
-            "model": "my-llama-70b",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 0},
-        }
-    ).decode()
-    access = orjson.dumps(
-        {
-            "ts": time.time(),
-            "request_id": rid,
-            "uri": "/v1/chat/completions",
-            "status": 200,
-            "upstream_host": "llm.internal",
-            "request_completion": "OK",
-            "resp_content_type": "application/json",
-        }
-    )
-    lines = [
-        orjson.dumps({"ts": time.time(), "request_id": rid, "data": body}),
-        orjson.dumps({"ts": time.time(), "request_id": rid, "end": "complete"}),
-    ]
-    return access, lines
-
-
-def append(path: Path, lines: list[bytes]) -> None:
-    with path.open("ab") as fh:
-        fh.write(b"".join(x + b"\n" for x in lines))
 
 
 class Datagrams:
