@@ -18,15 +18,19 @@ from sidecar.types import ParsedBody
 # The output side (parse/providers/_common.py bills each tool call 7 framing tokens and a text
 # answer ending in `stop` 1 end token); what the request changes about them:
 FORCED_CALL_TOKENS = 7  # a call forced by tool_choice bills neither its name nor its framing
-FORCED_TOOL_USE_TOKENS = 26  # Anthropic: a tool_use forced by tool_choice bills 26 fewer
+# Anthropic (parse/providers/_common.py bills a message's first tool_use block its wrapper and
+# invoke markup): `tool_choice` any prefills the wrapper, `tool` the wrapper and the invoke
+# element with the tool's name; what is prefilled is not billed.
+ANTHROPIC_ANY_PREFILL_TOKENS = 16
+ANTHROPIC_TOOL_PREFILL_TOKENS = 28
 STRUCTURED_END_TOKENS = 1  # a structured-output answer bills no end-of-message token ...
 STRUCTURED_WITH_TOOLS_TOKENS = 5  # ... but with tools on offer a json_schema answer bills 5
 
 
 @dataclass(slots=True)
 class OutputHints:
-    forced_tool: str | None = None  # tool_choice names this function (OpenAI)
-    forced_tool_use: bool = False  # tool_choice {"type": "tool"} (Anthropic)
+    forced_tool: str | None = None  # tool_choice names this function (OpenAI, Anthropic)
+    prefill: str | None = None  # Anthropic tool_choice "any" or "tool": the markup prefilled
     structured: bool = False  # response_format / text.format asks for JSON, no tools
     max_output: int | None = None  # the request's output limit
     tools_offered: bool = False
@@ -49,8 +53,10 @@ def output_hints(body: Any) -> OutputHints:
         hints.max_output = value if isinstance(value, int) and value > 0 else None
     hints.tools_offered = bool(body.get("tools"))
     choice = body.get("tool_choice")
-    if isinstance(choice, dict) and choice.get("type") == "tool":
-        hints.forced_tool_use = True
+    if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):  # Anthropic
+        hints.prefill = str(choice["type"])
+        name = choice.get("name") if hints.prefill == "tool" else None
+        hints.forced_tool = name if isinstance(name, str) and name else None
     elif isinstance(choice, dict):
         fn = choice.get("function") if isinstance(choice.get("function"), dict) else choice
         name = fn.get("name")
