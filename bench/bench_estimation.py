@@ -22,12 +22,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from collections.abc import Iterable
 
-from estimation_pool import FIT, HELD_OUT, Case, load_cases
-
-from sidecar.config import Tokens
-from sidecar.enrich.tokens import TokenEstimator
+from estimation_pool import FIT, HELD_OUT, calibrated, load_cases
 
 HALVES = (HELD_OUT, FIT, "all")
 KEYS = ("out", "in", "vis", "bare")
@@ -44,14 +40,6 @@ TARGETS = (
 
 def pct(est: float, truth: int) -> float:
     return abs(est - truth) * 100 / truth
-
-
-def calibrated(cases: Iterable[Case]) -> TokenEstimator:
-    """An estimator that has observed the complete streams of `cases`, in order."""
-    est = TokenEstimator(Tokens())
-    for c in cases:
-        est.observe(c.full, model=c.full.model, request_body=c.request)
-    return est
 
 
 def stat(values: list[float]) -> str:

@@ -30,12 +30,15 @@ import gzip
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
+from sidecar.config import Tokens
 from sidecar.enrich.tokenizer import is_reasoning_family
+from sidecar.enrich.tokens import TokenEstimator
 from sidecar.parse.providers import parse_body
 from sidecar.types import ParsedBody
 
@@ -203,3 +206,11 @@ def load_cases() -> list[Case]:
         cases.append(Case(name, text, strip_usage(text), requests.get(name), full, group))
     split(cases)
     return cases
+
+
+def calibrated(cases: Iterable[Case]) -> TokenEstimator:
+    """An estimator that has observed the complete streams of `cases`, in order."""
+    est = TokenEstimator(Tokens())
+    for c in cases:
+        est.observe(c.full, model=c.full.model, request_body=c.request)
+    return est

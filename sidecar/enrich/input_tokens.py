@@ -38,42 +38,44 @@ from typing import Any
 
 import orjson
 
+from sidecar.parse.providers._common import ANTHROPIC_TOOL_PARAM_TOKENS, ANTHROPIC_TOOL_USE_TOKENS
+
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 TOKENS_REPLY_PRIMING = 3
 # Fitted on the pool's request/usage pairs (gpt-4o, gpt-4o-mini, gpt-4.1, gpt-5-mini). The
 # TypeScript rendering of tool definitions alone lands within 2 tokens of the reported count,
 # so tools get no constant of their own; these are the residuals that remained:
-FORCED_TOOL_CHOICE_TOKENS = 12  # tool_choice "required" or a named function
-RESPONSE_FORMAT_TOKENS = -3  # the rendered section is a little longer than what is billed
-RESPONSE_FORMAT_WITH_TOOLS_TOKENS = -12  # and shorter still when tools are rendered too
+FORCED_TOOL_CHOICE_TOKENS = 8  # tool_choice "required" or a named function (+ its name)
+RESPONSE_FORMAT_TOKENS = -2  # the rendered section is a little longer than what is billed
+RESPONSE_FORMAT_WITH_TOOLS_TOKENS = -14  # and shorter still when tools are rendered too
 # Assistant tool calls in the history bill like generated ones: 7 per call, and a parallel
 # group (n >= 2) 7 per call plus 14 for its wrapper.
-HISTORY_TOOL_CALL_TOKENS = 7
-HISTORY_PARALLEL_TOKENS = 14
+HISTORY_TOOL_CALL_TOKENS = 8
+HISTORY_PARALLEL_TOKENS = 12
 # Reasoning models (gpt-5, o-series) render tools inside a longer harmony system preamble and
 # prime the reply with one token fewer.
 HARMONY_TOOLS_EXTRA_TOKENS = 85
 HARMONY_MESSAGE_TOKENS = -1
 # ... and an assistant turn with tool calls in the history bills 7 more than the chat framing
 # (harmony: the call goes to a recipient on the commentary channel).
-HARMONY_HISTORY_CALL_TOKENS = 7
+HARMONY_HISTORY_CALL_TOKENS = 6
 # Anthropic's documented tool-use system prompt (Claude 4 models); the pool shows the 4.5
 # generation (sonnet-4-5, haiku-4-5) billing a longer one than documented.
-ANTHROPIC_TOOLS_AUTO_TOKENS = 346
-ANTHROPIC_TOOLS_ANY_TOKENS = 313
-ANTHROPIC_45_TOOLS_AUTO_TOKENS = 520
-ANTHROPIC_45_TOOLS_ANY_TOKENS = 640
-ANTHROPIC_INPUT_MESSAGE_TOKENS = 3  # per message (role framing), fitted
-# Tool calls in the history: the markup Claude wrote around them, as in the output (a message's
-# first call, each further call, each top-level parameter), and around each tool result.
-ANTHROPIC_HISTORY_TOOL_USE_TOKENS = 32
-ANTHROPIC_HISTORY_NEXT_TOOL_USE_TOKENS = 16
-ANTHROPIC_HISTORY_TOOL_PARAM_TOKENS = 15
-ANTHROPIC_TOOL_RESULT_TOKENS = 0
+ANTHROPIC_TOOLS_AUTO_TOKENS = 335
+ANTHROPIC_TOOLS_ANY_TOKENS = 309
+ANTHROPIC_45_TOOLS_AUTO_TOKENS = 522
+ANTHROPIC_45_TOOLS_ANY_TOKENS = 642
+ANTHROPIC_INPUT_MESSAGE_TOKENS = 2  # per message (role framing), fitted
+# Tool calls in the history bill the markup Claude wrote around them, as in the output (a
+# message's first call, each parameter: the output's constants). A further call of the same
+# message (parallel calls and their results) bills more than in the output (one request shape
+# in the pool), and a tool result nothing beyond its content.
+ANTHROPIC_HISTORY_NEXT_TOOL_USE_TOKENS = 67
+ANTHROPIC_TOOL_RESULT_TOKENS = 4
 # Anthropic structured outputs (`output_format` JSON schema): the schema as JSON indented by two
 # spaces plus a system preamble, fitted on the pool.
-ANTHROPIC_OUTPUT_FORMAT_TOKENS = 80
+ANTHROPIC_OUTPUT_FORMAT_TOKENS = 83
 # Extended thinking (`thinking` enabled) adds a system preamble of its own.
 ANTHROPIC_THINKING_TOKENS = 31
 
@@ -209,16 +211,14 @@ def _anthropic_call(part: dict[str, Any], r: Rendered, out: list[str], *, first:
     output (see parse/providers/_common.py)."""
     out.append(str(part.get("name") or ""))
     args = part.get("input")
-    r.fixed += (
-        ANTHROPIC_HISTORY_TOOL_USE_TOKENS if first else ANTHROPIC_HISTORY_NEXT_TOOL_USE_TOKENS
-    )
+    r.fixed += ANTHROPIC_TOOL_USE_TOKENS if first else ANTHROPIC_HISTORY_NEXT_TOOL_USE_TOKENS
     if not isinstance(args, dict):
         out.append(_dumps(args))
         return
     for key, value in args.items():
         out.append(str(key))
         out.append(value if isinstance(value, str) else _dumps(value))
-    r.fixed += ANTHROPIC_HISTORY_TOOL_PARAM_TOKENS * len(args)
+    r.fixed += ANTHROPIC_TOOL_PARAM_TOKENS * len(args)
 
 
 def _parts(content: Any, r: Rendered, out: list[str]) -> None:
@@ -349,6 +349,10 @@ def render_request(body: Any, model: str | None = None) -> Rendered | None:
         choice = body.get("tool_choice")
         if choice == "required" or isinstance(choice, dict):
             r.fixed += FORCED_TOOL_CHOICE_TOKENS
+        if isinstance(choice, dict):  # a named function: the instruction repeats its name
+            fn = choice.get("function") if isinstance(choice.get("function"), dict) else choice
+            if isinstance(fn.get("name"), str):
+                r.texts.append(fn["name"])
         if harmony:
             r.fixed += HARMONY_TOOLS_EXTRA_TOKENS
     _response_format(body.get("response_format"), r, tools)

@@ -22,8 +22,11 @@ FORCED_CALL_TOKENS = 7  # a call forced by tool_choice bills neither its name no
 # invoke markup): `tool_choice` any prefills the wrapper, `tool` the wrapper and the invoke
 # element with the tool's name; what is prefilled is not billed.
 ANTHROPIC_ANY_PREFILL_TOKENS = 16
-ANTHROPIC_TOOL_PREFILL_TOKENS = 28
-STRUCTURED_END_TOKENS = 1  # a structured-output answer bills no end-of-message token ...
+ANTHROPIC_TOOL_PREFILL_TOKENS = 26
+# A text answer ending in `stop` is marked by the parser with END_OF_MESSAGE_TOKENS (1): the
+# estimator replaces the mark with what is billed (`end_tokens`):
+END_MARK_TOKENS = 1
+BILLED_END_TOKENS = 1  # with tools on offer, or on Azure; none otherwise ...
 STRUCTURED_WITH_TOOLS_TOKENS = 5  # ... but with tools on offer a json_schema answer bills 5
 
 
@@ -84,12 +87,12 @@ def end_tokens(parsed: ParsedBody, hints: OutputHints | None) -> int:
     request: 1 on Azure, else 0."""
     azure = parsed.provider == "azure"
     if hints is None:
-        return 1 if azure and not looks_json(parsed) else 0
+        return BILLED_END_TOKENS if azure and not looks_json(parsed) else 0
     if hints.structured:
         return 0
     if hints.schema_with_tools:
         return STRUCTURED_WITH_TOOLS_TOKENS
-    return 1 if hints.tools_offered or azure else 0
+    return BILLED_END_TOKENS if hints.tools_offered or azure else 0
 
 
 def looks_json(parsed: ParsedBody) -> bool:

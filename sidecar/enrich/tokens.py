@@ -60,9 +60,9 @@ from sidecar.enrich.input_tokens import render_request
 from sidecar.enrich.output_rules import (
     ANTHROPIC_ANY_PREFILL_TOKENS,
     ANTHROPIC_TOOL_PREFILL_TOKENS,
+    END_MARK_TOKENS,
     FORCED_CALL_TOKENS,
     LENGTH_REASONS,
-    STRUCTURED_END_TOKENS,
     end_tokens,
     output_hints,
 )
@@ -88,10 +88,10 @@ from sidecar.types import (
 
 WARMUP_SAMPLES = 20  # wants_sample: the first N completed streams of a model are all sampled
 MAX_MODELS = 1000  # models tracked for calibration; beyond, new models are not calibrated
-# Hidden reasoning (gpt-5-mini pool: an OpenAI reasoning model's answer bills ~9 tokens beyond
+# Hidden reasoning (gpt-5-mini pool: an OpenAI reasoning model's answer bills ~10 tokens beyond
 # its visible text and end token: the switch from the hidden channel to the final one; not
 # applied to other providers, whose answer counts hold no such framing).
-REASONING_ANSWER_TOKENS = 9
+REASONING_ANSWER_TOKENS = 10
 DEFAULT_HIDDEN_RATE = 20.0  # tokens/s before a model has learned its own: a lower bound
 MIN_HIDDEN_SECS = 0.05  # a shorter wait says nothing about a rate
 MIN_VISIBLE_SECS = 0.2
@@ -293,7 +293,7 @@ class TokenEstimator:
         elif hints and hints.forced_tool and extras >= FORCED_CALL_TOKENS:
             extras -= FORCED_CALL_TOKENS
             counted = max(0, counted - count(enc, hints.forced_tool))
-        elif end_rule and extras == STRUCTURED_END_TOKENS:
+        elif end_rule and extras == END_MARK_TOKENS:
             extras = end_tokens(parsed, hints)
         return counted, extras
 

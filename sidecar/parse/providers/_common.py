@@ -251,14 +251,14 @@ PARALLEL_TOOL_CALLS_TOKENS = 14
 # calibration); the markup is billed as fixed tokens:
 #   - every message ~3 tokens of its own;
 #   - the first tool_use block of a message ~32 (wrapper and invoke element), each further
-#     block of the same message ~16 (its own invoke element);
+#     block of the same message ~14 (its own invoke element);
 #   - every top-level parameter ~15 (its element).
 # `tool_choice` any / tool prefill part of the markup, which is then not billed (applied by the
 # estimator from the request: `sidecar.enrich.output_rules`). Anthropic's tokenizer is not
 # public: the per-model calibration scales the counted text, never these.
 ANTHROPIC_MESSAGE_TOKENS = 3
 ANTHROPIC_TOOL_USE_TOKENS = 32
-ANTHROPIC_NEXT_TOOL_USE_TOKENS = 16
+ANTHROPIC_NEXT_TOOL_USE_TOKENS = 13
 ANTHROPIC_TOOL_PARAM_TOKENS = 15
 # Gemini function calls: name and args are counted as text; framing unmeasured (no recorded
 # stream with a function call), taken as the chat figure.
