@@ -171,7 +171,8 @@ def split(cases: list[Case]) -> None:
         members.setdefault(c.cluster, []).append(c)
     strata: dict[str, list[str]] = {}
     for key, group in members.items():
-        stratum = Counter(_shape(c) for c in group).most_common(1)[0][0]
+        counts = Counter(_shape(c) for c in group)
+        stratum = min(counts, key=lambda shape: (-counts[shape], shape))
         strata.setdefault(stratum, []).append(key)
     for keys in strata.values():
         size = {FIT: 0, HELD_OUT: 0}

@@ -359,9 +359,9 @@ RULES = [
         source="OpenAI cookbook",
     ),
     Rule(
-        "tool definition (rendering alone)",
-        None,
-        "(none)",
+        "tool definition (beyond its rendering)",
+        it,
+        "TOOL_DEFINITION_TOKENS",
         "input",
         lambda s: s.tools if s.openai_input else 0,
     ),
@@ -490,15 +490,15 @@ RULES = [
 ]
 
 
-def streams(cases: Iterable[Case], est: TokenEstimator) -> list[Stream]:
-    """One Stream per distinct stream (same half, model, request and answer: counted once);
-    `multiplicities` fills in which rules apply."""
+def streams(cases: Iterable[Case], est: TokenEstimator, dedupe: bool = True) -> list[Stream]:
+    """One Stream per distinct stream (same half, model, request and answer: counted once,
+    unless not `dedupe`); `multiplicities` fills in which rules apply."""
     out = []
     seen = set()
     for c in cases:
         cut = c.cut()
         key = repr((c.half, c.full.model, c.request, cut.output_text, c.full.usage))
-        if key in seen:
+        if key in seen and dedupe:
             continue
         seen.add(key)
         e = est.estimate(cut, model=cut.model or c.full.model, request_body=c.request)
@@ -604,6 +604,19 @@ def implied_values(
             if n and e is not None:
                 out.append(values[i] + rule.sign * e / n)
     return out
+
+
+def unlearned(cases: list[Case], est: TokenEstimator) -> set[str]:
+    """The names of the HELD-OUT streams that some rule applies to which no FIT stream has:
+    their figures test a constant that was not learned from the FIT half."""
+    everything = streams(cases, est, dedupe=False)
+    multiplicities(everything, RULES)
+    known = {i for s in everything if s.case.half == FIT for i, _ in s.mult}
+    return {
+        s.case.name
+        for s in everything
+        if s.case.half == HELD_OUT and any(i not in known for i, _ in s.mult)
+    }
 
 
 def run(only: str | None, verbose: bool) -> int:

@@ -98,6 +98,8 @@ def _block_text(block: dict[str, Any], out: list[str]) -> None:
 
 def _top_level_keys(raw: str) -> int:
     """Keys of the outer object of a JSON text that may be cut anywhere."""
+    if not raw.lstrip().startswith("{"):
+        return 0
     depth = keys = 0
     in_string = escaped = expect_key = False
     for ch in raw:
@@ -115,7 +117,7 @@ def _top_level_keys(raw: str) -> int:
                 expect_key = False
         elif ch in "{[":
             depth += 1
-            expect_key = depth == 1 and ch == "{"
+            expect_key = depth == 1
         elif ch in "}]":
             depth -= 1
         elif ch == "," and depth == 1:
