@@ -243,6 +243,10 @@ def _calls(s: Stream) -> int:
     return sum(s.chat[0]) if s.openai and not s.forced_call else 0
 
 
+def _prefilled(mode: str) -> Callable[[Stream], int]:
+    return lambda s: int(s.claude and bool(s.claude_calls) and s.claude_mode == mode)
+
+
 def _end(kind: str) -> Callable[[Stream], int]:
     return lambda s: int(s.openai and s.end_kind() == kind)
 
@@ -313,21 +317,12 @@ RULES = [
             else 0
         ),
     ),
-    Rule(
-        "Claude: tool_choice any prefill",
-        orules,
-        "ANTHROPIC_ANY_PREFILL_TOKENS",
-        "output",
-        lambda s: int(s.claude and bool(s.claude_calls) and s.claude_mode == "any"),
-        sign=-1,
-    ),
-    Rule(
-        "Claude: tool_choice tool prefill",
-        orules,
-        "ANTHROPIC_TOOL_PREFILL_TOKENS",
-        "output",
-        lambda s: int(s.claude and bool(s.claude_calls) and s.claude_mode == "tool"),
-        sign=-1,
+    *(
+        Rule(f"Claude: tool_choice {mode} prefill", orules, name, "output", _prefilled(mode), -1)
+        for mode, name in (
+            ("any", "ANTHROPIC_ANY_PREFILL_TOKENS"),
+            ("tool", "ANTHROPIC_TOOL_PREFILL_TOKENS"),
+        )
     ),
     Rule(
         "Gemini: function call",

@@ -2,8 +2,9 @@
 
 Pure (no tokenizer): `render_request(body)` returns the strings the provider's tokenizer sees and
 the framing tokens around them; `sidecar.enrich.tokens` counts the strings. The rules follow
-what the providers document and were fitted on the recorded request/usage pairs of the pool
-(`tests/fixtures/streams-pool/requests.jsonl.gz`, see `docs/estimation.md`):
+what the providers document; the constants were fitted on the FIT half of the recorded
+request/usage pairs of the pool (`tests/fixtures/streams-pool/requests.jsonl.gz`;
+`bench/fit_estimation.py` derives every one of them, see `docs/estimation.md`):
 
 OpenAI Chat Completions (and Azure)
     Every message costs 3 tokens of framing plus its role, its `name` (+1) and its content; the
@@ -14,16 +15,21 @@ OpenAI Chat Completions (and Azure)
     (https://cookbook.openai.com/articles/openai-harmony, "Function calling"):
     `namespace functions { // description \\n type name = (_: { prop: type, ... }) => any; }`.
     A `response_format` JSON schema is rendered as `# Response Formats ## name // description`
-    followed by the schema's JSON (same document). A fixed overhead per block is added (fitted).
+    followed by the schema's JSON (same document; the description once when the schema
+    repeats it). A `tool_choice` naming a function repeats its name. A fixed overhead per block
+    is added (fitted).
 Responses
     `instructions` + `input` items (messages, function calls and their outputs) like chat
     messages; `tools` and `text.format` like chat tools and response formats.
 Anthropic Messages
-    `system`, `messages` (text, tool_use, tool_result, thinking) and `tools` (name, description,
-    input_schema JSON), plus the documented tool-use system prompt when tools are given
-    (https://docs.anthropic.com/en/docs/build-with-claude/tool-use/overview#pricing: 346 tokens
-    with `tool_choice` auto/none, 313 with any/tool, for the Claude 4 models). Anthropic's tokenizer
-    is not public: the estimator applies the model's calibrated input ratio to the counted text.
+    `system`, `messages` (text, tool_result; tool_use as Claude wrote it, like its output; the
+    thinking of earlier turns is not billed) and `tools` (name, description, input_schema JSON),
+    plus the tool-use system prompt when tools are given
+    (https://docs.anthropic.com/en/docs/build-with-claude/tool-use/overview#pricing documents
+    346 tokens with `tool_choice` auto/none and 313 with any/tool for the Claude 4 models; the
+    pool bills 335 / 309, and more for the 4.5 generation), an `output_format` schema as indented
+    JSON, and a preamble when extended thinking is on. Anthropic's tokenizer is not public: the
+    estimator applies the model's calibrated input ratio to the counted text.
 Gemini
     `systemInstruction`, `contents` parts and `functionDeclarations`.
 Images, audio and files
@@ -50,19 +56,19 @@ TOOL_DEFINITION_TOKENS = 1  # per function
 FORCED_TOOL_CHOICE_TOKENS = 8  # tool_choice "required" or a named function (+ its name)
 RESPONSE_FORMAT_TOKENS = -6  # the rendered section is a little longer than what is billed
 RESPONSE_FORMAT_WITH_TOOLS_TOKENS = -10  # and shorter still when tools are rendered too
-# Assistant tool calls in the history bill like generated ones: 7 per call, and a parallel
-# group (n >= 2) 7 per call plus 14 for its wrapper.
+# Assistant tool calls in the history: name and arguments plus 8 per call, and 12 more for a
+# parallel group (n >= 2) (the generated ones bill 7, and 14 for the group).
 HISTORY_TOOL_CALL_TOKENS = 8
 HISTORY_PARALLEL_TOKENS = 12
 # Reasoning models (gpt-5, o-series) render tools inside a longer harmony system preamble and
 # prime the reply with one token fewer.
 HARMONY_TOOLS_EXTRA_TOKENS = 85
 HARMONY_MESSAGE_TOKENS = -1
-# ... and an assistant turn with tool calls in the history bills 7 more than the chat framing
+# ... and an assistant turn with tool calls in the history bills 6 more than the chat framing
 # (harmony: the call goes to a recipient on the commentary channel).
 HARMONY_HISTORY_CALL_TOKENS = 6
-# Anthropic's documented tool-use system prompt (Claude 4 models); the pool shows the 4.5
-# generation (sonnet-4-5, haiku-4-5) billing a longer one than documented.
+# Anthropic's tool-use system prompt: Claude 4 (documented 346 / 313, billed a little less in
+# the pool) and the 4.5 generation (sonnet-4-5, haiku-4-5: longer than documented).
 ANTHROPIC_TOOLS_AUTO_TOKENS = 335
 ANTHROPIC_TOOLS_ANY_TOKENS = 309
 ANTHROPIC_45_TOOLS_AUTO_TOKENS = 522
@@ -75,7 +81,7 @@ ANTHROPIC_INPUT_MESSAGE_TOKENS = 2  # per message (role framing), fitted
 ANTHROPIC_HISTORY_NEXT_TOOL_USE_TOKENS = 67
 ANTHROPIC_TOOL_RESULT_TOKENS = 4
 # Anthropic structured outputs (`output_format` JSON schema): the schema as JSON indented by two
-# spaces plus a system preamble, fitted on the pool.
+# spaces plus a system preamble.
 ANTHROPIC_OUTPUT_FORMAT_TOKENS = 83
 # Extended thinking (`thinking` enabled) adds a system preamble of its own.
 ANTHROPIC_THINKING_TOKENS = 31

@@ -3,7 +3,8 @@
 Pure (no tokenizer). The parsers mark the overheads they can see in the stream
 (`ParsedBody.output_extra_tokens`: tool-call framing, an end token on a text answer); these
 rules correct them with what only the request says (a forced tool, structured output, tools on
-offer, the output limit). Fitted on the pool's request/usage pairs; see docs/estimation.md.
+offer, the output limit). Fitted on the FIT half of the pool's request/usage pairs
+(bench/fit_estimation.py); see docs/estimation.md.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from sidecar.types import ParsedBody
 
 # The output side (parse/providers/_common.py bills each tool call 7 framing tokens and a text
 # answer ending in `stop` 1 end token); what the request changes about them:
-FORCED_CALL_TOKENS = 7  # a call forced by tool_choice bills neither its name nor its framing
+# A call forced by tool_choice bills neither its name nor its framing: the parser drops both
+# when the call ends with `stop`; for a stream cut before its end the request tells, and the
+# parser's TOOL_CALL_TOKENS are taken back.
+FORCED_CALL_TOKENS = 7
 # Anthropic (parse/providers/_common.py bills a message's first tool_use block its wrapper and
 # invoke markup): `tool_choice` any prefills the wrapper, `tool` the wrapper and the invoke
 # element with the tool's name; what is prefilled is not billed.

@@ -231,12 +231,11 @@ class Chunks:
 
 
 # Output overheads the provider bills beyond the text a client sees (contract 4,
-# `ParsedBody.output_extra_tokens`). Learned on the recorded pool (tests/fixtures/streams-pool,
-# gpt-4o / gpt-4o-mini / gpt-5-mini chat streams with their usage; see
-# bench/bench_estimation.py and docs/estimation.md):
+# `ParsedBody.output_extra_tokens`). Learned on the FIT half of the recorded pool
+# (tests/fixtures/streams-pool, gpt-4o / gpt-4o-mini / gpt-5-mini chat streams with their
+# usage; bench/fit_estimation.py derives them, docs/estimation.md):
 #   - a text answer that ends with `stop` is marked with its end-of-message token, +1 (the
-#     estimator keeps it only where it is billed: tools offered, or Azure; see
-#     `sidecar.enrich.tokens._end_tokens`);
+#     estimator replaces the mark with what is billed: `sidecar.enrich.output_rules.end_tokens`);
 #   - one tool call bills its name (counted as text) plus 7 tokens of framing;
 #   - parallel calls (n >= 2) are wrapped: 7 per call plus 14 for the wrapper.
 # Responses function calls use the chat figures (same models, same rendering; no pool data).
@@ -251,7 +250,7 @@ PARALLEL_TOOL_CALLS_TOKENS = 14
 # calibration); the markup is billed as fixed tokens:
 #   - every message ~3 tokens of its own;
 #   - the first tool_use block of a message ~32 (wrapper and invoke element), each further
-#     block of the same message ~14 (its own invoke element);
+#     block of the same message ~13 (its own invoke element);
 #   - every top-level parameter ~15 (its element).
 # `tool_choice` any / tool prefill part of the markup, which is then not billed (applied by the
 # estimator from the request: `sidecar.enrich.output_rules`). Anthropic's tokenizer is not
