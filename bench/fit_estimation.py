@@ -290,6 +290,7 @@ RULES = [
     ),
     # --- output: Anthropic (calibrated) -------------------------------------------------------
     Rule("Claude: message", pc, "ANTHROPIC_MESSAGE_TOKENS", "output", lambda s: int(s.claude)),
+    # these two apply to the history's calls as well (input_tokens.ANTHROPIC_HISTORY_*: equal)
     Rule(
         "Claude: a message's first tool call",
         pc,

@@ -44,8 +44,6 @@ from typing import Any
 
 import orjson
 
-from sidecar.parse.providers._common import ANTHROPIC_TOOL_PARAM_TOKENS, ANTHROPIC_TOOL_USE_TOKENS
-
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 TOKENS_REPLY_PRIMING = 3
@@ -74,10 +72,13 @@ ANTHROPIC_TOOLS_ANY_TOKENS = 309
 ANTHROPIC_45_TOOLS_AUTO_TOKENS = 522
 ANTHROPIC_45_TOOLS_ANY_TOKENS = 642
 ANTHROPIC_INPUT_MESSAGE_TOKENS = 2  # per message (role framing), fitted
-# Tool calls in the history bill the markup Claude wrote around them, as in the output (a
-# message's first call, each parameter: the output's constants). A further call of the same
-# message (parallel calls and their results) bills more than in the output (one request shape
-# in the pool), and a tool result nothing beyond its content.
+# Tool calls in the history bill the markup Claude wrote around them, as in the output: a
+# message's first call and each parameter bill what the output does (the same constants as
+# parse/providers/_common.py, one rule of the fit; a test keeps them equal). A further call of
+# the same message (parallel calls and their results) bills more than in the output (one
+# request shape in the pool), and a tool result a little beyond its content.
+ANTHROPIC_HISTORY_TOOL_USE_TOKENS = 32
+ANTHROPIC_HISTORY_TOOL_PARAM_TOKENS = 15
 ANTHROPIC_HISTORY_NEXT_TOOL_USE_TOKENS = 67
 ANTHROPIC_TOOL_RESULT_TOKENS = 4
 # Anthropic structured outputs (`output_format` JSON schema): the schema as JSON indented by two
@@ -218,14 +219,16 @@ def _anthropic_call(part: dict[str, Any], r: Rendered, out: list[str], *, first:
     output (see parse/providers/_common.py)."""
     out.append(str(part.get("name") or ""))
     args = part.get("input")
-    r.fixed += ANTHROPIC_TOOL_USE_TOKENS if first else ANTHROPIC_HISTORY_NEXT_TOOL_USE_TOKENS
+    r.fixed += (
+        ANTHROPIC_HISTORY_TOOL_USE_TOKENS if first else ANTHROPIC_HISTORY_NEXT_TOOL_USE_TOKENS
+    )
     if not isinstance(args, dict):
         out.append(_dumps(args))
         return
     for key, value in args.items():
         out.append(str(key))
         out.append(value if isinstance(value, str) else _dumps(value))
-    r.fixed += ANTHROPIC_TOOL_PARAM_TOKENS * len(args)
+    r.fixed += ANTHROPIC_HISTORY_TOOL_PARAM_TOKENS * len(args)
 
 
 def _parts(content: Any, r: Rendered, out: list[str]) -> None:

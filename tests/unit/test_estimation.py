@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from sidecar.config import Pricing, Tokens
+from sidecar.enrich import input_tokens as it
 from sidecar.enrich import output_rules as rules
 from sidecar.enrich import tokens as tk
 from sidecar.enrich.event import Enricher
@@ -166,6 +167,13 @@ def anthropic_stream(*blocks: tuple[str, str | None, list[str]]) -> str:
             delta = {"type": "input_json_delta", "partial_json": d} if name else {"text": d}
             events.append({"type": "content_block_delta", "index": i, "delta": delta})
     return "".join(f"data: {json.dumps(e)}\n\n" for e in events)
+
+
+def test_history_tool_calls_bill_like_generated_ones() -> None:
+    """One rule of the fit (bench/fit_estimation.py): a Claude tool call in the request's
+    history bills the markup its output did. enrich does not import parse: two names, one value."""
+    assert it.ANTHROPIC_HISTORY_TOOL_USE_TOKENS == pc.ANTHROPIC_TOOL_USE_TOKENS
+    assert it.ANTHROPIC_HISTORY_TOOL_PARAM_TOKENS == pc.ANTHROPIC_TOOL_PARAM_TOKENS
 
 
 def test_parallel_tool_calls_share_one_wrapper() -> None:
