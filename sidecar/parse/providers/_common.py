@@ -231,25 +231,34 @@ class Chunks:
 
 
 # Output overheads the provider bills beyond the text a client sees (contract 4,
-# `ParsedBody.output_extra_tokens`). Learned on the recorded pool (tests/fixtures/streams-pool,
-# gpt-4o / gpt-4o-mini / gpt-5-mini chat streams with their usage; see
-# bench/bench_estimation.py and docs/estimation.md):
+# `ParsedBody.output_extra_tokens`). Learned on the FIT half of the recorded pool
+# (tests/fixtures/streams-pool, gpt-4o / gpt-4o-mini / gpt-5-mini chat streams with their
+# usage; bench/fit_estimation.py derives them, docs/estimation.md):
 #   - a text answer that ends with `stop` is marked with its end-of-message token, +1 (the
-#     estimator keeps it only where it is billed: tools offered, or Azure; see
-#     `sidecar.enrich.tokens._end_tokens`);
+#     estimator replaces the mark with what is billed: `sidecar.enrich.output_rules.end_tokens`);
 #   - one tool call bills its name (counted as text) plus 7 tokens of framing;
 #   - parallel calls (n >= 2) are wrapped: 7 per call plus 14 for the wrapper.
 # Responses function calls use the chat figures (same models, same rendering; no pool data).
 END_OF_MESSAGE_TOKENS = 1
 TOOL_CALL_TOKENS = 7
 PARALLEL_TOOL_CALLS_TOKENS = 14
-# Anthropic (claude 4.x; grid-searched on one half of the pool, checked on the other): every
-# message bills ~3 tokens of its own, a tool_use block ~40 beyond its input JSON (the name
-# and the block framing; 26 fewer when `tool_choice` forces the tool, applied by the estimator
-# from the request). Anthropic's tokenizer is not public: the per-model calibration scales the
-# counted text, never these.
+# Anthropic (claude 4.x; read off the FIT half of the pool by bench/fit_estimation.py). Claude
+# writes a tool call as markup around its arguments, not as the JSON the API streams: a wrapper
+# opened once per message, an invoke element carrying the tool's name, and one element per
+# top-level parameter holding the parameter's name and its value (strings raw, other values as
+# JSON). The name, parameter names and values are counted as text (and scaled by the model's
+# calibration); the markup is billed as fixed tokens:
+#   - every message ~3 tokens of its own;
+#   - the first tool_use block of a message ~32 (wrapper and invoke element), each further
+#     block of the same message ~13 (its own invoke element);
+#   - every top-level parameter ~15 (its element).
+# `tool_choice` any / tool prefill part of the markup, which is then not billed (applied by the
+# estimator from the request: `sidecar.enrich.output_rules`). Anthropic's tokenizer is not
+# public: the per-model calibration scales the counted text, never these.
 ANTHROPIC_MESSAGE_TOKENS = 3
-ANTHROPIC_TOOL_USE_TOKENS = 40
+ANTHROPIC_TOOL_USE_TOKENS = 32
+ANTHROPIC_NEXT_TOOL_USE_TOKENS = 13
+ANTHROPIC_TOOL_PARAM_TOKENS = 15
 # Gemini function calls: name and args are counted as text; framing unmeasured (no recorded
 # stream with a function call), taken as the chat figure.
 GEMINI_FUNCTION_CALL_TOKENS = 7
