@@ -81,11 +81,15 @@ def as_str(value: Any) -> str | None:
     return value if type(value) is str and value else None
 
 
+_orjson_loads = orjson.loads
+_DECODE_ERRORS = (orjson.JSONDecodeError, TypeError, ValueError)
+
+
 def loads(data: str) -> Any:
     """orjson.loads that returns `_UNSET` instead of raising."""
     try:
-        return orjson.loads(data)
-    except (orjson.JSONDecodeError, TypeError, ValueError):
+        return _orjson_loads(data)
+    except _DECODE_ERRORS:
         return _UNSET
 
 
@@ -130,7 +134,10 @@ class Event:
             o = None
             data = self.data
             if data and not data.startswith("[DONE]") and not data.isspace():
-                value = loads(data)
+                try:
+                    value = _orjson_loads(data)
+                except _DECODE_ERRORS:
+                    value = _UNSET
                 if type(value) is dict:
                     o = value
                 elif value is _UNSET and self._stream and not (self.last and self._stream.tail_cut):
