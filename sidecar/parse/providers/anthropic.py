@@ -178,7 +178,7 @@ def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
     if want_text:
         # Deltas cut words anywhere: join them per block, count each block once.
         blocks: dict[Any, tuple[str, Any, list[str]]] = {}
-        for ev in chunks.forward():
+        for ev in chunks.forward_all():
             kind = ev.kind()
             if kind in ("content_block_delta", "content_block_start"):
                 obj = ev.obj() or {}
