@@ -50,7 +50,10 @@ def usage_of(body: str) -> tuple[str | None, dict | None]:
         for payload in reversed(sse_payloads(body)):
             if "usage" not in payload or not payload.startswith("{"):
                 continue
-            obj = json.loads(payload)
+            try:
+                obj = json.loads(payload)
+            except ValueError:  # a stream cut inside an event (the client went away)
+                continue
             model = model or obj.get("model")
             if obj.get("usage") and "choices" in obj:  # OpenAI chat: the usage chunk
                 return obj.get("model"), openai_usage(obj["usage"])
