@@ -668,6 +668,26 @@ def large_k(rng: random.Random, scale: float) -> int:
     return min(hi, max(lo, round(med * math.exp(rng.gauss(0.0, 0.6)))))
 
 
+def expected_ms(kind: str, k: int) -> float:
+    """Mean duration (start to access line) of a request of this kind with k content events,
+    from the builders' timing draws; large mode spaces arrivals with it."""
+    if kind in ("openai_stream", "openai_stream_sdk_close"):
+        return 725 + 31.5 * (k + 1) + 16
+    if kind == "cancelled_midstream":  # cut about halfway through its text
+        return 725 + 31.5 * max(k, 8) / 2
+    if kind == "anthropic_stream":
+        return 950 + 42.5 * (k + 5) + 1
+    if kind == "gemini_stream":  # 60% think first: 40 to 1500 ms
+        return 950 + 0.6 * 770 + 145 * (k - 1) + 1
+    return {
+        "openai_json": 300 + 12 * 1.25 * (0.2 * 1200 + 0.8 * 102.5) + 400,
+        "cancelled_before_header": 4500,
+        "rate_limited": 145,
+        "rate_limited_no_body": 3,
+        "server_error": 1600,
+    }[kind]
+
+
 def plan_requests(
     n: int, seed: int, mix: str, k: int | None, concurrency: int, chunk_scale: float = 1.0
 ) -> list[dict]:
@@ -678,11 +698,9 @@ def plan_requests(
         kinds += [kind] * (max(1, round(n * share)) if n >= 20 else round(n * share))
     kinds = kinds[:n] + ["openai_stream"] * max(0, n - len(kinds))
     rng.shuffle(kinds)
-    if mix == "large" and k is None:
-        mean_ms = 700 + 35 * LARGE_CHUNKS[1] * chunk_scale
-    else:
-        mean_ms = 700 + 35 * (k or 30)
-    gap = mean_ms / concurrency
+    large = mix == "large" and k is None
+    # large: the arrival gap is set once every stream's length is drawn (below)
+    gap = (700 + 35 * (k or 30)) / concurrency
     convs = [[f"conv_{rng.getrandbits(48):012x}" for _ in range(4)] for _ in USERS]
     plans, t = [], BASE_MS
     for i, kind in enumerate(kinds):
@@ -701,9 +719,16 @@ def plan_requests(
                 "creq": f"{rng.getrandbits(128):032x}" if sdk and rng.random() < 0.5 else "",
             }
         )
-        if mix == "large" and k is None:
+        if large:
             plans[-1]["k"] = large_k(rng, chunk_scale)
-        t += int(rng.expovariate(1 / gap)) + 1
+            plans[-1]["gap"] = rng.expovariate(1.0)  # in units of the mean gap
+        else:
+            t += int(rng.expovariate(1 / gap)) + 1
+    if large:  # Little's law: mean gap = mean duration / requests in flight
+        gap = sum(expected_ms(p["kind"], p["k"]) for p in plans) / len(plans) / concurrency
+        for p in plans:
+            p["start"] = t
+            t += int(p.pop("gap") * gap) + 1
     # each 429 is retried by the SDK: a later openai_stream with the same client id and user
     taken: set[int] = set()
     for p in plans:

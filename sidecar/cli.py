@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import signal
 import sys
+from types import ModuleType
 
 from sidecar import __version__
 from sidecar.errors import ConfigError
@@ -103,7 +105,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose module is imported only when that command runs (or asks for its --help):
+# some import aiohttp or splunk-sdk, which `run` does not need. name -> (module, help).
+LAZY_COMMANDS = {
+    "usage": ("usage", "normalised usage and cost of captured response bodies"),
+    "price": ("price", "price a usage with the pricing engine"),
+    "splunk": ("splunk", "Splunk app: package, install, verify; cost reports"),
+    "init": ("init", "write a config (and the systemd unit) for a host"),
+    "check": ("check", "live check: HEC, token, index, log access, prices"),
+    "replay-dead-letters": ("replay_dead_letters", "send dead-lettered events to HEC again"),
+}
+
+
+def _chosen_command(argv: list[str] | None) -> str | None:
+    """The sub-command named on the command line (the global options take no value)."""
+    args = sys.argv[1:] if argv is None else argv
+    return next((a for a in args if not a.startswith("-")), None)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `command`, only that command's module is imported (the others are
+    listed with their help, but their options are not defined)."""
     parser = argparse.ArgumentParser(
         prog="llm-hec-sidecar",
         description="Per-request LLM token usage and cost from proxy logs, to Splunk HEC.",
@@ -122,36 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.set_defaults(func=cmd_validate)
 
-    from sidecar.commands import check, init, price, replay_dead_letters, usage
-
-    p = sub.add_parser("usage", help="normalised usage and cost of captured response bodies")
-    usage.add_arguments(p)
-    p.set_defaults(func=lambda a: usage.run(a, _optional_config(a)))
-
-    p = sub.add_parser("price", help="price a usage with the pricing engine")
-    price.add_arguments(p)
-    p.add_argument("-c", "--config", default=None, help="config.yaml for aliases and overrides")
-    p.set_defaults(func=lambda a: price.run(a, _optional_config(a)))
-
-    from sidecar.commands import splunk
-
-    p = sub.add_parser("splunk", help="Splunk app: package, install, verify; cost reports")
-    splunk.add_arguments(p)
-    p.set_defaults(func=splunk.run)
-    p = sub.add_parser("init", help="write a config (and the systemd unit) for a host")
-    init.add_arguments(p)
-    p.set_defaults(func=init.run)
-
-    p = sub.add_parser("check", help="live check: HEC, token, index, log access, prices")
-    _config_arg(p)
-    check.add_arguments(p)
-    p.set_defaults(func=lambda a: check.run(a, _optional_config(a)))
-
-    p = sub.add_parser("replay-dead-letters", help="send dead-lettered events to HEC again")
-    _config_arg(p)
-    replay_dead_letters.add_arguments(p)
-    p.set_defaults(func=lambda a: replay_dead_letters.run(a, _optional_config(a)))
+    for name, (module, help_text) in LAZY_COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        if command is None or command == name:
+            _add_command(p, name, importlib.import_module(f"sidecar.commands.{module}"))
     return parser
+
+
+def _add_command(p: argparse.ArgumentParser, name: str, mod: ModuleType) -> None:
+    if name in ("check", "replay-dead-letters"):
+        _config_arg(p)
+    mod.add_arguments(p)
+    if name == "price":
+        p.add_argument("-c", "--config", default=None, help="config.yaml for aliases and overrides")
+    if name in ("splunk", "init"):
+        p.set_defaults(func=mod.run)
+    else:
+        p.set_defaults(func=lambda a: mod.run(a, _optional_config(a)))
 
 
 def _optional_config(args: argparse.Namespace):
@@ -166,7 +175,7 @@ def _optional_config(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(_chosen_command(argv)).parse_args(argv)
     _setup_logging(args.verbose)
     return int(args.func(args) or 0)
 

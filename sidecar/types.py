@@ -324,3 +324,4 @@ class OutEvent:
     source: str | None  # HEC `source`: the access log path by default
     sourcetype: str = "llm:usage"
     positions: Positions | None = None  # copied from Completed; released by the durable hand-back
+    payload: bytes | None = None  # the spool record (spool/segment.py), made once by enrichment

@@ -15,6 +15,7 @@ from sidecar import config as C
 from sidecar.enrich.event import Enricher
 from sidecar.enrich.identity import load_or_create_key, make_hasher
 from sidecar.enrich.pricing import PricingEngine
+from sidecar.enrich.tokenizer import encoding_for, get_encoder, is_loaded
 from sidecar.enrich.tokens import TokenEstimator
 from sidecar.join import Joiner
 from sidecar.parse.access import parser_for
@@ -23,10 +24,15 @@ from sidecar.parse.compact import compact_stream
 from sidecar.parse.response import parse_completed
 from sidecar.pipeline.delivery import DeliveryMixin
 from sidecar.pipeline.handback import HandbackMixin
-from sidecar.pipeline.readers import QUEUE_LISTS, ReadersMixin, SourceRuntime, completed_bytes
+from sidecar.pipeline.readers import (
+    QUEUE_LISTS,
+    QUEUE_MAX_BYTES,
+    ReadersMixin,
+    SourceRuntime,
+    completed_bytes,
+)
 from sidecar.pipeline.supervision import StageFailed, SupervisionMixin, encodable
 from sidecar.sinks.file import FileSink
-from sidecar.sinks.hec.sink import HecSink
 from sidecar.spool import Spool
 from sidecar.status import Rate, SourceView, gather_status
 from sidecar.telemetry import Telemetry
@@ -66,6 +72,9 @@ class Pipeline(ReadersMixin, DeliveryMixin, SupervisionMixin, HandbackMixin):
             if isinstance(s, C.FileSink):
                 self.sinks.append(FileSink(cfg.resolve(s.path), envelope=s.envelope, host=host))
             else:
+                # imported only when configured: aiohttp builds SSL contexts at import
+                from sidecar.sinks.hec.sink import HecSink
+
                 self.sinks.append(
                     HecSink(
                         s,
@@ -80,9 +89,11 @@ class Pipeline(ReadersMixin, DeliveryMixin, SupervisionMixin, HandbackMixin):
                 self.sinks[-1].observe_latency = self.telemetry.hec_latency.observe
         self._completed_q: asyncio.Queue[list[Completed] | None] = asyncio.Queue(QUEUE_LISTS)
         # bytes of body parts waiting between join and enrich: bounded too, so that the join's
-        # byte bound is not undone by the queue (join.max_pending_bytes / 4)
+        # byte bound is not undone by the queue (join.max_pending_bytes / 4, at most
+        # QUEUE_MAX_BYTES: a few read blocks keep enrichment busy; more only raises the peak
+        # RSS, e.g. while the first estimate waits for the tokenizer)
         self._q_bytes = 0
-        self._q_max_bytes = cfg.join.max_pending_bytes // 4
+        self._q_max_bytes = min(cfg.join.max_pending_bytes // 4, QUEUE_MAX_BYTES)
         self._q_room = asyncio.Event()
         self._events_q: asyncio.Queue[list[OutEvent] | None] = asyncio.Queue(QUEUE_LISTS)
         sp = cfg.spool
@@ -134,7 +145,6 @@ class Pipeline(ReadersMixin, DeliveryMixin, SupervisionMixin, HandbackMixin):
         t = self.telemetry
         enricher = self.enricher
         providers = {s.cfg.name: s.provider for s in self.sources}
-        await self._warm
         while (batch := await self._completed_q.get()) is not None:
             self._q_bytes -= completed_bytes(batch)
             self._q_room.set()
@@ -146,7 +156,10 @@ class Pipeline(ReadersMixin, DeliveryMixin, SupervisionMixin, HandbackMixin):
                         c.last_ts = part_time(c.parts[-1])
                     parsed = parse_completed(c, provider=provider)
                     if enricher.wants_text(c, parsed):
+                        await self._tokenizer_ready(c, parsed)
                         parsed = parse_completed(c, provider=provider, want_text=True)
+                    elif parsed.usage is None and c.access and c.access.request_body:
+                        await self._tokenizer_ready(c, parsed)  # the input may be estimated
                     ev = enricher.enrich(c, parsed)
                 except Exception:  # a bug must cost one request, loudly, never the pipeline
                     self._enrich_failed(c)
@@ -163,6 +176,18 @@ class Pipeline(ReadersMixin, DeliveryMixin, SupervisionMixin, HandbackMixin):
                 events.append(ev)
             await self._events_q.put(events)
         await self._events_q.put(None)
+
+    async def _tokenizer_ready(self, c: Completed, parsed: Any) -> None:
+        """Load the encoding this request may count with, in a thread, if it is not loaded yet:
+        the first estimate or calibration sample waits for it (once per encoding, 0.2-0.5 s)
+        while the event loop goes on reading and delivering. A run that never counts never
+        loads one (start-up memory); an encoding the request's body names differently is
+        loaded on the spot by the estimator (correct, just not in a thread)."""
+        model = parsed.model or (c.access.model if c.access is not None else None)
+        name = encoding_for(model)[0]
+        directory = self.cfg.tokens.encodings_dir
+        if not is_loaded(name, directory):
+            await asyncio.get_running_loop().run_in_executor(None, get_encoder, name, directory)
 
     def _enrich_failed(self, c: Completed) -> None:
         cnt = self.telemetry.counters
@@ -205,15 +230,13 @@ class Pipeline(ReadersMixin, DeliveryMixin, SupervisionMixin, HandbackMixin):
     # ------------------------------------------------------------------ run
     async def run(self, stop: asyncio.Event | None = None) -> Telemetry:
         stop = stop or asyncio.Event()
-        # The price catalogue and the encodings are large, long-lived object graphs: move them out
-        # of the collector's sight so that its full passes do not rescan them, and collect young
-        # objects less often (the hot path allocates many short-lived ones).
+        # The price catalogue is a large, long-lived object graph: move it out of the collector's
+        # sight so that its full passes do not rescan it, and collect young objects less often
+        # (the hot path allocates many short-lived ones). The tiktoken encodings load later, when
+        # first needed (`_tokenizer_ready`); they hold no Python objects the collector scans.
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
-        # Loading the tiktoken encodings takes ~1 s: do it in a thread while the logs are read;
-        # enrichment waits for it before its first request.
-        self._warm = asyncio.get_running_loop().run_in_executor(None, self.estimator.warm_up)
         self.spool.open()
         self._spool_readers = [self.spool.reader(f"sinks[{i}]") for i in range(len(self.sinks))]
         for sink in self.sinks:

@@ -8,7 +8,7 @@ import logging
 import time
 from typing import Any
 
-from sidecar.sinks.hec.sink import HecSink
+from sidecar.sinks.file import FileSink
 from sidecar.spool import SpoolReader
 from sidecar.types import OutEvent
 
@@ -41,7 +41,7 @@ class DeliveryMixin:
 
     async def _run_sink(self, sink: Any, reader: SpoolReader) -> None:
         try:
-            if isinstance(sink, HecSink):
+            if not isinstance(sink, FileSink):  # the HEC sink reads the spool itself
                 await sink.run(reader)
                 return
             # Small groups: what a crash can re-deliver is the group being written plus what was

@@ -25,6 +25,7 @@ log = logging.getLogger("sidecar.pipeline")
 
 
 QUEUE_LISTS = 64  # lists in flight between stages
+QUEUE_MAX_BYTES = 4 << 20  # body bytes of completed requests waiting for enrichment, at most
 
 
 @dataclass

@@ -12,8 +12,7 @@ import os
 import signal
 from typing import Any
 
-import orjson
-
+from sidecar.spool.segment import encode_event
 from sidecar.types import OutEvent
 
 log = logging.getLogger("sidecar.pipeline")
@@ -100,12 +99,15 @@ class StageFailed(Exception):
 
 def encodable(ev: OutEvent) -> bool:
     """Whether the event can be written by every sink (orjson, a plain-decimal time); a value
-    that slipped past validation costs this event, never the sink task."""
+    that slipped past validation costs this event, never the sink task. Makes the spool record
+    on the way (`ev.payload`): the event is serialised once."""
+    if not (math.isfinite(ev.time) and 0 <= ev.time < 1e11):
+        return False
     try:
-        orjson.dumps(ev.body)
+        ev.payload = encode_event(ev)
     except (TypeError, ValueError):
         return False
-    return math.isfinite(ev.time) and 0 <= ev.time < 1e11
+    return True
 
 
 def install_signal_handlers(

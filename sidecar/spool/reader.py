@@ -19,8 +19,17 @@ if TYPE_CHECKING:
 @dataclass(slots=True)
 class SpoolEntry:
     seq: int
-    event: OutEvent
-    size: int  # payload bytes
+    payload: bytes  # the record as written; `event` decodes it
+
+    @property
+    def size(self) -> int:
+        return len(self.payload)
+
+    @property
+    def event(self) -> OutEvent:
+        """The event, decoded on each access: a sink decodes the events of a batch one at a
+        time, so that a thousand decoded events are never alive at once."""
+        return decode_event(self.payload)
 
 
 @dataclass
@@ -86,7 +95,7 @@ class SpoolReader:
                 self._next_seq = seq + 1
                 if seq < self.watermark or seq in self._released:
                     continue  # released before a restart
-                out.append(SpoolEntry(seq, decode_event(payload), len(payload)))
+                out.append(SpoolEntry(seq, payload))
                 size += len(payload)
         return out
 

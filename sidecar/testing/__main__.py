@@ -1,8 +1,10 @@
 """The command line of the HEC test server: `python -m sidecar.testing --port 8088 --token T`.
 
-Runs the server in the foreground and prints each accepted event as a JSON line on stdout;
-the banner goes to stderr. Options: `--host`, `--port`, `--token` (repeat), `--ack`, `--index`
-(repeat), `--ack-mode`, `--max-request-bytes`, `--unknown-path-status`.
+Runs the server in the foreground and prints each accepted event as a JSON line on stdout (or
+into `--out FILE`); with `--times` each line is `{"accepted_at": epoch seconds, "event": ...}`.
+The banner (with the URL, also when `--port 0` picked a free port) goes to stderr. Options:
+`--host`, `--port`, `--token` (repeat), `--ack`, `--index` (repeat), `--ack-mode`,
+`--max-request-bytes`, `--unknown-path-status`, `--out`, `--times`.
 """
 
 from __future__ import annotations
@@ -37,11 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--unknown-path-status", type=int, default=404, help="404 (Splunk) or 400 (Fluent Bit)"
     )
+    parser.add_argument("--out", help="write accepted events to this file instead of stdout")
+    parser.add_argument(
+        "--times", action="store_true", help='lines are {"accepted_at": t, "event": ...}'
+    )
     args = parser.parse_args(argv)
+    out = open(args.out, "w") if args.out else sys.stdout  # noqa: SIM115 (closed below)
 
     def show(ev: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(ev) + "\n")
-        sys.stdout.flush()
+        line = {"accepted_at": server.accepted_at[-1], "event": ev} if args.times else ev
+        out.write(json.dumps(line) + "\n")
+        out.flush()
 
     tokens = {t: TokenSettings(use_ack=args.ack, indexes=args.index) for t in args.token}
     server = HecTestServer(
@@ -67,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
+    if out is not sys.stdout:
+        out.close()
     return 0
 
 

@@ -4,7 +4,8 @@ Owns the HTTP side of the test double: routing, authentication and channel check
 scripted faults (`fail_next`, `drop_next`, `reject_event_next`, `delay_next`, `set_busy`,
 `busy_for`, `revoke_token`/`restore_token`, `redirect_to`, `max_request_bytes`,
 `unknown_path_status`, `health_reply`),
-ackId issue and the ack modes, the record of accepted events and requests, and
+ackId issue and the ack modes, the record of accepted events (with the time each was accepted,
+`accepted_at`) and requests, and
 `run_in_thread()`. The protocol rules it applies (codes, envelope checks, reply bodies) are in
 `protocol.py`; the command line is in `__main__.py`.
 
@@ -109,6 +110,7 @@ class HecTestServer:
         self.max_content_length = max_content_length
         self.on_event = on_event
         self.events: list[dict[str, Any]] = []
+        self.accepted_at: list[float] = []  # epoch seconds each event was accepted (as events)
         self.requests: list[RequestRecord] = []
         self.counters: collections.Counter[str] = collections.Counter()
         self.health_code: int = 17  # set 18, 19 or 20 to make the health endpoint answer 503
@@ -305,8 +307,10 @@ class HecTestServer:
     def _accept(self, accepted: list[dict[str, Any]], rec: RequestRecord) -> None:
         rec.events_accepted = len(accepted)
         self.counters["events_accepted"] += len(accepted)
+        now = time.time()
         for ev in accepted:
             self.events.append(ev)
+            self.accepted_at.append(now)
             if self.on_event is not None:
                 self.on_event(ev)
 

@@ -7,12 +7,14 @@ import base64
 import functools
 import gzip
 import json
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -80,6 +82,7 @@ async def test_basic_auth_with_token_as_password() -> None:
         status, reply = await post(hec.url, '{"event":"x"}', {"Authorization": f"Basic {basic}"})
         assert (status, reply) == (200, {"text": "Success", "code": 0})
         assert hec.events == [{"event": "x"}]
+        assert len(hec.accepted_at) == 1 and abs(hec.accepted_at[0] - time.time()) < 5
 
 
 @run
@@ -328,6 +331,45 @@ def test_command_line_prints_events() -> None:
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_command_line_writes_events_with_accept_times(tmp_path: Path) -> None:
+    out = tmp_path / "accepted.ndjson"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sidecar.testing",
+            "--port=0",
+            "--token=T",
+            "--times",
+            f"--out={out}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        banner = proc.stderr.readline()  # "... listening on http://127.0.0.1:PORT/..."
+        url = banner.split(" on ", 1)[1].split()[0].removesuffix(EVENT)
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0"), banner
+        before = time.time()
+        req = urllib.request.Request(
+            url + EVENT, data=b'{"event":{"n":1}}{"event":{"n":2}}', headers=AUTH
+        )
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert r.status == 200
+        after = time.time()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(5) == 0
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["event"] for x in lines] == [{"event": {"n": 1}}, {"event": {"n": 2}}]
+    assert all(before <= x["accepted_at"] <= after for x in lines)
 
 
 def _free_port() -> int:

@@ -355,3 +355,23 @@ def test_bench_size_is_fast(gen: ModuleType, tmp_path: Path) -> None:
     counts = gen.generate(tmp_path, n=300, seed=1, k=100, mix="streams")
     lines = (tmp_path / "body.log").read_bytes().count(b"\n")
     assert sum(counts.values()) == 300 and lines > 300 * 100
+
+
+def test_large_mode_shape(gen: ModuleType, tmp_path: Path) -> None:
+    """--mix large: 70/20/10 providers, stream lengths around the median, and the requested
+    number of requests in flight (the arrival gap follows the streams' real durations)."""
+    gen.generate(tmp_path, n=2000, seed=3, mix="large", concurrency=50, chunk_scale=0.1)
+    access = [orjson.loads(x) for x in (tmp_path / "access.log").read_bytes().splitlines()]
+    hosts = [a["upstream_host"] for a in access]
+    assert abs(hosts.count("api.openai.com") / 2000 - 0.70) < 0.02
+    assert abs(hosts.count("api.anthropic.com") / 2000 - 0.20) < 0.02
+    spans = [(float(a["ts"]) - float(a["request_time"]), float(a["ts"])) for a in access]
+    starts = sorted(s for s, _ in spans)
+    a, b = starts[len(starts) // 10], starts[-len(starts) // 10]  # no ramp up or down
+    busy = sum(max(0.0, min(e, b) - max(s, a)) for s, e in spans)
+    assert 45 < busy / (b - a) < 55
+    per_rid: dict[str, int] = defaultdict(int)
+    for line in (tmp_path / "body.log").read_bytes().splitlines():
+        per_rid[orjson.loads(line)["request_id"]] += 1
+    lengths = sorted(per_rid.values())
+    assert 10 <= lengths[len(lengths) // 2] <= 18  # median 12 content events (x0.1), plus framing
