@@ -280,8 +280,8 @@ class HecServer:
         self.url = banner.split(" on ", 1)[1].split()[0].split("/services")[0]
 
     def stop(self) -> float:
-        """Stop it (SIGINT: it closes its file); returns its CPU seconds."""
-        self.proc.send_signal(signal.SIGINT)
+        """Stop it (SIGTERM: it closes its file); returns its CPU seconds."""
+        self.proc.send_signal(signal.SIGTERM)
         _, status, ru = os.wait4(self.proc.pid, 0)
         self.proc.returncode = os.waitstatus_to_exitcode(status)
         assert self.proc.stderr is not None
