@@ -461,9 +461,13 @@ def main() -> int:
                 f"truth check, {name}: {res['events']:,} events for {res['truth']:,} requests"
                 f"{cost}: {what}"
             )
+    print_own_peak()
+    return 0
+
+
+def print_own_peak() -> None:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"(this process's peak RSS {own:.0f} MiB: a child's peak RSS reads at least that)")
-    return 0
 
 
 if __name__ == "__main__":

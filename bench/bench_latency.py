@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import signal
 import statistics
 import subprocess
@@ -196,8 +195,7 @@ def main() -> int:
         f"{percentile(lag, 99) * 1000:.0f} ms; sidecar CPU {ru.ru_utime + ru.ru_stime:.1f} s, "
         f"peak RSS {ru.ru_maxrss / 1024:.0f} MiB; HEC server CPU {server_cpu:.1f} s"
     )
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"(this process's peak RSS {own:.0f} MiB: a child's peak RSS reads at least that)")
+    e2e.print_own_peak()
     return 0
 
 

@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_e2e import sidecar_config  # bench/ is on sys.path when this file runs
+
 REPO = Path(__file__).resolve().parents[1]
 LOGS = REPO / "examples" / "logs"
 PY = sys.executable
@@ -86,24 +88,7 @@ def tiny_logs(tmp: Path, streams: bool | None) -> Path:
             if any(rid.encode() in line for rid in ids)
         ]
         (tmp / name).write_bytes(b"".join(lines))
-    cfg = tmp / "config.yaml"
-    cfg.write_text(
-        json.dumps(  # JSON is YAML
-            {
-                "sources": [
-                    {
-                        "name": "proxy",
-                        "access_log": {"paths": [str(tmp / "access.log")]},
-                        "body_log": {"paths": [str(tmp / "body.log")]},
-                    }
-                ],
-                "identity": {"hash_key": "bench-startup-key"},
-                "state_dir": str(tmp / "state"),
-                "sinks": [{"type": "file", "path": str(tmp / "events.ndjson")}],
-            }
-        )
-    )
-    return cfg
+    return sidecar_config(tmp, tmp, {"type": "file", "path": str(tmp / "events.ndjson")})
 
 
 def measure(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, float]:

@@ -14,6 +14,7 @@ from types import ModuleType
 import pytest
 
 from sidecar.testing import HecTestServer, TokenSettings
+from tests.logs import file_sink_config, run_once
 
 REPO = Path(__file__).resolve().parents[2]
 LOGS = REPO / "examples" / "logs"
@@ -31,15 +32,7 @@ def e2e() -> ModuleType:
 
 def test_truth_check_on_the_sidecars_events(e2e: ModuleType, tmp_path: Path) -> None:
     out = tmp_path / "events.ndjson"
-    cfg = e2e.sidecar_config(tmp_path, LOGS, {"type": "file", "path": str(out)})
-    proc = subprocess.run(
-        [sys.executable, "-m", "sidecar.cli", "run", "--once", "-c", str(cfg)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_once("-c", str(file_sink_config(tmp_path, LOGS)), cwd=REPO)
     res = e2e.verify(LOGS / "truth.json", out, "file")
     assert res["exact"], res
     assert res["events"] == res["truth"] == 200 and res["cost_checked"] > 150

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.logs import file_sink_config
+
 REPO = Path(__file__).resolve().parents[2]
 LOGS = REPO / "examples" / "logs"
 
@@ -40,20 +42,7 @@ def two_requests(tmp: Path, streams: bool) -> Path:
     for name in ("access.log", "body.log"):
         lines = (LOGS / name).read_bytes().splitlines(keepends=True)
         (tmp / name).write_bytes(b"".join(x for x in lines if any(r.encode() in x for r in ids)))
-    cfg = {
-        "sources": [
-            {
-                "name": "proxy",
-                "access_log": {"paths": [str(tmp / "access.log")]},
-                "body_log": {"paths": [str(tmp / "body.log")]},
-            }
-        ],
-        "identity": {"hash_key": "k"},
-        "state_dir": str(tmp / "state"),
-        "sinks": [{"type": "file", "path": str(tmp / "events.ndjson")}],
-    }
-    (tmp / "config.yaml").write_text(json.dumps(cfg))
-    return tmp / "config.yaml"
+    return file_sink_config(tmp, tmp)
 
 
 def probe(cfg: Path) -> dict:
@@ -80,9 +69,7 @@ def test_nothing_to_count_loads_no_tokenizer_and_no_aiohttp(tmp_path: Path) -> N
 def test_a_stream_loads_only_the_encoding_its_model_uses(tmp_path: Path, calibrate: bool) -> None:
     cfg = two_requests(tmp_path, streams=True)
     if not calibrate:  # nothing to learn from and nothing to estimate: nothing to count
-        doc = json.loads(cfg.read_text())
-        doc["tokens"] = {"calibrate": False}
-        cfg.write_text(json.dumps(doc))
+        cfg = file_sink_config(tmp_path, tmp_path, tokens={"calibrate": False})
     got = probe(cfg)
     assert len((tmp_path / "events.ndjson").read_bytes().splitlines()) == 2
     # gpt-4o-mini and gpt-4.1-mini count with o200k_base; cl100k_base is never needed
