@@ -280,8 +280,8 @@ class HecServer:
         self.url = banner.split(" on ", 1)[1].split()[0].split("/services")[0]
 
     def stop(self) -> float:
-        """Stop it (SIGINT: it closes its file); returns its CPU seconds."""
-        self.proc.send_signal(signal.SIGINT)
+        """Stop it (SIGTERM: it closes its file); returns its CPU seconds."""
+        self.proc.send_signal(signal.SIGTERM)
         _, status, ru = os.wait4(self.proc.pid, 0)
         self.proc.returncode = os.waitstatus_to_exitcode(status)
         assert self.proc.stderr is not None
@@ -461,9 +461,13 @@ def main() -> int:
                 f"truth check, {name}: {res['events']:,} events for {res['truth']:,} requests"
                 f"{cost}: {what}"
             )
+    print_own_peak()
+    return 0
+
+
+def print_own_peak() -> None:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"(this process's peak RSS {own:.0f} MiB: a child's peak RSS reads at least that)")
-    return 0
 
 
 if __name__ == "__main__":

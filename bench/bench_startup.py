@@ -13,9 +13,11 @@ installed package would (`--no-bytecode` measures compiling every module from so
 - price, snapshot:  build a `PricingEngine` and price one gpt-4o-mini event (the default: the
                     compact catalogue snapshot, no genai-prices import);
 - price, genai:     the same with the snapshot disabled (genai-prices' own catalogue, as before);
-- run --once:       `llm-hec-sidecar run --once` on a tiny log pair (2 OpenAI requests with
-                    usage, taken from examples/logs) to a file sink; once with the snapshot (as
-                    shipped) and once with it disabled.
+- run --once:       `llm-hec-sidecar run --once` to a file sink on a tiny log pair taken from
+                    examples/logs: empty logs (the fixed cost); 2 OpenAI JSON responses with
+                    usage (nothing to count: no tokenizer is loaded); 2 OpenAI streams with usage
+                    (the first complete streams are calibration samples: o200k_base is loaded);
+                    the last once more with the price snapshot disabled.
 
 "Disabled" points `sidecar.enrich.pricing.SNAPSHOT_PATH` at a missing file in the child, which
 is exactly the fallback a stale snapshot takes. Every run's output is checked (the priced total,
@@ -33,6 +35,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_e2e import sidecar_config  # bench/ is on sys.path when this file runs
 
 REPO = Path(__file__).resolve().parents[1]
 LOGS = REPO / "examples" / "logs"
@@ -64,13 +68,18 @@ PRICE_ONE = (
 RUN_ONCE = "import sys\nfrom sidecar.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 
 
-def tiny_logs(tmp: Path) -> Path:
-    """Two OpenAI requests with usage from the examples, and a config with a file sink."""
+def tiny_logs(tmp: Path, streams: bool | None) -> Path:
+    """Two OpenAI requests with usage from the examples (streams or JSON responses; None: no
+    request at all), and a config with a file sink."""
+    tmp.mkdir()
     truth = json.loads((LOGS / "truth.json").read_text())
     ids = [
         rid
         for rid, t in truth.items()
-        if t["provider"] == "openai" and t["status"] == "ok" and t.get("output_tokens")
+        if t["provider"] == "openai"
+        and t["status"] == "ok"
+        and t.get("output_tokens")
+        and t["is_streaming"] == streams
     ][:2]
     for name in ("access.log", "body.log"):
         lines = [
@@ -79,24 +88,7 @@ def tiny_logs(tmp: Path) -> Path:
             if any(rid.encode() in line for rid in ids)
         ]
         (tmp / name).write_bytes(b"".join(lines))
-    cfg = tmp / "config.yaml"
-    cfg.write_text(
-        json.dumps(  # JSON is YAML
-            {
-                "sources": [
-                    {
-                        "name": "proxy",
-                        "access_log": {"paths": [str(tmp / "access.log")]},
-                        "body_log": {"paths": [str(tmp / "body.log")]},
-                    }
-                ],
-                "identity": {"hash_key": "bench-startup-key"},
-                "state_dir": str(tmp / "state"),
-                "sinks": [{"type": "file", "path": str(tmp / "events.ndjson")}],
-            }
-        )
-    )
-    return cfg
+    return sidecar_config(tmp, tmp, {"type": "file", "path": str(tmp / "events.ndjson")})
 
 
 def measure(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, float]:
@@ -128,21 +120,26 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as d:
         tmp = Path(d)
-        cfg = tiny_logs(tmp)
-        events = tmp / "events.ndjson"
-        run = ["run", "--once", "-c", str(cfg)]
+        runs = {
+            what: ["run", "--once", "-c", str(tiny_logs(tmp / what, streams))]
+            for what, streams in (("empty", None), ("json", False), ("streams", True))
+        }
+        run = runs["streams"]
         cases = {
             "baseline: python -c pass": [PY, "-c", HWM + "pass"],
             "import genai_prices (alone)": [PY, "-c", HWM + "import genai_prices"],
             "import sidecar.pipeline": [PY, "-c", HWM + "import sidecar.pipeline"],
             "engine + price 1 event (snapshot)": [PY, "-c", HWM + PRICE_ONE],
             "engine + price 1 event (genai-prices)": [PY, "-c", HWM + NO_SNAPSHOT + PRICE_ONE],
-            "run --once, 2 requests (snapshot)": [PY, "-c", HWM + RUN_ONCE, *run],
-            "run --once, 2 requests (genai-prices)": [
+            "run --once, empty logs": [PY, "-c", HWM + RUN_ONCE, *runs["empty"]],
+            "run --once, 2 JSON responses": [PY, "-c", HWM + RUN_ONCE, *runs["json"]],
+            "run --once, 2 streams (snapshot)": [PY, "-c", HWM + RUN_ONCE, *run],
+            "run --once, 2 streams (genai-prices)": [
                 *(PY, "-c", HWM + NO_SNAPSHOT + RUN_ONCE),
                 *run,
             ],
         }
+        expected = {"empty": 0, "json": 2, "streams": 2}
         env = dict(os.environ)
         if args.no_bytecode:
             env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX=str(tmp / "no-pycache"))
@@ -152,17 +149,20 @@ def main() -> None:
         samples: dict[str, list[tuple[float, float, float]]] = {k: [] for k in cases}
         for i in range(args.repeat + 1):  # the first round is a warm-up (bytecode, page cache)
             for name, argv in cases.items():
-                for p in (events, tmp / "state"):
-                    if p.is_file():
-                        p.unlink()
-                    elif p.is_dir():
-                        subprocess.run(["rm", "-rf", str(p)], check=True)
+                for what in runs:
+                    for p in (tmp / what / "events.ndjson", tmp / what / "state"):
+                        if p.is_file():
+                            p.unlink()
+                        elif p.is_dir():
+                            subprocess.run(["rm", "-rf", str(p)], check=True)
                 sample = measure(argv, REPO, env)
                 if i:
                     samples[name].append(sample)
-                if name.startswith("run --once"):
-                    n = len(events.read_bytes().splitlines())
-                    assert n == 2, f"{name}: {n} events, expected 2"
+                for what, want in expected.items():
+                    events = tmp / what / "events.ndjson"
+                    if runs[what][-1] in argv:
+                        n = len(events.read_bytes().splitlines()) if events.exists() else 0
+                        assert n == want, f"{name}: {n} events, expected {want}"
 
     def medians(rows: list[tuple[float, float, float]]) -> list[float]:
         return [statistics.median(col) for col in zip(*rows, strict=True)]

@@ -79,7 +79,7 @@ class DeliveryMixin:
                 finally:
                     hurry.cancel()
                 break
-            await asyncio.sleep(0.25)
+            await asyncio.wait(sinks, timeout=0.25)  # returns at once when the sinks are done
             if not self.once:
                 continue
             progress = spool.stats["spool_events_released_total"] + sum(

@@ -2,7 +2,8 @@
 
 Runs the server in the foreground and prints each accepted event as a JSON line on stdout (or
 into `--out FILE`); with `--times` each line is `{"accepted_at": epoch seconds, "event": ...}`.
-The banner (with the URL, also when `--port 0` picked a free port) goes to stderr. Options:
+The banner (with the URL, also when `--port 0` picked a free port) goes to stderr; SIGINT or
+SIGTERM stops it. Options:
 `--host`, `--port`, `--token` (repeat), `--ack`, `--index` (repeat), `--ack-mode`,
 `--max-request-bytes`, `--unknown-path-status`, `--out`, `--times`.
 """
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 from typing import Any
 
@@ -63,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     async def run() -> None:
+        # SIGINT and SIGTERM stop it cleanly (also when started in the background, where a
+        # shell leaves SIGINT ignored).
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         async with server:
             acks = "on" if args.ack else "off"
             print(
@@ -71,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-            await asyncio.Event().wait()
+            await stop.wait()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())

@@ -348,6 +348,8 @@ def test_command_line_writes_events_with_accept_times(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as a shell starts a background job: SIGINT ignored; the server still stops on it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         assert proc.stderr is not None

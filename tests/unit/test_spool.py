@@ -8,6 +8,7 @@ import os
 import stat
 from pathlib import Path
 
+import orjson
 import pytest
 
 from sidecar.spool import Spool
@@ -210,3 +211,27 @@ def test_a_failing_disk_pauses_the_spool_and_nothing_is_lost_or_damaged(
     caplog.set_level(logging.WARNING, logger="sidecar.spool")
     asyncio.run(main())
     assert "Cannot write the spool" in caplog.text and "writable again" in caplog.text
+
+
+def test_the_pipeline_serialises_an_event_once_and_the_spool_keeps_that_record(
+    tmp_path: Path,
+) -> None:
+    from sidecar.pipeline import encodable
+
+    good = ev(1)
+    assert encodable(good) and good.payload is not None
+    assert orjson.loads(good.payload) == [good.time, "/a.log", "llm:usage", good.body]
+    good.body["event_id"] = "changed after the check"  # the record written is the one checked
+    bad = OutEvent(body={"event_id": "e2", "n": 2**70}, time=1.7e9, source="/a.log")
+    assert not encodable(bad) and bad.payload is None  # set aside, never reaches the spool
+    assert not encodable(OutEvent(body={}, time=float("nan"), source=None))
+
+    async def go() -> list[str]:
+        sp = make(tmp_path)
+        await sp.append([good, ev(3)])  # the second has no payload: the spool makes it
+        sp.finish_input()
+        out = await drain(sp.reader("r"))
+        await sp.close()
+        return out
+
+    assert asyncio.run(go()) == ["e1", "e3"]
