@@ -187,6 +187,7 @@ class HecSink:
                 env = await self._encode_or_dead_letter(e.seq, e.event, reader.release)
                 if env is not None:
                     items.append((e.seq, env))
+            del entries  # encoded: the records are not kept while the batches wait
             for batch in self.cut(items):
                 await ready.put(batch)
         await ready.put(None)
@@ -252,6 +253,7 @@ class HecSink:
             # zlib releases the GIL: compressing in a thread keeps the event loop (tailing,
             # enrichment) running meanwhile.
             wire = await asyncio.to_thread(compress, body) if self._gzip else body
+            del body  # not kept while the batch is on the wire
             started = time.monotonic()
             outcome = await self._service.send(
                 ep.url + self.cfg.path, wire, compressed=self._gzip, channel=ep.channel
