@@ -56,6 +56,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# the truth's token counts (naive_shipper.py, a standalone stdlib script, spells them out too)
+TOKEN_FIELDS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
 DATA = REPO / "bench" / "data"
 PY = sys.executable
 TOKEN = "bench-token"
@@ -146,13 +154,6 @@ LIST_PRICES = {
     "claude-haiku-4-5-20251001": ("1", "0.10", "1.25", "2", "5"),
     "gemini-2.5-flash": ("0.30", "0.03", "0", "0", "2.50"),
 }
-TOKEN_FIELDS = (
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_input_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
 
 
 def list_price_usd(e: dict):  # -> Decimal

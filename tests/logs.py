@@ -10,6 +10,15 @@ from pathlib import Path
 
 import orjson
 
+# the token counts of an event that the generator's truth.json gives per request
+TOKEN_FIELDS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+
 
 def custom_request(rid: str, prompt_tokens: int) -> tuple[bytes, list[bytes]]:
     body = orjson.dumps(

@@ -13,6 +13,7 @@ import orjson
 
 from sidecar import config as C
 from sidecar.pipeline import Pipeline
+from tests.logs import file_sink_config
 
 T0 = 1_795_472_000.0
 
@@ -23,7 +24,7 @@ def access_line(rid: str, ts: float) -> bytes:
 
 def saved_access_entry(tmp: Path) -> dict:
     data = orjson.loads((tmp / "state" / "checkpoints.json").read_bytes())
-    (entry,) = data["tailers"]["p/access"].values()
+    (entry,) = data["tailers"]["proxy/access"].values()
     return entry
 
 
@@ -33,21 +34,7 @@ def test_a_checkpoint_written_while_the_access_reader_waits_replays_what_it_fed(
     first = access_line("a", T0)
     (tmp_path / "access.log").write_bytes(first + access_line("b", T0 + 10))
     (tmp_path / "body.log").write_bytes(b"")
-    cfg = C.from_dict(
-        {
-            "sources": [
-                {
-                    "name": "p",
-                    "access_log": {"paths": [str(tmp_path / "access.log")]},
-                    "body_log": {"paths": [str(tmp_path / "body.log")]},
-                    "poll_interval_secs": 0.05,
-                }
-            ],
-            "identity": {"hash_key": "k"},
-            "state_dir": str(tmp_path / "state"),
-            "sinks": [{"type": "file", "path": str(tmp_path / "events.ndjson")}],
-        }
-    )
+    cfg = C.load(file_sink_config(tmp_path, tmp_path))
     pipeline = Pipeline(cfg, once=False)
     src = pipeline.sources[0]
     joiner = src.joiner

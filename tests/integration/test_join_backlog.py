@@ -17,14 +17,9 @@ import orjson
 import pytest
 import yaml
 
+from tests.logs import TOKEN_FIELDS
+
 REPO = Path(__file__).resolve().parents[2]
-TOKEN_FIELDS = (
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_input_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
 
 
 def load_generator() -> ModuleType:

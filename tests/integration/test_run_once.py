@@ -17,19 +17,13 @@ import pytest
 import yaml
 
 from sidecar.testing import HecTestServer, TokenSettings
+from tests.logs import TOKEN_FIELDS
 
 REPO = Path(__file__).resolve().parents[2]
 LOGS = REPO / "examples" / "logs"
 SCHEMA = json.loads((REPO / "sidecar" / "schema" / "llm_usage_1.json").read_text())
 HASH_KEY = "integration-test-key"
 HEC_TOKEN = "6f0e1c2a-1111-2222-3333-444455556666"
-TOKEN_FIELDS = (
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_input_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
 
 
 def run_cli(
