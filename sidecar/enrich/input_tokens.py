@@ -2,8 +2,9 @@
 
 Pure (no tokenizer): `render_request(body)` returns the strings the provider's tokenizer sees and
 the framing tokens around them; `sidecar.enrich.tokens` counts the strings. The rules follow
-what the providers document and were fitted on the recorded request/usage pairs of the pool
-(`tests/fixtures/streams-pool/requests.jsonl.gz`, see `docs/estimation.md`):
+what the providers document; the constants were fitted on the FIT half of the recorded
+request/usage pairs of the pool (`tests/fixtures/streams-pool/requests.jsonl.gz`;
+`bench/fit_estimation.py` derives every one of them, see `docs/estimation.md`):
 
 OpenAI Chat Completions (and Azure)
     Every message costs 3 tokens of framing plus its role, its `name` (+1) and its content; the
@@ -14,16 +15,21 @@ OpenAI Chat Completions (and Azure)
     (https://cookbook.openai.com/articles/openai-harmony, "Function calling"):
     `namespace functions { // description \\n type name = (_: { prop: type, ... }) => any; }`.
     A `response_format` JSON schema is rendered as `# Response Formats ## name // description`
-    followed by the schema's JSON (same document). A fixed overhead per block is added (fitted).
+    followed by the schema's JSON (same document; the description once when the schema
+    repeats it). A `tool_choice` naming a function repeats its name. A fixed overhead per block
+    is added (fitted).
 Responses
     `instructions` + `input` items (messages, function calls and their outputs) like chat
     messages; `tools` and `text.format` like chat tools and response formats.
 Anthropic Messages
-    `system`, `messages` (text, tool_use, tool_result, thinking) and `tools` (name, description,
-    input_schema JSON), plus the documented tool-use system prompt when tools are given
-    (https://docs.anthropic.com/en/docs/build-with-claude/tool-use/overview#pricing: 346 tokens
-    with `tool_choice` auto/none, 313 with any/tool, for the Claude 4 models). Anthropic's tokenizer
-    is not public: the estimator applies the model's calibrated input ratio to the counted text.
+    `system`, `messages` (text, tool_result; tool_use as Claude wrote it, like its output; the
+    thinking of earlier turns is not billed) and `tools` (name, description, input_schema JSON),
+    plus the tool-use system prompt when tools are given
+    (https://docs.anthropic.com/en/docs/build-with-claude/tool-use/overview#pricing documents
+    346 tokens with `tool_choice` auto/none and 313 with any/tool for the Claude 4 models; the
+    pool bills 335 / 309, and more for the 4.5 generation), an `output_format` schema as indented
+    JSON, and a preamble when extended thinking is on. Anthropic's tokenizer is not public: the
+    estimator applies the model's calibrated input ratio to the counted text.
 Gemini
     `systemInstruction`, `contents` parts and `functionDeclarations`.
 Images, audio and files
@@ -41,29 +47,45 @@ import orjson
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 TOKENS_REPLY_PRIMING = 3
-# Fitted on the pool's request/usage pairs (gpt-4o, gpt-4o-mini, gpt-4.1, gpt-5-mini). The
-# TypeScript rendering of tool definitions alone lands within 2 tokens of the reported count,
-# so tools get no constant of their own; these are the residuals that remained:
-FORCED_TOOL_CHOICE_TOKENS = 12  # tool_choice "required" or a named function
-RESPONSE_FORMAT_TOKENS = -3  # the rendered section is a little longer than what is billed
-# Assistant tool calls in the history bill like generated ones: 7 per call, and a parallel
-# group (n >= 2) 7 per call plus 14 for its wrapper.
-HISTORY_TOOL_CALL_TOKENS = 7
-HISTORY_PARALLEL_TOKENS = 14
+# Fitted on the FIT half of the pool's request/usage pairs (gpt-4o, gpt-4o-mini, gpt-4.1,
+# gpt-5-mini; bench/fit_estimation.py). The TypeScript rendering of a tool definition lands
+# within a token or two of what is billed:
+TOOL_DEFINITION_TOKENS = 1  # per function
+FORCED_TOOL_CHOICE_TOKENS = 8  # tool_choice "required" or a named function (+ its name)
+RESPONSE_FORMAT_TOKENS = -6  # the rendered section is a little longer than what is billed
+RESPONSE_FORMAT_WITH_TOOLS_TOKENS = -10  # and shorter still when tools are rendered too
+# Assistant tool calls in the history: name and arguments plus 8 per call, and 12 more for a
+# parallel group (n >= 2) (the generated ones bill 7, and 14 for the group).
+HISTORY_TOOL_CALL_TOKENS = 8
+HISTORY_PARALLEL_TOKENS = 12
 # Reasoning models (gpt-5, o-series) render tools inside a longer harmony system preamble and
 # prime the reply with one token fewer.
 HARMONY_TOOLS_EXTRA_TOKENS = 85
 HARMONY_MESSAGE_TOKENS = -1
-# Anthropic's documented tool-use system prompt (Claude 4 models); the pool shows the 4.5
-# generation (sonnet-4-5, haiku-4-5) billing a longer one than documented.
-ANTHROPIC_TOOLS_AUTO_TOKENS = 346
-ANTHROPIC_TOOLS_ANY_TOKENS = 313
-ANTHROPIC_45_TOOLS_AUTO_TOKENS = 520
-ANTHROPIC_45_TOOLS_ANY_TOKENS = 640
-ANTHROPIC_MESSAGE_TOKENS = 3  # per message (role framing), fitted
-# Anthropic structured outputs (`output_format` JSON schema): the schema's JSON plus a system
-# preamble, fitted on the pool.
-ANTHROPIC_OUTPUT_FORMAT_TOKENS = 160
+# ... and an assistant turn with tool calls in the history bills 6 more than the chat framing
+# (harmony: the call goes to a recipient on the commentary channel).
+HARMONY_HISTORY_CALL_TOKENS = 6
+# Anthropic's tool-use system prompt: Claude 4 (documented 346 / 313, billed a little less in
+# the pool) and the 4.5 generation (sonnet-4-5, haiku-4-5: longer than documented).
+ANTHROPIC_TOOLS_AUTO_TOKENS = 335
+ANTHROPIC_TOOLS_ANY_TOKENS = 309
+ANTHROPIC_45_TOOLS_AUTO_TOKENS = 522
+ANTHROPIC_45_TOOLS_ANY_TOKENS = 642
+ANTHROPIC_INPUT_MESSAGE_TOKENS = 2  # per message (role framing), fitted
+# Tool calls in the history bill the markup Claude wrote around them, as in the output: a
+# message's first call and each parameter bill what the output does (the same constants as
+# parse/providers/_common.py, one rule of the fit; a test keeps them equal). A further call of
+# the same message (parallel calls and their results) bills more than in the output (one
+# request shape in the pool), and a tool result a little beyond its content.
+ANTHROPIC_HISTORY_TOOL_USE_TOKENS = 32
+ANTHROPIC_HISTORY_TOOL_PARAM_TOKENS = 15
+ANTHROPIC_HISTORY_NEXT_TOOL_USE_TOKENS = 67
+ANTHROPIC_TOOL_RESULT_TOKENS = 4
+# Anthropic structured outputs (`output_format` JSON schema): the schema as JSON indented by two
+# spaces plus a system preamble.
+ANTHROPIC_OUTPUT_FORMAT_TOKENS = 83
+# Extended thinking (`thinking` enabled) adds a system preamble of its own.
+ANTHROPIC_THINKING_TOKENS = 31
 
 _MEDIA_TYPES = frozenset(
     {"image_url", "input_image", "image", "input_audio", "audio", "file", "input_file", "document"}
@@ -79,9 +101,9 @@ class Rendered:
     style: str = "openai"  # openai | anthropic | gemini | embeddings
 
 
-def _dumps(value: Any) -> str:
+def _dumps(value: Any, *, indent: bool = False) -> str:
     try:
-        return orjson.dumps(value).decode()
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2 if indent else None).decode()
     except TypeError:
         return ""
 
@@ -168,8 +190,10 @@ def _tools(tools: Any, r: Rendered) -> int:
     return len(fns)
 
 
-def _response_format(fmt: Any, r: Rendered) -> None:
-    """A json_schema response format (chat `response_format`, Responses `text.format`)."""
+def _response_format(fmt: Any, r: Rendered, tools: bool) -> None:
+    """A json_schema response format (chat `response_format`, Responses `text.format`). The
+    format's description is a comment before the schema, unless the schema starts with the
+    same description (pydantic models put their docstring in both): it is billed once."""
     if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
         return
     spec = fmt.get("json_schema") if isinstance(fmt.get("json_schema"), dict) else fmt
@@ -178,13 +202,33 @@ def _response_format(fmt: Any, r: Rendered) -> None:
         return
     desc = spec.get("description")
     head = f"# Response Formats\n\n## {spec.get('name') or ''}\n\n"
-    if isinstance(desc, str):
+    if isinstance(desc, str) and not (
+        isinstance(schema, dict) and schema.get("description") == desc
+    ):
         head += f"// {desc}\n"
     r.texts.append(head + _dumps(schema))
-    r.fixed += RESPONSE_FORMAT_TOKENS
+    r.fixed += RESPONSE_FORMAT_TOKENS + (RESPONSE_FORMAT_WITH_TOOLS_TOKENS if tools else 0)
 
 
 # --- messages ---------------------------------------------------------------------------------
+
+
+def _anthropic_call(part: dict[str, Any], r: Rendered, out: list[str], *, first: bool) -> None:
+    """An Anthropic tool_use block of the history: its name, each top-level parameter's name
+    and value (strings raw, others as JSON), and the markup around them, billed as in the
+    output (see parse/providers/_common.py)."""
+    out.append(str(part.get("name") or ""))
+    args = part.get("input")
+    r.fixed += (
+        ANTHROPIC_HISTORY_TOOL_USE_TOKENS if first else ANTHROPIC_HISTORY_NEXT_TOOL_USE_TOKENS
+    )
+    if not isinstance(args, dict):
+        out.append(_dumps(args))
+        return
+    for key, value in args.items():
+        out.append(str(key))
+        out.append(value if isinstance(value, str) else _dumps(value))
+    r.fixed += ANTHROPIC_HISTORY_TOOL_PARAM_TOKENS * len(args)
 
 
 def _parts(content: Any, r: Rendered, out: list[str]) -> None:
@@ -196,6 +240,7 @@ def _parts(content: Any, r: Rendered, out: list[str]) -> None:
         content = [content]
     if not isinstance(content, list):
         return
+    calls = 0
     for part in content:
         if isinstance(part, str):
             out.append(part)
@@ -211,10 +256,11 @@ def _parts(content: Any, r: Rendered, out: list[str]) -> None:
         for key in ("text", "refusal"):
             if isinstance(part.get(key), str):
                 out.append(part[key])
-        if kind == "tool_use":  # Anthropic
-            out.append(str(part.get("name") or ""))
-            out.append(_dumps(part.get("input")))
+        if kind == "tool_use":  # Anthropic: the call as Claude wrote it (like its output)
+            calls += 1
+            _anthropic_call(part, r, out, first=calls == 1)
         elif kind == "tool_result":
+            r.fixed += ANTHROPIC_TOOL_RESULT_TOKENS
             _parts(part.get("content"), r, out)
         call = part.get("functionCall") or part.get("function_call")  # Gemini
         if isinstance(call, dict):
@@ -295,6 +341,8 @@ def render_request(body: Any, model: str | None = None) -> Rendered | None:
         found = True
         for msg in body["messages"]:
             _message(msg, r, TOKENS_PER_MESSAGE)
+            if harmony and isinstance(msg, dict) and msg.get("tool_calls"):
+                r.fixed += HARMONY_HISTORY_CALL_TOKENS
     value = body.get("input")
     if isinstance(value, str):
         found = True
@@ -306,22 +354,29 @@ def render_request(body: Any, model: str | None = None) -> Rendered | None:
     if not found:
         return None
     r.fixed += TOKENS_REPLY_PRIMING + (HARMONY_MESSAGE_TOKENS if harmony else 0)
-    if _tools(body.get("tools"), r):
+    functions = _tools(body.get("tools"), r)
+    r.fixed += TOOL_DEFINITION_TOKENS * functions
+    tools = functions > 0
+    if tools:
         choice = body.get("tool_choice")
         if choice == "required" or isinstance(choice, dict):
             r.fixed += FORCED_TOOL_CHOICE_TOKENS
+        if isinstance(choice, dict):  # a named function: the instruction repeats its name
+            fn = choice.get("function") if isinstance(choice.get("function"), dict) else choice
+            if isinstance(fn.get("name"), str):
+                r.texts.append(fn["name"])
         if harmony:
             r.fixed += HARMONY_TOOLS_EXTRA_TOKENS
-    _response_format(body.get("response_format"), r)
+    _response_format(body.get("response_format"), r, tools)
     text = body.get("text")
     if isinstance(text, dict):
-        _response_format(text.get("format"), r)
+        _response_format(text.get("format"), r, tools)
     return r
 
 
 def _anthropic(body: dict[str, Any]) -> bool:
     """Anthropic-shaped messages: content blocks of Anthropic types, or Anthropic tools."""
-    if "output_format" in body:
+    if "output_format" in body or isinstance(body.get("thinking"), dict):
         return True
     for tool in body.get("tools") or []:
         if isinstance(tool, dict) and "input_schema" in tool:
@@ -342,7 +397,7 @@ def _anthropic_request(body: dict[str, Any], r: Rendered, model: str | None) -> 
         _parts(system, r, out)
         r.texts.append("".join(out))
     for msg in body.get("messages") or []:
-        _message(msg, r, ANTHROPIC_MESSAGE_TOKENS)
+        _message(msg, r, ANTHROPIC_INPUT_MESSAGE_TOKENS)
     fns = _functions(body.get("tools"))
     if fns:
         for fn in fns:
@@ -359,8 +414,11 @@ def _anthropic_request(body: dict[str, Any], r: Rendered, model: str | None) -> 
             r.fixed += ANTHROPIC_TOOLS_ANY_TOKENS if forced else ANTHROPIC_TOOLS_AUTO_TOKENS
     fmt = body.get("output_format")
     if isinstance(fmt, dict) and fmt.get("schema") is not None:
-        r.texts.append(_dumps(fmt["schema"]))
+        r.texts.append(_dumps(fmt["schema"], indent=True))
         r.fixed += ANTHROPIC_OUTPUT_FORMAT_TOKENS
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        r.fixed += ANTHROPIC_THINKING_TOKENS
     return r
 
 

@@ -3,7 +3,8 @@
 Pure (no tokenizer). The parsers mark the overheads they can see in the stream
 (`ParsedBody.output_extra_tokens`: tool-call framing, an end token on a text answer); these
 rules correct them with what only the request says (a forced tool, structured output, tools on
-offer, the output limit). Fitted on the pool's request/usage pairs; see docs/estimation.md.
+offer, the output limit). Fitted on the FIT half of the pool's request/usage pairs
+(bench/fit_estimation.py); see docs/estimation.md.
 """
 
 from __future__ import annotations
@@ -17,16 +18,26 @@ from sidecar.types import ParsedBody
 
 # The output side (parse/providers/_common.py bills each tool call 7 framing tokens and a text
 # answer ending in `stop` 1 end token); what the request changes about them:
-FORCED_CALL_TOKENS = 7  # a call forced by tool_choice bills neither its name nor its framing
-FORCED_TOOL_USE_TOKENS = 26  # Anthropic: a tool_use forced by tool_choice bills 26 fewer
-STRUCTURED_END_TOKENS = 1  # a structured-output answer bills no end-of-message token ...
+# A call forced by tool_choice bills neither its name nor its framing: the parser drops both
+# when the call ends with `stop`; for a stream cut before its end the request tells, and the
+# parser's TOOL_CALL_TOKENS are taken back.
+FORCED_CALL_TOKENS = 7
+# Anthropic (parse/providers/_common.py bills a message's first tool_use block its wrapper and
+# invoke markup): `tool_choice` any prefills the wrapper, `tool` the wrapper and the invoke
+# element with the tool's name; what is prefilled is not billed.
+ANTHROPIC_ANY_PREFILL_TOKENS = 16
+ANTHROPIC_TOOL_PREFILL_TOKENS = 26
+# A text answer ending in `stop` is marked by the parser with END_OF_MESSAGE_TOKENS (1): the
+# estimator replaces the mark with what is billed (`end_tokens`):
+END_MARK_TOKENS = 1
+BILLED_END_TOKENS = 1  # with tools on offer, or on Azure; none otherwise ...
 STRUCTURED_WITH_TOOLS_TOKENS = 5  # ... but with tools on offer a json_schema answer bills 5
 
 
 @dataclass(slots=True)
 class OutputHints:
-    forced_tool: str | None = None  # tool_choice names this function (OpenAI)
-    forced_tool_use: bool = False  # tool_choice {"type": "tool"} (Anthropic)
+    forced_tool: str | None = None  # tool_choice names this function (OpenAI, Anthropic)
+    prefill: str | None = None  # Anthropic tool_choice "any" or "tool": the markup prefilled
     structured: bool = False  # response_format / text.format asks for JSON, no tools
     max_output: int | None = None  # the request's output limit
     tools_offered: bool = False
@@ -49,8 +60,10 @@ def output_hints(body: Any) -> OutputHints:
         hints.max_output = value if isinstance(value, int) and value > 0 else None
     hints.tools_offered = bool(body.get("tools"))
     choice = body.get("tool_choice")
-    if isinstance(choice, dict) and choice.get("type") == "tool":
-        hints.forced_tool_use = True
+    if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):  # Anthropic
+        hints.prefill = str(choice["type"])
+        name = choice.get("name") if hints.prefill == "tool" else None
+        hints.forced_tool = name if isinstance(name, str) and name else None
     elif isinstance(choice, dict):
         fn = choice.get("function") if isinstance(choice.get("function"), dict) else choice
         name = fn.get("name")
@@ -78,12 +91,12 @@ def end_tokens(parsed: ParsedBody, hints: OutputHints | None) -> int:
     request: 1 on Azure, else 0."""
     azure = parsed.provider == "azure"
     if hints is None:
-        return 1 if azure and not looks_json(parsed) else 0
+        return BILLED_END_TOKENS if azure and not looks_json(parsed) else 0
     if hints.structured:
         return 0
     if hints.schema_with_tools:
         return STRUCTURED_WITH_TOOLS_TOKENS
-    return 1 if hints.tools_offered or azure else 0
+    return BILLED_END_TOKENS if hints.tools_offered or azure else 0
 
 
 def looks_json(parsed: ParsedBody) -> bool:

@@ -58,10 +58,11 @@ from sidecar.enrich.calibration import (
 )
 from sidecar.enrich.input_tokens import render_request
 from sidecar.enrich.output_rules import (
+    ANTHROPIC_ANY_PREFILL_TOKENS,
+    ANTHROPIC_TOOL_PREFILL_TOKENS,
+    END_MARK_TOKENS,
     FORCED_CALL_TOKENS,
-    FORCED_TOOL_USE_TOKENS,
     LENGTH_REASONS,
-    STRUCTURED_END_TOKENS,
     end_tokens,
     output_hints,
 )
@@ -87,10 +88,10 @@ from sidecar.types import (
 
 WARMUP_SAMPLES = 20  # wants_sample: the first N completed streams of a model are all sampled
 MAX_MODELS = 1000  # models tracked for calibration; beyond, new models are not calibrated
-# Hidden reasoning (gpt-5-mini pool: an OpenAI reasoning model's answer bills ~9 tokens beyond
+# Hidden reasoning (gpt-5-mini pool: an OpenAI reasoning model's answer bills ~10 tokens beyond
 # its visible text and end token: the switch from the hidden channel to the final one; not
 # applied to other providers, whose answer counts hold no such framing).
-REASONING_ANSWER_TOKENS = 9
+REASONING_ANSWER_TOKENS = 10
 DEFAULT_HIDDEN_RATE = 20.0  # tokens/s before a model has learned its own: a lower bound
 MIN_HIDDEN_SECS = 0.05  # a shorter wait says nothing about a rate
 MIN_VISIBLE_SECS = 0.2
@@ -277,16 +278,22 @@ class TokenEstimator:
         end_rule: bool = True,
     ) -> tuple[int, int]:
         """(counted, extras) corrected by what the request says: a tool call forced by
-        `tool_choice` bills neither its name nor its framing; the end token the parser marks on
-        a text answer is billed or not depending on the request (`_end_tokens`; reasoning
-        models always bill it, inside their answer's framing)."""
+        `tool_choice` bills neither its name nor its framing (Anthropic: `any` and `tool`
+        prefill part of the call's markup); the end token the parser marks on a text answer is
+        billed or not depending on the request (`end_tokens`; reasoning models always bill it,
+        inside their answer's framing)."""
         hints = output_hints(self._load_request(request_body)) if request_body else None
-        if hints is not None and hints.forced_tool_use and extras >= FORCED_TOOL_USE_TOKENS:
-            extras -= FORCED_TOOL_USE_TOKENS
-        elif hints is not None and hints.forced_tool and extras >= FORCED_CALL_TOKENS:
+        if parsed.provider == "anthropic":
+            # a message with a tool call bills more than any prefill; one without, 3 tokens
+            if hints and hints.prefill and extras > ANTHROPIC_TOOL_PREFILL_TOKENS:
+                forced = hints.prefill == "tool"
+                extras -= ANTHROPIC_TOOL_PREFILL_TOKENS if forced else ANTHROPIC_ANY_PREFILL_TOKENS
+                if forced and hints.forced_tool:
+                    counted = max(0, counted - count(enc, hints.forced_tool))
+        elif hints and hints.forced_tool and extras >= FORCED_CALL_TOKENS:
             extras -= FORCED_CALL_TOKENS
             counted = max(0, counted - count(enc, hints.forced_tool))
-        elif end_rule and extras == STRUCTURED_END_TOKENS and parsed.provider != "anthropic":
+        elif end_rule and extras == END_MARK_TOKENS:
             extras = end_tokens(parsed, hints)
         return counted, extras
 

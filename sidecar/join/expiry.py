@@ -55,21 +55,16 @@ class Expiry:
             self.stats["expired_no_body"] += 1
         out.append(self._complete(rid, p, expired=True))
 
-    def log_now(self) -> float | None:
-        """Log time both readers have passed (None: both are idle or done)."""
-        fronts = [f.front for f in (self.access_front, self.body_front) if f.active]
-        return min(fronts) if fronts else None
-
     def expire(
         self, out: list[Completed], *, now: float | None = None, max_items: int = 512
     ) -> bool:
         """Emit up to `max_items` requests whose logs have moved on without them: in log time
         (both readers `expire_after_secs` past the request's last record) while a log is being
-        read, in wall time once both are caught up. Returns True when more may be due."""
+        read, in wall time for a reader that is caught up (`_due`). Returns True when more may
+        be due."""
         now = self._clock() if now is None else now
         self.advance(out, now)
         limit = self.expire_after_secs
-        lognow = self.log_now()
         access, body = self.access_front, self.body_front
         both_quiet = not access.active and not body.active
         if both_quiet and access.done and body.done:
@@ -78,7 +73,7 @@ class Expiry:
         for rid, p in self._pending.items():
             if p.access is not None and p.end is None and not p.parts and p.head is None:
                 continue  # waiting for the body reader to pass it (advance)
-            if not self._due(p, lognow, now, limit):
+            if not self._due(p, now, limit):
                 continue
             due.append(rid)
             if len(due) >= max_items:
@@ -86,17 +81,26 @@ class Expiry:
         for rid in due:
             self._expire_one(rid, self._pending[rid], out)
         for rid, p in list(self._older.items()):
-            if self._due(p, lognow, now, limit):
+            if self._due(p, now, limit):
                 del self._older[rid]
                 self._expire_one(rid, p, out)
         self._give_way(out)
         return len(due) >= max_items
 
-    @staticmethod
-    def _due(p: Pending, lognow: float | None, now: float, limit: float) -> bool:
-        if lognow is not None and p.seen is not None:
-            return p.seen + limit < lognow
-        return now - p.touched >= limit
+    def _due(self, p: Pending, now: float, limit: float) -> bool:
+        """Has each reader gone `limit` past the request's last record? A reader that is
+        reading answers in log time; one that is caught up (idle) once the request has waited
+        `limit` wall seconds since it was last touched: its other half may still be on its way
+        (a log written in bursts, such as nginx's buffered `access_log`), and the other reader's
+        log time alone must not expire it."""
+        waited = now - p.touched >= limit
+        if p.seen is None:
+            return waited
+        t = p.seen + limit
+        return all(
+            f.done or f.front > t or (f.idle_since is not None and waited)
+            for f in (self.access_front, self.body_front)
+        )
 
     def _give_way(self, out: list[Completed]) -> None:
         """Over the byte (or count) bound: emit the oldest open requests that have no access

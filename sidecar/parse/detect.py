@@ -9,6 +9,7 @@ chat.completions, responses, messages, generate_content, embeddings.
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import unquote
 
 from sidecar.parse.sse import iter_events, peek_type
@@ -97,6 +98,7 @@ def _provider_from_path(path: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)  # pure; a proxy has few distinct (path, upstream) pairs
 def detect(path: str | None, upstream_host: str | None) -> tuple[str | None, str | None]:
     """(provider, api) of a request from its access record; None where it cannot tell.
 

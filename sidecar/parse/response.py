@@ -19,6 +19,8 @@ checks that on every recorded fixture under random chunkings.
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from sidecar.parse.detect import detect, model_from_path
@@ -60,7 +62,7 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
         if a.response_body:
             body = a.response_body
         elif a.usage is not None:
-            body = orjson.dumps({"usage": a.usage}).decode()
+            body = _usage_body(a.usage)
     if body:
         parsed = parse_body(
             body,
@@ -92,3 +94,27 @@ def _finish(parsed: ParsedBody, c: Completed, provider: str | None, api: str | N
     if parsed.model is None and a is not None:
         parsed.model = a.model or model_from_path(a.path)
     return parsed
+
+
+def _usage_body(usage: dict[str, Any]) -> str:
+    """The access log's `usage` as a body to parse. A value orjson cannot write (an integer
+    beyond 64 bits, a lone surrogate, nesting deeper than it allows) is written as text or
+    null instead: the usage checks then reject it (flag `usage_invalid`), never a crash."""
+    try:
+        return orjson.dumps({"usage": usage}).decode()
+    except TypeError:
+        return orjson.dumps({"usage": _writable(usage, 0)}).decode()
+
+
+def _writable(v: Any, depth: int) -> Any:
+    if type(v) is int:
+        return v if -(1 << 63) <= v < (1 << 64) else str(v)
+    if type(v) is str:
+        return v.encode("utf-8", "replace").decode("utf-8")
+    if type(v) is dict or type(v) is list:
+        if depth >= 16:
+            return None
+        if type(v) is dict:
+            return {str(k): _writable(x, depth + 1) for k, x in v.items()}
+        return [_writable(x, depth + 1) for x in v]
+    return v

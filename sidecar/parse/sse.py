@@ -42,6 +42,18 @@ def parse_block(block: str) -> Event | None:
     if block.startswith("data:") and "\n" not in block:
         # Fast path: one `data:` line (OpenAI chat, Gemini).
         return None, block[6:] if block.startswith("data: ") else block[5:]
+    if block.startswith("event:"):
+        # Fast path: `event:` then one `data:` line (Anthropic, Responses).
+        nl = block.find("\n")
+        if nl > 0 and block.startswith("data:", nl + 1) and block.find("\n", nl + 1) < 0:
+            name = block[6:nl]
+            data = block[nl + 7 :] if block.startswith("data: ", nl + 1) else block[nl + 6 :]
+            return (name[1:] if name[:1] == " " else name) or None, data
+    return parse_block_lines(block)
+
+
+def parse_block_lines(block: str) -> Event | None:
+    """`parse_block` field by field: any block (comments, `id:`, multi-line data...)."""
     event: str | None = None
     data: list[str] = []
     for line in block.split("\n"):

@@ -83,9 +83,15 @@ class ReadersMixin:
                     self._count_invalid(rec.invalid_fields, "access_lines_lossy_utf8_total", rec)
                 ts = rec.time
                 if not may_read(mine, other, ts, lead):  # event time: wait for the body log
+                    # The lines before this one are in the join and their events may become
+                    # durable (and release their positions) while this reader waits: hold what
+                    # they fed and mark them processed first, so that a checkpoint written
+                    # meanwhile replays them by id instead of reading them again as new data
+                    # (which fed a durable request's access line without its body).
+                    self._hold(joiner, batch, rids, out)
+                    rids = []
+                    self.ledger.processed(batch.key, at)
                     if out:
-                        self._hold(joiner, batch, rids, out)
-                        rids = []
                         await self._put_completed(out)
                         out = []
                     await self._wait(

@@ -184,3 +184,38 @@ def test_requests_sharing_an_id_keep_their_own_event_ids_across_a_restart(
     replay = enricher.enrich(completed(AccessRecord("dup", time=1_795_000_090.25)), ParsedBody())
     assert first.body["event_id"] != second.body["event_id"]
     assert replay.body["event_id"] == second.body["event_id"]
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"prompt_tokens": 2**70, "completion_tokens": 5},
+        {"prompt_tokens": 10, "completion_tokens": 5, "details": {"x": "\udcff", "y": [2**80]}},
+    ],
+)
+def test_access_log_usage_orjson_cannot_write_is_flagged_invalid_not_a_crash(
+    enricher: Enricher, usage: dict
+) -> None:
+    # An access log's `usage` object is parsed as a body when there is no body: a value orjson
+    # cannot write (beyond 64 bits, a lone surrogate) used to raise out of parse_completed.
+    from sidecar.parse.response import parse_completed
+
+    c = Completed(
+        request_id="r1",
+        source="s",
+        access=AccessRecord(
+            "r1",
+            status=200,
+            path="/v1/chat/completions",
+            upstream_host="api.openai.com",
+            usage=usage,
+        ),
+        body=None,
+        end=None,
+    )
+    ev = enricher.enrich(c, parse_completed(c, provider="openai")).body
+    big = usage["prompt_tokens"] > 2**53
+    assert ("usage_invalid" in ev["flags"]) is big
+    assert ev["cost_status"] != "priced" or not big
+    if not big:
+        assert (ev["input_tokens"], ev["output_tokens"]) == (10, 5)

@@ -122,6 +122,29 @@ def test_wall_time_expiry_only_once_both_logs_are_idle() -> None:
     assert [c.request_id for c in out] == ["a"]
 
 
+def test_an_idle_reader_gets_wall_time_before_the_other_logs_time_expires_a_request() -> None:
+    # The access log is caught up (idle), the body reader reads on, far ahead in log time: a
+    # body whose access line has not been written yet (a buffered access_log) is not expired by
+    # the body's log time alone, only once it has waited expire_after_secs of wall time.
+    clock = Clock()
+    j, out = Joiner(expire_after_secs=1, clock=clock), []
+    j.access_front.advance(5.0)
+    j.access_front.idle(now=0.0)
+    clock.now = 100.0
+    j.add_body(data("late-access", "d", ts=100.0), "s", out)
+    j.body_front.advance(130.0)
+    clock.now = 100.5
+    j.expire(out)
+    assert out == []
+    j.add_body(end("late-access", ts=100.1), "s", out)
+    j.add_access(acc("late-access", t=100.1), "s", None, out)
+    assert [(c.request_id, c.expired) for c in out] == [("late-access", False)]
+    j.add_body(data("never", "d", ts=101.0), "s", out)
+    clock.now = 102.0
+    j.expire(out)
+    assert [(c.request_id, c.expired) for c in out][1:] == [("never", True)]
+
+
 def test_record_after_an_incomplete_emission_is_late() -> None:
     j, out = Joiner(), []
     j.add_body(data("a", "d"), "s", out)

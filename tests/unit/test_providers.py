@@ -8,6 +8,11 @@ from typing import Any
 import pytest
 
 from sidecar.parse.providers import is_rate_limit_error, parse_body
+from sidecar.parse.providers._common import (
+    ANTHROPIC_MESSAGE_TOKENS,
+    ANTHROPIC_TOOL_PARAM_TOKENS,
+    ANTHROPIC_TOOL_USE_TOKENS,
+)
 from sidecar.types import Usage
 
 
@@ -499,9 +504,12 @@ def test_anthropic_thinking_and_text_collection() -> None:
         STOP,
     )
     pb = parse_body(body, want_text=True)
-    # one string per block; the tool name is in the tool_use overhead, not counted as text
-    assert pb.output_text == ["Hmm", '{"a"']
-    assert pb.output_extra_tokens == 3 + 40  # message + one tool_use block
+    # one string per block; a tool call cut inside its input: its name, the JSON so far, and
+    # the markup of one call with the one parameter begun
+    assert pb.output_text == ["Hmm", "get", '{"a"']
+    assert pb.output_extra_tokens == (
+        ANTHROPIC_MESSAGE_TOKENS + ANTHROPIC_TOOL_USE_TOKENS + ANTHROPIC_TOOL_PARAM_TOKENS
+    )
     assert pb.reasoning_model_hint is True
     assert pb.usage is not None and pb.usage.reasoning_unknown  # thought, no count reported
     assert pb.finish_reason == "tool_use"
@@ -531,8 +539,11 @@ def test_anthropic_non_streaming_message() -> None:
     pb = parse_body(body, want_text=True)
     assert (pb.provider, pb.api, pb.terminal_seen) == ("anthropic", "messages", True)
     assert pb.usage == Usage(1169, 1165, 0, 0, 20, 0)
-    assert pb.output_text == ["Hi", '{"x":1}']
-    assert pb.output_extra_tokens == 3 + 40
+    # the call as Claude writes it: name, then each parameter's name and value
+    assert pb.output_text == ["Hi", "f", "x", "1"]
+    assert pb.output_extra_tokens == (
+        ANTHROPIC_MESSAGE_TOKENS + ANTHROPIC_TOOL_USE_TOKENS + ANTHROPIC_TOOL_PARAM_TOKENS
+    )
     assert pb.usage.reasoning_unknown is False  # no thinking: 0 is the truth
 
 

@@ -81,11 +81,15 @@ def as_str(value: Any) -> str | None:
     return value if type(value) is str and value else None
 
 
+_orjson_loads = orjson.loads
+_DECODE_ERRORS = (orjson.JSONDecodeError, TypeError, ValueError)
+
+
 def loads(data: str) -> Any:
     """orjson.loads that returns `_UNSET` instead of raising."""
     try:
-        return orjson.loads(data)
-    except (orjson.JSONDecodeError, TypeError, ValueError):
+        return _orjson_loads(data)
+    except _DECODE_ERRORS:
         return _UNSET
 
 
@@ -130,7 +134,10 @@ class Event:
             o = None
             data = self.data
             if data and not data.startswith("[DONE]") and not data.isspace():
-                value = loads(data)
+                try:
+                    value = _orjson_loads(data)
+                except _DECODE_ERRORS:
+                    value = _UNSET
                 if type(value) is dict:
                     o = value
                 elif value is _UNSET and self._stream and not (self.last and self._stream.tail_cut):
@@ -209,6 +216,37 @@ class Chunks:
             if ev is not None:
                 yield ev
 
+    def forward_all(self) -> Iterator[Event]:
+        """Every event from the first to the last, as `forward()` gives them, framed with one
+        C-level `str.split` instead of one `find` per event: for a parser that reads them all
+        (`want_text`). A piece may start with one newline left over from a run of three or
+        more; it is skipped as `forward()` skips it, so both give the same events, at the same
+        offsets (shared through the cache)."""
+        if self._objects is not None:
+            yield from self._object_events()
+            return
+        cache = self._cache
+        last_start = self._last_start
+        start = 0
+        for block in self.text.split("\n\n"):
+            at = start
+            start += len(block) + 2
+            if not block:
+                continue
+            if block[0] == "\n":
+                stripped = block.lstrip("\n")
+                if not stripped:
+                    continue
+                at += len(block) - len(stripped)
+                block = stripped
+            ev = cache.get(at)
+            if ev is None:
+                framed = parse_block(block)
+                if framed is None:
+                    continue
+                ev = cache[at] = Event(self, framed[0], framed[1], at == last_start)
+            yield ev
+
     def forward(self) -> Iterator[Event]:
         """Events from the first to the last."""
         if self._objects is not None:
@@ -231,25 +269,34 @@ class Chunks:
 
 
 # Output overheads the provider bills beyond the text a client sees (contract 4,
-# `ParsedBody.output_extra_tokens`). Learned on the recorded pool (tests/fixtures/streams-pool,
-# gpt-4o / gpt-4o-mini / gpt-5-mini chat streams with their usage; see
-# bench/bench_estimation.py and docs/estimation.md):
+# `ParsedBody.output_extra_tokens`). Learned on the FIT half of the recorded pool
+# (tests/fixtures/streams-pool, gpt-4o / gpt-4o-mini / gpt-5-mini chat streams with their
+# usage; bench/fit_estimation.py derives them, docs/estimation.md):
 #   - a text answer that ends with `stop` is marked with its end-of-message token, +1 (the
-#     estimator keeps it only where it is billed: tools offered, or Azure; see
-#     `sidecar.enrich.tokens._end_tokens`);
+#     estimator replaces the mark with what is billed: `sidecar.enrich.output_rules.end_tokens`);
 #   - one tool call bills its name (counted as text) plus 7 tokens of framing;
 #   - parallel calls (n >= 2) are wrapped: 7 per call plus 14 for the wrapper.
 # Responses function calls use the chat figures (same models, same rendering; no pool data).
 END_OF_MESSAGE_TOKENS = 1
 TOOL_CALL_TOKENS = 7
 PARALLEL_TOOL_CALLS_TOKENS = 14
-# Anthropic (claude 4.x; grid-searched on one half of the pool, checked on the other): every
-# message bills ~3 tokens of its own, a tool_use block ~40 beyond its input JSON (the name
-# and the block framing; 26 fewer when `tool_choice` forces the tool, applied by the estimator
-# from the request). Anthropic's tokenizer is not public: the per-model calibration scales the
-# counted text, never these.
+# Anthropic (claude 4.x; read off the FIT half of the pool by bench/fit_estimation.py). Claude
+# writes a tool call as markup around its arguments, not as the JSON the API streams: a wrapper
+# opened once per message, an invoke element carrying the tool's name, and one element per
+# top-level parameter holding the parameter's name and its value (strings raw, other values as
+# JSON). The name, parameter names and values are counted as text (and scaled by the model's
+# calibration); the markup is billed as fixed tokens:
+#   - every message ~3 tokens of its own;
+#   - the first tool_use block of a message ~32 (wrapper and invoke element), each further
+#     block of the same message ~13 (its own invoke element);
+#   - every top-level parameter ~15 (its element).
+# `tool_choice` any / tool prefill part of the markup, which is then not billed (applied by the
+# estimator from the request: `sidecar.enrich.output_rules`). Anthropic's tokenizer is not
+# public: the per-model calibration scales the counted text, never these.
 ANTHROPIC_MESSAGE_TOKENS = 3
-ANTHROPIC_TOOL_USE_TOKENS = 40
+ANTHROPIC_TOOL_USE_TOKENS = 32
+ANTHROPIC_NEXT_TOOL_USE_TOKENS = 13
+ANTHROPIC_TOOL_PARAM_TOKENS = 15
 # Gemini function calls: name and args are counted as text; framing unmeasured (no recorded
 # stream with a function call), taken as the chat figure.
 GEMINI_FUNCTION_CALL_TOKENS = 7

@@ -19,12 +19,15 @@ from typing import Any
 from sidecar.parse.providers import errors
 from sidecar.parse.providers._common import (
     ANTHROPIC_MESSAGE_TOKENS,
+    ANTHROPIC_NEXT_TOOL_USE_TOKENS,
+    ANTHROPIC_TOOL_PARAM_TOKENS,
     ANTHROPIC_TOOL_USE_TOKENS,
     Chunks,
     Counts,
     as_dict,
     as_str,
     dumps,
+    loads,
 )
 from sidecar.types import BillingPart, ParsedBody, Usage
 
@@ -78,9 +81,12 @@ def merge_usage(start: dict[str, Any], delta: dict[str, Any] | None) -> dict[str
     return merged
 
 
+_TOOL_BLOCKS = ("tool_use", "server_tool_use")
+
+
 def _block_text(block: dict[str, Any], out: list[str]) -> None:
-    """Generated text of one content block (whole, or a content_block_start / delta). The
-    tool name is not counted: it is part of ANTHROPIC_TOOL_USE_TOKENS."""
+    """Generated text of one content block (whole, or a content_block_start / delta); a tool
+    call's input as its JSON (rendered by `_tool_call` once the block is complete)."""
     for key in ("text", "thinking", "partial_json"):
         value = block.get(key)
         if type(value) is str and value:
@@ -90,12 +96,70 @@ def _block_text(block: dict[str, Any], out: list[str]) -> None:
         out.append(dumps(value))
 
 
-def _extra_tokens(blocks: list[str]) -> int:
-    """Overheads of a message with these content block types (see `_common`)."""
+def _top_level_keys(raw: str) -> int:
+    """Keys of the outer object of a JSON text that may be cut anywhere."""
+    if not raw.lstrip().startswith("{"):
+        return 0
+    depth = keys = 0
+    in_string = escaped = expect_key = False
+    for ch in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+            if depth == 1 and expect_key:
+                keys += 1
+                expect_key = False
+        elif ch in "{[":
+            depth += 1
+            expect_key = depth == 1
+        elif ch in "}]":
+            depth -= 1
+        elif ch == "," and depth == 1:
+            expect_key = True
+    return keys
+
+
+def _tool_call(name: Any, raw: str, out: list[str]) -> int:
+    """A tool call as Claude writes it (see `_common`): its name, then each top-level
+    parameter's name and value (strings raw, other values as JSON). Returns the number of
+    parameters. Input cut before its end is counted as its JSON text."""
+    if type(name) is str and name:
+        out.append(name)
+    args = loads(raw) if raw else {}
+    if type(args) is not dict:
+        if raw:
+            out.append(raw)
+        return _top_level_keys(raw)
+    for key, value in args.items():
+        out.append(key)
+        text = value if type(value) is str else dumps(value)
+        if text:
+            out.append(text)
+    return len(args)
+
+
+def _message_text(blocks: list[tuple[str, Any, list[str]]], out: list[str]) -> int:
+    """Texts of one message's content blocks (type, tool name, pieces) into `out`; returns the
+    overhead tokens the message bills beyond them (see `_common`)."""
     if not blocks:
         return 0
-    tools = sum(1 for kind in blocks if kind in ("tool_use", "server_tool_use"))
-    return ANTHROPIC_MESSAGE_TOKENS + ANTHROPIC_TOOL_USE_TOKENS * tools
+    extra = ANTHROPIC_MESSAGE_TOKENS
+    calls = 0
+    for kind, name, pieces in blocks:
+        if kind in _TOOL_BLOCKS:
+            params = _tool_call(name, "".join(pieces), out)
+            extra += ANTHROPIC_NEXT_TOOL_USE_TOKENS if calls else ANTHROPIC_TOOL_USE_TOKENS
+            extra += ANTHROPIC_TOOL_PARAM_TOKENS * params
+            calls += 1
+        elif pieces:
+            out.append("".join(pieces))
+    return extra
 
 
 def _service_tier(u: dict[str, Any]) -> str | None:
@@ -113,21 +177,22 @@ def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
     """Fill `pb` from a Messages SSE stream: message_start from the front, the rest from the end."""
     if want_text:
         # Deltas cut words anywhere: join them per block, count each block once.
-        blocks: dict[Any, list[str]] = {}
-        kinds: list[str] = []
-        for ev in chunks.forward():
+        blocks: dict[Any, tuple[str, Any, list[str]]] = {}
+        for ev in chunks.forward_all():
             kind = ev.kind()
             if kind in ("content_block_delta", "content_block_start"):
                 obj = ev.obj() or {}
-                texts = blocks.setdefault(obj.get("index"), [])
+                index = obj.get("index")
+                index = index if type(index) in (int, str) else None
                 if kind == "content_block_start":
                     block = as_dict(obj.get("content_block"))
-                    kinds.append(str(block.get("type")))
+                    entry = (str(block.get("type")), block.get("name"), [])
+                    blocks[index] = entry
                 else:
                     block = as_dict(obj.get("delta"))
-                _block_text(block, texts)
-        pb.output_text.extend("".join(t) for t in blocks.values() if t)
-        pb.output_extra_tokens += _extra_tokens(kinds)
+                    entry = blocks.setdefault(index, ("text", None, []))
+                _block_text(block, entry[2])
+        pb.output_extra_tokens += _message_text(list(blocks.values()), pb.output_text)
 
     start: dict[str, Any] | None = None
     for seen, ev in enumerate(chunks.forward()):
@@ -195,10 +260,14 @@ def parse_json(pb: ParsedBody, obj: dict[str, Any], want_text: bool) -> None:
     if any(b.get("type") in _THINKING_BLOCKS for b in blocks):
         pb.reasoning_model_hint = True
     if want_text:
+        message = []
         for block in blocks:
+            kind = str(block.get("type"))
             texts: list[str] = []
-            _block_text(block, texts)
-            if texts:
-                pb.output_text.append("".join(texts))
-        pb.output_extra_tokens += _extra_tokens([str(b.get("type")) for b in blocks])
+            if kind in _TOOL_BLOCKS:
+                texts.append(dumps(block.get("input") or {}))
+            else:
+                _block_text(block, texts)
+            message.append((kind, block.get("name"), texts))
+        pb.output_extra_tokens += _message_text(message, pb.output_text)
     _finalise(pb)

@@ -139,7 +139,7 @@ def parse_chunks(
     thought = False
     if want_text:
         calls = [0]
-        for ev in chunks.forward():
+        for ev in chunks.forward_all():
             obj = ev.obj()
             if obj is not None:
                 thought = _texts(obj, pb.output_text, calls) or thought

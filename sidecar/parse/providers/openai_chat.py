@@ -95,8 +95,17 @@ def _texts(obj: dict[str, Any], out: list[str], calls: dict[Any, list[str]]) -> 
     text = False
     for choice in choices if type(choices) is list else ():
         choice = as_dict(choice)
+        delta = choice.get("delta")
+        if type(delta) is dict and len(delta) == 1 and "message" not in choice:
+            # the usual chunk: a delta with nothing but its content (one token)
+            content = delta.get("content")
+            if type(content) is str:
+                if content:
+                    out.append(content)
+                    text = True
+                continue
         index = choice.get("index")
-        text = _choice_text(out, as_dict(choice.get("delta")), calls, index) or text
+        text = _choice_text(out, as_dict(delta), calls, index) or text
         text = _choice_text(out, as_dict(choice.get("message")), calls, index) or text
     return text
 
@@ -155,7 +164,7 @@ def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
     calls: dict[Any, list[str]] = {}
     text = False
     if want_text:
-        for ev in chunks.forward():
+        for ev in chunks.forward_all():
             obj = ev.obj()
             if obj is not None:
                 text = _texts(obj, pb.output_text, calls) or text

@@ -128,7 +128,7 @@ def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
     calls: dict[Any, list[str]] = {}
     text = False
     if want_text:
-        for ev in chunks.forward():
+        for ev in chunks.forward_all():
             kind = ev.kind()
             if kind in _TEXT_DELTAS:
                 delta = (ev.obj() or {}).get("delta")

@@ -1,0 +1,179 @@
+"""Every fast path of the body path gives what its general path gives, on any input.
+
+The hot path has shortcuts for the common shapes: a batch of canonical body-log lines grouped
+in one `find` pass (`decode_chunk_lines` vs the per-line `_decode_each`), SSE blocks of one
+`data:` line or `event:` + `data:` (`parse_block` vs `parse_block_lines`), every event framed
+by one `str.split` (`Chunks.forward_all` vs `Chunks.forward`), a chat delta that holds only its
+content (`openai_chat._texts`). Each is checked here against its general path on generated
+input, hostile lines and odd framings included, so that a shortcut can only change the speed.
+"""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sidecar.parse.body import _decode_each, decode_chunk_lines
+from sidecar.parse.providers import openai_chat
+from sidecar.parse.providers._common import Chunks
+from sidecar.parse.sse import parse_block, parse_block_lines
+
+RIDS = ["a1", "b2", "c3", "x\\u00e9", 'q"q', "", "7", "\u00e9t\u00e9", "a\\b"]
+
+
+def canonical(ts: float, rid: str, data: str) -> bytes:
+    """A line exactly as the nginx module writes it (the request id as written, raw)."""
+    esc = orjson.dumps(data).replace(b"/", b"\\/")
+    return (
+        b'{"ts":'
+        + repr(ts).encode()
+        + b',"request_id":"'
+        + rid.encode()
+        + b'","data":'
+        + esc
+        + b"}"
+    )
+
+
+def odd_line(kind: int, ts: float, rid: str, data: str) -> bytes:
+    """Lines off the fast path: an end record, another key order, a torn line, junk, blank,
+    a number id, invalid UTF-8, a `ts` that is a string, a nested object before the id."""
+    if kind == 0:
+        return orjson.dumps({"ts": ts, "request_id": rid, "end": "complete"})
+    if kind == 1:
+        return orjson.dumps({"data": data, "request_id": rid, "ts": ts})
+    if kind == 2:
+        return canonical(ts, rid, data)[:-3]
+    if kind == 3:
+        return b"not json at all"
+    if kind == 4:
+        return b"   "
+    if kind == 5:
+        return b'{"ts":' + repr(ts).encode() + b',"request_id":7,"data":"x"}'
+    if kind == 6:
+        return canonical(ts, rid, data)[:-2] + b'\xff\xfe"}'
+    if kind == 7:
+        return b'{"ts":"soon","request_id":"' + rid.encode() + b'","data":"y"}'
+    return b'{"ts":{"a":1,"request_id":"zz"},"request_id":"' + rid.encode() + b'","data":"w"}'
+
+
+times = st.floats(min_value=1.7e9, max_value=1.8e9, allow_nan=False)
+texts = st.text(max_size=12)
+line_spec = st.tuples(
+    st.integers(min_value=-1, max_value=8), times, st.sampled_from(RIDS), texts
+)  # kind -1: canonical
+
+
+def render(spec: tuple[int, float, str, str]) -> bytes:
+    kind, ts, rid, data = spec
+    return canonical(ts, rid, data) if kind < 0 else odd_line(kind, ts, rid, data)
+
+
+def same(a: object, b: object) -> None:
+    assert a.groups == b.groups  # type: ignore[attr-defined]
+    assert list(a.groups) == list(b.groups)  # type: ignore[attr-defined]  # same order
+    assert a.records == b.records  # type: ignore[attr-defined]
+    assert [(i, e.reason) for i, e in a.errors] == [(i, e.reason) for i, e in b.errors]  # type: ignore[attr-defined]
+    assert (a.lossy, a.invalid_ts) == (b.lossy, b.invalid_ts)  # type: ignore[attr-defined]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(specs=st.lists(line_spec, max_size=30))
+def test_decode_chunk_lines_equals_the_per_line_path(specs: list) -> None:
+    lines = [render(s) for s in specs]
+    same(decode_chunk_lines(lines), _decode_each(lines))
+
+
+@given(specs=st.lists(st.tuples(st.just(-1), times, st.sampled_from(["a1", "b2", "7"]), texts)))
+def test_canonical_batches_keep_every_line_as_it_is(specs: list) -> None:
+    lines = [render(s) for s in specs]
+    dec = decode_chunk_lines(lines)
+    same(dec, _decode_each(lines))
+    kept = [p for parts in dec.groups.values() for p in parts]
+    assert sorted(map(id, kept)) == sorted(map(id, lines))  # the line objects themselves
+
+
+def test_end_records_next_to_data_stay_records() -> None:
+    lines = [
+        canonical(1.0, "r1", "data: {}\n\n"),
+        orjson.dumps({"ts": 2.0, "request_id": "r1", "end": "complete"}),
+        canonical(1.5, "r2", "data: {}\n\n"),
+    ]
+    dec = decode_chunk_lines(lines)
+    assert dec.groups == {"r1": [lines[0]], "r2": [lines[2]]}
+    assert [(r.request_id, r.end) for r in dec.records] == [("r1", "complete")]
+
+
+sse_line = st.tuples(
+    st.sampled_from(["data", "event", "id", "", ": note", "data:", "x"]),
+    st.sampled_from([":", ": ", ":  ", ""]),
+    st.text(alphabet="ab :é", max_size=4),
+).map("".join)
+sse_block = st.lists(sse_line, max_size=4).map("\n".join)
+
+
+@given(block=sse_block)
+def test_parse_block_equals_parse_block_lines(block: str) -> None:
+    assert parse_block(block) == parse_block_lines(block)
+
+
+@given(
+    events=st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.sampled_from(["", "a", " b", "c:d"])), st.text(max_size=6)
+        ),
+        max_size=8,
+    ),
+    seps=st.lists(st.sampled_from(["\n\n", "\n\n\n", "\n\n\n\n", "\n", "\n\n\n\n\n"]), max_size=8),
+    tail=st.sampled_from(["", "\n", "\n\n", "\n\n\n"]),
+)
+def test_forward_all_gives_the_events_of_forward(
+    events: list[tuple[str | None, str]], seps: list[str], tail: str
+) -> None:
+    text = ""
+    for i, (name, data) in enumerate(events):
+        block = (f"event:{name}\n" if name is not None else "") + f"data: {data}"
+        text += block + (seps[i] if i < len(seps) else "\n\n")
+    text = text.rstrip("\n") + tail if text else tail
+
+    def seen(events_: object) -> list[tuple[object, object, object]]:
+        return [(e.name, e.data, e.last) for e in events_]  # type: ignore[attr-defined]
+
+    assert seen(Chunks(text).forward_all()) == seen(Chunks(text).forward())
+    both = Chunks(text)  # sharing one cache, in either order, changes nothing
+    assert seen(both.forward()) == seen(both.forward_all())
+
+
+delta = st.dictionaries(
+    st.sampled_from(["content", "refusal", "role", "reasoning_content", "tool_calls"]),
+    st.one_of(st.none(), st.text(max_size=4), st.integers(), st.just([{"text": "t"}])),
+    max_size=3,
+)
+
+
+@given(
+    choices=st.lists(
+        st.fixed_dictionaries(
+            {"index": st.integers(0, 2)}, optional={"delta": delta, "message": delta}
+        ),
+        max_size=3,
+    )
+)
+def test_chat_texts_fast_path_equals_the_general_path(choices: list[dict]) -> None:
+    obj = {"choices": choices}
+    out: list[str] = []
+    calls: dict = {}
+    text = openai_chat._texts(obj, out, calls)
+    ref_out: list[str] = []
+    ref_calls: dict = {}
+    ref_text = False
+    for choice in choices:
+        index = choice.get("index")
+        for key in ("delta", "message"):
+            part = choice.get(key)
+            got = openai_chat._choice_text(
+                ref_out, part if type(part) is dict else {}, ref_calls, index
+            )
+            ref_text = got or ref_text
+    assert (text, out, calls) == (ref_text, ref_out, ref_calls)
