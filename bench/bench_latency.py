@@ -6,7 +6,7 @@ being accepted by HEC.
 
 Data: the generator's large mode (examples/generate.py --mix large, cached under bench/data/),
 with as many requests in flight as it takes for its log time to carry `--rate` requests per
-second (Little's law: rate x mean duration; about 3,700 at 500/s with streams of median 120
+second (Little's law: rate x mean duration; about 3,600 at 500/s with streams of median 120
 events), `--rate` x `--seconds` requests in all.
 
 Three processes besides this one:
