@@ -88,9 +88,7 @@ def assemble_escaped(parts: list[bytes]) -> tuple[str, int, int]:
     3. A part that is not a valid JSON string (a torn or hand-edited line): decode part by part,
        drop the bad ones and count them in `bad`.
     """
-    find = bytes.find
-    parts = [p[find(p, _DATA) + 10 : -2] for p in parts]
-    joined = b'"' + b"".join(parts) + b'"'
+    joined = _join_escaped(parts)
     try:
         return _loads(joined), 0, 0
     except _JSONDecodeError:
@@ -101,12 +99,23 @@ def assemble_escaped(parts: list[bytes]) -> tuple[str, int, int]:
         pass
     out: list[str] = []
     bad = 0
-    for part in parts:
+    for part in _cut_data(parts):
         try:
             out.append(_loads(b'"' + part.decode("utf-8", "replace").encode() + b'"'))
         except _JSONDecodeError:
             bad += 1
     return "".join(out), bad, 1
+
+
+def _cut_data(parts: list[bytes]) -> list[bytes]:
+    """Each part's escaped `data` (see `assemble_escaped`)."""
+    find = bytes.find
+    return [p[find(p, _DATA) + 10 : -2] for p in parts]
+
+
+def _join_escaped_pure(parts: list[bytes]) -> bytes:
+    """The parts' `data` as one JSON string (quotes around). `_bodyscan.c` is this in C."""
+    return b'"' + b"".join(_cut_data(parts)) + b'"'
 
 
 _JSONDecodeError = orjson.JSONDecodeError
@@ -195,6 +204,9 @@ _group_native: Callable[[list[bytes]], tuple[dict, list[bytes]] | None] | None =
 )
 NATIVE = _group_native is not None  # which one the hot path uses (tests, `bench/`)
 _group = _group_native or _group_pure
+_join_escaped: Callable[[list[bytes]], bytes] = (
+    _bodyscan.join_escaped if _bodyscan else _join_escaped_pure
+)
 
 
 def decode_chunk_lines(lines: list[bytes]) -> Decoded:

@@ -1,6 +1,7 @@
 """The C extensions of the hot path give exactly what their Python twins give, on any bytes,
 and hold no reference or memory after a call: the body log's scanner
-(`sidecar/parse/_bodyscan.c` vs `body._group_pure`) and the block splitter
+(`sidecar/parse/_bodyscan.c` vs `body._group_pure` and `body._join_escaped_pure`) and the
+block splitter
 (`sidecar/sources/_splitlines.c` vs `bytes.split`, through `Lines.feed`).
 
 Hostile lines on purpose: the landmarks in odd places, ids with quotes, backslashes, NUL and
@@ -116,6 +117,32 @@ def test_edge_lines() -> None:
     check_same([cases[-1], cases[-3], cases[-1]])
 
 
+@settings(max_examples=1000)
+@given(parts=st.lists(lines, max_size=20))
+def test_join_escaped_equals_pure(parts: list[bytes]) -> None:
+    """A request's parts cut and joined (`assemble_escaped`): the same bytes, a list or not."""
+    want = body._join_escaped_pure(parts)
+    assert native.join_escaped(parts) == want
+    assert native.join_escaped(tuple(parts)) == want
+
+
+def test_join_escaped_edges() -> None:
+    big = b"{" + RID + b"r" + DATA + b"x" * (3 << 20) + b'"}'
+    for parts in [
+        [],
+        [b""],
+        [b"x"],
+        [DATA],
+        [DATA + b"}"],
+        [DATA + b'"}'],
+        [big, big[:-1], b"\x00"],
+    ]:
+        assert native.join_escaped(parts) == body._join_escaped_pure(parts)
+    for bad in [[b"x", "s"], [None], 7]:
+        with pytest.raises(TypeError):
+            native.join_escaped(bad)
+
+
 def test_bad_arguments_raise() -> None:
     with pytest.raises(TypeError):
         group_c((b"x",))
@@ -132,10 +159,14 @@ def test_no_reference_or_memory_kept() -> None:
     block = b"\n".join(bad)
     counts = [sys.getrefcount(x) for x in [*batch, block]]
     split = _splitlines.split_newlines
+    join = native.join_escaped
     for _ in range(200):
         group_c(batch)
         group_c(bad)
         split(block)
+        join(batch)
+        with pytest.raises(TypeError):
+            join([*batch, 1])
         with pytest.raises(TypeError):
             group_c([*batch, 1])
     assert [sys.getrefcount(x) for x in [*batch, block]] == counts
@@ -143,11 +174,11 @@ def test_no_reference_or_memory_kept() -> None:
     tracemalloc.start()
     try:
         for _ in range(300):
-            group_c(batch), group_c(bad), split(block)
+            group_c(batch), group_c(bad), split(block), join(batch)
         gc.collect()
         before = tracemalloc.get_traced_memory()[0]
         for _ in range(3000):
-            group_c(batch), group_c(bad), split(block)
+            group_c(batch), group_c(bad), split(block), join(batch)
         gc.collect()
         after = tracemalloc.get_traced_memory()[0]
     finally:
