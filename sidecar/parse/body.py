@@ -198,7 +198,7 @@ def _group_pure(lines: list[bytes]) -> tuple[dict[str, list[bytes]], list[bytes]
     return out, odd
 
 
-_bodyscan = native.load("sidecar.parse._bodyscan")  # the C twin of _group_pure, if built
+_bodyscan = native.load("sidecar.parse._bodyscan")  # C twins of the two _pure ones, if built
 _group_native: Callable[[list[bytes]], tuple[dict, list[bytes]] | None] | None = (
     _bodyscan.group_chunk_lines if _bodyscan else None
 )
