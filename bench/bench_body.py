@@ -19,7 +19,9 @@ then measures, best of `--repeat` interleaved runs each:
 instruction counts (deterministic on a noisy machine): `Lines.feed` on 1 MiB blocks as the
 tailer reads them, then (decode-only) `decode_chunk_lines` per batch. Run with and without
 `LLM_HEC_SIDECAR_PURE=1` (the C scanner vs its Python twin); `--split-only` is the fixed part to
-subtract.
+subtract. `--pipeline-only DIR`: one `run --once` (file sink) on DIR/access.log + DIR/body.log
+(e.g. written by `examples/generate.py --mix large --requests 1000 --seed 7 --out DIR`), for
+callgrind of the whole pipeline; an empty pair gives the fixed start-up part to subtract.
 
 Figures are printed as lines/s, MB/s and as a ratio to the baseline measured in the same run
 (the machine is noisy: compare ratios, not absolute numbers).
@@ -156,11 +158,15 @@ def main() -> None:
     ap.add_argument("--decode-only", type=Path, metavar="BODY_LOG")
     ap.add_argument("--split-only", action="store_true")
     ap.add_argument("--lines", type=int, default=200_000)
+    ap.add_argument("--pipeline-only", type=Path, metavar="DIR")
     ap.add_argument("--requests", type=int, default=10_000)  # x100 chunks: ~1.05M lines
     ap.add_argument("--chunks-per-stream", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-pipeline", action="store_true")
     a = ap.parse_args()
+    if a.pipeline_only:
+        print(f"run --once: {bench_pipeline(a.pipeline_only):.3f} s")
+        return
     if a.decode_only:
         bench_decode(a.decode_only, a.lines, decode=not a.split_only)
         return
