@@ -11,9 +11,11 @@ input, hostile lines and odd framings included, so that a shortcut can only chan
 from __future__ import annotations
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sidecar.parse import body
 from sidecar.parse.body import _decode_each, decode_chunk_lines
 from sidecar.parse.providers import openai_chat
 from sidecar.parse.providers._common import Chunks
@@ -177,3 +179,20 @@ def test_chat_texts_fast_path_equals_the_general_path(choices: list[dict]) -> No
             )
             ref_text = got or ref_text
     assert (text, out, calls) == (ref_text, ref_out, ref_calls)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(specs=st.lists(line_spec, max_size=30))
+def test_decode_chunk_lines_same_with_the_c_scanner_and_without(specs: list) -> None:
+    """`decode_chunk_lines` with `_bodyscan.c` and with its Python twin: the same `Decoded`
+    (whichever one `LLM_HEC_SIDECAR_PURE` chose for the hot path)."""
+    scan = pytest.importorskip("sidecar.parse._bodyscan")  # test_native.py: required under CI
+    lines = [render(s) for s in specs]
+    saved, out = body._group, []
+    try:
+        for group in (scan.group_chunk_lines, body._group_pure):
+            body._group = group
+            out.append(body.decode_chunk_lines(lines))
+    finally:
+        body._group = saved
+    same(*out)
