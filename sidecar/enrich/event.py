@@ -20,6 +20,7 @@ from sidecar.enrich.timing import stream_timing
 from sidecar.enrich.tokens import TokenEstimator
 from sidecar.types import (
     COST_NO_USAGE,
+    NANO,
     STATUS_CANCELLED,
     STATUS_OK,
     TOKENS_FROM_USAGE,
@@ -28,7 +29,6 @@ from sidecar.types import (
     Cost,
     OutEvent,
     ParsedBody,
-    NANO,
     Usage,
 )
 
