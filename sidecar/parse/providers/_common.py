@@ -247,6 +247,52 @@ class Chunks:
                 ev = cache[at] = Event(self, framed[0], framed[1], at == last_start)
             yield ev
 
+    def forward_objects(self) -> Iterator[dict[str, Any] | None]:
+        """`ev.obj()` of every event `forward_all()` gives, in order, for a parser that reads
+        each payload once (`want_text`): framed and decoded inline, without an `Event` per
+        event (on a long stream those cost more than the decoding). A payload that does not
+        decode gets its `Event` (cached, counted once in `malformed` as `obj()` counts it); one
+        that decodes is decoded again if `backward()` reaches it (the last few events)."""
+        if self._objects is not None:
+            for o in self._objects:
+                yield o if type(o) is dict else None
+            return
+        cache = self._cache
+        start = 0
+        for block in self.text.split("\n\n"):
+            at = start
+            start += len(block) + 2
+            if not block:
+                continue
+            if block[0] == "\n":
+                stripped = block.lstrip("\n")
+                if not stripped:
+                    continue
+                at += len(block) - len(stripped)
+                block = stripped
+            ev = cache.get(at)
+            if ev is not None:
+                yield ev.obj()
+                continue
+            name = None
+            if block.startswith("data: ") and "\n" not in block:
+                data = block[6:]  # parse_block's fast path
+            else:
+                framed = parse_block(block)
+                if framed is None:
+                    continue
+                name, data = framed
+            if not data or data.startswith("[DONE]") or data.isspace():
+                yield None
+                continue
+            try:
+                value = _orjson_loads(data)
+            except _DECODE_ERRORS:
+                ev = cache[at] = Event(self, name, data, at == self._last_start)
+                yield ev.obj()
+                continue
+            yield value if type(value) is dict else None
+
     def forward(self) -> Iterator[Event]:
         """Events from the first to the last."""
         if self._objects is not None:
