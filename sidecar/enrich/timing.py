@@ -16,6 +16,7 @@ taken as `first_ts` and `exact` is False (the hidden time is a lower bound).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,32 @@ def _part_time(part: Any) -> float | None:
     return _part_time_and_data(part)[0]
 
 
+def scan_parts(
+    parts: Sequence[Any], look: bool
+) -> tuple[float | None, float | None, bool, float | None]:
+    """(first stamp, last stamp, whether a part carries visible output, that part's stamp), the
+    visible part looked for only with `look`. Reads from the front only as far as needed (a
+    calibration sample of a long stream must not decode all of it) and the last stamp from the
+    back: the same answers as reading every part (tests/unit/test_stream_timing.py)."""
+    first_stamp: float | None = None
+    visible = False
+    visible_stamp: float | None = None
+    for part in parts:
+        ts, data = _part_time_and_data(part)
+        if first_stamp is None:
+            first_stamp = ts
+        if look and is_visible(data):
+            visible, visible_stamp, look = True, ts, False
+        if first_stamp is not None and not look:
+            break
+    last_stamp: float | None = None
+    for part in reversed(parts):
+        last_stamp = _part_time(part)
+        if last_stamp is not None:
+            break
+    return first_stamp, last_stamp, visible, visible_stamp
+
+
 def request_start(c: Completed) -> float | None:
     """When the request started: the access record's time minus its duration."""
     a = c.access
@@ -120,27 +147,7 @@ def stream_timing(c: Completed) -> StreamTiming | None:
     stream) and the access record's time.
     """
     parts = c.parts or ()
-    # From the front: the first stamp and the first part with visible output (reading only as
-    # far as needed: a calibration sample of a long stream must not decode all of it); from
-    # the back, the last stamp. The same answers as reading every part
-    # (tests/unit/test_stream_timing.py checks that).
-    first_stamp: float | None = None
-    visible = False  # a part with visible output was found ...
-    visible_stamp: float | None = None  # ... and its stamp
-    look = not c.prior_text  # a compacted stream's first visible moment is bounded below
-    for part in parts:
-        ts, data = _part_time_and_data(part)
-        if first_stamp is None:
-            first_stamp = ts
-        if look and is_visible(data):
-            visible, visible_stamp, look = True, ts, False
-        if first_stamp is not None and not look:
-            break
-    last_stamp: float | None = None
-    for part in reversed(parts):
-        last_stamp = _part_time(part)
-        if last_stamp is not None:
-            break
+    first_stamp, last_stamp, visible, visible_stamp = scan_parts(parts, not c.prior_text)
     a = c.access
     ends = [t for t in (c.last_ts, last_stamp) if t is not None]
     if a is not None and a.time is not None:

@@ -216,17 +216,10 @@ class Chunks:
             if ev is not None:
                 yield ev
 
-    def forward_all(self) -> Iterator[Event]:
-        """Every event from the first to the last, as `forward()` gives them, framed with one
-        C-level `str.split` instead of one `find` per event: for a parser that reads them all
-        (`want_text`). A piece may start with one newline left over from a run of three or
-        more; it is skipped as `forward()` skips it, so both give the same events, at the same
-        offsets (shared through the cache)."""
-        if self._objects is not None:
-            yield from self._object_events()
-            return
-        cache = self._cache
-        last_start = self._last_start
+    def _blocks(self) -> Iterator[tuple[int, str]]:
+        """(offset, text) of every block, split with one C-level `str.split`. A piece may start
+        with newlines left over from a run of three or more: they are skipped, as `forward()`
+        skips them, and the offset moved past them, so that both give the same offsets."""
         start = 0
         for block in self.text.split("\n\n"):
             at = start
@@ -239,6 +232,19 @@ class Chunks:
                     continue
                 at += len(block) - len(stripped)
                 block = stripped
+            yield at, block
+
+    def forward_all(self) -> Iterator[Event]:
+        """Every event from the first to the last, as `forward()` gives them, framed with one
+        C-level `str.split` instead of one `find` per event: for a parser that reads them all
+        (`want_text`). Both give the same events, at the same offsets (shared through the
+        cache)."""
+        if self._objects is not None:
+            yield from self._object_events()
+            return
+        cache = self._cache
+        last_start = self._last_start
+        for at, block in self._blocks():
             ev = cache.get(at)
             if ev is None:
                 framed = parse_block(block)
@@ -258,18 +264,7 @@ class Chunks:
                 yield o if type(o) is dict else None
             return
         cache = self._cache
-        start = 0
-        for block in self.text.split("\n\n"):
-            at = start
-            start += len(block) + 2
-            if not block:
-                continue
-            if block[0] == "\n":
-                stripped = block.lstrip("\n")
-                if not stripped:
-                    continue
-                at += len(block) - len(stripped)
-                block = stripped
+        for at, block in self._blocks():
             ev = cache.get(at)
             if ev is not None:
                 yield ev.obj()
