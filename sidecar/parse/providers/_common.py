@@ -182,11 +182,15 @@ class Chunks:
     def _event(self, start: int, end: int) -> Event | None:
         ev = self._cache.get(start)
         if ev is None:
-            framed = parse_block(self.text[start:end])
-            if framed is None:
-                return None
-            last = start == self._last_start
-            ev = self._cache[start] = Event(self, framed[0], framed[1], last)
+            block = self.text[start:end]
+            if block.startswith("data: ") and "\n" not in block:
+                name, data = None, block[6:]  # parse_block's fast path
+            else:
+                framed = parse_block(block)
+                if framed is None:
+                    return None
+                name, data = framed
+            ev = self._cache[start] = Event(self, name, data, start == self._last_start)
         return ev
 
     def _object_events(self) -> list[Event]:
