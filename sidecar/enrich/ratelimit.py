@@ -39,6 +39,7 @@ _UNIT_SECS = {
 }
 
 
+_UNIT_ENDS = ("s", "m", "h")  # the last letter of every unit of _DURATION_PART
 Number = int | float
 _BOUND = 1 << 53  # the largest integer a double holds exactly
 
@@ -92,9 +93,10 @@ def _go_duration(value: str) -> float | None:
     Their unit is not documented (read as seconds here; 500 next to a 60 s renewal period hints it
     may be something else).
     """
-    seconds = _seconds(value)
-    if seconds is not None:
-        return seconds
+    if value[-1:] not in _UNIT_ENDS:  # a Go duration ends with its unit: no float does
+        seconds = _seconds(value)
+        if seconds is not None:
+            return seconds
     pos = 0
     total = 0.0
     for match in _DURATION_PART.finditer(value):
