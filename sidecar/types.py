@@ -112,6 +112,9 @@ class ParsedBody:
     output_extra_tokens: int = 0
     reasoning_model_hint: bool = False  # the body shows hidden reasoning (lower-bound estimates)
     malformed_events: int = 0  # SSE payloads that were not JSON
+    # An answer was read from the body's text (visible reasoning without a reasoning count):
+    # a window of the body (its head and tail) cannot give it, the whole body must.
+    read_text: bool = False
     truncated: bool = False  # the body was cut (size cap, `truncated: true`, missing terminal)
     compressed: bool = False  # the body is gzip: the proxy forwarded Accept-Encoding
     # `usage` is a snapshot from before the stream ended (Anthropic message_start without a

@@ -11,9 +11,11 @@ blank line. Every
 provider's usage lives there (the final usage chunk, `message_start` plus the last
 `message_delta`, the last `usageMetadata`, the terminal Responses event). The window's result is
 taken only when it is complete and clean: usage found and not partial, the terminal event seen,
-no malformed event and no error. Anything else (a cut event at the window's edge, a large
+no malformed event, no error, and no answer read from the body's text (an OpenAI-compatible
+usage without a reasoning count: whether the model reasoned visibly is searched in the text,
+which the window does not hold whole). Anything else (a cut event at the window's edge, a large
 terminal event, a mid-stream error, a body that is not a stream) falls back to the whole body,
-so the window can change the speed but never the answer; `tests/unit/test_response_window.py`
+so the window can change the speed but never the answer; `tests/unit/test_body_path_properties.py`
 checks that on every recorded fixture under random chunkings.
 """
 
@@ -54,6 +56,7 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
                 and not parsed.usage_partial
                 and parsed.terminal_seen
                 and not parsed.malformed_events
+                and not parsed.read_text
                 and parsed.error_type is None
             ):
                 return _finish(parsed, c, provider, api)

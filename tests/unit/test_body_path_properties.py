@@ -150,3 +150,51 @@ def test_window_tail_never_starts_inside_an_event() -> None:
         j.add_chunks(dec.groups, dec.records, "s", done)
     (c,) = done
     assert summary(parse_completed(c, provider=None)) == EXPECTED["openai_chat_usage_2.sse"]
+
+
+def test_window_sees_visible_reasoning_in_the_middle_of_a_stream() -> None:
+    """A DeepSeek-style stream: `reasoning_content` deltas only in the middle, a usage without
+    `completion_tokens_details`. Whether the model reasoned is read from the body's text, so the
+    head + tail window cannot answer it: the whole body decides (reasoning tokens unknown, not
+    0)."""
+    rid = "d" * 32
+
+    def chunk(delta: dict, **extra: object) -> str:
+        obj = {"id": "x", "object": "chat.completion.chunk", "model": "magistral-like-x"}
+        obj["choices"] = [{"index": 0, "delta": delta, "finish_reason": extra.pop("fr", None)}]
+        obj.update(extra)
+        return "data: " + orjson.dumps(obj).decode() + "\n\n"
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": f"a{i} "}) for i in range(100)]
+    events += [chunk({"content": "", "reasoning_content": f"step {i} "}) for i in range(100)]
+    events += [chunk({"content": f"b{i} "}) for i in range(100)]
+    events.append(chunk({}, fr="stop"))
+    usage = {"prompt_tokens": 11, "completion_tokens": 900, "total_tokens": 911}
+    events.append(
+        "data: "
+        + orjson.dumps(
+            {
+                "id": "x",
+                "object": "chat.completion.chunk",
+                "model": "magistral-like-x",
+                "choices": [],
+                "usage": usage,
+            }
+        ).decode()
+        + "\n\n"
+    )
+    events.append("data: [DONE]\n\n")
+    body = "".join(events)
+    whole = parse_body(body)
+    assert whole.usage is not None and whole.usage.reasoning_unknown
+    j = Joiner(assemble=assemble_escaped)
+    done: list[Completed] = []
+    j.add_access(AccessRecord(rid, status=200), "s", None, done)
+    for line in lines_for(rid, body, random.Random(3), len(events)):
+        dec = decode_chunk_lines([line])
+        j.add_chunks(dec.groups, dec.records, "s", done)
+    (c,) = done
+    assert c.window(2048, 4096) is not None  # long enough for the window
+    got = parse_completed(c, provider=None)
+    assert got.usage == whole.usage

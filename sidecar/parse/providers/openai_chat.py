@@ -156,10 +156,13 @@ def _finalise(pb: ParsedBody, usage_obj: dict[str, Any] | None, body: str) -> No
         # null, not 0, when the model reasoned (visibly, or is a reasoning model) but the
         # provider gave no count (Mistral, DeepSeek-style `reasoning_content`).
         details = as_dict(usage_obj.get("completion_tokens_details"))
-        if type(details.get("reasoning_tokens")) is not int and (
-            is_reasoning_model(pb.model) or _VISIBLE_REASONING.search(body)
-        ):
-            pb.usage.reasoning_unknown = True
+        if type(details.get("reasoning_tokens")) is not int:
+            if is_reasoning_model(pb.model):
+                pb.usage.reasoning_unknown = True
+            else:
+                pb.read_text = True  # the answer is in the text, wherever it is
+                if _VISIBLE_REASONING.search(body):
+                    pb.usage.reasoning_unknown = True
 
 
 def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
