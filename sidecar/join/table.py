@@ -194,6 +194,8 @@ class Joiner(Storage, Expiry, PositionNotes):
         now = self._clock()
         self._out = out
         threshold = self.compact_bytes
+        max_body = self.max_body_bytes
+        added = 0  # bytes appended to requests whose cost is otherwise unchanged
         ends: dict[str, list[BodyRecord]] = {}
         for rec in records:
             if rec.kind == BODY_END:
@@ -219,7 +221,7 @@ class Joiner(Storage, Expiry, PositionNotes):
             p.records += len(parts)
             n = sum(map(len, parts))
             raw = p.packed_raw + p.size + n
-            if raw > self.max_body_bytes:
+            if raw > max_body:
                 if not self._try_compact(p, parts):
                     self._cap(p, parts)
                 self._recost(p)
@@ -228,7 +230,11 @@ class Joiner(Storage, Expiry, PositionNotes):
             p.size += n
             if raw > threshold and raw > p.floor and not p.nocompact:
                 self._try_compact(p, [])
-            self._recost(p)
+                self._recost(p)
+            else:  # only its raw size changed: `_recost` in short
+                p.cost += n
+                added += n
+        self.pending_bytes += added
         self.squeezed()  # under pressure: pack the largest (join/storage.py)
         for rec in records:
             if not done_ends or all(rec is not e for e in done_ends):

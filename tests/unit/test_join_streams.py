@@ -172,7 +172,7 @@ def interleaved(n_streams: int, events: int) -> tuple[list[bytes], list[str]]:
     for ev in evs:
         for rid in rids:
             out.append(line(ts, ev, rid))
-            ts += 0.0001
+            ts += 0.001
     out += [end_line(ts, rid) for rid in rids]
     return out, rids
 
@@ -188,6 +188,8 @@ def feed(lines: list[bytes], j: Joiner, rids: list[str]) -> tuple[dict[str, Comp
         if j.over_budget():
             j.expire(out, now=0.0)
         peak = max(peak, j.pending_bytes)
+        held = [*j._pending.values(), *j._older.values()]
+        assert j.pending_bytes == sum(p.cost for p in held)  # the byte bound's count is exact
     for rid in rids:
         j.add_access(AccessRecord(rid, time=2000.0, status=200), "s", None, out)
     return {c.request_id: c for c in out}, peak
