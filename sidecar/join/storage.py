@@ -62,6 +62,8 @@ class Storage:
     max_pending_bytes: int
     pending_bytes: int
     pack_bytes = 8192  # raw parts are packed only past this many bytes (smaller pack badly)
+    squeeze_at = 0.875  # of max_pending_bytes: pack from here ...
+    squeeze_to = 0.75  # ... down to here
     squeeze_bytes = 2048  # the last resort compacts streams past this many raw bytes
 
     def _recost(self, p: Pending) -> None:
@@ -70,7 +72,7 @@ class Storage:
     def squeezed(self) -> bool:
         """Pack (then, if that is not enough, compact) open requests when the join holds more
         than three quarters of its byte bound; True when it did."""
-        if self.pending_bytes <= self.max_pending_bytes * 3 // 4:
+        if self.pending_bytes <= self.max_pending_bytes * self.squeeze_at:
             return False
         self.squeeze()
         return True
@@ -79,7 +81,7 @@ class Storage:
         """Make room before anything has to give way: pack the largest raw holdings first until
         the join is under five eighths of its byte bound. Streams packed already and still too
         many (tens of thousands open): compact the largest, as a last resort (it decodes)."""
-        goal = self.max_pending_bytes * 5 // 8
+        goal = self.max_pending_bytes * self.squeeze_to
         if self.pending_bytes <= goal:
             return
         limit = self.pack_bytes

@@ -248,3 +248,18 @@ def test_parts_that_cannot_be_packed_are_kept_as_they_are() -> None:
     j.add_access(AccessRecord(RID, time=2.0, status=200), "s", None, out)
     j.add_body(BodyRecord(RID, BODY_END, 2.0, None, "complete"), "s", out)
     assert out[0].parts == parts
+
+
+def test_streams_too_small_to_pack_are_compacted_as_the_last_resort() -> None:
+    """Many open streams each under `pack_bytes`: packing cannot help, so the largest are
+    compacted (as before packing existed) rather than evicted; usage and text are kept."""
+    lines, rids = interleaved(150, 24)
+    assert max(sum(len(x) for x in lines if rids[0].encode() in x), 0) < Joiner.pack_bytes
+    j = Joiner(max_pending_bytes=1 << 20, assemble=assemble_escaped, compact=compact_stream)
+    done, peak = feed(lines, j, rids)
+    assert j.stats["compactions"] and not j.stats["packed"] and not j.stats["evicted"]
+    assert peak <= 1 << 20 < sum(map(len, lines))
+    for rid in rids:
+        parsed = parse_completed(done[rid], provider="openai", want_text=True)
+        assert parsed.usage is not None and parsed.usage.output_tokens == 32000
+        assert "".join(parsed.output_text) == WORD * 24
