@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 
 from sidecar.join.clock import Frontier
-from sidecar.join.pending import Pending, has_data
+from sidecar.join.pending import Pending, has_data, settle
 from sidecar.types import Completed
 
 log = logging.getLogger("sidecar.join")
@@ -94,6 +94,7 @@ class Expiry:
         (a log written in bursts, such as nginx's buffered `access_log`), and the other reader's
         log time alone must not expire it."""
         waited = now - p.touched >= limit
+        settle(p)
         if p.seen is None:
             return waited
         t = p.seen + limit

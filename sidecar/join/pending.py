@@ -42,6 +42,7 @@ class Pending:
     first_ts: float | None = None
     last_ts: float | None = None
     seen: float | None = None  # log time of the last record
+    ts_due: bool = False  # last_ts / seen are the time of parts[-1], not read yet (`settle`)
     touched: float = 0.0  # wall (monotonic) time of the last record
     source_path: str | None = None
     records: int = 0
@@ -50,6 +51,18 @@ class Pending:
     key: tuple | None = None  # its access line's (time, byte offset)
     cost: int = 0  # bytes counted in Joiner.pending_bytes
     positions: Any = None  # issue 8: source bytes of the request (opaque here)
+
+
+def settle(p: Pending) -> None:
+    """Bring `last_ts` / `seen` up to date: the hot path appends data without reading its time
+    (a float parse per request per batch, about as much as the rest of `add_chunks`); it is read
+    here, from the last raw part, whenever the time is needed or that part is about to go."""
+    if p.ts_due:
+        p.ts_due = False
+        if p.parts:
+            ts = line_ts(p.parts[-1])
+            if ts is not None:
+                p.last_ts = p.seen = ts
 
 
 def has_data(p: Pending) -> bool:

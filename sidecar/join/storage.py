@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from sidecar.join.pending import Pending
+from sidecar.join.pending import Pending, settle
 from sidecar.types import NOT_A_STREAM, Compacted
 
 # compact(parts, head) -> Compacted | NOT_A_STREAM | None (no event boundary to cut at yet)
@@ -104,6 +104,7 @@ class Storage:
         """Pack `p`'s raw parts into one zlib blob (lossless; see the module docstring). Parts
         are body-log lines, so a newline joins them; a part that is not bytes or holds a
         newline (not from the tailer) leaves the request unpacked for good."""
+        settle(p)  # before its last part goes
         parts = p.parts
         if not all(type(x) is bytes for x in parts):
             p.packable = False
@@ -147,6 +148,7 @@ class Storage:
         """Compact `p` with `more` parts appended; False when it cannot be done."""
         if self._compact is None or p.nocompact or p.text is not None:
             return False
+        settle(p)  # before its last part is re-encoded without its time
         if p.packed:
             self._unpack(p)
         parts = p.parts + more if more else p.parts

@@ -45,6 +45,7 @@ from sidecar.join.pending import (
     has_data,
     join_str,
     line_ts,
+    settle,
 )
 from sidecar.join.positions import PositionNotes
 from sidecar.join.storage import CompactFn, Storage, unpacked
@@ -215,13 +216,16 @@ class Joiner(Storage, Expiry, PositionNotes):
             p.touched = now
             if p.first_ts is None:
                 p.first_ts = line_ts(parts[0])
-            ts = line_ts(parts[-1])
-            if ts is not None:
-                p.last_ts = p.seen = ts
             p.records += len(parts)
             n = sum(map(len, parts))
             raw = p.packed_raw + p.size + n
-            if raw > max_body:
+            if raw <= max_body:
+                p.ts_due = True  # last_ts / seen: parts[-1]'s time, read when needed
+            else:
+                settle(p)
+                ts = line_ts(parts[-1])
+                if ts is not None:
+                    p.last_ts = p.seen = ts
                 if not self._try_compact(p, parts):
                     self._cap(p, parts)
                 self._recost(p)
@@ -281,6 +285,7 @@ class Joiner(Storage, Expiry, PositionNotes):
                 p.records += 1
         if p is None:
             return
+        settle(p)
         ts = rec.ts
         if ts is not None:
             if p.first_ts is None:
@@ -330,6 +335,7 @@ class Joiner(Storage, Expiry, PositionNotes):
         p.access = rec
         p.source_path = source_path
         p.touched = self._clock()
+        settle(p)
         if rec.time is not None:
             p.seen = rec.time
         p.key = (rec.time, offset)
@@ -384,6 +390,7 @@ class Joiner(Storage, Expiry, PositionNotes):
             self.on_drop(p.positions)  # no event will carry them: release them now
 
     def _complete(self, rid: str, p: Pending, *, expired: bool) -> Completed:
+        settle(p)
         if self._pending.get(rid) is p:
             del self._pending[rid]
         self.pending_bytes -= p.cost

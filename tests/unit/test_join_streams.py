@@ -211,6 +211,7 @@ def test_many_open_streams_are_packed_losslessly_under_pressure() -> None:
     for rid in rids:
         a, b = tight[rid], roomy[rid]
         assert a.parts == b.parts and a.raw_bytes == b.raw_bytes and not a.expired
+        assert (a.first_ts, a.last_ts) == (b.first_ts, b.last_ts) != (None, None)
         pa = parse_completed(a, provider="openai", want_text=True)
         assert pa == parse_completed(b, provider="openai", want_text=True)
         assert pa.usage is not None and pa.usage.output_tokens == 32000
@@ -263,3 +264,23 @@ def test_streams_too_small_to_pack_are_compacted_as_the_last_resort() -> None:
         parsed = parse_completed(done[rid], provider="openai", want_text=True)
         assert parsed.usage is not None and parsed.usage.output_tokens == 32000
         assert "".join(parsed.output_text) == WORD * 24
+
+
+def test_times_of_data_read_lazily_are_the_last_lines() -> None:
+    """The hot path leaves a request's last time to be read from its last part when needed:
+    expiry in log time and the event see the last data line's time, also once packed."""
+    lines = [line(1000.0 + k / 10, "data: {}\n\n") for k in range(6)]
+    j = Joiner(expire_after_secs=60.0)
+    out: list[Completed] = []
+    dec = decode_chunk_lines(lines)
+    j.add_chunks(dec.groups, dec.records, "s", out)
+    j._pack(j._pending[RID])  # its last part goes: its time is read first
+    j.access_front.advance(1060.4)
+    j.body_front.advance(1060.4)
+    j.expire(out, now=0.0)
+    assert not out  # 1000.5 + 60 not passed yet
+    j.access_front.advance(1060.6)
+    j.body_front.advance(1060.6)
+    j.expire(out, now=0.0)
+    assert [(c.first_ts, c.last_ts, c.expired) for c in out] == [(1000.0, 1000.5, True)]
+    assert out[0].parts == lines
