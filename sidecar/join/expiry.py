@@ -98,10 +98,10 @@ class Expiry:
         if p.seen is None:
             return waited
         t = p.seen + limit
-        return all(
-            f.done or f.front > t or (f.idle_since is not None and waited)
-            for f in (self.access_front, self.body_front)
-        )
+        for f in (self.access_front, self.body_front):  # a loop, not all(): once per request
+            if not (f.done or f.front > t or (f.idle_since is not None and waited)):
+                return False
+        return True
 
     def _give_way(self, out: list[Completed]) -> None:
         """Over the byte (or count) bound: emit the oldest open requests that have no access
