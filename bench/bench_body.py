@@ -14,6 +14,15 @@ then measures, best of `--repeat` interleaved runs each:
 - pipeline: the whole `run --once` (tail both logs, join, parse, enrich with pricing and rate
   limits, write NDJSON to a temporary file).
 
+`--split-only` / `--decode-only PATH`: just the body log's first per-line stages on the first
+`--lines` lines of PATH (e.g. bench/data/large-*/body.log), for `valgrind --tool=callgrind`
+instruction counts (deterministic on a noisy machine): `Lines.feed` on 1 MiB blocks as the
+tailer reads them, then (decode-only) `decode_chunk_lines` per batch. Run with and without
+`LLM_HEC_SIDECAR_PURE=1` (the C scanner vs its Python twin); `--split-only` is the fixed part to
+subtract. `--pipeline-only DIR`: one `run --once` (file sink) on DIR/access.log + DIR/body.log
+(e.g. written by `examples/generate.py --mix large --requests 1000 --seed 7 --out DIR`), for
+callgrind of the whole pipeline; an empty pair gives the fixed start-up part to subtract.
+
 Figures are printed as lines/s, MB/s and as a ratio to the baseline measured in the same run
 (the machine is noisy: compare ratios, not absolute numbers).
 """
@@ -122,13 +131,45 @@ def bench_pipeline(data: Path) -> float:
         return time.perf_counter() - t0
 
 
+def bench_decode(path: Path, n_lines: int, decode: bool) -> None:
+    """`Lines.feed` + `decode_chunk_lines` on the first `n_lines` lines of `path` (see above)."""
+    from sidecar.parse import body as B
+    from sidecar.sources.lines import Lines
+
+    with open(path, "rb") as fh:
+        data = b"".join(fh.readline() for _ in range(n_lines))
+    blocks = [data[i : i + (1 << 20)] for i in range(0, len(data), 1 << 20)]
+    del data
+    t0 = time.process_time()
+    cut = Lines(1 << 20)
+    n = groups = 0
+    for i, block in enumerate(blocks):
+        for batch in cut.feed(block, i << 20, "body.log", "k"):
+            n += len(batch.lines)
+            if decode:
+                groups += len(B.decode_chunk_lines(batch.lines).groups)
+    secs = time.process_time() - t0
+    what = f"decode ({'C' if B.NATIVE else 'pure Python'})" if decode else "split only"
+    print(f"{what}: {n:,} lines, {groups:,} groups, {secs:.3f} CPU s, {n / secs:,.0f} lines/s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--decode-only", type=Path, metavar="BODY_LOG")
+    ap.add_argument("--split-only", action="store_true")
+    ap.add_argument("--lines", type=int, default=200_000)
+    ap.add_argument("--pipeline-only", type=Path, metavar="DIR")
     ap.add_argument("--requests", type=int, default=10_000)  # x100 chunks: ~1.05M lines
     ap.add_argument("--chunks-per-stream", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-pipeline", action="store_true")
     a = ap.parse_args()
+    if a.pipeline_only:
+        print(f"run --once: {bench_pipeline(a.pipeline_only):.3f} s")
+        return
+    if a.decode_only:
+        bench_decode(a.decode_only, a.lines, decode=not a.split_only)
+        return
     data = ensure_log(a.requests, a.chunks_per_stream)
     body = data / "body.log"
     size = body.stat().st_size

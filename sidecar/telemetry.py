@@ -136,19 +136,22 @@ class Telemetry:
         self.counters["records_set_aside_total"] += 1
 
     def observe_event(self, body: dict[str, Any]) -> None:
-        model = body.get("model") or "(no model)"
-        status = body.get("status") or "(no status)"
+        get = body.get
+        input_tokens = get("input_tokens") or 0
+        output_tokens = get("output_tokens") or 0
+        cost = get("estimated_cost_usd")
+        nusd = round(cost * NANO) if cost is not None else 0  # exact: the float is nusd / 1e9
+        unpriced = get("cost_status") == "unpriced_model"
+        estimated = bool(get("tokens_estimated"))
+        model = get("model") or "(no model)"
+        status = get("status") or "(no status)"
         for row in (self.by_model[model], self.by_status[status]):
             row.requests += 1
-            row.input_tokens += body.get("input_tokens") or 0
-            row.output_tokens += body.get("output_tokens") or 0
-            cost = body.get("estimated_cost_usd")
-            if cost is not None:
-                row.cost_nusd += round(cost * NANO)  # exact: the float came from nusd / 1e9
-            if body.get("cost_status") == "unpriced_model":
-                row.unpriced += 1
-            if body.get("tokens_estimated"):
-                row.estimated += 1
+            row.input_tokens += input_tokens
+            row.output_tokens += output_tokens
+            row.cost_nusd += nusd
+            row.unpriced += unpriced
+            row.estimated += estimated
         self.counters["events_emitted_total"] += 1
         self.series.observe(body)
 

@@ -20,6 +20,7 @@ from sidecar.enrich.timing import stream_timing
 from sidecar.enrich.tokens import TokenEstimator
 from sidecar.types import (
     COST_NO_USAGE,
+    NANO,
     STATUS_CANCELLED,
     STATUS_OK,
     TOKENS_FROM_USAGE,
@@ -29,7 +30,6 @@ from sidecar.types import (
     OutEvent,
     ParsedBody,
     Usage,
-    nusd_to_usd,
 )
 
 SCHEMA = "llm_usage/1"
@@ -37,15 +37,7 @@ PROVIDERS = frozenset({"openai", "azure", "anthropic", "gemini", "vertex", "othe
 APIS = frozenset({"chat.completions", "responses", "messages", "generate_content", "embeddings"})
 
 
-_BOUND = 1 << 53
-
-
-def _finite(limits: dict[str, Any]) -> dict[str, Any]:
-    """Rate-limit numbers come from free-form headers: keep those JSON and Splunk can hold."""
-    for k, v in limits.items():
-        if type(v) in (int, float) and not -_BOUND < v < _BOUND:  # also NaN and infinities
-            limits[k] = None
-    return limits
+_NO_HEADERS: dict[str, str] = {}
 
 
 def event_id(source: str, request_id: str, duplicate_key: str | None = None) -> str:
@@ -200,14 +192,12 @@ class Enricher:
                 tokens_estimated=tokens_estimated,
             )
 
-        headers = a.response_headers if a is not None else {}
-        limits = _finite(
-            parse_ratelimits(
-                headers,
-                provider=provider,
-                now=end_time,
-                body_retry_after_secs=parsed.retry_after_secs,
-            )
+        headers = a.response_headers if a is not None else _NO_HEADERS
+        limits = parse_ratelimits(
+            headers,
+            provider=provider,
+            now=end_time,
+            body_retry_after_secs=parsed.retry_after_secs,
         )
         flags = self._flags(c, parsed, status)
         if input_unknown:
@@ -218,6 +208,47 @@ class Enricher:
             flags.append("fields_invalid")
         if media_uncounted:
             flags.append("input_media_not_counted")
+
+        if usage is not None:
+            input_tokens = None if input_unknown else usage.input_tokens
+            cached = usage.cached_input_tokens
+            cache_write = usage.cache_write_input_tokens
+            cache_write_1h = usage.cache_write_1h_input_tokens
+            output_tokens = usage.output_tokens
+            reasoning = None if usage.reasoning_unknown else usage.reasoning_tokens
+            total = usage.input_tokens + output_tokens
+        else:
+            input_tokens = cached = cache_write = cache_write_1h = None
+            output_tokens = reasoning = total = None
+        if cost.cost_known:
+            cost_input = cost.input_nusd / NANO  # the nearest double to the exact amount
+            cost_cached = cost.cached_input_nusd / NANO
+            cost_write = cost.cache_write_nusd / NANO
+            cost_write_1h = cost.cache_write_1h_nusd / NANO
+            cost_output = cost.output_nusd / NANO
+            cost_total = cost.total_nusd / NANO
+        else:
+            cost_input = cost_cached = cost_write = cost_write_1h = None
+            cost_output = cost_total = None
+        if a is not None:
+            model_requested = a.model
+            duration_ms = a.duration_ms
+            ttft_ms = a.ttft_ms
+            user = a.user
+            tenant = a.tenant
+            conversation = a.conversation_id
+            api_key_id = a.api_key_id
+            retry_group = a.client_request_id
+            attempt = a.attempt
+            if user is not None and self.hash_user is not None:
+                user = self.hash_user(user)
+            if tenant is not None and self.hash_tenant is not None:
+                tenant = self.hash_tenant(tenant)
+            if conversation is not None and self.hash_conversation is not None:
+                conversation = self.hash_conversation(conversation)
+        else:
+            model_requested = duration_ms = ttft_ms = user = tenant = conversation = None
+            api_key_id = retry_group = attempt = None
 
         body: dict[str, Any] = {
             "schema": SCHEMA,
@@ -231,7 +262,7 @@ class Enricher:
             "provider": provider,
             "api": api,
             "model": model,
-            "model_requested": a.model if a is not None else None,
+            "model_requested": model_requested,
             "pricing_model": cost.pricing_model,
             "is_streaming": parsed.is_stream,
             "service_tier": parsed.service_tier,
@@ -239,57 +270,39 @@ class Enricher:
             "http_status": http_status,
             "finish_reason": parsed.finish_reason,
             "error_type": error_type if status != STATUS_OK else None,
-            "duration_ms": a.duration_ms if a is not None else None,
-            "ttft_ms": a.ttft_ms if a is not None else None,
-            "input_tokens": usage.input_tokens if usage is not None and not input_unknown else None,
-            "cached_input_tokens": usage.cached_input_tokens if usage is not None else None,
-            "cache_write_input_tokens": usage.cache_write_input_tokens
-            if usage is not None
-            else None,
-            "cache_write_1h_input_tokens": usage.cache_write_1h_input_tokens
-            if usage is not None
-            else None,
-            "output_tokens": usage.output_tokens if usage is not None else None,
-            "reasoning_tokens": usage.reasoning_tokens
-            if usage is not None and not usage.reasoning_unknown
-            else None,
-            "total_tokens": usage.total_tokens if usage is not None else None,
+            "duration_ms": duration_ms,
+            "ttft_ms": ttft_ms,
+            "input_tokens": input_tokens,
+            "cached_input_tokens": cached,
+            "cache_write_input_tokens": cache_write,
+            "cache_write_1h_input_tokens": cache_write_1h,
+            "output_tokens": output_tokens,
+            "reasoning_tokens": reasoning,
+            "total_tokens": total,
             "tokens_estimated": tokens_estimated,
             "token_source": token_source,
-            "cost_input_usd": nusd_to_usd(cost.input_nusd) if cost.cost_known else None,
-            "cost_cached_input_usd": nusd_to_usd(cost.cached_input_nusd)
-            if cost.cost_known
-            else None,
-            "cost_cache_write_usd": nusd_to_usd(cost.cache_write_nusd) if cost.cost_known else None,
-            "cost_cache_write_1h_usd": nusd_to_usd(cost.cache_write_1h_nusd)
-            if cost.cost_known
-            else None,
-            "cost_output_usd": nusd_to_usd(cost.output_nusd) if cost.cost_known else None,
-            "estimated_cost_usd": nusd_to_usd(cost.total_nusd) if cost.cost_known else None,
+            "cost_input_usd": cost_input,
+            "cost_cached_input_usd": cost_cached,
+            "cost_cache_write_usd": cost_write,
+            "cost_cache_write_1h_usd": cost_write_1h,
+            "cost_output_usd": cost_output,
+            "estimated_cost_usd": cost_total,
             "cost_known": cost.cost_known,
             "cost_status": cost.cost_status,
             "pricing_source": cost.pricing_source,
             "pricing_version": cost.pricing_version,
             **limits,
-            "user": self._hashed(a.user if a else None, self.hash_user),
-            "tenant": self._hashed(a.tenant if a else None, self.hash_tenant),
-            "api_key_id": a.api_key_id if a is not None else None,
-            "conversation_id": self._hashed(
-                a.conversation_id if a else None, self.hash_conversation
-            ),
-            "retry_group": a.client_request_id if a is not None else None,
-            "attempt": a.attempt if a is not None else None,
+            "user": user,
+            "tenant": tenant,
+            "api_key_id": api_key_id,
+            "conversation_id": conversation,
+            "retry_group": retry_group,
+            "attempt": attempt,
             "calibration_ratio": calibration_ratio,
             "estimate_lower_bound": lower_bound,
             "flags": flags,
         }
         return OutEvent(body=body, time=end_time, source=c.source_path)
-
-    @staticmethod
-    def _hashed(value: str | None, hasher: Callable[[str], str] | None) -> str | None:
-        if value is None or hasher is None:
-            return value
-        return hasher(value)
 
     @staticmethod
     def _end_time(c: Completed) -> float:

@@ -39,7 +39,9 @@ _UNIT_SECS = {
 }
 
 
+_UNIT_ENDS = ("s", "m", "h")  # the last letter of every unit of _DURATION_PART
 Number = int | float
+_BOUND = 1 << 53  # the largest integer a double holds exactly
 
 
 def _values(raw: str | None) -> list[str]:
@@ -91,9 +93,10 @@ def _go_duration(value: str) -> float | None:
     Their unit is not documented (read as seconds here; 500 next to a 60 s renewal period hints it
     may be something else).
     """
-    seconds = _seconds(value)
-    if seconds is not None:
-        return seconds
+    if value[-1:] not in _UNIT_ENDS:  # a Go duration ends with its unit: no float does
+        seconds = _seconds(value)
+        if seconds is not None:
+            return seconds
     pos = 0
     total = 0.0
     for match in _DURATION_PART.finditer(value):
@@ -188,6 +191,9 @@ def parse_ratelimits(
       neither, `body_retry_after_secs` (e.g. Gemini's RetryInfo) is used. Anthropic sends
       `retry-after` on some 200s: it is reported, but it does not by itself mean throttled.
     - Gemini / Vertex send no rate-limit headers.
+
+    Numbers come from free-form headers: one JSON and Splunk cannot hold exactly (beyond 2^53,
+    NaN, infinite) is None.
     """
     h = headers
     anthropic = provider == "anthropic" or (
@@ -219,7 +225,7 @@ def parse_ratelimits(
     if retry is None and body_retry_after_secs is not None and body_retry_after_secs >= 0:
         retry = float(body_retry_after_secs)
 
-    return {
+    limits = {
         "ratelimit_limit_requests": lim_r,
         "ratelimit_remaining_requests": rem_r,
         "ratelimit_reset_requests_secs": reset_r,
@@ -230,3 +236,7 @@ def parse_ratelimits(
         "ratelimit_remaining_tokens_pct": _pct(rem_t, lim_t),
         "retry_after_secs": retry,
     }
+    for k, v in limits.items():  # every value is None, an int or a float here
+        if v is not None and not -_BOUND < v < _BOUND:  # also NaN and infinities
+            limits[k] = None
+    return limits

@@ -3,8 +3,9 @@
 The body log stamps every chunk (`{"ts":T,"request_id":"ID","data":"..."}`); a joined request
 carries those raw lines as its `parts` plus `first_ts` / `last_ts`. `stream_timing` reads them
 only when an estimate or a calibration sample needs it (never on the hot path): one small JSON
-decode per part, to find the first part that carries visible output (answer text, a tool call,
-a refusal). A reasoning model spends the time before that part thinking in hidden tokens.
+decode per part, up to the first part that carries visible output (answer text, a tool call,
+a refusal), and the last part's stamp. A reasoning model spends the time before that part
+thinking in hidden tokens.
 
 A stream the join compacted (a long one, contract 4) has lost its early parts: then only
 `first_ts`, `last_ts` and the prefix's `prior_text` are known. If the prefix already showed
@@ -15,6 +16,7 @@ taken as `first_ts` and `exact` is False (the hidden time is a lower bound).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,8 +73,7 @@ def _part_time_and_data(part: Any) -> tuple[float | None, str]:
         return None, part
     if not isinstance(part, (bytes, bytearray)):
         return None, ""
-    m = _TS.match(part)
-    ts = float(m.group(1)) if m else None
+    ts = _stamp(part)
     try:
         obj = orjson.loads(part)
     except orjson.JSONDecodeError:
@@ -83,13 +84,51 @@ def _part_time_and_data(part: Any) -> tuple[float | None, str]:
     return ts, data if isinstance(data, str) else ""
 
 
-def chunk_times(parts: list[Any]) -> list[tuple[float | None, bool]]:
-    """Per part: (time, carries visible output)."""
-    out = []
+def _stamp(part: bytes | bytearray) -> float | None:
+    """The `ts` a raw line starts with, read without decoding the line (None: not there, or not
+    a number, such as `1.2.3` in a torn line)."""
+    m = _TS.match(part)
+    if m is None:
+        return None
+    try:
+        return float(m.group(1))
+    except ValueError:
+        return None
+
+
+def _part_time(part: Any) -> float | None:
+    """The time of one raw body-log line, as `_part_time_and_data` reads it."""
+    if isinstance(part, (bytes, bytearray)):
+        ts = _stamp(part)
+        if ts is not None:
+            return ts
+    return _part_time_and_data(part)[0]
+
+
+def scan_parts(
+    parts: Sequence[Any], look: bool
+) -> tuple[float | None, float | None, bool, float | None]:
+    """(first stamp, last stamp, whether a part carries visible output, that part's stamp), the
+    visible part looked for only with `look`. Reads from the front only as far as needed (a
+    calibration sample of a long stream must not decode all of it) and the last stamp from the
+    back: the same answers as reading every part (tests/unit/test_stream_timing.py)."""
+    first_stamp: float | None = None
+    visible = False
+    visible_stamp: float | None = None
     for part in parts:
         ts, data = _part_time_and_data(part)
-        out.append((ts, is_visible(data)))
-    return out
+        if first_stamp is None:
+            first_stamp = ts
+        if look and is_visible(data):
+            visible, visible_stamp, look = True, ts, False
+        if first_stamp is not None and not look:
+            break
+    last_stamp: float | None = None
+    for part in reversed(parts):
+        last_stamp = _part_time(part)
+        if last_stamp is not None:
+            break
+    return first_stamp, last_stamp, visible, visible_stamp
 
 
 def request_start(c: Completed) -> float | None:
@@ -107,13 +146,13 @@ def stream_timing(c: Completed) -> StreamTiming | None:
     latest of the last chunk's stamp, the last body record (the end record of a cancelled
     stream) and the access record's time.
     """
-    stamps: list[tuple[float | None, bool]] = chunk_times(c.parts) if c.parts else []
-    known = [ts for ts, _ in stamps if ts is not None]
+    parts = c.parts or ()
+    first_stamp, last_stamp, visible, visible_stamp = scan_parts(parts, not c.prior_text)
     a = c.access
-    ends = [t for t in (c.last_ts, known[-1] if known else None) if t is not None]
+    ends = [t for t in (c.last_ts, last_stamp) if t is not None]
     if a is not None and a.time is not None:
         ends.append(float(a.time))
-    firsts = [t for t in (c.first_ts, known[0] if known else None) if t is not None]
+    firsts = [t for t in (c.first_ts, first_stamp) if t is not None]
     start = request_start(c) if a is not None and a.duration_ms is not None else None
     if start is None and firsts:
         start = min(firsts)
@@ -125,12 +164,12 @@ def stream_timing(c: Completed) -> StreamTiming | None:
     if c.prior_text:  # compacted: the prefix had output before the kept parts
         first_visible = min(firsts) if firsts else start
         exact = False
-    elif stamps:
-        for ts, visible in stamps:
-            if visible:
-                exact = ts is not None  # an unstamped part: only bounded by the first stamp
-                first_visible = ts if ts is not None else (min(firsts) if firsts else start)
-                break
+    elif parts:
+        if visible:
+            exact = visible_stamp is not None  # unstamped: only bounded by the first stamp
+            first_visible = (
+                visible_stamp if visible_stamp is not None else (min(firsts) if firsts else start)
+            )
     elif c.body and is_visible(c.body):  # a whole body (the `bodies` style): one time only
         first_visible = end
         exact = False

@@ -85,24 +85,47 @@ def normalise_model(model: str | None) -> str:
     """Lower-case, drop provider prefixes (`openai/`, `azure/`, `openrouter/openai/`) and `ft:`."""
     if not model:
         return ""
-    name = model.strip().lower().rsplit("/", 1)[-1]
-    if name.startswith("ft:"):
-        name = name[3:]
-    return name
+    return _facts(model)[0]
 
 
 def encoding_for(model: str | None) -> tuple[str, bool]:
     """(encoding name, exact): exact is False for a non-OpenAI model counted as an approximation."""
-    name = normalise_model(model)
-    if _O200K_RE.match(name):
-        return O200K, True
-    if _CL100K_RE.match(name):
-        return CL100K, True
-    return O200K, False
+    if not model:
+        return O200K, False
+    return _facts(model)[1]
 
 
 def is_reasoning_family(model: str | None) -> bool:
-    return bool(_REASONING_RE.match(normalise_model(model)))
+    return bool(model) and _facts(model)[2]  # type: ignore[arg-type]
+
+
+# What the functions above say about a model name, worked out once per name: they are asked
+# several times for every request. Bounded: names up to 256 characters, 1,024 of them (then
+# started afresh); a longer (hostile) name is worked out each time.
+_FACTS: dict[str, tuple[str, tuple[str, bool], bool]] = {}
+_FACTS_MAX = 1024
+_FACTS_NAME_CHARS = 256
+
+
+def _facts(model: str) -> tuple[str, tuple[str, bool], bool]:
+    facts = _FACTS.get(model)
+    if facts is not None:
+        return facts
+    name = model.strip().lower().rsplit("/", 1)[-1]
+    if name.startswith("ft:"):
+        name = name[3:]
+    if _O200K_RE.match(name):
+        encoding = (O200K, True)
+    elif _CL100K_RE.match(name):
+        encoding = (CL100K, True)
+    else:
+        encoding = (O200K, False)
+    facts = (name, encoding, bool(_REASONING_RE.match(name)))
+    if len(model) <= _FACTS_NAME_CHARS:
+        if len(_FACTS) >= _FACTS_MAX:
+            _FACTS.clear()
+        _FACTS[model] = facts
+    return facts
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -146,18 +169,32 @@ def _directory(encodings_dir: str | None) -> Path:
     return Path(encodings_dir).expanduser() if encodings_dir else BUNDLED_DIR
 
 
+_RESOLVED: dict[str | None, str] = {}  # encodings_dir -> its resolved path (a few entries)
+
+
+def _resolved(encodings_dir: str | None) -> str:
+    """The resolved folder of `encodings_dir`, worked out once per process (it is looked up for
+    every count: resolving a path is several system calls)."""
+    path = _RESOLVED.get(encodings_dir)
+    if path is None:
+        if len(_RESOLVED) >= 64:
+            _RESOLVED.clear()
+        path = _RESOLVED[encodings_dir] = str(_directory(encodings_dir).resolve())
+    return path
+
+
 def is_loaded(name: str, encodings_dir: str | None = None) -> bool:
     """Whether `get_encoder(name, encodings_dir)` answers at once (loaded, or known unusable).
     Loading takes 0.2-0.5 s: a caller on an event loop loads it in a thread first."""
-    return (str(_directory(encodings_dir).resolve()), name) in _ENCODERS
+    return (_resolved(encodings_dir), name) in _ENCODERS
 
 
 def get_encoder(name: str, encodings_dir: str | None = None) -> tiktoken.Encoding | None:
     """The encoding, loaded once per process; None (heuristic) when its files are unusable."""
-    directory = _directory(encodings_dir)
-    key = (str(directory.resolve()), name)
+    key = (_resolved(encodings_dir), name)
     if key in _ENCODERS:
         return _ENCODERS[key]
+    directory = _directory(encodings_dir)
     enc: tiktoken.Encoding | None
     try:
         enc = _load(directory, name)
@@ -194,10 +231,29 @@ def encoder_states(directory: str) -> dict[str, str]:
     return states
 
 
+# Counts of short texts, per encoding name (the files are checked against tiktoken's SHA-256, so
+# one name always counts the same): a stream's deltas are mostly a word each and repeat from
+# stream to stream. Bounded: texts up to _MEMO_CHARS characters, at most _MEMO_SIZE of them per
+# encoding (then started afresh), about 2 MB.
+_MEMO_CHARS = 24
+_MEMO_SIZE = 16_384
+_COUNTS: dict[str, dict[str, int]] = {}
+
+
 def count(enc: tiktoken.Encoding | None, text: str) -> int:
     """Tokens of a text; with no encoding (heuristic), ~4 characters per token."""
     if not text:
         return 0
     if enc is None:
         return math.ceil(len(text) / CHARS_PER_TOKEN)
-    return len(enc.encode_ordinary(text))  # special-token text counts as ordinary text
+    if len(text) > _MEMO_CHARS:
+        return len(enc.encode_ordinary(text))  # special-token text counts as ordinary text
+    memo = _COUNTS.get(enc.name)
+    if memo is None:
+        memo = _COUNTS[enc.name] = {}
+    n = memo.get(text)
+    if n is None:
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        n = memo[text] = len(enc.encode_ordinary(text))
+    return n

@@ -48,6 +48,7 @@ from sidecar.join.pending import (
     settle,
 )
 from sidecar.join.positions import PositionNotes
+from sidecar.join.recent import RecentIds
 from sidecar.join.storage import CompactFn, Storage, unpacked
 from sidecar.types import BODY_DATA, BODY_END, AccessRecord, BodyRecord, Completed
 
@@ -93,8 +94,7 @@ class Joiner(Storage, Expiry, PositionNotes):
         self._awaiting: list[tuple[float, int, float, str, Pending]] = []  # heap: access, no end
         self._seq = 0
         # recently emitted ids -> the key of their access line (see `_key`), or _INCOMPLETE
-        self._done: dict[str, bytes] = {}  # insertion order = emission order
-        self._done_cap = max(100_000, max_pending_requests)
+        self._done: RecentIds[bytes] = RecentIds(max(100_000, max_pending_requests))
         self.has_body: dict[str, bool] = {}  # source name -> has a body log
         self.pending_bytes = 0
         self.stats: dict[str, int] = dict.fromkeys(
@@ -396,12 +396,7 @@ class Joiner(Storage, Expiry, PositionNotes):
         self.pending_bytes -= p.cost
         p.cost = 0
         complete = not expired or (p.access is not None and p.end is not None)
-        done = self._done
-        if rid in done:
-            del done[rid]  # to the end: the window is the most recent ids
-        done[rid] = _packed(p.key) if complete and p.key is not None else _INCOMPLETE
-        if len(done) > self._done_cap:
-            del done[next(iter(done))]
+        self._done.put(rid, _packed(p.key) if complete and p.key is not None else _INCOMPLETE)
         if p.dup and p.access is not None:
             self.stats["duplicate_request_id"] += 1
         body: str | None = p.text

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
 
+from sidecar import native
 from sidecar.errors import ParseError
 from sidecar.parse.fields import is_absent, parse_time, request_id
 from sidecar.types import BODY_DATA, BODY_END, BODY_WHOLE, BodyRecord
@@ -86,9 +88,7 @@ def assemble_escaped(parts: list[bytes]) -> tuple[str, int, int]:
     3. A part that is not a valid JSON string (a torn or hand-edited line): decode part by part,
        drop the bad ones and count them in `bad`.
     """
-    find = bytes.find
-    parts = [p[find(p, _DATA) + 10 : -2] for p in parts]
-    joined = b'"' + b"".join(parts) + b'"'
+    joined = _join_escaped(parts)
     try:
         return _loads(joined), 0, 0
     except _JSONDecodeError:
@@ -99,12 +99,23 @@ def assemble_escaped(parts: list[bytes]) -> tuple[str, int, int]:
         pass
     out: list[str] = []
     bad = 0
-    for part in parts:
+    for part in _cut_data(parts):
         try:
             out.append(_loads(b'"' + part.decode("utf-8", "replace").encode() + b'"'))
         except _JSONDecodeError:
             bad += 1
     return "".join(out), bad, 1
+
+
+def _cut_data(parts: list[bytes]) -> list[bytes]:
+    """Each part's escaped `data` (see `assemble_escaped`)."""
+    find = bytes.find
+    return [p[find(p, _DATA) + 10 : -2] for p in parts]
+
+
+def _join_escaped_pure(parts: list[bytes]) -> bytes:
+    """The parts' `data` as one JSON string (quotes around). `_bodyscan.c` is this in C."""
+    return b'"' + b"".join(_cut_data(parts)) + b'"'
 
 
 _JSONDecodeError = orjson.JSONDecodeError
@@ -166,16 +177,9 @@ def parse_chunks_checked(line: bytes) -> tuple[BodyRecord, bool, bool]:
     raise ParseError("body_record_without_data_or_end")
 
 
-def decode_chunk_lines(lines: list[bytes]) -> Decoded:
-    """The hot path: a batch of `chunks` lines -> `Decoded` (see the module docstring).
-
-    One pass finds each line's request id with two `bytes.find`s and groups the line under it
-    as it is (no copy, no decode); the line must end with `"}`. Then, per request id of the
-    batch (not per line), the id is checked: plain ASCII, no quote (it then ends right at
-    `","data":"`), no backslash (a JSON escape). The other lines are read one by one (end
-    records, mostly). Whatever is unusual, an id that fails its check, a data line in another
-    shape, a line that does not decode, sends the whole batch through `_decode_each`, the
-    per-line path with the same result and the lines' indexes for the errors."""
+def _group_pure(lines: list[bytes]) -> tuple[dict[str, list[bytes]], list[bytes]] | None:
+    """The per-line pass of `decode_chunk_lines` -> (groups, odd lines), or None when an id
+    fails its check (the caller then takes the per-line path). `_bodyscan.c` is this in C."""
     groups: defaultdict[bytes, list[bytes]] = defaultdict(list)
     odd: list[bytes] = []
     rid_key, data_key = _RID, _DATA
@@ -189,8 +193,36 @@ def decode_chunk_lines(lines: list[bytes]) -> Decoded:
     out: dict[str, list[bytes]] = {}
     for rid, parts in groups.items():
         if not rid.isascii() or b'"' in rid or b"\\" in rid:
-            return _decode_each(lines)
+            return None
         out[rid.decode("ascii")] = parts
+    return out, odd
+
+
+_bodyscan = native.load("sidecar.parse._bodyscan")  # C twins of the two _pure ones, if built
+_group_native: Callable[[list[bytes]], tuple[dict, list[bytes]] | None] | None = (
+    _bodyscan.group_chunk_lines if _bodyscan else None
+)
+NATIVE = _group_native is not None  # which one the hot path uses (tests, `bench/`)
+_group = _group_native or _group_pure
+_join_escaped: Callable[[list[bytes]], bytes] = (
+    _bodyscan.join_escaped if _bodyscan else _join_escaped_pure
+)
+
+
+def decode_chunk_lines(lines: list[bytes]) -> Decoded:
+    """The hot path: a batch of `chunks` lines -> `Decoded` (see the module docstring).
+
+    One pass (`_group`: in C when built, else `_group_pure`) finds each line's request id with
+    two finds and groups the line under it as it is (no copy, no decode); the line must end
+    with `"}`. Per request id of the batch the id is checked: plain ASCII, no quote (it then
+    ends right at `","data":"`), no backslash (a JSON escape). The other lines are read one by
+    one (end records, mostly). Whatever is unusual, an id that fails its check, a data line in
+    another shape, a line that does not decode, sends the whole batch through `_decode_each`,
+    the per-line path with the same result and the lines' indexes for the errors."""
+    grouped = _group(lines)
+    if grouped is None:
+        return _decode_each(lines)
+    out, odd = grouped
     dec = Decoded(out, [], [], 0)
     for line in odd:
         if not line.strip():

@@ -7,6 +7,7 @@ which is handy to replay into Splunk with curl; by default the bare event is wri
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,7 +77,9 @@ class FileSink:
     async def flush(self) -> None:
         if self._fh is not None:
             self._fh.flush()
-            os.fsync(self._fh.fileno())
+            # in a thread: the readers and enrichment go on while the disk syncs (the caller
+            # awaits it before releasing the events, and writes nothing meanwhile)
+            await asyncio.to_thread(os.fsync, self._fh.fileno())
 
     async def close(self) -> None:
         if self._fh is not None:

@@ -6,12 +6,24 @@ starts at start_offset + the lengths of lines 0..i-1 plus their newlines), so a 
 computed for any line. The partial last line is kept as a list of pieces (joined once, when its
 newline comes: no quadratic re-copying); once it passes `max_line_bytes` the pieces are dropped
 and the rest of the line is skipped up to its newline, then reported in `LineBatch.skipped` as
-(offset, length). Splitting is one `bytes.split` per block.
+(offset, length). Splitting is one pass per block: `_splitlines.c` (memchr) when built, else
+`bytes.split` (which looks at one byte at a time); both give the same list.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from sidecar import native
+
+
+def _split_pure(block: bytes) -> list[bytes]:
+    return block.split(b"\n")
+
+
+_splitlines = native.load("sidecar.sources._splitlines")
+_split: Callable[[bytes], list[bytes]] = _splitlines.split_newlines if _splitlines else _split_pure
 
 
 @dataclass(slots=True)
@@ -65,7 +77,7 @@ class Lines:
         start = self.start if lines else base + pos
         last = block.rfind(b"\n", pos)
         if last >= 0:
-            mid = block.split(b"\n")  # the whole block: no copy of it first
+            mid = _split(block)  # the whole block: no copy of it first
             rest = mid.pop()  # after the last newline
             if pos:
                 del mid[0]  # it completed the partial line

@@ -9,12 +9,14 @@ environment's site-packages (a .pth file) and the wheel itself is installed with
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
 import venv
+import zipfile
 from pathlib import Path
 
 import orjson
@@ -36,12 +38,18 @@ def test_wheel_installs_and_runs_on_a_host(tmp_path: Path) -> None:
     # Build from a copy of what the build reads, so the work tree gets no build/ or egg-info.
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(REPO / name, src / name)
     shutil.copytree(REPO / "sidecar", src / "sidecar", ignore=shutil.ignore_patterns("__pycache__"))
     dist = tmp_path / "dist"
     run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(src)])
     (wheel,) = dist.glob("llm_hec_sidecar-*.whl")
+    # With a compiler (here if the test environment's install built them) the wheel carries the
+    # hot path's C extensions (setup.py; without one they are optional and the wheel is pure).
+    built = importlib.util.find_spec("sidecar.parse._bodyscan") is not None
+    with zipfile.ZipFile(wheel) as zf:
+        exts = sorted(n.split("/")[-1].split(".")[0] for n in zf.namelist() if n.endswith(".so"))
+    assert exts == (["_bodyscan", "_splitlines"] if built else [])
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
@@ -85,6 +93,9 @@ def test_wheel_installs_and_runs_on_a_host(tmp_path: Path) -> None:
     env["STATE_DIRECTORY"] = str(host / "state")
     where = run([str(py), "-c", "import sidecar; print(sidecar.__file__)"], cwd=host, env=env)
     assert where.stdout.strip().startswith(str(env_dir)), where.stdout
+    code = "from sidecar.parse import body; print(body.NATIVE)"
+    native = run([str(py), "-c", code], cwd=host, env={**env, "LLM_HEC_SIDECAR_PURE": ""})
+    assert native.stdout.strip() == str(built)
 
     run(
         [

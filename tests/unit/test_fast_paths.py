@@ -11,9 +11,11 @@ input, hostile lines and odd framings included, so that a shortcut can only chan
 from __future__ import annotations
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sidecar.parse import body
 from sidecar.parse.body import _decode_each, decode_chunk_lines
 from sidecar.parse.providers import openai_chat
 from sidecar.parse.providers._common import Chunks
@@ -145,6 +147,45 @@ def test_forward_all_gives_the_events_of_forward(
     assert seen(both.forward()) == seen(both.forward_all())
 
 
+payload = st.one_of(
+    st.sampled_from(['{"a":1}', '{"b":[2]}', "[DONE]", "", "  ", "[1]", "7", "{bad", '{"c":"é"}']),
+    st.text(alphabet='{}":ab1', max_size=6),
+)
+
+
+@given(
+    events=st.lists(
+        st.tuples(st.one_of(st.none(), st.sampled_from(["", "a", "error"])), payload),
+        max_size=8,
+    ),
+    seps=st.lists(st.sampled_from(["\n\n", "\n\n\n", "\n", "\n\n\n\n\n"]), max_size=8),
+    tail=st.sampled_from(["", "\n", "\n\n", "\n\n\n"]),
+    walk_back=st.integers(0, 9),
+)
+def test_forward_objects_gives_what_obj_gives_and_counts_junk_once(
+    events: list[tuple[str | None, str]], seps: list[str], tail: str, walk_back: int
+) -> None:
+    """`forward_objects()` (no Event per event) against `forward_all()` + `obj()`: the same
+    payloads, and after walking back over the last events as a parser does, the same count of
+    payloads that did not decode (a cut last event not counted)."""
+    text = ""
+    for i, (name, data) in enumerate(events):
+        block = (f"event:{name}\n" if name is not None else "") + f"data: {data}"
+        text += block + (seps[i] if i < len(seps) else "\n\n")
+    text = text.rstrip("\n") + tail if text else tail
+
+    def walk(chunks: Chunks) -> list[object]:
+        return [ev.obj() for _, ev in zip(range(walk_back), chunks.backward(), strict=False)]
+
+    ref = Chunks(text)
+    want = [ev.obj() for ev in ref.forward_all()]
+    want_back = walk(ref)
+    got_chunks = Chunks(text)
+    assert list(got_chunks.forward_objects()) == want
+    assert walk(got_chunks) == want_back
+    assert got_chunks.malformed == ref.malformed
+
+
 delta = st.dictionaries(
     st.sampled_from(["content", "refusal", "role", "reasoning_content", "tool_calls"]),
     st.one_of(st.none(), st.text(max_size=4), st.integers(), st.just([{"text": "t"}])),
@@ -177,3 +218,20 @@ def test_chat_texts_fast_path_equals_the_general_path(choices: list[dict]) -> No
             )
             ref_text = got or ref_text
     assert (text, out, calls) == (ref_text, ref_out, ref_calls)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(specs=st.lists(line_spec, max_size=30))
+def test_decode_chunk_lines_same_with_the_c_scanner_and_without(specs: list) -> None:
+    """`decode_chunk_lines` with `_bodyscan.c` and with its Python twin: the same `Decoded`
+    (whichever one `LLM_HEC_SIDECAR_PURE` chose for the hot path)."""
+    scan = pytest.importorskip("sidecar.parse._bodyscan")  # test_native.py: required under CI
+    lines = [render(s) for s in specs]
+    saved, out = body._group, []
+    try:
+        for group in (scan.group_chunk_lines, body._group_pure):
+            body._group = group
+            out.append(body.decode_chunk_lines(lines))
+    finally:
+        body._group = saved
+    same(*out)

@@ -182,11 +182,15 @@ class Chunks:
     def _event(self, start: int, end: int) -> Event | None:
         ev = self._cache.get(start)
         if ev is None:
-            framed = parse_block(self.text[start:end])
-            if framed is None:
-                return None
-            last = start == self._last_start
-            ev = self._cache[start] = Event(self, framed[0], framed[1], last)
+            block = self.text[start:end]
+            if block.startswith("data: ") and "\n" not in block:
+                name, data = None, block[6:]  # parse_block's fast path
+            else:
+                framed = parse_block(block)
+                if framed is None:
+                    return None
+                name, data = framed
+            ev = self._cache[start] = Event(self, name, data, start == self._last_start)
         return ev
 
     def _object_events(self) -> list[Event]:
@@ -216,17 +220,10 @@ class Chunks:
             if ev is not None:
                 yield ev
 
-    def forward_all(self) -> Iterator[Event]:
-        """Every event from the first to the last, as `forward()` gives them, framed with one
-        C-level `str.split` instead of one `find` per event: for a parser that reads them all
-        (`want_text`). A piece may start with one newline left over from a run of three or
-        more; it is skipped as `forward()` skips it, so both give the same events, at the same
-        offsets (shared through the cache)."""
-        if self._objects is not None:
-            yield from self._object_events()
-            return
-        cache = self._cache
-        last_start = self._last_start
+    def _blocks(self) -> Iterator[tuple[int, str]]:
+        """(offset, text) of every block, split with one C-level `str.split`. A piece may start
+        with newlines left over from a run of three or more: they are skipped, as `forward()`
+        skips them, and the offset moved past them, so that both give the same offsets."""
         start = 0
         for block in self.text.split("\n\n"):
             at = start
@@ -239,6 +236,19 @@ class Chunks:
                     continue
                 at += len(block) - len(stripped)
                 block = stripped
+            yield at, block
+
+    def forward_all(self) -> Iterator[Event]:
+        """Every event from the first to the last, as `forward()` gives them, framed with one
+        C-level `str.split` instead of one `find` per event: for a parser that reads them all
+        (`want_text`). Both give the same events, at the same offsets (shared through the
+        cache)."""
+        if self._objects is not None:
+            yield from self._object_events()
+            return
+        cache = self._cache
+        last_start = self._last_start
+        for at, block in self._blocks():
             ev = cache.get(at)
             if ev is None:
                 framed = parse_block(block)
@@ -246,6 +256,41 @@ class Chunks:
                     continue
                 ev = cache[at] = Event(self, framed[0], framed[1], at == last_start)
             yield ev
+
+    def forward_objects(self) -> Iterator[dict[str, Any] | None]:
+        """`ev.obj()` of every event `forward_all()` gives, in order, for a parser that reads
+        each payload once (`want_text`): framed and decoded inline, without an `Event` per
+        event (on a long stream those cost more than the decoding). A payload that does not
+        decode gets its `Event` (cached, counted once in `malformed` as `obj()` counts it); one
+        that decodes is decoded again if `backward()` reaches it (the last few events)."""
+        if self._objects is not None:
+            for o in self._objects:
+                yield o if type(o) is dict else None
+            return
+        cache = self._cache
+        for at, block in self._blocks():
+            ev = cache.get(at)
+            if ev is not None:
+                yield ev.obj()
+                continue
+            name = None
+            if block.startswith("data: ") and "\n" not in block:
+                data = block[6:]  # parse_block's fast path
+            else:
+                framed = parse_block(block)
+                if framed is None:
+                    continue
+                name, data = framed
+            if not data or data.startswith("[DONE]") or data.isspace():
+                yield None
+                continue
+            try:
+                value = _orjson_loads(data)
+            except _DECODE_ERRORS:
+                ev = cache[at] = Event(self, name, data, at == self._last_start)
+                yield ev.obj()
+                continue
+            yield value if type(value) is dict else None
 
     def forward(self) -> Iterator[Event]:
         """Events from the first to the last."""

@@ -139,8 +139,7 @@ def parse_chunks(
     thought = False
     if want_text:
         calls = [0]
-        for ev in chunks.forward_all():
-            obj = ev.obj()
+        for obj in chunks.forward_objects():
             if obj is not None:
                 thought = _texts(obj, pb.output_text, calls) or thought
         pb.output_extra_tokens += GEMINI_FUNCTION_CALL_TOKENS * calls[0]

@@ -92,9 +92,12 @@ def _call_pieces(calls: dict[Any, list[str]], key: Any, fn: dict[str, Any]) -> N
 
 def _texts(obj: dict[str, Any], out: list[str], calls: dict[Any, list[str]]) -> bool:
     choices = obj.get("choices")
+    if type(choices) is not list:
+        return False
     text = False
-    for choice in choices if type(choices) is list else ():
-        choice = as_dict(choice)
+    for choice in choices:
+        if type(choice) is not dict:
+            continue  # holds no text
         delta = choice.get("delta")
         if type(delta) is dict and len(delta) == 1 and "message" not in choice:
             # the usual chunk: a delta with nothing but its content (one token)
@@ -164,8 +167,7 @@ def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
     calls: dict[Any, list[str]] = {}
     text = False
     if want_text:
-        for ev in chunks.forward_all():
-            obj = ev.obj()
+        for obj in chunks.forward_objects():
             if obj is not None:
                 text = _texts(obj, pb.output_text, calls) or text
 

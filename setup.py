@@ -1,0 +1,17 @@
+"""The C extensions of the hot path; everything else is in pyproject.toml.
+
+`optional=True`: a machine without a C compiler still installs, and the hot path then uses the
+pure-Python twins (same results, slower; see sidecar/native.py).
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(name, sources=[source], optional=True)
+        for name, source in [
+            ("sidecar.parse._bodyscan", "sidecar/parse/_bodyscan.c"),
+            ("sidecar.sources._splitlines", "sidecar/sources/_splitlines.c"),
+        ]
+    ]
+)

@@ -1,0 +1,24 @@
+"""The optional C extensions of the hot path (built by setup.py when a compiler is there).
+
+Each has a pure-Python twin with the same results, used when the extension was not built or
+when `LLM_HEC_SIDECAR_PURE=1` is set (tests and A/B benchmarks): `sidecar.parse._bodyscan`
+(sidecar/parse/body.py) and `sidecar.sources._splitlines` (sidecar/sources/lines.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+PURE = os.environ.get("LLM_HEC_SIDECAR_PURE", "") not in ("", "0")
+
+
+def load(name: str) -> ModuleType | None:
+    """The extension module `name`, or None (not built here, or turned off)."""
+    if PURE:
+        return None
+    try:
+        return importlib.import_module(name)
+    except ImportError:  # installed without a compiler: the caller's pure path
+        return None
