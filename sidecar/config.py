@@ -100,9 +100,10 @@ class Join:
     expire_after_secs: float = field(default=60.0, metadata={"range": (1.0, 86_400.0)})
     # beyond it the oldest open requests without an access record are emitted early (counted)
     max_pending_requests: int = field(default=100_000, metadata={"range": (1, 10_000_000)})
-    # memory bound of the join (raw body parts, decoded text, per-request overhead); beyond it
-    # open streams are compacted sooner, then the oldest open requests without an access record
-    # are emitted early (counted, warned)
+    # memory bound of the join (raw and packed body parts, decoded text, per-request overhead);
+    # near it the largest open streams are packed (lossless zlib, join/storage.py), then
+    # compacted, and beyond it the oldest open requests without an access record are emitted
+    # early (counted, warned)
     max_pending_bytes: int = field(default=64 << 20, metadata={"range": (1 << 20, 1 << 40)})
     # clock skew allowed between the two logs: a request whose access line is seen is complete
     # once the body log is this far past the access line's time (or caught up this long)

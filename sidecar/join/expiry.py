@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 
 from sidecar.join.clock import Frontier
-from sidecar.join.pending import Pending
+from sidecar.join.pending import Pending, has_data, settle
 from sidecar.types import Completed
 
 log = logging.getLogger("sidecar.join")
@@ -31,7 +31,7 @@ class Expiry:
     def _complete(self, rid: str, p: Pending, *, expired: bool) -> Completed:
         raise NotImplementedError
 
-    def squeeze(self) -> None:
+    def squeezed(self) -> bool:
         raise NotImplementedError
 
     def advance(self, out: list[Completed], now: float | None = None) -> None:
@@ -71,7 +71,7 @@ class Expiry:
             return self.flush_some(out, max_items)
         due: list[str] = []
         for rid, p in self._pending.items():
-            if p.access is not None and p.end is None and not p.parts and p.head is None:
+            if p.access is not None and p.end is None and not has_data(p):
                 continue  # waiting for the body reader to pass it (advance)
             if not self._due(p, now, limit):
                 continue
@@ -94,20 +94,20 @@ class Expiry:
         (a log written in bursts, such as nginx's buffered `access_log`), and the other reader's
         log time alone must not expire it."""
         waited = now - p.touched >= limit
+        settle(p)
         if p.seen is None:
             return waited
         t = p.seen + limit
-        return all(
-            f.done or f.front > t or (f.idle_since is not None and waited)
-            for f in (self.access_front, self.body_front)
-        )
+        for f in (self.access_front, self.body_front):  # a loop, not all(): once per request
+            if not (f.done or f.front > t or (f.idle_since is not None and waited)):
+                return False
+        return True
 
     def _give_way(self, out: list[Completed]) -> None:
         """Over the byte (or count) bound: emit the oldest open requests that have no access
         record yet, counted and warned. Compaction already keeps each stream small, so this
         means more requests are open at once than the bound allows."""
-        if self.pending_bytes > self.max_pending_bytes // 2:
-            self.squeeze()
+        self.squeezed()
         if self.pending_bytes <= self.max_pending_bytes and len(self._pending) <= self.max_pending:
             return
         target = self.max_pending_bytes * 9 // 10
@@ -151,7 +151,7 @@ class Expiry:
             n += 1
         for rid in list(self._pending)[: max_items - n]:
             p = self._pending[rid]
-            if p.access is not None and p.end is None and not p.parts and p.head is None:
+            if p.access is not None and p.end is None and not has_data(p):
                 self.stats["completed_without_body"] += 1
                 out.append(self._complete(rid, p, expired=False))
             else:

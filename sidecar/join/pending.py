@@ -1,7 +1,8 @@
 """One pending request's state, and the body-log helper the table needs.
 
-A request in flight costs its `Pending` (slots) plus its raw parts until compaction
-(join/storage.py), its head and tail after, and the visible text of its middle.
+A request in flight costs its `Pending` (slots) plus its raw parts, packed (compressed) while
+the join is under pressure, until compaction (join/storage.py); its head and tail after, and the
+visible text of its middle.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ class Pending:
     source: str
     parts: list = field(default_factory=list)  # raw parts since the head / last compaction
     size: int = 0  # bytes in parts
+    packed: list[bytes] | None = None  # the parts before `parts`, zlib-packed (join/storage.py)
+    packed_raw: int = 0  # their raw bytes
+    packed_size: int = 0  # what the packed blobs cost
+    packable: bool = True  # False: a part could not be packed (not bytes, or a newline in it)
     text: str | None = None  # a whole body (`bodies` style)
     head: Any = None  # after compaction: the stream's first events, one raw part
     head_size: int = 0
@@ -37,6 +42,7 @@ class Pending:
     first_ts: float | None = None
     last_ts: float | None = None
     seen: float | None = None  # log time of the last record
+    ts_due: bool = False  # last_ts / seen are the time of parts[-1], not read yet (`settle`)
     touched: float = 0.0  # wall (monotonic) time of the last record
     source_path: str | None = None
     records: int = 0
@@ -45,6 +51,23 @@ class Pending:
     key: tuple | None = None  # its access line's (time, byte offset)
     cost: int = 0  # bytes counted in Joiner.pending_bytes
     positions: Any = None  # issue 8: source bytes of the request (opaque here)
+
+
+def settle(p: Pending) -> None:
+    """Bring `last_ts` / `seen` up to date: the hot path appends data without reading its time
+    (a float parse per request per batch, about as much as the rest of `add_chunks`); it is read
+    here, from the last raw part, whenever the time is needed or that part is about to go."""
+    if p.ts_due:
+        p.ts_due = False
+        if p.parts:
+            ts = line_ts(p.parts[-1])
+            if ts is not None:
+                p.last_ts = p.seen = ts
+
+
+def has_data(p: Pending) -> bool:
+    """Has body data been seen for `p` (raw, packed or compacted)?"""
+    return bool(p.parts) or p.packed is not None or p.head is not None
 
 
 def join_str(parts: list) -> tuple[str, int, int]:

@@ -12,12 +12,14 @@ record (wall time only when both are caught up and idle), and is emitted with wh
 flagged.
 
 Memory is bounded by bytes (`max_pending_bytes`). An open stream keeps its raw body-log parts
-only until they exceed a threshold; then the injected `compact` callable (the join does not
-import parse) decodes the prefix: the first events are kept as a small raw head, the last events
-(where every provider puts its usage) stay raw, and what lies between is reduced to its visible
-text and per-item token overheads (`Completed.prior_text` / `prior_extra_tokens`). Under
-pressure the threshold drops; if the bound is still exceeded, the oldest open requests that have
-no access record yet are emitted early (counted, warned), never a complete request.
+only until they exceed a threshold (`compact_bytes`); then the injected `compact` callable (the
+join does not import parse) decodes the prefix: the first events are kept as a small raw head,
+the last events (where every provider puts its usage) stay raw, and what lies between is reduced
+to its visible text and per-item token overheads (`Completed.prior_text` /
+`prior_extra_tokens`). Under pressure (thousands of open streams) the largest raw holdings are
+packed, losslessly and cheaply, instead (join/storage.py); if the bound is still exceeded,
+the oldest open requests that have no access record yet are emitted early (counted, warned),
+never a complete request.
 
 Duplicate request ids: a request whose id was already emitted complete (or is pending with its
 body ended) and which then completes again is a second request: it gets its own event, flagged,
@@ -36,10 +38,18 @@ from typing import Any
 
 from sidecar.join.clock import Frontier
 from sidecar.join.expiry import Expiry
-from sidecar.join.pending import ACCESS_OVERHEAD, PENDING_OVERHEAD, Pending, join_str, line_ts
+from sidecar.join.pending import (
+    ACCESS_OVERHEAD,
+    PENDING_OVERHEAD,
+    Pending,
+    has_data,
+    join_str,
+    line_ts,
+    settle,
+)
 from sidecar.join.positions import PositionNotes
 from sidecar.join.recent import RecentIds
-from sidecar.join.storage import CompactFn, Storage
+from sidecar.join.storage import CompactFn, Storage, unpacked
 from sidecar.types import BODY_DATA, BODY_END, AccessRecord, BodyRecord, Completed
 
 _INCOMPLETE = b""  # `_done` value of an id emitted incomplete; else its access line's key, packed
@@ -100,6 +110,7 @@ class Joiner(Storage, Expiry, PositionNotes):
                 "bodies_truncated",  # raw body cut at max_body_bytes (not a stream)
                 "text_truncated",  # estimation text capped at max_body_bytes
                 "compactions",
+                "packed",  # raw parts packed under pressure (lossless)
                 "compaction_invalid_parts",
             ),
             0,
@@ -147,7 +158,7 @@ class Joiner(Storage, Expiry, PositionNotes):
         return p
 
     def _recost(self, p: Pending) -> None:
-        cost = PENDING_OVERHEAD + p.size + p.head_size + p.prior_len
+        cost = PENDING_OVERHEAD + p.size + p.packed_size + p.head_size + p.prior_len
         if p.text is not None:
             cost += len(p.text)
         if p.access is not None:
@@ -184,8 +195,8 @@ class Joiner(Storage, Expiry, PositionNotes):
         now = self._clock()
         self._out = out
         threshold = self.compact_bytes
-        if self.pending_bytes > self.max_pending_bytes // 2:  # under pressure: compact sooner
-            threshold = min(threshold, self.squeeze_bytes)
+        max_body = self.max_body_bytes
+        added = 0  # bytes appended to requests whose cost is otherwise unchanged
         ends: dict[str, list[BodyRecord]] = {}
         for rec in records:
             if rec.kind == BODY_END:
@@ -205,21 +216,30 @@ class Joiner(Storage, Expiry, PositionNotes):
             p.touched = now
             if p.first_ts is None:
                 p.first_ts = line_ts(parts[0])
-            ts = line_ts(parts[-1])
-            if ts is not None:
-                p.last_ts = p.seen = ts
             p.records += len(parts)
             n = sum(map(len, parts))
-            if p.size + n > self.max_body_bytes:
+            raw = p.packed_raw + p.size + n
+            if raw <= max_body:
+                p.ts_due = True  # last_ts / seen: parts[-1]'s time, read when needed
+            else:
+                settle(p)
+                ts = line_ts(parts[-1])
+                if ts is not None:
+                    p.last_ts = p.seen = ts
                 if not self._try_compact(p, parts):
                     self._cap(p, parts)
                 self._recost(p)
                 continue
             p.parts += parts
             p.size += n
-            if p.size > threshold and p.size > p.floor:
+            if raw > threshold and raw > p.floor and not p.nocompact:
                 self._try_compact(p, [])
-            self._recost(p)
+                self._recost(p)
+            else:  # only its raw size changed: `_recost` in short
+                p.cost += n
+                added += n
+        self.pending_bytes += added
+        self.squeezed()  # under pressure: pack the largest (join/storage.py)
         for rec in records:
             if not done_ends or all(rec is not e for e in done_ends):
                 self.add_body(rec, source, out, now=now)
@@ -265,6 +285,7 @@ class Joiner(Storage, Expiry, PositionNotes):
                 p.records += 1
         if p is None:
             return
+        settle(p)
         ts = rec.ts
         if ts is not None:
             if p.first_ts is None:
@@ -277,6 +298,8 @@ class Joiner(Storage, Expiry, PositionNotes):
         else:  # BODY_WHOLE
             p.parts = []
             p.size = 0
+            p.packed = None
+            p.packed_raw = p.packed_size = 0
             p.text = rec.data
             p.end = rec.end
             p.content_type = rec.content_type
@@ -307,11 +330,12 @@ class Joiner(Storage, Expiry, PositionNotes):
         elif p.access is not None:
             # A second access line while the first waits for its body: two requests, one id.
             self.stats["duplicate_access"] += 1
-            out.append(self._complete(rid, p, expired=p.end is None and bool(p.parts)))
+            out.append(self._complete(rid, p, expired=p.end is None and has_data(p)))
             p = self._new(rid, source, dup=True)
         p.access = rec
         p.source_path = source_path
         p.touched = self._clock()
+        settle(p)
         if rec.time is not None:
             p.seen = rec.time
         p.key = (rec.time, offset)
@@ -349,7 +373,7 @@ class Joiner(Storage, Expiry, PositionNotes):
             if not body.passed(t + skew, now, skew, since):
                 return
             heapq.heappop(aw)
-            if p.parts or p.head is not None:
+            if has_data(p):
                 # Body data but no end record: the body was cut (the proxy lost the end).
                 self.stats["expired_no_body"] += 1
                 out.append(self._complete(rid, p, expired=True))
@@ -366,6 +390,7 @@ class Joiner(Storage, Expiry, PositionNotes):
             self.on_drop(p.positions)  # no event will carry them: release them now
 
     def _complete(self, rid: str, p: Pending, *, expired: bool) -> Completed:
+        settle(p)
         if self._pending.get(rid) is p:
             del self._pending[rid]
         self.pending_bytes -= p.cost
@@ -375,7 +400,7 @@ class Joiner(Storage, Expiry, PositionNotes):
         if p.dup and p.access is not None:
             self.stats["duplicate_request_id"] += 1
         body: str | None = p.text
-        parts = p.parts
+        parts = unpacked(p)
         if p.head is not None:
             parts = [p.head, *parts]
         if body is None and not parts and p.end is not None:
@@ -401,5 +426,5 @@ class Joiner(Storage, Expiry, PositionNotes):
             prior_extra_tokens=p.prior_extra,
             duplicate_key=p.dup_key if p.dup and p.access is not None else None,
             positions=p.positions,
-            raw_bytes=p.size + p.head_size + (len(p.text) if p.text is not None else 0),
+            raw_bytes=sum(map(len, parts)) + (len(p.text) if p.text is not None else 0),
         )

@@ -164,7 +164,8 @@ class ReadersMixin:
             self.ledger.processed(batch.key, batch.end_offset)
             src.moved["body"].set()
             now = loop.time()
-            if now - last_expiry >= 1.0 or joiner.over_budget():
+            # following, `_run_expiry` scans every second: here only `--once`, or when over budget
+            if (self.once and now - last_expiry >= 1.0) or joiner.over_budget():
                 last_expiry = now
                 while joiner.expire(out):
                     await self._put_completed(out)

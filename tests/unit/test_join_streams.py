@@ -10,7 +10,7 @@ from sidecar.join import Joiner
 from sidecar.parse.body import assemble_escaped, decode_chunk_lines
 from sidecar.parse.compact import compact_stream
 from sidecar.parse.response import parse_completed
-from sidecar.types import AccessRecord, Completed
+from sidecar.types import BODY_END, AccessRecord, BodyRecord, Completed
 
 RID = "0123456789abcdef0123456789abcdef"
 WORD = "token café 世界 "  # multi-byte text, escaped on the wire
@@ -161,3 +161,126 @@ def test_body_that_is_not_a_stream_is_never_compacted_and_is_capped() -> None:
     out, _ = run([*lines, end_line(2.0)], j)
     assert out[0].body_truncated and j.stats["compactions"] == 0
     assert j.stats["bodies_truncated"] == 1
+
+
+def interleaved(n_streams: int, events: int) -> tuple[list[bytes], list[str]]:
+    """Body-log lines of `n_streams` chat streams written at once, one event per line in turn
+    (thousands of open streams in miniature), then their ends; and the request ids."""
+    rids = [f"{k:032x}" for k in range(n_streams)]
+    evs = chat_events(events)
+    out, ts = [], 1000.0
+    for ev in evs:
+        for rid in rids:
+            out.append(line(ts, ev, rid))
+            ts += 0.001
+    out += [end_line(ts, rid) for rid in rids]
+    return out, rids
+
+
+def feed(lines: list[bytes], j: Joiner, rids: list[str]) -> tuple[dict[str, Completed], int]:
+    """Feed in follow-sized batches with expiry as the body reader runs it, then the access
+    lines; return the completed requests by id and the peak bytes pending."""
+    out: list[Completed] = []
+    peak = 0
+    for i in range(0, len(lines), 500):
+        dec = decode_chunk_lines(lines[i : i + 500])
+        j.add_chunks(dec.groups, dec.records, "s", out)
+        if j.over_budget():
+            j.expire(out, now=0.0)
+        peak = max(peak, j.pending_bytes)
+        held = [*j._pending.values(), *j._older.values()]
+        assert j.pending_bytes == sum(p.cost for p in held)  # the byte bound's count is exact
+    for rid in rids:
+        j.add_access(AccessRecord(rid, time=2000.0, status=200), "s", None, out)
+    return {c.request_id: c for c in out}, peak
+
+
+def test_many_open_streams_are_packed_losslessly_under_pressure() -> None:
+    """Past half the byte bound, open streams' raw parts are packed, not decoded: each request
+    completes with exactly the parts (so the usage, the text and the estimate) it would have
+    had with memory to spare, no stream is compacted or evicted, and the join stays within its
+    bound while holding several times more raw body than the bound."""
+    lines, rids = interleaved(60, 300)
+    roomy, _ = feed(lines, Joiner(assemble=assemble_escaped, compact=compact_stream), rids)
+    j = Joiner(max_pending_bytes=1 << 20, assemble=assemble_escaped, compact=compact_stream)
+    tight, peak = feed(lines, j, rids)
+    assert j.stats["packed"] > 60 and j.stats["compactions"] == 0 and j.stats["evicted"] == 0
+    raw = sum(map(len, lines))
+    assert raw > 3 * (1 << 20) and peak <= 1 << 20
+    assert set(tight) == set(roomy) == set(rids)
+    for rid in rids:
+        a, b = tight[rid], roomy[rid]
+        assert a.parts == b.parts and a.raw_bytes == b.raw_bytes and not a.expired
+        assert (a.first_ts, a.last_ts) == (b.first_ts, b.last_ts) != (None, None)
+        pa = parse_completed(a, provider="openai", want_text=True)
+        assert pa == parse_completed(b, provider="openai", want_text=True)
+        assert pa.usage is not None and pa.usage.output_tokens == 32000
+        assert "".join(pa.output_text) == WORD * 300
+
+
+def test_packed_stream_is_compacted_once_it_passes_compact_bytes() -> None:
+    """A packed stream that grows past `compact_bytes` is unpacked and compacted as any other:
+    its usage and its whole text are kept."""
+    lines, rids = interleaved(4, 3000)
+    j = Joiner(
+        max_pending_bytes=1 << 20,
+        compact_bytes=256 << 10,
+        assemble=assemble_escaped,
+        compact=compact_stream,
+    )
+    done, peak = feed(lines, j, rids)
+    assert j.stats["packed"] and j.stats["compactions"] and peak <= 1 << 20
+    for rid in rids:
+        parsed = parse_completed(done[rid], provider="openai", want_text=True)
+        assert parsed.usage is not None and parsed.usage.output_tokens == 32000
+        assert len("".join(parsed.output_text)) == len(WORD) * 3000
+
+
+def test_parts_that_cannot_be_packed_are_kept_as_they_are() -> None:
+    """A part with a newline in it (not a body-log line) is never packed: packing joins parts
+    with newlines and must give back exactly what it was given."""
+    j = Joiner(max_pending_bytes=1 << 20)
+    j.pending_bytes = 1 << 20  # under pressure
+    out: list[Completed] = []
+    parts = [b"a\nb" * 4000, b"c" * 9000]
+    j.add_chunks({RID: list(parts)}, [], "s", out)
+    p = j._pending[RID]
+    assert not p.packable and p.packed is None and j.stats["packed"] == 0
+    j.add_access(AccessRecord(RID, time=2.0, status=200), "s", None, out)
+    j.add_body(BodyRecord(RID, BODY_END, 2.0, None, "complete"), "s", out)
+    assert out[0].parts == parts
+
+
+def test_streams_too_small_to_pack_are_compacted_as_the_last_resort() -> None:
+    """Many open streams each under `pack_bytes`: packing cannot help, so the largest are
+    compacted (as before packing existed) rather than evicted; usage and text are kept."""
+    lines, rids = interleaved(150, 24)
+    assert max(sum(len(x) for x in lines if rids[0].encode() in x), 0) < Joiner.pack_bytes
+    j = Joiner(max_pending_bytes=1 << 20, assemble=assemble_escaped, compact=compact_stream)
+    done, peak = feed(lines, j, rids)
+    assert j.stats["compactions"] and not j.stats["packed"] and not j.stats["evicted"]
+    assert peak <= 1 << 20 < sum(map(len, lines))
+    for rid in rids:
+        parsed = parse_completed(done[rid], provider="openai", want_text=True)
+        assert parsed.usage is not None and parsed.usage.output_tokens == 32000
+        assert "".join(parsed.output_text) == WORD * 24
+
+
+def test_times_of_data_read_lazily_are_the_last_lines() -> None:
+    """The hot path leaves a request's last time to be read from its last part when needed:
+    expiry in log time and the event see the last data line's time, also once packed."""
+    lines = [line(1000.0 + k / 10, "data: {}\n\n") for k in range(6)]
+    j = Joiner(expire_after_secs=60.0)
+    out: list[Completed] = []
+    dec = decode_chunk_lines(lines)
+    j.add_chunks(dec.groups, dec.records, "s", out)
+    j._pack(j._pending[RID])  # its last part goes: its time is read first
+    j.access_front.advance(1060.4)
+    j.body_front.advance(1060.4)
+    j.expire(out, now=0.0)
+    assert not out  # 1000.5 + 60 not passed yet
+    j.access_front.advance(1060.6)
+    j.body_front.advance(1060.6)
+    j.expire(out, now=0.0)
+    assert [(c.first_ts, c.last_ts, c.expired) for c in out] == [(1000.0, 1000.5, True)]
+    assert out[0].parts == lines
