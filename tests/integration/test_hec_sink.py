@@ -531,3 +531,14 @@ async def test_a_misconfigured_endpoint_fails_over_at_once_and_stays_reported(
         (reason,) = h.sink.health()
         assert a.url in reason and "code 4" in reason
         await h.finish()
+
+
+def test_tls_settings_are_read_only_when_an_endpoint_uses_https(tmp_path: Path) -> None:
+    """No SSL context (the system CA store loaded) for plain-HTTP endpoints; with an https
+    endpoint a bad TLS setting stops the start, not the first send."""
+    missing = str(tmp_path / "no-such-ca.pem")
+    plain = make_cfg("http://127.0.0.1:8088", tls=config.Tls(ca_file=missing))
+    make_sink(plain, tmp_path)  # the CA file is never read
+    tls = make_cfg("https://127.0.0.1:8088", tls=config.Tls(ca_file=missing))
+    with pytest.raises(OSError):
+        make_sink(tls, tmp_path)

@@ -59,6 +59,7 @@ CASES = [
     ),
     (lambda v: {"sinks": [hec(retry={"max_attempts": v})]}, "sinks[0].retry.max_attempts", -1),
     (lambda v: {"sinks": [hec(request_timeout_secs=v)]}, "sinks[0].request_timeout_secs", 0),
+    (lambda v: {"sinks": [hec(compression_level=v)]}, "sinks[0].compression_level", 0),
 ]
 
 

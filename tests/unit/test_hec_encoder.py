@@ -154,3 +154,12 @@ def test_gzip_round_trip_is_deterministic() -> None:
     assert gzip.decompress(packed) == body
     assert compress(body) == packed  # mtime 0: same bytes every time
     assert len(packed) < len(body)
+
+
+def test_gzip_level_is_applied() -> None:
+    body = b"".join(
+        encode_event(_event(), host=f"h{i}", index=None, source=f"s{i * 7919}") for i in range(300)
+    )
+    fast, small = compress(body, 1), compress(body, 9)
+    assert gzip.decompress(fast) == gzip.decompress(small) == body
+    assert len(small) < len(fast)

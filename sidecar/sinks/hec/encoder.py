@@ -156,6 +156,6 @@ def cut_items(
     return out
 
 
-def compress(body: bytes) -> bytes:
-    """gzip at level 6 with mtime 0, so the same body always compresses to the same bytes."""
-    return gzip.compress(body, compresslevel=6, mtime=0)
+def compress(body: bytes, level: int = 3) -> bytes:
+    """gzip with mtime 0, so the same body always compresses to the same bytes."""
+    return gzip.compress(body, compresslevel=level, mtime=0)

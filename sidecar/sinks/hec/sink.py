@@ -89,7 +89,10 @@ class HecSink:
         self._default_source = default_source
         self._gzip = cfg.compression == "gzip"
         self._service = HecService(
-            token=cfg.token, timeout_secs=cfg.request_timeout_secs, tls=cfg.tls
+            token=cfg.token,
+            timeout_secs=cfg.request_timeout_secs,
+            tls=cfg.tls,
+            https=any(e.lower().startswith("https:") for e in cfg.endpoints),
         )
         urls = [e for e in cfg.endpoints if config.plain_http_allowed(cfg, e)]
         self._refused = [e for e in cfg.endpoints if e not in urls]
@@ -252,7 +255,11 @@ class HecSink:
             body = b"".join(e for _, e in items)
             # zlib releases the GIL: compressing in a thread keeps the event loop (tailing,
             # enrichment) running meanwhile.
-            wire = await asyncio.to_thread(compress, body) if self._gzip else body
+            wire = (
+                await asyncio.to_thread(compress, body, self.cfg.compression_level)
+                if self._gzip
+                else body
+            )
             del body  # not kept while the batch is on the wire
             started = time.monotonic()
             outcome = await self._service.send(
