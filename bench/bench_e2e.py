@@ -55,15 +55,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from naive_shipper import TOKEN_FIELDS  # the truth's token counts (bench/ is on sys.path)
+
 REPO = Path(__file__).resolve().parents[1]
-# the truth's token counts (naive_shipper.py, a standalone stdlib script, spells them out too)
-TOKEN_FIELDS = (
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_input_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
 DATA = REPO / "bench" / "data"
 PY = sys.executable
 TOKEN = "bench-token"

@@ -20,7 +20,6 @@ from sidecar.enrich.timing import stream_timing
 from sidecar.enrich.tokens import TokenEstimator
 from sidecar.types import (
     COST_NO_USAGE,
-    NANO,
     STATUS_CANCELLED,
     STATUS_OK,
     TOKENS_FROM_USAGE,
@@ -30,6 +29,7 @@ from sidecar.types import (
     OutEvent,
     ParsedBody,
     Usage,
+    nusd_to_usd,
 )
 
 SCHEMA = "llm_usage/1"
@@ -216,17 +216,17 @@ class Enricher:
             cache_write_1h = usage.cache_write_1h_input_tokens
             output_tokens = usage.output_tokens
             reasoning = None if usage.reasoning_unknown else usage.reasoning_tokens
-            total = usage.input_tokens + output_tokens
+            total = usage.total_tokens
         else:
             input_tokens = cached = cache_write = cache_write_1h = None
             output_tokens = reasoning = total = None
         if cost.cost_known:
-            cost_input = cost.input_nusd / NANO  # the nearest double to the exact amount
-            cost_cached = cost.cached_input_nusd / NANO
-            cost_write = cost.cache_write_nusd / NANO
-            cost_write_1h = cost.cache_write_1h_nusd / NANO
-            cost_output = cost.output_nusd / NANO
-            cost_total = cost.total_nusd / NANO
+            cost_input = nusd_to_usd(cost.input_nusd)
+            cost_cached = nusd_to_usd(cost.cached_input_nusd)
+            cost_write = nusd_to_usd(cost.cache_write_nusd)
+            cost_write_1h = nusd_to_usd(cost.cache_write_1h_nusd)
+            cost_output = nusd_to_usd(cost.output_nusd)
+            cost_total = nusd_to_usd(cost.total_nusd)
         else:
             cost_input = cost_cached = cost_write = cost_write_1h = None
             cost_output = cost_total = None

@@ -25,6 +25,7 @@ this module.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -169,18 +170,11 @@ def _directory(encodings_dir: str | None) -> Path:
     return Path(encodings_dir).expanduser() if encodings_dir else BUNDLED_DIR
 
 
-_RESOLVED: dict[str | None, str] = {}  # encodings_dir -> its resolved path (a few entries)
-
-
+@functools.lru_cache(maxsize=64)  # one entry per configured folder, in practice one
 def _resolved(encodings_dir: str | None) -> str:
     """The resolved folder of `encodings_dir`, worked out once per process (it is looked up for
     every count: resolving a path is several system calls)."""
-    path = _RESOLVED.get(encodings_dir)
-    if path is None:
-        if len(_RESOLVED) >= 64:
-            _RESOLVED.clear()
-        path = _RESOLVED[encodings_dir] = str(_directory(encodings_dir).resolve())
-    return path
+    return str(_directory(encodings_dir).resolve())
 
 
 def is_loaded(name: str, encodings_dir: str | None = None) -> bool:

@@ -3,13 +3,13 @@ grows, capped.
 
 Two ways to make an open stream smaller:
 
-- *packing* (lossless, cheap): once the join holds more than three quarters of its byte bound,
-  the open requests holding the most raw bytes (at least `pack_bytes`) have them joined and
-  zlib-compressed (level 1: about 10x smaller at 8 KiB, 150-250 MB/s) into one blob each, until
-  the join is back under five eighths of the bound. Only raw parts are ever packed, nothing is
-  packed twice, and the request completes with exactly the parts it would have had (unpacked
-  then). This is what thousands of open streams need: it costs O(new bytes) at C speed, and
-  only for the bytes that do not fit.
+- *packing* (lossless, cheap): once the join holds more than `squeeze_at` (7/8) of its byte
+  bound, the open requests holding the most raw bytes (at least `pack_bytes`) have them joined
+  and zlib-compressed (level 1: about 10x smaller at 8 KiB, 150-250 MB/s) into one blob each,
+  until the join is back under `squeeze_to` (3/4) of the bound. Only raw parts are ever
+  packed, nothing is packed twice, and the request completes with exactly the parts it would
+  have had (unpacked then). This is what thousands of open streams need: it costs O(new
+  bytes) at C speed, and only for the bytes that do not fit.
 - *compaction* (lossy, decodes every event): once a stream's raw bytes pass `compact_bytes`
   (1 MiB), the injected `compact` callable keeps a raw head and tail and reduces the middle to
   its visible text (parse/compact.py), so one endless stream stays bounded. Decoding every
@@ -71,7 +71,7 @@ class Storage:
 
     def squeezed(self) -> bool:
         """Pack (then, if that is not enough, compact) open requests when the join holds more
-        than three quarters of its byte bound; True when it did."""
+        than `squeeze_at` of its byte bound; True when it did."""
         if self.pending_bytes <= self.max_pending_bytes * self.squeeze_at:
             return False
         self.squeeze()
@@ -79,7 +79,7 @@ class Storage:
 
     def squeeze(self) -> None:
         """Make room before anything has to give way: pack the largest raw holdings first until
-        the join is under five eighths of its byte bound. Streams packed already and still too
+        the join is under `squeeze_to` of its byte bound. Streams packed already and still too
         many (tens of thousands open): compact the largest, as a last resort (it decodes)."""
         goal = self.max_pending_bytes * self.squeeze_to
         if self.pending_bytes <= goal:

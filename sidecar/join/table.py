@@ -426,5 +426,8 @@ class Joiner(Storage, Expiry, PositionNotes):
             prior_extra_tokens=p.prior_extra,
             duplicate_key=p.dup_key if p.dup and p.access is not None else None,
             positions=p.positions,
-            raw_bytes=sum(map(len, parts)) + (len(p.text) if p.text is not None else 0),
+            raw_bytes=p.size
+            + p.packed_raw
+            + p.head_size
+            + (len(p.text) if p.text is not None else 0),
         )

@@ -199,11 +199,10 @@ def _group_pure(lines: list[bytes]) -> tuple[dict[str, list[bytes]], list[bytes]
 
 
 _bodyscan = native.load("sidecar.parse._bodyscan")  # C twins of the two _pure ones, if built
-_group_native: Callable[[list[bytes]], tuple[dict, list[bytes]] | None] | None = (
-    _bodyscan.group_chunk_lines if _bodyscan else None
+NATIVE = _bodyscan is not None  # which ones the hot path uses (tests, `bench/`)
+_group: Callable[[list[bytes]], tuple[dict, list[bytes]] | None] = (
+    _bodyscan.group_chunk_lines if _bodyscan else _group_pure
 )
-NATIVE = _group_native is not None  # which one the hot path uses (tests, `bench/`)
-_group = _group_native or _group_pure
 _join_escaped: Callable[[list[bytes]], bytes] = (
     _bodyscan.join_escaped if _bodyscan else _join_escaped_pure
 )

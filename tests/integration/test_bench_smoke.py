@@ -22,6 +22,8 @@ LOGS = REPO / "examples" / "logs"
 
 @pytest.fixture(scope="module")
 def e2e() -> ModuleType:
+    if str(REPO / "bench") not in sys.path:  # as when it runs as a script: it imports its sibling
+        sys.path.insert(0, str(REPO / "bench"))
     spec = importlib.util.spec_from_file_location("bench_e2e", REPO / "bench" / "bench_e2e.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

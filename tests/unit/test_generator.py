@@ -16,6 +16,8 @@ from types import ModuleType
 import orjson
 import pytest
 
+from tests.logs import TOKEN_FIELDS
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
@@ -33,13 +35,6 @@ ACCESS_KEYS = [
       for n in ("requests", "tokens", "input_tokens", "output_tokens")
       for p in ("limit", "remaining", "reset")),
 ]  # fmt: skip
-TOKEN_FIELDS = [
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_input_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-]
 
 
 def load_generator() -> ModuleType:
