@@ -4,13 +4,14 @@ shutdown bound (`shutdown_timeout_secs`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
 
 from sidecar.sinks.file import FileSink
 from sidecar.spool import SpoolReader
-from sidecar.types import OutEvent
+from sidecar.spool.segment import decode_event
 
 log = logging.getLogger("sidecar.pipeline")
 
@@ -47,7 +48,7 @@ class DeliveryMixin:
             # Small groups: what a crash can re-deliver is the group being written plus what was
             # delivered since the last cursor save (spool.cursor_interval_ms).
             while entries := await reader.read(FILE_SINK_GROUP_EVENTS, 1 << 18):
-                await self._sink_write(sink, [e.event for e in entries])
+                await self._sink_write(sink, [e.payload for e in entries])
                 await sink.flush()
                 reader.release(e.seq for e in entries)
         except Exception:
@@ -112,18 +113,20 @@ class DeliveryMixin:
                 self.spool.directory,
             )
 
-    async def _sink_write(self, sink: Any, events: list[OutEvent]) -> None:
-        """Write a batch; if the sink fails on it, write event by event and set aside those
-        that fail (with their request id), so one event never stops delivery."""
+    async def _sink_write(self, sink: Any, payloads: list[bytes]) -> None:
+        """Write a batch of spool records; if the sink fails on it, write them one by one and
+        set aside those that fail (with their request id), so one event never stops delivery."""
         try:
-            await sink.write(events)
+            await sink.write_payloads(payloads)
             return
         except Exception as exc:
-            if len(events) == 1:
+            if len(payloads) == 1:
                 self._stage_failed_once("sink write", exc)
-                ev = events[0]
-                rid = str(ev.body.get("request_id"))
-                self.telemetry.set_aside("sink_write_failed", ev.source or "", None, 0, rid)
+                rid, source = "", ""
+                with contextlib.suppress(Exception):  # the record may be what fails
+                    ev = decode_event(payloads[0])
+                    rid, source = str(ev.body.get("request_id")), ev.source or ""
+                self.telemetry.set_aside("sink_write_failed", source, None, 0, rid)
                 return
-        for ev in events:
-            await self._sink_write(sink, [ev])
+        for p in payloads:
+            await self._sink_write(sink, [p])

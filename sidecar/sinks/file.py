@@ -3,6 +3,9 @@
 
 `envelope: true` writes what the HEC sink would send (time, host, source, sourcetype, event),
 which is handy to replay into Splunk with curl; by default the bare event is written.
+
+The sink writes spool records (`write_payloads`): the body's JSON bytes as enrichment made them,
+never decoded and encoded again.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import orjson
 
+from sidecar.spool.segment import body_json, encode_event, split_payload
 from sidecar.types import OutEvent
 
 
@@ -44,30 +48,33 @@ class FileSink:
                     self._fh.write(b"\n")
 
     async def write(self, events: Sequence[OutEvent]) -> None:
+        await self.write_payloads([encode_event(ev) for ev in events])
+
+    async def write_payloads(self, payloads: Sequence[bytes]) -> None:
+        """Write spool records (spool/segment.py): one line per event."""
         if self._fh is None:
             await self.start()
-        dumps = orjson.dumps
         if self.envelope:
-            lines = [
-                dumps(
-                    {
-                        "time": round(ev.time, 3),
-                        "host": self.host,
-                        "source": ev.source,
-                        "sourcetype": ev.sourcetype,
-                        "event": ev.body,
-                    }
-                )
-                for ev in events
-            ]
+            lines = [self._envelope(p) for p in payloads]
         else:
-            lines = [dumps(ev.body) for ev in events]
+            lines = [body_json(p) for p in payloads]
         data = b"\n".join(lines) + b"\n" if lines else b""
         self._fh.write(data)  # type: ignore[union-attr]
         self._fh.flush()  # type: ignore[union-attr]  # visible to readers at once; fsync in flush()
         self.stats["events_written"] += len(lines)
         self.stats["events_sent_total"] += len(lines)
         self.stats["bytes_written"] += len(data)
+
+    def _envelope(self, payload: bytes) -> bytes:
+        (t, source, sourcetype, _), body = split_payload(payload)
+        envelope = {
+            "time": round(t, 3),
+            "host": self.host,
+            "source": source,
+            "sourcetype": sourcetype,
+            "event": orjson.Fragment(body),
+        }
+        return orjson.dumps(envelope)
 
     def health(self) -> list[str]:
         """Reasons this sink is unhealthy (contract 2): none; a write error stops the sink and

@@ -4,9 +4,14 @@ A segment is a sequence of records, each
 
     u32 payload length | u32 CRC-32 of (seq + payload) | u64 seq | payload
 
-little-endian, 16 bytes of header. The payload is one event as JSON
-(`[time, source, sourcetype, body]`). Sequence numbers grow by one per record across segments
-and restarts; a segment file is named after its first sequence number.
+little-endian, 16 bytes of header. The payload is one event: a line of JSON metadata, a newline,
+then the event body's JSON exactly as the sinks write it (`[time, source, sourcetype, labels]`
+`\n` `{body}`; `labels` are the values of LABEL_KEYS in the body, which HEC indexes). The sinks
+write the body's bytes as they are: an event is serialised once, never decoded on its way out.
+Segments written before this format (one JSON array `[time, source, sourcetype, body]`, which
+holds no newline byte: orjson escapes it in strings) still replay: `split_payload` reads both.
+Sequence numbers grow by one per record across segments and restarts; a segment file is named
+after its first sequence number.
 """
 
 from __future__ import annotations
@@ -39,19 +44,44 @@ def segment_name(first_seq: int) -> str:
     return f"{first_seq:020d}{SUFFIX}"
 
 
+# Body keys whose values ride in the metadata line: the HEC sink indexes them (`fields`)
+# without decoding the body.
+LABEL_KEYS = ("provider", "model", "status", "tenant", "user", "is_streaming")
+
+
 def encode_event(ev: OutEvent) -> bytes:
     """The record's payload: the one made by enrichment (`ev.payload`), else made here. Raises
     TypeError or ValueError (orjson) when a value cannot be written."""
     if ev.payload is not None:
         return ev.payload
-    # A copy of exact size: orjson (3.12+) returns bytes whose allocation is several times their
-    # length, and payloads wait in queues and batches by the hundred.
-    return memoryview(orjson.dumps([ev.time, ev.source, ev.sourcetype, ev.body])).tobytes()
+    body = ev.body
+    get = body.get
+    meta = orjson.dumps([ev.time, ev.source, ev.sourcetype, [get(k) for k in LABEL_KEYS]])
+    # One exact-size bytes object: orjson (3.12+) returns bytes whose allocation is several
+    # times their length, and payloads wait in queues and batches by the hundred.
+    return b"%b\n%b" % (meta, orjson.dumps(body))
+
+
+def split_payload(payload: bytes) -> tuple[list[Any], bytes]:
+    """The metadata `[time, source, sourcetype, labels]` and the body's JSON bytes of a record
+    (either format)."""
+    nl = payload.find(b"\n")
+    if nl < 0:  # a record of the earlier format
+        t, source, sourcetype, body = orjson.loads(payload)
+        get = body.get
+        return [t, source, sourcetype, [get(k) for k in LABEL_KEYS]], orjson.dumps(body)
+    return orjson.loads(payload[:nl]), payload[nl + 1 :]
+
+
+def body_json(payload: bytes) -> bytes:
+    """The body's JSON bytes of a record (either format)."""
+    nl = payload.find(b"\n")
+    return payload[nl + 1 :] if nl >= 0 else split_payload(payload)[1]
 
 
 def decode_event(payload: bytes) -> OutEvent:
-    t, source, sourcetype, body = orjson.loads(payload)
-    return OutEvent(body=body, time=t, source=source, sourcetype=sourcetype)
+    (t, source, sourcetype, _), body = split_payload(payload)
+    return OutEvent(body=orjson.loads(body), time=t, source=source, sourcetype=sourcetype)
 
 
 def encode_record(seq: int, payload: bytes) -> bytes:

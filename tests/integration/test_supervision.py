@@ -12,6 +12,7 @@ import pytest
 
 from sidecar import config as C
 from sidecar.pipeline import Pipeline, StageFailed
+from sidecar.spool.segment import decode_event
 
 T0 = 1_795_472_000.0
 
@@ -73,14 +74,14 @@ def test_a_dead_stage_stops_the_follow_run(tmp_path: Path, stage: str) -> None:
 def test_a_sink_failing_on_one_event_costs_that_event_only(tmp_path: Path) -> None:
     pipeline = Pipeline(logs(tmp_path, ["a", "poison", "c"]), once=True)
     sink = pipeline.sinks[0]
-    real_write = sink.write
+    real_write = sink.write_payloads
 
-    async def write(events: list) -> None:
-        if any(ev.body["request_id"] == "poison" for ev in events):
+    async def write(payloads: list) -> None:
+        if any(decode_event(p).body["request_id"] == "poison" for p in payloads):
             raise OSError("no space left on device")
-        await real_write(events)
+        await real_write(payloads)
 
-    sink.write = write
+    sink.write_payloads = write
     telemetry = asyncio.run(pipeline.run())
     assert sorted(written(tmp_path)) == ["a", "c"]
     assert telemetry.malformed["sink_write_failed"] == 1

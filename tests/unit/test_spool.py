@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from sidecar.spool import Spool
+from sidecar.spool.segment import LABEL_KEYS, encode_record, segment_name
 from sidecar.types import OutEvent
 
 
@@ -220,7 +221,9 @@ def test_the_pipeline_serialises_an_event_once_and_the_spool_keeps_that_record(
 
     good = ev(1)
     assert encodable(good) and good.payload is not None
-    assert orjson.loads(good.payload) == [good.time, "/a.log", "llm:usage", good.body]
+    meta, body = good.payload.split(b"\n")
+    assert orjson.loads(meta) == [good.time, "/a.log", "llm:usage", [None] * len(LABEL_KEYS)]
+    assert body == orjson.dumps(good.body)  # the bytes every sink writes as they are
     good.body["event_id"] = "changed after the check"  # the record written is the one checked
     bad = OutEvent(body={"event_id": "e2", "n": 2**70}, time=1.7e9, source="/a.log")
     assert not encodable(bad) and bad.payload is None  # set aside, never reaches the spool
@@ -235,3 +238,45 @@ def test_the_pipeline_serialises_an_event_once_and_the_spool_keeps_that_record(
         return out
 
     assert asyncio.run(go()) == ["e1", "e3"]
+
+
+def test_a_segment_of_the_earlier_format_still_replays_byte_for_byte(tmp_path: Path) -> None:
+    """Records written before the metadata line (one JSON array `[time, source, sourcetype,
+    body]`) are read after an upgrade: the file sink writes the same line, HEC the same
+    envelope, as for a record of the current format."""
+    from sidecar.sinks.file import FileSink
+    from sidecar.sinks.hec.encoder import encode_event as hec_envelope
+
+    body = {"event_id": "old", "model": "gpt-4o", "status": "ok", "text": "a\nb", "n": 1.5}
+    old = orjson.dumps([1.7e9, "/a.log", "llm:usage", body])
+    assert b"\n" not in old
+    segments = tmp_path / "spool" / "segments"
+    segments.mkdir(parents=True)
+    (segments / segment_name(0)).write_bytes(encode_record(0, old))
+
+    async def main() -> list[bytes]:
+        sp = make(tmp_path)
+        r = sp.reader("file")
+        await sp.append([OutEvent(body=body, time=1.7e9, source="/a.log")])  # the new format
+        sp.finish_input()
+        entries = await r.read(10, 1 << 20)
+        await sp.close()
+        return [e.payload for e in entries]
+
+    old_payload, new_payload = asyncio.run(main())
+    assert old_payload == old and new_payload != old
+    for envelope in (False, True):
+        sink = FileSink(str(tmp_path / f"out{envelope}.ndjson"), envelope=envelope, host="h")
+        asyncio.run(sink.write_payloads([old_payload, new_payload]))
+        asyncio.run(sink.close())
+        first, second = (tmp_path / f"out{envelope}.ndjson").read_bytes().splitlines()
+        assert first == second
+        assert (orjson.loads(first)["event"] if envelope else orjson.loads(first)) == body
+    from sidecar.spool.segment import decode_event
+
+    envs = [
+        hec_envelope(decode_event(p), host="h", index=None, source=None)
+        for p in (old_payload, new_payload)
+    ]
+    assert envs[0] == envs[1]
+    assert orjson.loads(envs[0])["fields"] == {"model": "gpt-4o", "status": "ok"}

@@ -18,10 +18,13 @@ from typing import Any
 
 import orjson
 
+from sidecar.spool.segment import LABEL_KEYS, split_payload
+from sidecar.spool.segment import encode_event as spool_record
 from sidecar.types import OutEvent
 
-# Body keys copied into indexed `fields` so that dashboards can use `tstats` (DESIGN.md section 4).
-INDEXED_FIELDS = ("provider", "model", "status", "tenant", "user", "is_streaming")
+# Body keys copied into indexed `fields` so that dashboards can use `tstats` (DESIGN.md section 4):
+# the spool record carries their values beside the body, so the body is never decoded here.
+INDEXED_FIELDS = LABEL_KEYS
 USAGE_SOURCETYPE = "llm:usage"
 
 
@@ -58,14 +61,42 @@ def encode_event(
     `source` (when not None) wins over `ev.source`; `sourcetype` (when not None) wins over
     `ev.sourcetype`. Keys whose value is None are dropped.
     """
+    (t, ev_source, ev_sourcetype, labels), body = split_payload(spool_record(ev))
+    return encode_parts(
+        t,
+        body,
+        labels,
+        host=host,
+        index=index,
+        source=source if source is not None else ev_source,
+        sourcetype=sourcetype if sourcetype is not None else ev_sourcetype,
+    )
+
+
+def encode_parts(
+    t: float,
+    body: bytes,
+    labels: list[Any],
+    *,
+    host: str,
+    index: str | None,
+    source: str | None,
+    sourcetype: str | None,
+) -> bytes:
+    """One HEC envelope as compact JSON bytes, from a spool record's parts
+    (`spool.segment.split_payload`): the body's JSON goes in as it is, never decoded; `labels`
+    are the values of INDEXED_FIELDS. Keys whose value is None are dropped."""
+    fields = {
+        k: _field_value(v) for k, v in zip(INDEXED_FIELDS, labels, strict=True) if v is not None
+    }
     envelope: dict[str, Any] = {
-        "time": orjson.Fragment(format_time(ev.time).encode()),
+        "time": orjson.Fragment(format_time(t).encode()),
         "host": host,
-        "source": source if source is not None else ev.source,
-        "sourcetype": sourcetype if sourcetype is not None else ev.sourcetype,
+        "source": source,
+        "sourcetype": sourcetype,
         "index": index,
-        "event": ev.body,
-        "fields": indexed_fields(ev.body) or None,
+        "event": orjson.Fragment(body),
+        "fields": fields or None,
     }
     # A copy of exact size: orjson (3.12+) returns bytes whose allocation is several times their
     # length, and a batch holds a thousand envelopes.

@@ -25,7 +25,7 @@ from sidecar import config
 from sidecar.errors import ConfigError
 from sidecar.sinks.hec.acks import EXPIRED, AckTracker
 from sidecar.sinks.hec.deadletter import DeadLetterFile
-from sidecar.sinks.hec.encoder import USAGE_SOURCETYPE, compress, cut_items, encode_event
+from sidecar.sinks.hec.encoder import USAGE_SOURCETYPE, compress, cut_items, encode_parts
 from sidecar.sinks.hec.endpoints import Endpoint, EndpointPool
 from sidecar.sinks.hec.faults import FaultBoard
 from sidecar.sinks.hec.replies import (
@@ -38,7 +38,7 @@ from sidecar.sinks.hec.replies import (
     config_hint,
 )
 from sidecar.sinks.hec.service import HecService
-from sidecar.types import OutEvent
+from sidecar.spool.segment import split_payload
 
 log = logging.getLogger("sidecar.sinks.hec")
 
@@ -157,13 +157,21 @@ class HecSink:
         await self._service.close()
 
     # -- reading the spool ----------------------------------------------------------------
-    def _encode(self, ev: OutEvent) -> bytes:
-        source = self.cfg.source or ev.source or self._default_source
+    def _encode(self, payload: bytes) -> bytes:
+        """The envelope of a spool record."""
+        (t, source, sourcetype, labels), body = split_payload(payload)
         # The configured sourcetype replaces the usage default; other sourcetypes (the
         # sidecar's own `llm:sidecar` heartbeat) are kept.
-        sourcetype = self.cfg.sourcetype if ev.sourcetype == USAGE_SOURCETYPE else None
-        return encode_event(
-            ev, host=self._host, index=self.cfg.index, source=source, sourcetype=sourcetype
+        if sourcetype == USAGE_SOURCETYPE:
+            sourcetype = self.cfg.sourcetype
+        return encode_parts(
+            t,
+            body,
+            labels,
+            host=self._host,
+            index=self.cfg.index,
+            source=self.cfg.source or source or self._default_source,
+            sourcetype=sourcetype,
         )
 
     async def run(self, reader: Reader) -> None:
@@ -187,7 +195,7 @@ class HecSink:
         while entries := await reader.read(b.max_events, b.max_bytes, b.timeout_secs):
             items: list[Item] = []
             for e in entries:
-                env = await self._encode_or_dead_letter(e.seq, e.event, reader.release)
+                env = await self._encode_or_dead_letter(e.seq, e.payload, reader.release)
                 if env is not None:
                     items.append((e.seq, env))
             del entries  # encoded: the records are not kept while the batches wait
@@ -201,10 +209,10 @@ class HecSink:
             await asyncio.gather(*list(self._ack_tasks), return_exceptions=True)
 
     async def _encode_or_dead_letter(
-        self, seq: int, ev: OutEvent, release: Release
+        self, seq: int, payload: bytes, release: Release
     ) -> bytes | None:
         try:
-            env = self._encode(ev)
+            env = self._encode(payload)
         except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
             log.error("Cannot encode an event for HEC (%s); it goes to the dead-letter file.", exc)
             await self._dead_letter([(seq, b"")], f"cannot encode: {exc}", None, None, release)
