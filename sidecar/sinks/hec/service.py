@@ -1,7 +1,8 @@
-"""The only HTTP code of the HEC sink (aiohttp client): send, ack query, health.
+"""The HEC requests of the sink: send, ack query, health (HTTP through `http11`, a small
+standard-library client).
 
 Each reply of an event POST is classified by `replies.classify` (the reply-class table). No
-exception from aiohttp leaves this module: network errors and timeouts are `Retryable`.
+exception from the HTTP client leaves this module: network errors and timeouts are `Retryable`.
 Redirects are never followed (the token would follow them). The token is sent in a header and
 never logged. Each endpoint has its own channel (the caller passes it): indexer-ack channels are
 sticky to their endpoint (reference 1.5, 1.6).
@@ -9,14 +10,14 @@ sticky to their endpoint (reference 1.5, 1.6).
 
 from __future__ import annotations
 
-import io
+import asyncio
 import ssl
 from dataclasses import dataclass
 
-import aiohttp
 import orjson
 
 from sidecar.config import Tls
+from sidecar.sinks.hec.http11 import HttpClient, HttpError
 from sidecar.sinks.hec.replies import (
     ConfigFault,
     Delivered,
@@ -74,47 +75,33 @@ class HecService:
         and a few MiB: the system's CA store is loaded); with one it is built here, so that a
         bad `tls` setting stops the start, not the first send."""
         self._headers = {"Authorization": f"Splunk {token}"}
-        self._timeout = aiohttp.ClientTimeout(total=timeout_secs)
-        self._ssl = _ssl_setting(tls) if https else True  # True: aiohttp's default (unused)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
+        self._timeout_secs = timeout_secs
+        # True: the system's verified default, built at the first https request (unused)
+        self._client = HttpClient(tls=_ssl_setting(tls) if https else True)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._client.close()
 
     async def _request(
         self, method: str, url: str, body: bytes | None, extra: dict[str, str]
     ) -> tuple[int, bytes, str | None, str | None] | Retryable:
         try:
-            async with self._get_session().request(
-                method,
-                url,
-                # A large bytes body would be sent in one write (aiohttp warns): stream it.
-                data=io.BytesIO(body) if body is not None and len(body) > 1 << 20 else body,
-                headers={**self._headers, **extra},
-                ssl=self._ssl,
-                allow_redirects=False,
-            ) as resp:
-                return (
-                    resp.status,
-                    await resp.read(),
-                    resp.headers.get("Retry-After"),
-                    resp.headers.get("Location"),
-                )
+            reply = await asyncio.wait_for(
+                self._client.request(method, url, body, {**self._headers, **extra}),
+                self._timeout_secs,
+            )
         except TimeoutError:
-            return Retryable(f"no reply within {self._timeout.total:g} s (timeout)")
-        except aiohttp.ClientError as exc:
+            return Retryable(f"no reply within {self._timeout_secs:g} s (timeout)")
+        except (OSError, HttpError, asyncio.IncompleteReadError) as exc:
             # The message names host and port only; the token is in a header, never in the URL.
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return Retryable(f"network error ({detail})")
-        except OSError as exc:
-            return Retryable(f"network error: {exc}")
+        return (
+            reply.status,
+            reply.body,
+            reply.headers.get("retry-after"),
+            reply.headers.get("location"),
+        )
 
     async def send(self, url: str, body: bytes, *, compressed: bool, channel: str) -> Outcome:
         """POST one batch body to `url` (endpoint + path) and classify the reply. The channel is
