@@ -74,17 +74,39 @@ class Series:
         return row
 
     def observe(self, body: dict[str, Any]) -> None:
-        provider = body.get("provider") or "unknown"
-        model = body.get("model") or "unknown"
-        r = self._row(self.by_pms, (provider, model, body.get("status") or "unknown"))
+        get = body.get
+        cost = get("estimated_cost_usd")
+        self.add(
+            get("provider") or "unknown",
+            get("model") or "unknown",
+            get("status") or "unknown",
+            get("tenant") or "",
+            get("input_tokens") or 0,
+            get("output_tokens") or 0,
+            round(cost * NANO) if cost else 0,
+        )
+
+    def add(
+        self,
+        provider: str,
+        model: str,
+        status: str,
+        tenant: str,
+        input_tokens: int,
+        output_tokens: int,
+        nusd: int,
+    ) -> None:
+        r = self.by_pms.get((provider, model, status)) or self._row(
+            self.by_pms, (provider, model, status)
+        )
         r.requests += 1
-        r.input_tokens += body.get("input_tokens") or 0
-        r.output_tokens += body.get("output_tokens") or 0
-        cost = body.get("estimated_cost_usd")
-        if cost:
-            self._row(self.by_pmt, (provider, model, body.get("tenant") or "")).cost_nusd += round(
-                cost * NANO
+        r.input_tokens += input_tokens
+        r.output_tokens += output_tokens
+        if nusd:
+            r = self.by_pmt.get((provider, model, tenant)) or self._row(
+                self.by_pmt, (provider, model, tenant)
             )
+            r.cost_nusd += nusd
 
 
 @dataclass
@@ -140,12 +162,12 @@ class Telemetry:
         input_tokens = get("input_tokens") or 0
         output_tokens = get("output_tokens") or 0
         cost = get("estimated_cost_usd")
-        nusd = round(cost * NANO) if cost is not None else 0  # exact: the float is nusd / 1e9
+        nusd = round(cost * NANO) if cost else 0  # exact: the float is nusd / 1e9
         unpriced = get("cost_status") == "unpriced_model"
         estimated = bool(get("tokens_estimated"))
-        model = get("model") or "(no model)"
-        status = get("status") or "(no status)"
-        for row in (self.by_model[model], self.by_status[status]):
+        model = get("model")
+        status = get("status")
+        for row in (self.by_model[model or "(no model)"], self.by_status[status or "(no status)"]):
             row.requests += 1
             row.input_tokens += input_tokens
             row.output_tokens += output_tokens
@@ -153,7 +175,15 @@ class Telemetry:
             row.unpriced += unpriced
             row.estimated += estimated
         self.counters["events_emitted_total"] += 1
-        self.series.observe(body)
+        self.series.add(
+            get("provider") or "unknown",
+            model or "unknown",
+            status or "unknown",
+            get("tenant") or "",
+            input_tokens,
+            output_tokens,
+            nusd,
+        )
 
     def close(self) -> None:
         if self._set_aside_fh is not None:

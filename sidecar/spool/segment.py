@@ -16,6 +16,7 @@ after its first sequence number.
 
 from __future__ import annotations
 
+import operator
 import os
 import struct
 import zlib
@@ -47,6 +48,15 @@ def segment_name(first_seq: int) -> str:
 # Body keys whose values ride in the metadata line: the HEC sink indexes them (`fields`)
 # without decoding the body.
 LABEL_KEYS = ("provider", "model", "status", "tenant", "user", "is_streaming")
+_labels = operator.itemgetter(*LABEL_KEYS)
+
+
+def label_values(body: dict[str, Any]) -> tuple[Any, ...]:
+    """The values of LABEL_KEYS in the body (None for a missing key)."""
+    try:
+        return _labels(body)  # every key is there in a usage event
+    except KeyError:
+        return tuple(body.get(k) for k in LABEL_KEYS)
 
 
 def encode_event(ev: OutEvent) -> bytes:
@@ -55,11 +65,8 @@ def encode_event(ev: OutEvent) -> bytes:
     if ev.payload is not None:
         return ev.payload
     body = ev.body
-    get = body.get
-    meta = orjson.dumps([ev.time, ev.source, ev.sourcetype, [get(k) for k in LABEL_KEYS]])
-    # One exact-size bytes object: orjson (3.12+) returns bytes whose allocation is several
-    # times their length, and payloads wait in queues and batches by the hundred.
-    return b"%b\n%b" % (meta, orjson.dumps(body))
+    meta = orjson.dumps((ev.time, ev.source, ev.sourcetype, label_values(body)))
+    return meta + b"\n" + orjson.dumps(body)
 
 
 def split_payload(payload: bytes) -> tuple[list[Any], bytes]:
@@ -68,8 +75,7 @@ def split_payload(payload: bytes) -> tuple[list[Any], bytes]:
     nl = payload.find(b"\n")
     if nl < 0:  # a record of the earlier format
         t, source, sourcetype, body = orjson.loads(payload)
-        get = body.get
-        return [t, source, sourcetype, [get(k) for k in LABEL_KEYS]], orjson.dumps(body)
+        return [t, source, sourcetype, list(label_values(body))], orjson.dumps(body)
     return orjson.loads(payload[:nl]), payload[nl + 1 :]
 
 
