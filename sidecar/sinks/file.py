@@ -66,7 +66,7 @@ class FileSink:
         self.stats["bytes_written"] += len(data)
 
     def _envelope(self, payload: bytes) -> bytes:
-        (t, source, sourcetype, _), body = split_payload(payload)
+        (t, source, sourcetype), _, body = split_payload(payload)
         envelope = {
             "time": round(t, 3),
             "host": self.host,

@@ -4,12 +4,12 @@ A segment is a sequence of records, each
 
     u32 payload length | u32 CRC-32 of (seq + payload) | u64 seq | payload
 
-little-endian, 16 bytes of header. The payload is one event: a line of JSON metadata, a newline,
-then the event body's JSON exactly as the sinks write it (`[time, source, sourcetype, labels]`
-`\n` `{body}`; `labels` are the values of LABEL_KEYS in the body, which HEC indexes). The sinks
-write the body's bytes as they are: an event is serialised once, never decoded on its way out.
-Segments written before this format (one JSON array `[time, source, sourcetype, body]`, which
-holds no newline byte: orjson escapes it in strings) still replay: `split_payload` reads both.
+little-endian, 16 bytes of header. The payload is one event in three lines: JSON metadata
+`[time, source, sourcetype]`, the JSON array of the body's LABEL_KEYS values (which HEC indexes),
+and the event body's JSON exactly as the sinks write it. The sinks write the body's bytes as they
+are: an event is serialised once, never decoded on its way out (orjson escapes a newline in a
+string, so the JSON itself holds none). Segments written before this format (one JSON array
+`[time, source, sourcetype, body]`, no newline byte) still replay: `split_payload` reads both.
 Sequence numbers grow by one per record across segments and restarts; a segment file is named
 after its first sequence number.
 """
@@ -45,7 +45,7 @@ def segment_name(first_seq: int) -> str:
     return f"{first_seq:020d}{SUFFIX}"
 
 
-# Body keys whose values ride in the metadata line: the HEC sink indexes them (`fields`)
+# Body keys whose values ride in a line of their own: the HEC sink indexes them (`fields`)
 # without decoding the body.
 LABEL_KEYS = ("provider", "model", "status", "tenant", "user", "is_streaming")
 _labels = operator.itemgetter(*LABEL_KEYS)
@@ -65,28 +65,31 @@ def encode_event(ev: OutEvent) -> bytes:
     if ev.payload is not None:
         return ev.payload
     body = ev.body
-    meta = orjson.dumps((ev.time, ev.source, ev.sourcetype, label_values(body)))
-    return meta + b"\n" + orjson.dumps(body)
+    meta = orjson.dumps((ev.time, ev.source, ev.sourcetype))
+    return b"\n".join((meta, orjson.dumps(label_values(body)), orjson.dumps(body)))
 
 
-def split_payload(payload: bytes) -> tuple[list[Any], bytes]:
-    """The metadata `[time, source, sourcetype, labels]` and the body's JSON bytes of a record
-    (either format)."""
+def split_payload(payload: bytes) -> tuple[list[Any], bytes, bytes]:
+    """The metadata `[time, source, sourcetype]`, the labels' JSON array and the body's JSON of
+    a record (either format)."""
     nl = payload.find(b"\n")
     if nl < 0:  # a record of the earlier format
         t, source, sourcetype, body = orjson.loads(payload)
-        return [t, source, sourcetype, list(label_values(body))], orjson.dumps(body)
-    return orjson.loads(payload[:nl]), payload[nl + 1 :]
+        return [t, source, sourcetype], orjson.dumps(label_values(body)), orjson.dumps(body)
+    nl2 = payload.index(b"\n", nl + 1)
+    return orjson.loads(payload[:nl]), payload[nl + 1 : nl2], payload[nl2 + 1 :]
 
 
 def body_json(payload: bytes) -> bytes:
     """The body's JSON bytes of a record (either format)."""
     nl = payload.find(b"\n")
-    return payload[nl + 1 :] if nl >= 0 else split_payload(payload)[1]
+    if nl < 0:
+        return split_payload(payload)[2]
+    return payload[payload.index(b"\n", nl + 1) + 1 :]
 
 
 def decode_event(payload: bytes) -> OutEvent:
-    (t, source, sourcetype, _), body = split_payload(payload)
+    (t, source, sourcetype), _, body = split_payload(payload)
     return OutEvent(body=orjson.loads(body), time=t, source=source, sourcetype=sourcetype)
 
 

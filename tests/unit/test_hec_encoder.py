@@ -10,6 +10,7 @@ import pytest
 
 from sidecar.sinks.hec.encoder import (
     Batcher,
+    Envelopes,
     compress,
     cut_batches,
     encode_event,
@@ -50,6 +51,47 @@ def test_source_and_sourcetype_overrides() -> None:
     env = json.loads(encode_event(ev, host="h", index=None, source="cfg", sourcetype="custom"))
     assert env["source"] == "cfg"
     assert env["sourcetype"] == "custom"
+
+
+def test_envelopes_keep_what_repeats_and_give_the_bytes_of_the_whole_object() -> None:
+    """The kept parts (keys before the event, `fields` per label set) change nothing: each
+    envelope is byte for byte orjson's encoding of the envelope object; labels `true` and `1`
+    (equal as Python keys) keep their own fields; the cache is bounded."""
+    import orjson
+
+    from sidecar.spool.segment import LABEL_KEYS, label_values
+
+    envelopes = Envelopes(max_kept=3)
+    cases = [
+        ({"model": "m", "is_streaming": True, "user": "u"}, "s", "llm:usage", "llm"),
+        ({"model": "m", "is_streaming": 1, "user": "u"}, "s", "llm:usage", "llm"),
+        ({"model": 2.0, "status": "ok", "tenant": None}, None, "other", None),
+        ({"model": "m", "is_streaming": True, "user": "u"}, "s2", "llm:usage", "llm"),
+        ({"n": [1, "é\n"]}, "s", "llm:usage", "llm"),
+        ({"model": "m", "is_streaming": True, "user": "u"}, "s", "llm:usage", "llm"),
+    ] * 2
+    for body, source, sourcetype, index in cases:
+        env = envelopes.encode(
+            1.5,
+            orjson.dumps(label_values(body)),
+            orjson.dumps(body),
+            host="h",
+            index=index,
+            source=source,
+            sourcetype=sourcetype,
+        )
+        whole = {
+            "time": orjson.Fragment(b"1.500"),
+            "host": "h",
+            "source": source,
+            "sourcetype": sourcetype,
+            "index": index,
+            "event": body,
+            "fields": indexed_fields(body) or None,
+        }
+        assert env == orjson.dumps({k: v for k, v in whole.items() if v is not None})
+        assert len(envelopes._heads) <= 3 and len(envelopes._fields) <= 3
+    assert len(LABEL_KEYS) == 6
 
 
 @pytest.mark.parametrize(

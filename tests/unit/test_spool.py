@@ -221,8 +221,9 @@ def test_the_pipeline_serialises_an_event_once_and_the_spool_keeps_that_record(
 
     good = ev(1)
     assert encodable(good) and good.payload is not None
-    meta, body = good.payload.split(b"\n")
-    assert orjson.loads(meta) == [good.time, "/a.log", "llm:usage", [None] * len(LABEL_KEYS)]
+    meta, labels, body = good.payload.split(b"\n")
+    assert orjson.loads(meta) == [good.time, "/a.log", "llm:usage"]
+    assert orjson.loads(labels) == [None] * len(LABEL_KEYS)
     assert body == orjson.dumps(good.body)  # the bytes every sink writes as they are
     good.body["event_id"] = "changed after the check"  # the record written is the one checked
     bad = OutEvent(body={"event_id": "e2", "n": 2**70}, time=1.7e9, source="/a.log")

@@ -61,11 +61,11 @@ def encode_event(
     `source` (when not None) wins over `ev.source`; `sourcetype` (when not None) wins over
     `ev.sourcetype`. Keys whose value is None are dropped.
     """
-    (t, ev_source, ev_sourcetype, labels), body = split_payload(spool_record(ev))
-    return encode_parts(
+    (t, ev_source, ev_sourcetype), labels, body = split_payload(spool_record(ev))
+    return Envelopes().encode(
         t,
-        body,
         labels,
+        body,
         host=host,
         index=index,
         source=source if source is not None else ev_source,
@@ -73,34 +73,55 @@ def encode_event(
     )
 
 
-def encode_parts(
-    t: float,
-    body: bytes,
-    labels: list[Any],
-    *,
-    host: str,
-    index: str | None,
-    source: str | None,
-    sourcetype: str | None,
-) -> bytes:
-    """One HEC envelope as compact JSON bytes, from a spool record's parts
-    (`spool.segment.split_payload`): the body's JSON goes in as it is, never decoded; `labels`
-    are the values of INDEXED_FIELDS. Keys whose value is None are dropped."""
-    fields = {
-        k: _field_value(v) for k, v in zip(INDEXED_FIELDS, labels, strict=True) if v is not None
-    }
-    envelope: dict[str, Any] = {
-        "time": orjson.Fragment(format_time(t).encode()),
-        "host": host,
-        "source": source,
-        "sourcetype": sourcetype,
-        "index": index,
-        "event": orjson.Fragment(body),
-        "fields": fields or None,
-    }
-    # A copy of exact size: orjson (3.12+) returns bytes whose allocation is several times their
-    # length, and a batch holds a thousand envelopes.
-    return memoryview(orjson.dumps({k: v for k, v in envelope.items() if v is not None})).tobytes()
+class Envelopes:
+    """HEC envelopes of spool records (`spool.segment.split_payload`): the body's JSON goes in as
+    it is, never decoded. What repeats from event to event is encoded once and kept (at most
+    `max_kept` of each): the envelope keys before the event (host, source, sourcetype, index)
+    and the `fields` of each label set (keyed by the labels' JSON, so `true` and `1` differ).
+    The bytes are those of `orjson.dumps` of the envelope object, keys in the same order."""
+
+    def __init__(self, max_kept: int = 4096) -> None:
+        self.max_kept = max_kept
+        self._heads: dict[tuple[Any, ...], bytes] = {}
+        self._fields: dict[bytes, bytes] = {}
+
+    def encode(
+        self,
+        t: float,
+        labels: bytes,
+        body: bytes,
+        *,
+        host: str,
+        index: str | None,
+        source: str | None,
+        sourcetype: str | None,
+    ) -> bytes:
+        """One envelope; keys whose value is None are dropped."""
+        key = (host, source, sourcetype, index)
+        head = self._heads.get(key)
+        if head is None:
+            named = {"host": host, "source": source, "sourcetype": sourcetype, "index": index}
+            inner = orjson.dumps({k: v for k, v in named.items() if v is not None})[1:-1]
+            head = self._keep(self._heads, key, b"," + inner if inner else b"")
+        fields = self._fields.get(labels)
+        if fields is None:
+            values = orjson.loads(labels)
+            found = {
+                k: _field_value(v)
+                for k, v in zip(INDEXED_FIELDS, values, strict=True)
+                if v is not None
+            }
+            fields = b',"fields":' + orjson.dumps(found) if found else b""
+            self._keep(self._fields, labels, fields)
+        return b"".join(
+            (b'{"time":', format_time(t).encode(), head, b',"event":', body, fields, b"}")
+        )
+
+    def _keep(self, kept: dict[Any, bytes], key: Any, value: bytes) -> bytes:
+        if len(kept) >= self.max_kept:
+            kept.clear()
+        kept[key] = value
+        return value
 
 
 @dataclass

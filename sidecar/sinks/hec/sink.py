@@ -25,7 +25,7 @@ from sidecar import config
 from sidecar.errors import ConfigError
 from sidecar.sinks.hec.acks import EXPIRED, AckTracker
 from sidecar.sinks.hec.deadletter import DeadLetterFile
-from sidecar.sinks.hec.encoder import USAGE_SOURCETYPE, compress, cut_items, encode_parts
+from sidecar.sinks.hec.encoder import USAGE_SOURCETYPE, Envelopes, compress, cut_items
 from sidecar.sinks.hec.endpoints import Endpoint, EndpointPool
 from sidecar.sinks.hec.faults import FaultBoard
 from sidecar.sinks.hec.replies import (
@@ -88,6 +88,7 @@ class HecSink:
         self._host = cfg.host or host
         self._default_source = default_source
         self._gzip = cfg.compression == "gzip"
+        self._envelopes = Envelopes()
         self._service = HecService(
             token=cfg.token,
             timeout_secs=cfg.request_timeout_secs,
@@ -159,15 +160,15 @@ class HecSink:
     # -- reading the spool ----------------------------------------------------------------
     def _encode(self, payload: bytes) -> bytes:
         """The envelope of a spool record."""
-        (t, source, sourcetype, labels), body = split_payload(payload)
+        (t, source, sourcetype), labels, body = split_payload(payload)
         # The configured sourcetype replaces the usage default; other sourcetypes (the
         # sidecar's own `llm:sidecar` heartbeat) are kept.
         if sourcetype == USAGE_SOURCETYPE:
             sourcetype = self.cfg.sourcetype
-        return encode_parts(
+        return self._envelopes.encode(
             t,
-            body,
             labels,
+            body,
             host=self._host,
             index=self.cfg.index,
             source=self.cfg.source or source or self._default_source,
