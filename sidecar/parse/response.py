@@ -21,16 +21,22 @@ checks that on every recorded fixture under random chunkings.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from sidecar.parse.detect import detect, model_from_path
-from sidecar.parse.providers import parse_body
+from sidecar.parse.providers import EdgeChunks, parse_body, parse_stream_edges
+from sidecar.parse.sse import normalise_newlines
 from sidecar.types import Completed, ParsedBody
 
 WINDOW_HEAD_BYTES = 1024  # body-log bytes decoded from the start of a long stream ...
 WINDOW_TAIL_BYTES = 2048  # ... and from its end
+# Body-log bytes of a stream's tail parsed first by the edges path, then if a parser walks past
+# them (`EdgeChunks.crossed`), four times as many.
+_EDGE_TAILS = (1536, 6144)
+_NOT_SSE_START = frozenset(" \t\r\n\ufeff{[\x1f")  # what makes `parse_body` no SSE parse
 
 
 def parse_completed(c: Completed, *, provider: str | None, want_text: bool = False) -> ParsedBody:
@@ -40,7 +46,11 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
         det_provider, api = detect(a.path, a.upstream_host)
         if provider is None:
             provider = det_provider
-    if not want_text:
+    if not want_text and provider is not None and api is not None and c.body is None:
+        parsed = _parse_edges(c, provider, api)
+        if parsed is not None:
+            return _finish(parsed, c, provider, api)
+    elif not want_text:
         window = c.window(WINDOW_HEAD_BYTES, WINDOW_TAIL_BYTES)
         if window is not None:
             parsed = parse_body(
@@ -82,6 +92,59 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
         parsed.output_text[:0] = c.prior_text
         parsed.output_extra_tokens += c.prior_extra_tokens
     return _finish(parsed, c, provider, api)
+
+
+def _parse_edges(c: Completed, provider: str, api: str) -> ParsedBody | None:
+    """The stream parsed from its edges (`EdgeChunks`), or None: the whole body decides.
+
+    The tail is the body's last parts (`_EDGE_TAILS[0]` bytes of them, then more if a parser
+    walked past them), decoded, from just after its first event boundary; the head (the first
+    parts, at least `WINDOW_HEAD_BYTES`, cut after their last boundary) is decoded only if a
+    parser walks forward. Newlines are normalised as `Chunks.from_sse` does: the head's are a
+    prefix of the whole body's, the tail's a suffix but for its first character (a `\r\n`
+    cut between two parts), which the boundary search skips."""
+    parts = c.parts
+    assemble = c.assemble
+    if not parts or assemble is None:
+        return None
+    n = len(parts)
+    h = 1  # the head's parts
+    size = len(parts[0])
+    while h < n and size < WINDOW_HEAD_BYTES:
+        size += len(parts[h])
+        h += 1
+    if h >= n:
+        return None  # a short body: decoding it whole costs no more
+    first, bad, _ = assemble(parts[:1])
+    if bad or not first or first[0] in _NOT_SSE_START:
+        return None  # a JSON, gzip or blank-led body, or a torn first part: not for the edges
+    t = n
+    for want in _EDGE_TAILS:
+        if t == h:
+            return None  # the tail already reaches the head: nothing more to try
+        size = 0
+        while t > h and size < want:  # head and tail never overlap (see `EdgeChunks`)
+            t -= 1
+            size += len(parts[t])
+        tail = normalise_newlines(assemble(parts[t:])[0])
+        cut = tail.find("\n\n", 1)
+        if cut < 0:
+            continue
+        tail = tail[cut + 2 :].lstrip("\n")
+        if not tail:
+            continue
+        chunks = EdgeChunks(tail, lambda: _head(parts[:h], assemble))
+        parsed = parse_stream_edges(chunks, provider=provider, api=api, truncated=c.body_truncated)
+        if parsed is not None:
+            return parsed
+    return None
+
+
+def _head(parts: list[Any], assemble: Callable[[list[Any]], tuple[str, int, int]]) -> str | None:
+    """The decoded `parts`, newlines normalised, up to their last event boundary (None: none)."""
+    text = normalise_newlines(assemble(parts)[0])
+    end = text.rfind("\n\n")
+    return text[: end + 2] if end >= 0 else None
 
 
 def _finish(parsed: ParsedBody, c: Completed, provider: str | None, api: str | None) -> ParsedBody:

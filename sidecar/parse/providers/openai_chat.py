@@ -17,6 +17,7 @@ from typing import Any
 
 from sidecar.parse.providers import errors
 from sidecar.parse.providers._common import (
+    COUNT_MAX,
     END_OF_MESSAGE_TOKENS,
     Chunks,
     Counts,
@@ -34,6 +35,36 @@ _MAX_TAIL_CHUNKS = 4
 
 def usage_from(u: dict[str, Any]) -> Usage:
     """Normalise a chat `usage` object (all detail fields optional and null-tolerant)."""
+    prompt_tokens = u.get("prompt_tokens")
+    completion_tokens = u.get("completion_tokens")
+    prompt = u.get("prompt_tokens_details")
+    completion = u.get("completion_tokens_details")
+    cached = prompt.get("cached_tokens") if type(prompt) is dict else None
+    write = prompt.get("cache_write_tokens") if type(prompt) is dict else None
+    reasoning = completion.get("reasoning_tokens") if type(completion) is dict else None
+    if (
+        type(prompt_tokens) is int
+        and type(completion_tokens) is int
+        and 0 <= prompt_tokens <= COUNT_MAX
+        and 0 <= completion_tokens <= COUNT_MAX
+        and (cached is None or (type(cached) is int and 0 <= cached <= COUNT_MAX))
+        and (write is None or (type(write) is int and 0 <= write <= COUNT_MAX))
+        and (reasoning is None or (type(reasoning) is int and 0 <= reasoning <= COUNT_MAX))
+    ):
+        # The usual usage: plain counts, read as `_usage_from` reads them, without its checks.
+        cached = min(cached or 0, prompt_tokens)
+        return Usage(
+            input_tokens=prompt_tokens,
+            cached_input_tokens=cached,
+            cache_write_input_tokens=min(write or 0, prompt_tokens - cached),
+            output_tokens=completion_tokens,
+            reasoning_tokens=min(reasoning or 0, completion_tokens),
+        )
+    return _usage_from(u)
+
+
+def _usage_from(u: dict[str, Any]) -> Usage:
+    """`usage_from` for any values (checked: a bad one marks the usage invalid)."""
     n = Counts()
     prompt = as_dict(u.get("prompt_tokens_details"))
     completion = as_dict(u.get("completion_tokens_details"))
