@@ -9,6 +9,7 @@ envelopes and in-stream error events. Pure functions; never raises.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sidecar.parse import detect as _detect
@@ -97,14 +98,23 @@ def _fill_hints(pb: ParsedBody, provider: str | None, api: str | None) -> None:
 
 
 def parse_stream_edges(
-    chunks: EdgeChunks, *, provider: str, api: str, truncated: bool = False
+    tail: str,
+    head: Callable[[], str | None],
+    *,
+    provider: str,
+    api: str,
+    truncated: bool = False,
 ) -> ParsedBody | None:
-    """What a long SSE stream says, read from its edges only (see `EdgeChunks`): the answer
-    `parse_body` gives for the whole body, or None when the edges cannot tell it (a parser
-    walked past an edge, or read the body's text). `provider` and `api` must be known: sniffing
-    them reads the whole body. Never raises (None)."""
-    pb = ParsedBody(provider=provider, api=api, truncated=truncated)
+    """What a long SSE stream says, read from its edges only: `tail` (whole events from its
+    end, newlines normalised) and `head` (called only if a parser walks forward; see
+    `EdgeChunks`). The answer `parse_body` gives for the whole body, or None when the edges
+    cannot tell it (a parser walked past an edge, or read the body's text). `provider` and
+    `api` must be known: sniffing them reads the whole body. Never raises (None)."""
+    pb = ParsedBody(provider=provider, api=api, truncated=truncated, is_stream=True)
     try:
+        if api not in _NOT_CHAT and openai_chat.parse_tail(pb, tail):
+            return None if pb.read_text else pb
+        chunks = EdgeChunks(tail, head)
         _parse_sse_chunks(pb, chunks, False)
         if not pb.terminal_seen and pb.usage is None:
             next(chunks.backward(), None)  # `_parse_sse_body`'s "is it a stream at all" test
@@ -113,6 +123,11 @@ def parse_stream_edges(
     if chunks.crossed or pb.read_text:
         return None
     return pb
+
+
+_NOT_CHAT = frozenset(
+    {_detect.RESPONSES, _detect.MESSAGES, _detect.GENERATE, _detect.EMBEDDINGS}
+)  # `_parse_sse_chunks` gives every other API to the chat parser
 
 
 def _parse_sse_body(pb: ParsedBody, body: str, want_text: bool) -> None:
