@@ -5,18 +5,30 @@ upstream host, else the body itself), then hands the body to the provider parser
 whose body was not in the body log may still carry its response in the access line
 (`response_body`, or a bare `usage` object): that is parsed the same way.
 
-Decode only what can matter: a long stream is first parsed from a *window*: its first
-`WINDOW_HEAD_BYTES` and last `WINDOW_TAIL_BYTES` of body-log records, decoded and joined by a
-blank line. Every
-provider's usage lives there (the final usage chunk, `message_start` plus the last
-`message_delta`, the last `usageMetadata`, the terminal Responses event). The window's result is
-taken only when it is complete and clean: usage found and not partial, the terminal event seen,
-no malformed event, no error, and no answer read from the body's text (an OpenAI-compatible
-usage without a reasoning count: whether the model reasoned visibly is searched in the text,
-which the window does not hold whole). Anything else (a cut event at the window's edge, a large
-terminal event, a mid-stream error, a body that is not a stream) falls back to the whole body,
-so the window can change the speed but never the answer; `tests/unit/test_body_path_properties.py`
-checks that on every recorded fixture under random chunkings.
+Decode only what can matter. A long stream whose provider and API the access record names is
+first parsed from its *edges* (`_parse_edges`): its last body-log parts, decoded from just after
+their first event boundary, and, only for a parser that walks forward (Anthropic's
+`message_start`), its first parts up to their last boundary. The parsers walk the events through
+`EdgeChunks`, which notes any walk that would go past an edge into the middle that was never
+decoded; without such a crossing every event a parser saw is the whole body's own, in the same
+order, so the answer is the whole body's, whatever it says (usage or none, an error, a cut
+stream). OpenAI chat streams that end the usual way (finish chunk, usage chunk, `[DONE]`) are
+read straight from the tail's text (`openai_chat.parse_tail`). A crossing retries once with a
+longer tail, then the whole body decides; so does an answer read from the body's text (an
+OpenAI-compatible usage without a reasoning count: whether the model reasoned visibly is searched
+in the whole text), a body that is not SSE, and a short one.
+
+Without the hints (the provider or API left to sniffing, which reads the body) the older
+*window* applies: the first `WINDOW_HEAD_BYTES` and last `WINDOW_TAIL_BYTES` of body-log records,
+decoded and joined by a blank line, taken only when complete and clean: usage found and not
+partial, the terminal event seen, no malformed event, no error, no answer read from the text.
+Either way the edges and the window change the speed, never the answer:
+`tests/unit/test_parse_edges.py` and `tests/unit/test_body_path_properties.py` check that on
+every recorded fixture and on hostile generated streams under random chunkings. (One case is
+beyond them: a body with a torn line anywhere is decoded whole part by part, and a character
+split across two lines then becomes replacement characters that the edges, decoding their
+parts together, do not show; it changes only text the parsers do not read but for strings such
+as the model name. The window had the same limit.)
 """
 
 from __future__ import annotations
@@ -25,12 +37,19 @@ from typing import Any
 
 import orjson
 
-from sidecar.parse.detect import detect, model_from_path
-from sidecar.parse.providers import parse_body
+from sidecar.parse.detect import EMBEDDINGS, MESSAGES, detect, model_from_path
+from sidecar.parse.providers import parse_body, parse_stream_edges
+from sidecar.parse.sse import normalise_newlines
 from sidecar.types import Completed, ParsedBody
 
 WINDOW_HEAD_BYTES = 1024  # body-log bytes decoded from the start of a long stream ...
 WINDOW_TAIL_BYTES = 2048  # ... and from its end
+# Body-log bytes of a stream's tail parsed first by the edges path (the last three events of an
+# OpenAI chat stream of the generated mix, one part before them for the boundary), then, if a
+# parser walked past them (`EdgeChunks.crossed`), this many more.
+_EDGE_TAILS = (1536, 6144)
+_HEAD_APIS = frozenset({MESSAGES, EMBEDDINGS})  # stream parsers that walk forward too
+_NOT_SSE_START = frozenset(" \t\r\n\ufeff{[\x1f")  # what makes `parse_body` no SSE parse
 
 
 def parse_completed(c: Completed, *, provider: str | None, want_text: bool = False) -> ParsedBody:
@@ -40,7 +59,11 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
         det_provider, api = detect(a.path, a.upstream_host)
         if provider is None:
             provider = det_provider
-    if not want_text:
+    if not want_text and provider is not None and api is not None and c.body is None:
+        parsed = _parse_edges(c, provider, api)
+        if parsed is not None:
+            return _finish(parsed, c, provider, api)
+    elif not want_text:
         window = c.window(WINDOW_HEAD_BYTES, WINDOW_TAIL_BYTES)
         if window is not None:
             parsed = parse_body(
@@ -82,6 +105,77 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
         parsed.output_text[:0] = c.prior_text
         parsed.output_extra_tokens += c.prior_extra_tokens
     return _finish(parsed, c, provider, api)
+
+
+def _parse_edges(c: Completed, provider: str, api: str) -> ParsedBody | None:
+    """The stream parsed from its edges (`EdgeChunks`), or None: the whole body decides.
+
+    The tail is the body's last parts (`_EDGE_TAILS[0]` bytes of them, then more if a parser
+    walked past them), decoded, from just after its first event boundary; the head (the first
+    parts, at least `WINDOW_HEAD_BYTES`, cut after their last boundary) is decoded up front for
+    the parsers that walk forward, else only if one asks; head and tail never share a part.
+    Newlines are normalised as `Chunks.from_sse` does: the head's are a
+    prefix of the whole body's, the tail's a suffix but for its first character (a `\r\n`
+    cut between two parts), which the boundary search skips."""
+    parts = c.parts
+    assemble = c.assemble
+    if not parts or assemble is None:
+        return None
+    n = len(parts)
+    h = 1  # the head's parts
+    size = len(parts[0])
+    while h < n and size < WINDOW_HEAD_BYTES:
+        size += len(parts[h])
+        h += 1
+    if h >= n:
+        return None  # a short body: decoding it whole costs no more
+    if api in _HEAD_APIS:  # its parser reads the head: decode it now, it shows the start too
+        first, bad, _ = assemble(parts[:h])
+        head_text = _cut_head(first)
+
+        def head() -> str | None:
+            return head_text
+
+    else:  # the first part shows the start; the head is decoded if a parser asks after all
+        first, bad, _ = assemble(parts[:1])
+
+        def head() -> str | None:
+            return _cut_head(assemble(parts[:h])[0])
+
+    if bad or not first or first[0] in _NOT_SSE_START:
+        return None  # a JSON, gzip or blank-led body, or a torn part: not for the edges
+    t = n
+    for want in _EDGE_TAILS:
+        if t == h:
+            return None  # the tail already reaches the head: nothing more to try
+        size = 0
+        while t > h and size < want:  # head and tail never overlap (see `EdgeChunks`)
+            t -= 1
+            size += len(parts[t])
+        tail = normalise_newlines(assemble(parts[t:])[0])
+        cut = tail.find("\n\n", 1)
+        if cut < 0:
+            continue
+        tail = tail[cut + 2 :].lstrip("\n")
+        if not tail:
+            continue
+        parsed = parse_stream_edges(
+            tail,
+            head,
+            provider=provider,
+            api=api,
+            truncated=c.body_truncated,
+        )
+        if parsed is not None:
+            return parsed
+    return None
+
+
+def _cut_head(text: str) -> str | None:
+    """The decoded head, newlines normalised, up to its last event boundary (None: none)."""
+    text = normalise_newlines(text)
+    end = text.rfind("\n\n")
+    return text[: end + 2] if end >= 0 else None
 
 
 def _finish(parsed: ParsedBody, c: Completed, provider: str | None, api: str | None) -> ParsedBody:

@@ -9,6 +9,7 @@ envelopes and in-stream error events. Pure functions; never raises.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sidecar.parse import detect as _detect
@@ -20,10 +21,10 @@ from sidecar.parse.providers import (
     openai_chat,
     openai_responses,
 )
-from sidecar.parse.providers._common import Chunks, as_dict, is_unset, loads
+from sidecar.parse.providers._common import Chunks, EdgeChunks, as_dict, is_unset, loads
 from sidecar.types import ParsedBody
 
-__all__ = ["is_rate_limit_error", "parse_body"]
+__all__ = ["EdgeChunks", "is_rate_limit_error", "parse_body", "parse_stream_edges"]
 
 is_rate_limit_error = errors.is_rate_limit_error
 
@@ -96,11 +97,52 @@ def _fill_hints(pb: ParsedBody, provider: str | None, api: str | None) -> None:
         pb.provider = provider
 
 
+def parse_stream_edges(
+    tail: str,
+    head: Callable[[], str | None],
+    *,
+    provider: str,
+    api: str,
+    truncated: bool = False,
+) -> ParsedBody | None:
+    """What a long SSE stream says, read from its edges only: `tail` (whole events from its
+    end, newlines normalised) and `head` (called only if a parser walks forward; see
+    `EdgeChunks`). The answer `parse_body` gives for the whole body, or None when the edges
+    cannot tell it (a parser walked past an edge, or read the body's text). `provider` and
+    `api` must be known: sniffing them reads the whole body. Never raises (None)."""
+    pb = ParsedBody(provider=provider, api=api, truncated=truncated, is_stream=True)
+    try:
+        if api not in _NOT_CHAT and openai_chat.parse_tail(pb, tail):
+            return None if pb.read_text else pb
+        chunks = EdgeChunks(tail, head)
+        _parse_sse_chunks(pb, chunks, False)
+        if not pb.terminal_seen and pb.usage is None:
+            next(chunks.backward(), None)  # `_parse_sse_body`'s "is it a stream at all" test
+    except Exception:  # the whole body decides (and counts it)
+        return None
+    if chunks.crossed or pb.read_text:
+        return None
+    return pb
+
+
+_NOT_CHAT = frozenset(
+    {_detect.RESPONSES, _detect.MESSAGES, _detect.GENERATE, _detect.EMBEDDINGS}
+)  # `_parse_sse_chunks` gives every other API to the chat parser
+
+
 def _parse_sse_body(pb: ParsedBody, body: str, want_text: bool) -> None:
-    pb.is_stream = True
     if pb.api is None or pb.provider is None:
         _fill_hints(pb, *_detect.detect_from_body(body))
     chunks = Chunks.from_sse(body)
+    _parse_sse_chunks(pb, chunks, want_text)
+    if not pb.terminal_seen and pb.usage is None and next(chunks.backward(), None) is None:
+        pb.is_stream = False
+        if body.strip():
+            pb.malformed_events += 1  # text that is neither SSE nor JSON (an HTML error page)
+
+
+def _parse_sse_chunks(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
+    pb.is_stream = True
     api = pb.api
     if api == _detect.RESPONSES:
         openai_responses.parse_stream(pb, chunks, want_text)
@@ -115,10 +157,6 @@ def _parse_sse_body(pb: ParsedBody, body: str, want_text: bool) -> None:
     else:  # chat.completions and unknown OpenAI-compatible streams
         openai_chat.parse_stream(pb, chunks, want_text)
     pb.malformed_events += chunks.malformed
-    if not pb.terminal_seen and pb.usage is None and next(chunks.backward(), None) is None:
-        pb.is_stream = False
-        if body.strip():
-            pb.malformed_events += 1  # text that is neither SSE nor JSON (an HTML error page)
 
 
 def _shape_api(obj: dict[str, Any]) -> tuple[str | None, str | None]:

@@ -8,7 +8,8 @@ decode the two or three events that carry usage.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -313,6 +314,84 @@ class Chunks:
                 yield ev
 
 
+class EdgeChunks(Chunks):
+    """A long stream seen through its two edges only: `tail` (whole events from the end of the
+    body) and, decoded only if a parser walks forward, a head (whole events from its start).
+
+    `backward()` walks the tail, `forward()` the head; a walk that would go past its edge (into
+    the middle that was never decoded) ends there and sets `crossed`. While `crossed` is False
+    every event a parser saw is the whole body's own event, met in the same order, so its
+    answer is the whole body's answer (parse/response.py relies on this). The `want_text`
+    walks (`forward_all`, `forward_objects`) read every event: they only cross.
+    """
+
+    __slots__ = ("_back", "_blocks_back", "_head", "_head_source", "_last", "crossed")
+
+    def __init__(self, tail: str, head_source: Callable[[], str | None]) -> None:
+        super().__init__(tail)
+        self._blocks_back: list[str] | None = None
+        self._back: dict[int, Event] = {}
+        self._last = -1  # the index of the tail's last block
+        self._head_source = head_source
+        self._head: Chunks | None = None
+        self.crossed = False
+
+    def backward(self) -> Iterator[Event]:
+        """`Chunks.backward()` framed with one C-level `str.split` of the tail: the same blocks
+        (a piece keeps the newlines of a run of three or more, stripped here as `rfind` leaves
+        them out), the same events, the last one marked `last`."""
+        blocks = self._blocks_back
+        if blocks is None:
+            blocks = self._blocks_back = self.text.split("\n\n")
+            last = len(blocks) - 1
+            while last >= 0 and not blocks[last].strip("\n"):
+                last -= 1
+            self._last = last
+        cache = self._back
+        i = len(blocks)
+        while i:
+            i -= 1
+            ev = cache.get(i)
+            if ev is None:
+                block = blocks[i]
+                if not block or block[0] == "\n" or block[-1] == "\n":
+                    block = block.strip("\n")
+                    if not block:
+                        continue
+                if block.startswith("data: ") and "\n" not in block:
+                    name, data = None, block[6:]  # parse_block's fast path
+                else:
+                    framed = parse_block(block)
+                    if framed is None:
+                        continue
+                    name, data = framed
+                ev = cache[i] = Event(self, name, data, i == self._last)
+            yield ev
+        self.crossed = True  # asked for the event before the tail's first
+
+    def forward(self) -> Iterator[Event]:
+        head = self._head
+        if head is None:
+            text = self._head_source()
+            if text is None:
+                self.crossed = True
+                return
+            head = self._head = Chunks(text)
+        for ev in head.forward():
+            ev._stream = self  # a malformed head event is counted here, as in the whole body
+            ev.last = False  # the head ends before the tail begins: never the body's last event
+            yield ev
+        self.crossed = True  # asked for the event after the head's last
+
+    def forward_all(self) -> Iterator[Event]:
+        self.crossed = True
+        return iter(())
+
+    def forward_objects(self) -> Iterator[dict[str, Any] | None]:
+        self.crossed = True
+        return iter(())
+
+
 # Output overheads the provider bills beyond the text a client sees (contract 4,
 # `ParsedBody.output_extra_tokens`). Learned on the FIT half of the recorded pool
 # (tests/fixtures/streams-pool, gpt-4o / gpt-4o-mini / gpt-5-mini chat streams with their
@@ -361,6 +440,7 @@ def body_has(body: str, *needles: str) -> bool:
     return any(needle in body for needle in needles)
 
 
+@functools.lru_cache(maxsize=256)  # pure; called per request with one of a few names
 def is_reasoning_model(model: str | None) -> bool:
     """Whether a model name is an OpenAI o-series or gpt-5 family reasoning model."""
     if not model:

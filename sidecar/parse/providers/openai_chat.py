@@ -17,12 +17,14 @@ from typing import Any
 
 from sidecar.parse.providers import errors
 from sidecar.parse.providers._common import (
+    COUNT_MAX,
     END_OF_MESSAGE_TOKENS,
     Chunks,
     Counts,
     as_dict,
     as_str,
     is_reasoning_model,
+    loads,
     tool_call_overhead,
 )
 from sidecar.types import ParsedBody, Usage
@@ -34,6 +36,36 @@ _MAX_TAIL_CHUNKS = 4
 
 def usage_from(u: dict[str, Any]) -> Usage:
     """Normalise a chat `usage` object (all detail fields optional and null-tolerant)."""
+    prompt_tokens = u.get("prompt_tokens")
+    completion_tokens = u.get("completion_tokens")
+    prompt = u.get("prompt_tokens_details")
+    completion = u.get("completion_tokens_details")
+    cached = prompt.get("cached_tokens") if type(prompt) is dict else None
+    write = prompt.get("cache_write_tokens") if type(prompt) is dict else None
+    reasoning = completion.get("reasoning_tokens") if type(completion) is dict else None
+    if (
+        type(prompt_tokens) is int
+        and type(completion_tokens) is int
+        and 0 <= prompt_tokens <= COUNT_MAX
+        and 0 <= completion_tokens <= COUNT_MAX
+        and (cached is None or (type(cached) is int and 0 <= cached <= COUNT_MAX))
+        and (write is None or (type(write) is int and 0 <= write <= COUNT_MAX))
+        and (reasoning is None or (type(reasoning) is int and 0 <= reasoning <= COUNT_MAX))
+    ):
+        # The usual usage: plain counts, read as `_usage_from` reads them, without its checks.
+        cached = min(cached or 0, prompt_tokens)
+        return Usage(
+            input_tokens=prompt_tokens,
+            cached_input_tokens=cached,
+            cache_write_input_tokens=min(write or 0, prompt_tokens - cached),
+            output_tokens=completion_tokens,
+            reasoning_tokens=min(reasoning or 0, completion_tokens),
+        )
+    return _usage_from(u)
+
+
+def _usage_from(u: dict[str, Any]) -> Usage:
+    """`usage_from` for any values (checked: a bad one marks the usage invalid)."""
     n = Counts()
     prompt = as_dict(u.get("prompt_tokens_details"))
     completion = as_dict(u.get("completion_tokens_details"))
@@ -226,6 +258,54 @@ def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
     if want_text:
         _extra_tokens(pb, calls, text)
     _finalise(pb, usage_obj, chunks.text)
+
+
+def parse_tail(pb: ParsedBody, text: str) -> bool:
+    """`parse_stream` of a stream that ends the usual way, read straight from the end of its
+    text: a finish chunk, a usage chunk with `choices: []`, `[DONE]`, each a single `data:`
+    line, no `"error"` anywhere in them, a model and an id in one of the two chunks. Then
+    `parse_stream` would walk exactly these three events and stop: this gives its answer
+    without framing events (it is most of a long stream's parse). False, `pb` untouched, for
+    any other shape: `parse_stream` decides."""
+    blocks = text.rsplit("\n\n", 4)
+    if len(blocks) < 4 or blocks[-1] or blocks[-2] != "data: [DONE]":
+        return False
+    finish_block = blocks[-4]
+    usage_block = blocks[-3]
+    if (
+        not finish_block.startswith("data: {")
+        or not usage_block.startswith("data: {")
+        or "\n" in finish_block
+        or "\n" in usage_block
+        or '"error"' in finish_block
+        or '"error"' in usage_block
+    ):
+        return False
+    u_obj = loads(usage_block[6:])
+    if type(u_obj) is not dict or u_obj.get("choices") != []:
+        return False
+    usage_obj = u_obj.get("usage")
+    if type(usage_obj) is not dict:
+        return False
+    f_obj = loads(finish_block[6:])
+    if type(f_obj) is not dict:
+        return False
+    choices = f_obj.get("choices")
+    finish = _finish_reason(f_obj)
+    if type(choices) is not list or not choices or finish is None:
+        return False
+    model = as_str(u_obj.get("model")) or as_str(f_obj.get("model"))
+    rid = as_str(u_obj.get("id")) or as_str(f_obj.get("id"))
+    if model is None or rid is None:
+        return False  # parse_stream walks on, past the finish chunk
+    pb.model = model
+    pb.provider_request_id = rid
+    pb.service_tier = as_str(u_obj.get("service_tier")) or as_str(f_obj.get("service_tier"))
+    pb.finish_reason = finish
+    pb.usage = usage_from(usage_obj)
+    pb.terminal_seen = True
+    _finalise(pb, usage_obj, text)
+    return True
 
 
 def parse_json(pb: ParsedBody, obj: dict[str, Any], want_text: bool) -> None:
