@@ -185,12 +185,14 @@ class Joiner(Storage, Expiry, PositionNotes):
         records: list[BodyRecord],
         source: str,
         out: list[Completed],
+        sizes: list[int] | None = None,
     ) -> None:
         """The hot path: a batch from `parse.body.decode_chunk_lines`.
 
         `groups` holds each request's data parts of the batch (appended in one step per request,
-        nothing done per chunk but for the first line's time); `records` are the batch's end
-        records and whole bodies, which take the general path after the data."""
+        nothing done per chunk but for the first line's time); `sizes`, when given, their bytes
+        per group in `groups` order (`Decoded.sizes`; else counted here); `records` are the
+        batch's end records and whole bodies, which take the general path after the data."""
         pending = self._pending
         now = self._clock()
         self._out = out
@@ -202,7 +204,9 @@ class Joiner(Storage, Expiry, PositionNotes):
             if rec.kind == BODY_END:
                 ends.setdefault(rec.request_id, []).append(rec)
         done_ends: list[BodyRecord] = []
-        for rid, parts in groups.items():
+        if sizes is None:
+            sizes = [sum(map(len, parts)) for parts in groups.values()]
+        for (rid, parts), n in zip(groups.items(), sizes, strict=True):
             if ends and rid in ends and self._split_at_ends(rid, parts, ends[rid], source, out):
                 done_ends += ends[rid]
                 continue
@@ -217,7 +221,6 @@ class Joiner(Storage, Expiry, PositionNotes):
             if p.first_ts is None:
                 p.first_ts = line_ts(parts[0])
             p.records += len(parts)
-            n = sum(map(len, parts))
             raw = p.packed_raw + p.size + n
             if raw <= max_body:
                 p.ts_due = True  # last_ts / seen: parts[-1]'s time, read when needed
@@ -250,9 +253,14 @@ class Joiner(Storage, Expiry, PositionNotes):
         """Data for `rid` after its end record in the same batch: a second request with the
         same id. The batch's grouping lost the order, the times give it back: data up to each
         end's time goes before that end. False when there is nothing to split (the usual)."""
-        last, first = line_ts(parts[-1]), line_ts(parts[0])
         t_end = ends[0].ts
-        if last is None or first is None or t_end is None or not first <= t_end < last:
+        if t_end is None:
+            return False
+        last = line_ts(parts[-1])  # the usual: the end is the request's last record, >= last
+        if last is None or not t_end < last:
+            return False
+        first = line_ts(parts[0])
+        if first is None or not first <= t_end:
             return False  # no data after the end (times that disagree: keep the batch order)
         rest = parts
         for end in sorted(ends, key=lambda r: r.ts if r.ts is not None else 0.0):

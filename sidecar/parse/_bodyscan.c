@@ -4,7 +4,8 @@
  * group_chunk_lines: a batch of lines grouped by request id (below); join_escaped: a request's
  * parts cut and joined into one JSON string (further down).
  *
- * group_chunk_lines(lines: list[bytes]) -> (dict[str, list[bytes]], list[bytes]) | None
+ * group_chunk_lines(lines: list[bytes])
+ *     -> (dict[str, list[bytes]], list[bytes], list[int]) | None
  *
  * Exactly `_group_pure` in sidecar/parse/body.py, without a Python call per line:
  *
@@ -14,7 +15,8 @@
  *       if k > 15 and e > k and line.endswith(b'"}'):  groups[line[k:e]].append(line)
  *       else:                                          odd.append(line)
  *   then every id must be ASCII without '"' or '\\', else None (the caller's per-line path);
- *   the ids become str keys, in first-seen order.
+ *   the ids become str keys, in first-seen order; the third item is each group's bytes
+ *   (sum(map(len, lines)) per group, in the same order), so the join need not count them.
  *
  * The lines are kept as they are (same objects, no copy). Lines may be anything: every search
  * stays inside the line, and any failure to allocate returns NULL with the exception set.
@@ -66,6 +68,113 @@ is_ascii(const char *s, Py_ssize_t n)
     return 1;
 }
 
+/*
+ * The ids of a batch are grouped in a small open-addressing table keyed by the id's bytes
+ * (no str object, no dict lookup per line: one str per distinct id, made at the end). Its hash
+ * is seeded with the interpreter's randomized hash secret, and a probe longer than MAX_PROBE
+ * (ids crafted to collide) gives up with None: the caller's per-line path, same result.
+ */
+#define MAX_PROBE 64
+
+typedef struct {
+    const char *rid; /* into a line that `lines` holds */
+    Py_ssize_t len;
+    uint64_t hash;
+    Py_ssize_t group; /* index into the group arrays; -1: empty slot */
+} Slot;
+
+typedef struct {
+    Slot *slots;
+    size_t mask; /* capacity - 1, a power of two */
+    Py_ssize_t n; /* groups */
+    Py_ssize_t cap; /* room in lists / sizes */
+    PyObject **lists; /* owned references */
+    Py_ssize_t *sizes; /* bytes of each group's lines */
+    Slot **first; /* each group's slot, in first-seen order (its id) */
+} Table;
+
+static uint64_t
+rid_hash(const char *s, Py_ssize_t n)
+{
+    const uint64_t m = 0x9E3779B97F4A7C15ULL;
+    uint64_t h = ((uint64_t)_Py_HashSecret.siphash.k0 ^ (uint64_t)n) * m;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * m;
+        h ^= h >> 29;
+    }
+    uint64_t w = (uint64_t)_Py_HashSecret.siphash.k1;
+    if (i < n)
+        memcpy(&w, s + i, (size_t)(n - i)); /* the rest over the seed's low bytes */
+    h = (h ^ w) * m;
+    h ^= h >> 32;
+    h *= 0xD6E8FEB86659FD93ULL;
+    h ^= h >> 32;
+    return h;
+}
+
+static void
+table_free(Table *t)
+{
+    for (Py_ssize_t i = 0; i < t->n; i++)
+        Py_DECREF(t->lists[i]);
+    PyMem_Free(t->slots);
+    PyMem_Free(t->lists);
+    PyMem_Free(t->sizes);
+    PyMem_Free(t->first);
+}
+
+/* Room for one more group: the arrays, and the slots at most half full. 0, or -1 with the
+   exception set. */
+static int
+table_room(Table *t)
+{
+    if (t->n == t->cap) {
+        Py_ssize_t cap = t->cap ? t->cap * 2 : 64;
+        PyObject **lists = PyMem_Realloc(t->lists, (size_t)cap * sizeof(PyObject *));
+        if (lists == NULL)
+            goto nomem;
+        t->lists = lists;
+        Py_ssize_t *sizes = PyMem_Realloc(t->sizes, (size_t)cap * sizeof(Py_ssize_t));
+        if (sizes == NULL)
+            goto nomem;
+        t->sizes = sizes;
+        t->cap = cap;
+    }
+    if ((size_t)(t->n + 1) * 2 > t->mask + 1 || t->slots == NULL) {
+        size_t size = t->slots == NULL ? 128 : (t->mask + 1) * 2;
+        Slot *slots = PyMem_Calloc(size, sizeof(Slot));
+        Slot **first = PyMem_Realloc(t->first, (size / 2) * sizeof(Slot *));
+        if (slots == NULL || first == NULL) {
+            PyMem_Free(slots);
+            if (first != NULL)
+                t->first = first;
+            goto nomem;
+        }
+        t->first = first;
+        for (size_t i = 0; i < size; i++)
+            slots[i].group = -1;
+        size_t mask = size - 1;
+        for (Py_ssize_t g = 0; g < t->n; g++) { /* re-insert: the hashes are distinct slots */
+            Slot *old = t->first[g];
+            size_t j = (size_t)old->hash & mask;
+            while (slots[j].group >= 0)
+                j = (j + 1) & mask;
+            slots[j] = *old;
+            t->first[g] = &slots[j];
+        }
+        PyMem_Free(t->slots);
+        t->slots = slots;
+        t->mask = mask;
+    }
+    return 0;
+nomem:
+    PyErr_NoMemory();
+    return -1;
+}
+
 static PyObject *
 group_chunk_lines(PyObject *module, PyObject *lines)
 {
@@ -74,16 +183,16 @@ group_chunk_lines(PyObject *module, PyObject *lines)
         PyErr_SetString(PyExc_TypeError, "group_chunk_lines: a list of bytes expected");
         return NULL;
     }
-    PyObject *groups = PyDict_New();
+    Table t = {NULL, 0, 0, 0, NULL, NULL, NULL};
+    PyObject *groups = NULL, *sizes = NULL, *out = NULL;
     PyObject *odd = PyList_New(0);
-    if (groups == NULL || odd == NULL)
-        goto fail;
+    if (odd == NULL)
+        return NULL;
 
-    /* The previous grouped line's id and list: consecutive lines of one request skip the
-       dict. `prev` points into a line that `groups` holds, so it stays valid. */
-    const char *prev = NULL;
-    Py_ssize_t prev_len = 0;
-    PyObject *prev_list = NULL; /* borrowed from groups */
+    /* The previous grouped line's group: consecutive lines of one request skip the table
+       (an index: a slot moves when the table grows). */
+    Py_ssize_t prev = -1;
+    int plain = 1; /* every id plain ASCII without quote or backslash */
 
     /* The list is read again at every step (its size may not change, but be safe). */
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lines); i++) {
@@ -105,62 +214,89 @@ group_chunk_lines(PyObject *module, PyObject *lines)
         }
         const char *rid = s + k;
         Py_ssize_t rid_len = e - k;
-        PyObject *list = NULL;
-        if (prev != NULL && rid_len == prev_len && memcmp(rid, prev, (size_t)rid_len) == 0) {
-            list = prev_list;
-        }
-        else {
-            /* The Python path's per-id check (plain ASCII, no quote, no backslash), which
-               sends the batch to the per-line path: None. ASCII is checked on every line,
-               before the id becomes an ASCII str; the rest once per new id, below. */
-            if (!is_ascii(rid, rid_len))
-                goto not_plain;
-            /* rid.decode("ascii") as the key: a compact ASCII str, filled in place. A Python
-               dict keeps its randomized string hash: ids made to collide cost no more. */
-            PyObject *key = PyUnicode_New(rid_len, 127);
-            if (key == NULL)
+        Py_ssize_t group = prev;
+        if (group < 0 || rid_len != t.first[group]->len ||
+            memcmp(rid, t.first[group]->rid, (size_t)rid_len) != 0) {
+            Slot *slot;
+            if (table_room(&t) < 0)
                 goto fail;
-            memcpy(PyUnicode_1BYTE_DATA(key), rid, (size_t)rid_len);
-            list = PyDict_GetItemWithError(groups, key); /* borrowed */
-            if (list == NULL) {
-                if (!PyErr_Occurred() && (memchr(rid, '"', (size_t)rid_len) != NULL ||
-                                          memchr(rid, '\\', (size_t)rid_len) != NULL)) {
-                    Py_DECREF(key);
-                    goto not_plain;
-                }
-                if (PyErr_Occurred() || (list = PyList_New(0)) == NULL) {
-                    Py_DECREF(key);
-                    goto fail;
-                }
-                int r = PyDict_SetItem(groups, key, list);
-                Py_DECREF(list); /* groups holds it now (or failed) */
-                if (r < 0) {
-                    Py_DECREF(key);
-                    goto fail;
-                }
+            uint64_t h = rid_hash(rid, rid_len);
+            size_t at = (size_t)h & t.mask;
+            int probes = 0;
+            for (;;) {
+                slot = &t.slots[at];
+                if (slot->group < 0)
+                    break;
+                if (slot->hash == h && slot->len == rid_len &&
+                    memcmp(slot->rid, rid, (size_t)rid_len) == 0)
+                    break;
+                if (++probes > MAX_PROBE)
+                    goto not_plain; /* degenerate: the per-line path */
+                at = (at + 1) & t.mask;
             }
-            Py_DECREF(key);
-            prev = rid;
-            prev_len = rid_len;
-            prev_list = list;
+            if (slot->group < 0) { /* a new id */
+                /* The Python path's per-id check, which sends the batch to the per-line path
+                   (None) when any id fails: plain ASCII, no quote, no backslash. */
+                if (!is_ascii(rid, rid_len) || memchr(rid, '"', (size_t)rid_len) != NULL ||
+                    memchr(rid, '\\', (size_t)rid_len) != NULL) {
+                    plain = 0;
+                    break;
+                }
+                PyObject *list = PyList_New(0);
+                if (list == NULL)
+                    goto fail;
+                slot->rid = rid;
+                slot->len = rid_len;
+                slot->hash = h;
+                slot->group = t.n;
+                t.lists[t.n] = list;
+                t.sizes[t.n] = 0;
+                t.first[t.n] = slot;
+                t.n++;
+            }
+            group = prev = slot->group;
         }
-        if (PyList_Append(list, line) < 0)
+        if (PyList_Append(t.lists[group], line) < 0)
             goto fail;
+        t.sizes[group] += n;
     }
-    PyObject *out = PyTuple_Pack(2, groups, odd);
-    Py_DECREF(groups);
+    if (!plain)
+        goto not_plain;
+
+    /* The ids become str keys (rid.decode("ascii"): a compact ASCII str, filled in place), in
+       first-seen order; a Python dict keeps its own randomized string hash. */
+    groups = PyDict_New();
+    sizes = PyList_New(t.n);
+    if (groups == NULL || sizes == NULL)
+        goto fail;
+    for (Py_ssize_t g = 0; g < t.n; g++) {
+        Slot *slot = t.first[g];
+        PyObject *key = PyUnicode_New(slot->len, 127);
+        if (key == NULL)
+            goto fail;
+        memcpy(PyUnicode_1BYTE_DATA(key), slot->rid, (size_t)slot->len);
+        int r = PyDict_SetItem(groups, key, t.lists[g]);
+        Py_DECREF(key);
+        if (r < 0)
+            goto fail;
+        PyObject *size = PyLong_FromSsize_t(t.sizes[g]);
+        if (size == NULL)
+            goto fail;
+        PyList_SET_ITEM(sizes, g, size);
+    }
+    out = PyTuple_Pack(3, groups, odd, sizes);
+    /* fall through: the tuple (or nothing) holds what it needs */
+fail:
+    table_free(&t);
+    Py_XDECREF(groups);
+    Py_XDECREF(sizes);
     Py_DECREF(odd);
     return out;
 
 not_plain:
-    Py_DECREF(groups);
+    table_free(&t);
     Py_DECREF(odd);
     Py_RETURN_NONE;
-
-fail:
-    Py_XDECREF(groups);
-    Py_XDECREF(odd);
-    return NULL;
 }
 
 /* A part's escaped `data`, as assemble_escaped's pure twin cuts it: p[p.find(DATA) + 10 : -2]

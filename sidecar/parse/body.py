@@ -49,6 +49,9 @@ class Decoded:
     errors: list[tuple[int, ParseError]]
     lossy: int
     invalid_ts: int = 0  # careful-path records whose `ts` was present but not a time (nulled)
+    # bytes of each group's lines, in `groups` order (the C scanner counts them as it goes);
+    # None: not counted (the join counts them)
+    sizes: list[int] | None = None
 
 
 _RID = b',"request_id":"'
@@ -177,9 +180,12 @@ def parse_chunks_checked(line: bytes) -> tuple[BodyRecord, bool, bool]:
     raise ParseError("body_record_without_data_or_end")
 
 
-def _group_pure(lines: list[bytes]) -> tuple[dict[str, list[bytes]], list[bytes]] | None:
-    """The per-line pass of `decode_chunk_lines` -> (groups, odd lines), or None when an id
-    fails its check (the caller then takes the per-line path). `_bodyscan.c` is this in C."""
+def _group_pure(
+    lines: list[bytes],
+) -> tuple[dict[str, list[bytes]], list[bytes], list[int]] | None:
+    """The per-line pass of `decode_chunk_lines` -> (groups, odd lines, each group's bytes in
+    `groups` order), or None when an id fails its check (the caller then takes the per-line
+    path). `_bodyscan.c` is this in C."""
     groups: defaultdict[bytes, list[bytes]] = defaultdict(list)
     odd: list[bytes] = []
     rid_key, data_key = _RID, _DATA
@@ -195,12 +201,12 @@ def _group_pure(lines: list[bytes]) -> tuple[dict[str, list[bytes]], list[bytes]
         if not rid.isascii() or b'"' in rid or b"\\" in rid:
             return None
         out[rid.decode("ascii")] = parts
-    return out, odd
+    return out, odd, [sum(map(len, parts)) for parts in out.values()]
 
 
 _bodyscan = native.load("sidecar.parse._bodyscan")  # C twins of the two _pure ones, if built
 NATIVE = _bodyscan is not None  # which ones the hot path uses (tests, `bench/`)
-_group: Callable[[list[bytes]], tuple[dict, list[bytes]] | None] = (
+_group: Callable[[list[bytes]], tuple[dict, list[bytes], list[int]] | None] = (
     _bodyscan.group_chunk_lines if _bodyscan else _group_pure
 )
 _join_escaped: Callable[[list[bytes]], bytes] = (
@@ -221,8 +227,8 @@ def decode_chunk_lines(lines: list[bytes]) -> Decoded:
     grouped = _group(lines)
     if grouped is None:
         return _decode_each(lines)
-    out, odd = grouped
-    dec = Decoded(out, [], [], 0)
+    out, odd, sizes = grouped
+    dec = Decoded(out, [], [], 0, 0, sizes)
     for line in odd:
         if not line.strip():
             continue

@@ -46,7 +46,7 @@ class HandbackMixin:
         records = [r for r in dec.records if r.request_id in replay]
         skipped = sum(len(g) for g in dec.groups.values()) - sum(len(g) for g in groups.values())
         self.ledger.replay_lines_skipped += skipped + len(dec.records) - len(records)
-        dec.groups, dec.records, dec.errors = groups, records, []
+        dec.groups, dec.records, dec.errors, dec.sizes = groups, records, [], None
 
     def _hold(
         self, joiner: Joiner, batch: LineBatch, rids: list[str], out: list[Completed]

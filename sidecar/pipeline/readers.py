@@ -151,7 +151,7 @@ class ReadersMixin:
             if not go():
                 await self._wait(src, "body", stop, go)
             try:
-                joiner.add_chunks(dec.groups, dec.records, name, out)
+                joiner.add_chunks(dec.groups, dec.records, name, out, dec.sizes)
             except Exception as exc:  # a bug must cost this batch's lines, never the pipeline
                 self._stage_failed_once("join", exc)
                 for i in range(len(batch.lines)):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
 import sys
 import tracemalloc
 
@@ -83,6 +84,7 @@ def check_same(batch: list[bytes]) -> None:
         assert [id(x) for x in c[0][rid]] == [id(x) for x in p[0][rid]]  # the same objects
     assert [id(x) for x in c[1]] == [id(x) for x in p[1]]
     assert all(type(k) is str for k in c[0])
+    assert c[2] == p[2] == [sum(map(len, g)) for g in p[0].values()]  # bytes per group
 
 
 @settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
@@ -141,6 +143,63 @@ def test_join_escaped_edges() -> None:
     for bad in [[b"x", "s"], [None], 7]:
         with pytest.raises(TypeError):
             native.join_escaped(bad)
+
+
+def test_many_ids_and_long_runs() -> None:
+    """Thousands of ids in one batch (the C table grows many times while lines keep pointing
+    into it), interleaved, with runs of one id, ids that share long prefixes and differ only in
+    the last byte, and lengths around the 8-byte steps of its hash."""
+    rids = [b"r%d" % i for i in range(5000)]
+    rids += [b"x" * n for n in range(1, 40)]  # 1..39 bytes: every tail length
+    rids += [b"p" * 31 + bytes([c]) for c in range(48, 58)]  # differ in the last byte only
+    batch = [b'{"ts":1' + RID + rid + DATA + b"%d" % i + b'"}' for i, rid in enumerate(rids)]
+    batch += batch[::-1] + batch[:100] * 3
+    batch += [batch[7]] * 50  # a run: the previous group without the table
+    check_same(batch)
+    groups, _, sizes = group_c(batch)
+    assert len(groups) == len(rids) and sum(sizes) == sum(map(len, batch))
+
+
+_COLLIDING = """
+import sys
+from sidecar.parse import _bodyscan, body
+
+M, MASK = 0x9E3779B97F4A7C15, (1 << 64) - 1
+
+
+def h(s):  # _bodyscan.c's rid_hash with the hash secret of PYTHONHASHSEED=0 (all zero)
+    x, i, n = (len(s) * M) & MASK, 0, len(s)
+    while i + 8 <= n:
+        x = ((x ^ int.from_bytes(s[i : i + 8], "little")) * M) & MASK
+        x ^= x >> 29
+        i += 8
+    x = ((x ^ int.from_bytes(s[i:], "little")) * M) & MASK
+    x ^= x >> 32
+    x = (x * 0xD6E8FEB86659FD93) & MASK
+    return x ^ (x >> 32)
+
+
+ids = [b"c%d" % i for i in range(60000) if h(b"c%d" % i) & 0xFF == 0][:80]
+assert len(ids) == 80
+lines = [b'{"ts":1,"request_id":"' + r + b'","data":"x"}' for r in ids]
+assert _bodyscan.group_chunk_lines(lines[:40]) is not None  # a cluster of 40: still found
+assert _bodyscan.group_chunk_lines(lines) is None  # 80 in one cluster: gives up
+got = body.decode_chunk_lines(lines)  # the per-line path: the same groups
+assert list(got.groups) == [r.decode() for r in ids] and got.sizes is None
+assert body._group_pure(lines)[0] == got.groups
+print("ok")
+"""
+
+
+def test_ids_made_to_collide_give_up_to_the_per_line_path() -> None:
+    """Ids crafted against a known hash seed (PYTHONHASHSEED=0 zeroes the secret the C table
+    is seeded with): past MAX_PROBE the scanner returns None and the batch takes the per-line
+    path, with the same groups, instead of slowing down quadratically."""
+    env = {**os.environ, "PYTHONHASHSEED": "0", "LLM_HEC_SIDECAR_PURE": "0"}
+    r = subprocess.run(
+        [sys.executable, "-c", _COLLIDING], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
 def test_bad_arguments_raise() -> None:
