@@ -76,6 +76,32 @@ def test_content_length_replies_keep_the_connection_alive_and_headers_are_sent()
     assert [s[2] for s in seen] == [b"abc0", b"abc1", b"abc2"]
 
 
+def test_the_service_sends_the_token_channel_and_encoding_headers() -> None:
+    seen: list[tuple[bytes, dict[str, str], bytes]] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_request(reader))
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 27\r\n\r\n{"text":"Success","code":0}')
+        await writer.drain()
+
+    async def main() -> None:
+        server, url, _ = await serve(handler)
+        service = HecService(token="tok", timeout_secs=5, tls=Tls(), https=False)
+        outcome = await service.send(url + "/e", b"gz", compressed=True, channel="chan")
+        assert type(outcome).__name__ == "Delivered"
+        await service.close()
+        server.close()
+
+    asyncio.run(main())
+    first, headers, body = seen[0]
+    assert first == b"POST /e HTTP/1.1" and body == b"gz"
+    assert headers["authorization"] == "Splunk tok"
+    assert headers["x-splunk-request-channel"] == "chan"
+    assert headers["content-encoding"] == "gzip"
+    assert headers["content-type"] == "application/json"
+    assert headers["user-agent"].startswith("llm-hec-sidecar/")
+
+
 def test_chunked_and_close_delimited_bodies_and_a_closed_idle_connection() -> None:
     replies = [
         b"HTTP/1.1 100 Continue\r\n\r\n"

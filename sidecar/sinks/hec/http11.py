@@ -3,7 +3,7 @@ no more. One request at a time per connection, keep-alive, TLS through an `ssl.S
 bodies framed by Content-Length or chunked (or ended by the server closing), redirects never
 followed (the caller sees the 3xx).
 
-Why not aiohttp: importing it costs about 11-15 MiB of RSS and 0.1 s, as much as the whole
+Why not aiohttp: importing it costs about 11 MiB of RSS and 0.2 CPU s, as much as the whole
 gap between a file-sink run and a HEC run (docs/performance.md); the sink sends a few POSTs a
 second and needs none of its features.
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from sidecar import __version__
 from sidecar.config import Tls
 from sidecar.sinks.hec.http11 import HttpClient, HttpError
 from sidecar.sinks.hec.replies import (
@@ -74,7 +75,10 @@ class HecService:
         """`https`: some endpoint uses TLS. Without one no SSL context is built (about 0.1 s
         and a few MiB: the system's CA store is loaded); with one it is built here, so that a
         bad `tls` setting stops the start, not the first send."""
-        self._headers = {"Authorization": f"Splunk {token}"}
+        self._headers = {
+            "Authorization": f"Splunk {token}",
+            "User-Agent": f"llm-hec-sidecar/{__version__}",
+        }
         self._timeout_secs = timeout_secs
         # True: the system's verified default, built at the first https request (unused)
         self._client = HttpClient(tls=_ssl_setting(tls) if https else True)
