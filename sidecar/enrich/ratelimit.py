@@ -193,19 +193,28 @@ _EPOCHS = _Memo(_epoch)
 _RETRIES = _Memo(_retry)
 
 
+def _family(prefix: str) -> tuple[str, str, str]:
+    """The limit, remaining and reset header names of a family."""
+    return (prefix + "limit", prefix + "remaining", prefix + "reset")
+
+
+_GENERIC = _family("x-ratelimit-")
+_ANTHROPIC_REQUESTS = _family("anthropic-ratelimit-requests-")
+_ANTHROPIC_TOKENS = _family("anthropic-ratelimit-tokens-")
+_ANTHROPIC_INPUT_TOKENS = _family("anthropic-ratelimit-input-tokens-")
+
+
 def _anthropic_family(
-    headers: Mapping[str, str], family: str, now: float
+    headers: Mapping[str, str], names: tuple[str, str, str], now: float
 ) -> tuple[Number | None, Number | None, Number | None]:
-    prefix = f"anthropic-ratelimit-{family}-"
-    return (
-        _COUNTS[headers.get(prefix + "limit")],
-        _COUNTS[headers.get(prefix + "remaining")],
-        _from_now(_EPOCHS[headers.get(prefix + "reset")], now),
-    )
+    get = headers.get
+    limit, remaining, reset = names
+    return _COUNTS[get(limit)], _COUNTS[get(remaining)], _from_now(_EPOCHS[get(reset)], now)
 
 
-def _has_family(headers: Mapping[str, str], prefix: str) -> bool:
-    return any(headers.get(prefix + s) for s in ("limit", "remaining", "reset"))
+def _has_family(headers: Mapping[str, str], names: tuple[str, str, str]) -> bool:
+    get = headers.get
+    return bool(get(names[0]) or get(names[1]) or get(names[2]))
 
 
 def parse_ratelimits(
@@ -234,17 +243,15 @@ def parse_ratelimits(
     h = headers
     anthropic = provider == "anthropic" or (
         provider not in ("openai", "azure")
-        and not _has_family(h, "x-ratelimit-")
+        and not _has_family(h, _GENERIC)
         and any(k.startswith("anthropic-ratelimit-") for k in h)
     )
     if anthropic:
-        lim_r, rem_r, reset_r = _anthropic_family(h, "requests", now)
-        token_family = "tokens"
-        if not _has_family(h, "anthropic-ratelimit-tokens-") and _has_family(
-            h, "anthropic-ratelimit-input-tokens-"
-        ):
-            token_family = "input-tokens"
-        lim_t, rem_t, reset_t = _anthropic_family(h, token_family, now)
+        lim_r, rem_r, reset_r = _anthropic_family(h, _ANTHROPIC_REQUESTS, now)
+        tokens = _ANTHROPIC_TOKENS
+        if not _has_family(h, tokens) and _has_family(h, _ANTHROPIC_INPUT_TOKENS):
+            tokens = _ANTHROPIC_INPUT_TOKENS
+        lim_t, rem_t, reset_t = _anthropic_family(h, tokens, now)
     else:
         get = h.get
         lim_r = _COUNTS[get("x-ratelimit-limit-requests")]
