@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from itertools import compress
-from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -29,15 +27,9 @@ from sidecar.types import AccessRecord
 
 Hasher = Callable[[str], str]
 
-# A line's layout (its keys, in order) -> its `resp_` keys and their header names. The
-# log_format is fixed, so one or two layouts cover a log; bounded in count and in key length, so
-# that lines with made-up keys cost the slow path, never memory.
-_Plan = tuple[tuple[str, ...], Callable[[dict[str, Any]], tuple[Any, ...]]]
-_PLANS: dict[tuple[str, ...], _Plan] = {}
-_PLANS_MAX = 64
-_PLAN_KEYS_MAX_CHARS = 8192  # a layout whose keys add up to more is not kept
-_last_plan: list[Any] = [(), ((), tuple)]  # [layout, plan] of the line before: most share it
-_STR_ONLY = {str}
+_RESP_NAMES: dict[str, str] = {}  # log key -> header name ("" when not a `resp_` key)
+_RESP_NAMES_MAX = 4096
+_RESP_NAME_MAX_CHARS = 128  # a longer key is looked at every time, never kept
 # Request headers that carry an API key, in the order they are looked at.
 API_KEY_HEADERS = ("authorization", "api-key", "x-api-key", "x-goog-api-key")
 _QUERY_KEY = re.compile(r"[?&]key=([^&#]+)")
@@ -131,38 +123,20 @@ def _completion(v: Any, f: Fields) -> str | None:
     return None
 
 
-def _plan(keys: tuple[str, ...]) -> _Plan:
-    """The `resp_` keys of a layout, their header names, and one getter for their values."""
-    resp = tuple(k for k in keys if k.startswith("resp_"))
-    names = tuple(k[5:].replace("_", "-") for k in resp)
-    if len(resp) > 1:
-        plan: _Plan = (names, itemgetter(*resp))
-    else:  # itemgetter of one key returns the value, not a tuple
-        plan = (names, lambda d: tuple(d[k] for k in resp))
-    if len(_PLANS) < _PLANS_MAX and sum(map(len, keys)) <= _PLAN_KEYS_MAX_CHARS:
-        _PLANS[keys] = plan
-    return plan
-
-
 def _resp_headers(d: dict[str, Any], f: Fields) -> dict[str, str]:
     """The response headers of an nginx line: every `resp_<name>` key is the header `<name>`
     (`_` -> `-`); an empty value or `-` is absent, a number is written as its text, any other
-    type is counted as invalid (`Fields.header`)."""
-    keys = tuple(d)
-    last_keys, plan = _last_plan
-    if keys != last_keys:  # an element-wise compare: cheaper than hashing the keys again
-        plan = _PLANS.get(keys) or _plan(keys)
-        _last_plan[:] = keys, plan
-    names, values = plan
-    if not names:
-        return {}
-    # The common case in C: every present (non-empty) value a string, none of them "-".
-    raw = values(d)
-    if "-" not in raw and set(map(type, compress(raw, raw))) <= _STR_ONLY:
-        return dict(compress(zip(names, raw, strict=True), raw))
-    headers: dict[str, str] = {}  # rare: value by value, in line order (the last of a name wins)
-    for name, v in zip(names, raw, strict=True):
-        if v:
+    type is counted as invalid (`Fields.header`). The later of two keys of one name wins."""
+    headers: dict[str, str] = {}
+    names = _RESP_NAMES
+    for k, v in d.items():
+        name = names.get(k)
+        if name is None:
+            name = k[5:].replace("_", "-") if k.startswith("resp_") else ""
+            # Bounded: the keys are the log_format's, a fixed set; made-up keys are not kept.
+            if len(names) < _RESP_NAMES_MAX and len(k) <= _RESP_NAME_MAX_CHARS:
+                names[k] = name
+        if name and v:
             sv = v if type(v) is str else f.header(name, v)
             if sv is not None and sv != "-":
                 headers[name] = sv

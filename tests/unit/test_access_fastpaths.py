@@ -1,8 +1,8 @@
 """The access parser's fast paths give what the general rules give, for any value.
 
-`_resp_headers` reads the `resp_*` keys of a line through a per-layout plan and checks the common
-case (all strings, none `-`) in C; the `Fields` readers start with the common type. Each is
-compared here with the rule it shortcuts, written out plainly, over hostile values."""
+The `Fields` readers start with the common type, `Fields.texts` reads several text fields with
+one type check, and `_resp_headers` keeps a bounded cache of header names. Each is compared here
+with the rule it shortcuts, written out plainly, over hostile values."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def reference_headers(d: dict[str, Any], f: Fields) -> dict[str, str]:
     """The rule: every `resp_<name>` key, in line order, is the header `<name>` (`_` -> `-`)."""
     headers: dict[str, str] = {}
     for k, v in d.items():
-        if k.startswith("resp_") and v:
-            name = k[5:].replace("_", "-")
+        name = k[5:].replace("_", "-")
+        if k.startswith("resp_") and name and v:  # a bare `resp_` names no header
             sv = v if type(v) is str else f.header(name, v)
             if sv is not None and sv != "-":
                 headers[name] = sv
@@ -47,7 +47,7 @@ def reference_headers(d: dict[str, Any], f: Fields) -> dict[str, str]:
 @settings(max_examples=400)
 @given(st.lists(st.tuples(st.sampled_from(RESP_KEYS + OTHER_KEYS), HOSTILE), max_size=10).map(dict))
 def test_resp_headers_follow_the_rule(d: dict[str, Any]) -> None:
-    for _ in range(2):  # the first read may build the plan, the second uses it
+    for _ in range(2):  # the first read may fill the name cache, the second uses it
         fast, slow = Fields(), Fields()
         assert access._resp_headers(d, fast) == reference_headers(d, slow)
         assert Counter(fast.invalid) == Counter(slow.invalid)
@@ -68,22 +68,15 @@ def test_header_values_of_every_kind() -> None:
     assert access._resp_headers({"resp_x_a": "1", "resp_x-a": "-"}, Fields()) == {"x-a": "1"}
 
 
-def test_layouts_with_one_or_no_header() -> None:
-    assert access._resp_headers({"resp_x_a": "1"}, Fields()) == {"x-a": "1"}
-    assert access._resp_headers({"resp_x_a": ""}, Fields()) == {}
-    assert access._resp_headers({"request_id": "r"}, Fields()) == {}
-
-
-def test_plans_are_bounded_in_count_and_size() -> None:
-    for i in range(3 * access._PLANS_MAX):  # lines with made-up keys: every one a new layout
-        rec = parse_nginx_json(orjson.dumps({"request_id": "r", f"resp_x_{i}": str(i)}))
-        assert rec.response_headers == {f"x-{i}": str(i)}
-    assert len(access._PLANS) <= access._PLANS_MAX
-    access._PLANS.clear()
-    huge = "resp_" + "k" * (access._PLAN_KEYS_MAX_CHARS + 1)
-    rec = parse_nginx_json(orjson.dumps({"request_id": "r", huge: "v"}))
-    assert rec.response_headers == {huge[5:]: "v"}
-    assert access._PLANS == {}  # a layout with megabyte keys is read, never kept
+def test_header_name_cache_is_bounded() -> None:
+    access._RESP_NAMES.clear()
+    huge = "resp_" + "k" * 1_000_000
+    rec = parse_nginx_json(orjson.dumps({"request_id": "r", huge: "v", "resp_x_a": "1"}))
+    assert rec.response_headers == {huge[5:].replace("_", "-"): "v", "x-a": "1"}
+    assert huge not in access._RESP_NAMES and "resp_x_a" in access._RESP_NAMES
+    for i in range(access._RESP_NAMES_MAX + 10):  # lines with made-up keys
+        access._resp_headers({f"resp_h{i}": str(i)}, Fields())
+    assert len(access._RESP_NAMES) == access._RESP_NAMES_MAX
 
 
 # --- Fields: each reader against the general rule ---------------------------------------------
