@@ -4,6 +4,14 @@ Times `parse_body(want_text=False)` (the hot path) over each recorded fixture an
 100-chunk OpenAI chat stream with a final usage chunk, and prints streams/s and µs per stream.
 
     .venv/bin/python bench/bench_parse.py [--seconds 1.0]
+
+With `--access FILE` it times the access path instead: `parse_nginx_json` (with an identity
+hasher) and `parse_ratelimits` of its response headers, per line of an nginx JSON access log,
+as the minimum of 7 passes in CPU time. `--rounds N` runs exactly N untimed passes of both, for
+instruction counts: the difference of two callgrind runs (`--rounds 1` and `--rounds 0`) divided
+by the number of lines is the instructions per line.
+
+    .venv/bin/python bench/bench_parse.py --access bench/data/<set>/access.log [--rounds N]
 """
 
 from __future__ import annotations
@@ -14,6 +22,9 @@ from pathlib import Path
 
 import orjson
 
+from sidecar.enrich.identity import make_hasher
+from sidecar.enrich.ratelimit import parse_ratelimits
+from sidecar.parse.access import parse_nginx_json
 from sidecar.parse.providers import parse_body
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "recorded"
@@ -69,10 +80,49 @@ def bench(name: str, body: str, seconds: float, want_text: bool = False) -> None
     )
 
 
+def _provider(host: str | None) -> str:
+    """The provider the event would name, from the upstream host (enough for a benchmark)."""
+    host = host or ""
+    return "anthropic" if "anthropic" in host else "openai" if "openai" in host else "gemini"
+
+
+def bench_access(path: Path, rounds: int | None) -> None:
+    lines = [line for line in path.read_bytes().splitlines() if line.strip()]
+    hasher = make_hasher(b"bench-key")
+    recs = [parse_nginx_json(line, hasher) for line in lines]
+    providers = [_provider(rec.upstream_host) for rec in recs]
+
+    def parse() -> None:
+        for line in lines:
+            parse_nginx_json(line, hasher)
+
+    def limits() -> None:
+        for rec, provider in zip(recs, providers, strict=True):
+            parse_ratelimits(rec.response_headers, provider=provider, now=rec.time or 0.0)
+
+    if rounds is not None:
+        for _ in range(rounds):
+            parse()
+            limits()
+        return
+    for name, fn in (("parse_nginx_json", parse), ("parse_ratelimits", limits)):
+        passes = []
+        for _ in range(7):
+            start = time.process_time()
+            fn()
+            passes.append(time.process_time() - start)
+        print(f"{name:42s} {len(lines):7d} lines  {min(passes) / len(lines) * 1e6:8.2f} µs/line")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=1.0, help="time per body")
+    ap.add_argument("--access", type=Path, help="time the access path over this access log")
+    ap.add_argument("--rounds", type=int, help="with --access: run N untimed passes")
     args = ap.parse_args()
+    if args.access:
+        bench_access(args.access, args.rounds)
+        return
     body = synthetic_chat(100)
     bench("synthetic chat, 100 chunks", body, args.seconds)
     bench("synthetic chat, 100 chunks, want_text", body, args.seconds, want_text=True)

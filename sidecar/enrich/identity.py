@@ -37,8 +37,15 @@ def load_or_create_key(configured: str, state_dir: str) -> bytes:
     return key
 
 
+CACHE_MAX_ENTRIES = 20_000  # distinct identities kept; the cache is emptied when full
+CACHE_MAX_CHARS = 256  # a longer value is hashed every time, never kept
+
+
 def make_hasher(key: bytes, *, prefix: str = "") -> Callable[[str], str]:
-    """`hasher(value)` -> `prefix` + the first 24 hex chars of HMAC-SHA256(key, value)."""
+    """`hasher(value)` -> `prefix` + the first 24 hex chars of HMAC-SHA256(key, value).
+
+    Hashes of the values seen are kept (users, tenants and keys repeat from request to request),
+    bounded in bytes: at most `CACHE_MAX_ENTRIES` values of at most `CACHE_MAX_CHARS` each."""
     cache: dict[str, str] = {}
 
     def hasher(value: str) -> str:
@@ -46,7 +53,9 @@ def make_hasher(key: bytes, *, prefix: str = "") -> Callable[[str], str]:
         if h is None:
             digest = hmac.new(key, value.encode("utf-8", "surrogateescape"), hashlib.sha256)
             h = prefix + digest.hexdigest()[:24]
-            if len(cache) < 100_000:
+            if len(value) <= CACHE_MAX_CHARS:
+                if len(cache) >= CACHE_MAX_ENTRIES:
+                    cache.clear()
                 cache[value] = h
         return h
 

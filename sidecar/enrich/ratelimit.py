@@ -7,7 +7,6 @@ parseable value, i.e. the attempt that produced the response. Nothing here raise
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -42,6 +41,7 @@ _UNIT_SECS = {
 _UNIT_ENDS = ("s", "m", "h")  # the last letter of every unit of _DURATION_PART
 Number = int | float
 _BOUND = 1 << 53  # the largest integer a double holds exactly
+_BOUND_F = float(_BOUND)  # float.__gt__ compares exactly with any int, and is False for NaN
 
 
 def _values(raw: str | None) -> list[str]:
@@ -69,7 +69,6 @@ def _first(raw: str | None, parse: Callable[[str], Number | None]) -> Number | N
     return None
 
 
-@functools.lru_cache(maxsize=4096)  # pure, and header values repeat from request to request
 def _count(value: str) -> int | None:
     """A non-negative integer count; `-1` (Azure: unknown) and garbage are None."""
     try:
@@ -85,7 +84,6 @@ def _count(value: str) -> int | None:
     return number if number >= 0 else None
 
 
-@functools.lru_cache(maxsize=4096)
 def _go_duration(value: str) -> float | None:
     """Go duration (`6m0s`, `12ms`, `1h2m3.5s`, `0s`) or a bare number of seconds -> seconds.
 
@@ -119,57 +117,104 @@ def _seconds(value: str) -> float | None:
     return f
 
 
-def _timestamp_from_now(value: str, now: float) -> float | None:
-    """RFC 3339 timestamp (`2026-04-05T14:28:37Z`) -> seconds from `now`, never negative."""
+def _pct(remaining: Number | None, limit: Number | None) -> float | None:
+    if remaining is None or limit is None or limit <= 0:
+        return None
+    try:
+        pct = remaining * 100 / limit
+    except OverflowError:  # a count of hundreds of digits over a small limit
+        return None
+    return round(min(100.0, max(0.0, pct)), 2)
+
+
+def _epoch(value: str) -> float | None:
+    """RFC 3339 timestamp (`2026-04-05T14:28:37Z`; UTC when it has no zone) -> epoch seconds."""
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return _from_now(when, now)
+    return _timestamp(when)
 
 
-def _from_now(when: datetime, now: float) -> float | None:
+def _timestamp(when: datetime) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     try:
-        return round(max(0.0, when.timestamp() - now), 3)
+        return when.timestamp()
     except (OverflowError, ValueError, OSError):
         return None
 
 
-def _retry_after(value: str, now: float) -> float | None:
-    """`retry-after`: delay-seconds, or an HTTP-date (-> seconds from `now`, never negative)."""
+def _retry(value: str) -> tuple[bool, float] | None:
+    """`retry-after`: (False, delay-seconds), or (True, epoch seconds) of an HTTP-date."""
     seconds = _seconds(value)
     if seconds is not None:
-        return seconds
+        return False, seconds
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when is None:
         return None
-    return _from_now(when, now)
+    at = _timestamp(when)
+    return None if at is None else (True, at)
 
 
-def _pct(remaining: Number | None, limit: Number | None) -> float | None:
-    if remaining is None or limit is None or limit <= 0:
-        return None
-    return round(min(100.0, max(0.0, remaining * 100 / limit)), 2)
+def _from_now(at: float | None, now: float) -> float | None:
+    return None if at is None else round(max(0.0, at - now), 3)
+
+
+class _Memo(dict):
+    """Raw header value -> `_first(value, parse)`: header values repeat from request to request
+    (limits, resets), so most reads are one dict lookup in C. Absent (None) reads None. Bounded:
+    short values only, and emptied when full."""
+
+    MAX_ENTRIES = 4096
+    MAX_CHARS = 64  # longer values are parsed every time, never kept
+
+    def __init__(self, parse: Callable[[str], object]) -> None:
+        super().__init__({None: None})
+        self.parse = parse
+
+    def __missing__(self, raw: str) -> object:
+        result = _first(raw, self.parse)
+        if len(raw) <= self.MAX_CHARS:
+            if len(self) >= self.MAX_ENTRIES:
+                self.clear()
+                self[None] = None
+            self[raw] = result
+        return result
+
+
+_COUNTS = _Memo(_count)
+_DURATIONS = _Memo(_go_duration)
+_SECONDS = _Memo(_seconds)
+_EPOCHS = _Memo(_epoch)
+_RETRIES = _Memo(_retry)
+
+
+def _family(prefix: str) -> tuple[str, str, str]:
+    """The limit, remaining and reset header names of a family."""
+    return (prefix + "limit", prefix + "remaining", prefix + "reset")
+
+
+_GENERIC = _family("x-ratelimit-")
+_ANTHROPIC_REQUESTS = _family("anthropic-ratelimit-requests-")
+_ANTHROPIC_TOKENS = _family("anthropic-ratelimit-tokens-")
+_ANTHROPIC_INPUT_TOKENS = _family("anthropic-ratelimit-input-tokens-")
 
 
 def _anthropic_family(
-    headers: Mapping[str, str], family: str, now: float
+    headers: Mapping[str, str], names: tuple[str, str, str], now: float
 ) -> tuple[Number | None, Number | None, Number | None]:
-    prefix = f"anthropic-ratelimit-{family}-"
-    return (
-        _first(headers.get(prefix + "limit"), _count),
-        _first(headers.get(prefix + "remaining"), _count),
-        _first(headers.get(prefix + "reset"), lambda v: _timestamp_from_now(v, now)),
-    )
+    get = headers.get
+    limit, remaining, reset = names
+    return _COUNTS[get(limit)], _COUNTS[get(remaining)], _from_now(_EPOCHS[get(reset)], now)
 
 
-def _has_family(headers: Mapping[str, str], prefix: str) -> bool:
-    return any(headers.get(prefix + s) for s in ("limit", "remaining", "reset"))
+def _has_family(headers: Mapping[str, str], names: tuple[str, str, str]) -> bool:
+    get = headers.get
+    return bool(get(names[0]) or get(names[1]) or get(names[2]))
 
 
 def parse_ratelimits(
@@ -198,33 +243,39 @@ def parse_ratelimits(
     h = headers
     anthropic = provider == "anthropic" or (
         provider not in ("openai", "azure")
-        and not _has_family(h, "x-ratelimit-")
+        and not _has_family(h, _GENERIC)
         and any(k.startswith("anthropic-ratelimit-") for k in h)
     )
     if anthropic:
-        lim_r, rem_r, reset_r = _anthropic_family(h, "requests", now)
-        token_family = "tokens"
-        if not _has_family(h, "anthropic-ratelimit-tokens-") and _has_family(
-            h, "anthropic-ratelimit-input-tokens-"
-        ):
-            token_family = "input-tokens"
-        lim_t, rem_t, reset_t = _anthropic_family(h, token_family, now)
+        lim_r, rem_r, reset_r = _anthropic_family(h, _ANTHROPIC_REQUESTS, now)
+        tokens = _ANTHROPIC_TOKENS
+        if not _has_family(h, tokens) and _has_family(h, _ANTHROPIC_INPUT_TOKENS):
+            tokens = _ANTHROPIC_INPUT_TOKENS
+        lim_t, rem_t, reset_t = _anthropic_family(h, tokens, now)
     else:
-        lim_r = _first(h.get("x-ratelimit-limit-requests"), _count)
-        rem_r = _first(h.get("x-ratelimit-remaining-requests"), _count)
-        reset_r = _first(h.get("x-ratelimit-reset-requests"), _go_duration)
-        lim_t = _first(h.get("x-ratelimit-limit-tokens"), _count)
-        rem_t = _first(h.get("x-ratelimit-remaining-tokens"), _count)
-        reset_t = _first(h.get("x-ratelimit-reset-tokens"), _go_duration)
+        get = h.get
+        lim_r = _COUNTS[get("x-ratelimit-limit-requests")]
+        rem_r = _COUNTS[get("x-ratelimit-remaining-requests")]
+        reset_r = _DURATIONS[get("x-ratelimit-reset-requests")]
+        lim_t = _COUNTS[get("x-ratelimit-limit-tokens")]
+        rem_t = _COUNTS[get("x-ratelimit-remaining-tokens")]
+        reset_t = _DURATIONS[get("x-ratelimit-reset-tokens")]
 
-    retry_ms = _first(h.get("retry-after-ms"), _seconds)
+    retry_ms = _SECONDS[h.get("retry-after-ms")]
     if retry_ms is not None:
         retry: Number | None = round(retry_ms / 1000, 6)
     else:
-        retry = _first(h.get("retry-after"), lambda v: _retry_after(v, now))
+        retry_at = _RETRIES[h.get("retry-after")]
+        if retry_at is None:
+            retry = None
+        else:
+            is_date, value = retry_at
+            retry = _from_now(value, now) if is_date else value
     if retry is None and body_retry_after_secs is not None and body_retry_after_secs >= 0:
         retry = float(body_retry_after_secs)
 
+    pct_r = _pct(rem_r, lim_r)
+    pct_t = _pct(rem_t, lim_t)
     limits = {
         "ratelimit_limit_requests": lim_r,
         "ratelimit_remaining_requests": rem_r,
@@ -232,11 +283,18 @@ def parse_ratelimits(
         "ratelimit_limit_tokens": lim_t,
         "ratelimit_remaining_tokens": rem_t,
         "ratelimit_reset_tokens_secs": reset_t,
-        "ratelimit_remaining_requests_pct": _pct(rem_r, lim_r),
-        "ratelimit_remaining_tokens_pct": _pct(rem_t, lim_t),
+        "ratelimit_remaining_requests_pct": pct_r,
+        "ratelimit_remaining_tokens_pct": pct_t,
         "retry_after_secs": retry,
     }
-    for k, v in limits.items():  # every value is None, an int or a float here
+    # Every value is None, an int or a float >= 0 (never NaN) here: one comparison in the
+    # common case; a value out of range (or infinite) is refused one by one.
+    top = max(
+        lim_r or 0, rem_r or 0, lim_t or 0, rem_t or 0, reset_r or 0, reset_t or 0, retry or 0
+    )
+    if top < _BOUND:
+        return limits
+    for k, v in limits.items():
         if v is not None and not -_BOUND < v < _BOUND:  # also NaN and infinities
             limits[k] = None
     return limits

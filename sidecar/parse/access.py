@@ -28,12 +28,16 @@ from sidecar.types import AccessRecord
 Hasher = Callable[[str], str]
 
 _RESP_NAMES: dict[str, str] = {}  # log key -> header name ("" when not a `resp_` key)
+_RESP_NAMES_MAX = 4096
+_RESP_NAME_MAX_CHARS = 128  # a longer key is looked at every time, never kept
 # Request headers that carry an API key, in the order they are looked at.
 API_KEY_HEADERS = ("authorization", "api-key", "x-api-key", "x-goog-api-key")
 _QUERY_KEY = re.compile(r"[?&]key=([^&#]+)")
 
 
 def _strip_bearer(key: str) -> str:
+    if key[:1] not in "bB":  # neither `Bearer ` nor `Basic ` (most logs hold the bare key)
+        return key.strip()
     low = key[:7].lower()
     if low.startswith("bearer "):
         return key[7:].strip()
@@ -119,22 +123,44 @@ def _completion(v: Any, f: Fields) -> str | None:
     return None
 
 
-def parse_nginx_json(line: bytes, hasher: Hasher | None = None) -> AccessRecord:
-    d, lossy = _loads(line)
-    rid = request_id(d.get("request_id"), "access")
-    f = Fields()
+def _resp_headers(d: dict[str, Any], f: Fields) -> dict[str, str]:
+    """The response headers of an nginx line: every `resp_<name>` key is the header `<name>`
+    (`_` -> `-`); an empty value or `-` is absent, a number is written as its text, any other
+    type is counted as invalid (`Fields.header`). The later of two keys of one name wins."""
     headers: dict[str, str] = {}
     names = _RESP_NAMES
     for k, v in d.items():
         name = names.get(k)
         if name is None:
             name = k[5:].replace("_", "-") if k.startswith("resp_") else ""
-            if len(names) < 4096:  # bounded: keys are the log_format's, a fixed set
+            # Bounded: the keys are the log_format's, a fixed set; made-up keys are not kept.
+            if len(names) < _RESP_NAMES_MAX and len(k) <= _RESP_NAME_MAX_CHARS:
                 names[k] = name
         if name and v:
             sv = v if type(v) is str else f.header(name, v)
             if sv is not None and sv != "-":
                 headers[name] = sv
+    return headers
+
+
+# The plain text fields of an nginx line (each key is also the field's name), read together.
+_NGINX_TEXTS = (
+    "method",
+    "upstream_host",
+    "model",
+    "user",
+    "tenant",
+    "conversation_id",
+    "client_request_id",
+    "api_key",
+)
+
+
+def parse_nginx_json(line: bytes, hasher: Hasher | None = None) -> AccessRecord:
+    d, lossy = _loads(line)
+    rid = request_id(d.get("request_id"), "access")
+    f = Fields()
+    headers = _resp_headers(d, f)
     extra = f.mapping("response_headers", d.get("response_headers"))
     if extra:
         for k, v in extra.items():
@@ -142,22 +168,25 @@ def parse_nginx_json(line: bytes, hasher: Hasher | None = None) -> AccessRecord:
             if sv is not None:
                 headers[str(k).lower()] = sv
     path = f.text("path", d.get("uri")) or f.text("path", d.get("path"))
+    method, upstream_host, model, user, tenant, conversation, client_rid, key = f.texts(
+        d, _NGINX_TEXTS
+    )
     retry = d.get("req_x_stainless_retry_count")
     rec = AccessRecord(
         request_id=rid,
         time=f.time("ts", d.get("ts"), "access"),
-        method=f.text("method", d.get("method")),
+        method=method,
         path=path,
         status=f.status(d.get("status")),
         duration_ms=f.duration_ms("duration_ms", d.get("request_time"), 1000.0),
         ttft_ms=f.duration_ms("ttft_ms", d.get("ttft_ms")),
-        upstream_host=f.text("upstream_host", d.get("upstream_host")),
+        upstream_host=upstream_host,
         stream=f.flag("stream", d.get("stream")),
-        model=f.text("model", d.get("model")),
-        user=f.text("user", d.get("user")),
-        tenant=f.text("tenant", d.get("tenant")),
-        conversation_id=f.text("conversation_id", d.get("conversation_id")),
-        client_request_id=f.text("client_request_id", d.get("client_request_id")),
+        model=model,
+        user=user,
+        tenant=tenant,
+        conversation_id=conversation,
+        client_request_id=client_rid,
         attempt=f.count("attempt", retry if not is_absent(retry) else d.get("attempt")),
         request_completion=_completion(d.get("request_completion"), f),
         response_headers=headers,
@@ -165,8 +194,7 @@ def parse_nginx_json(line: bytes, hasher: Hasher | None = None) -> AccessRecord:
         usage=f.mapping("usage", d.get("usage")),
         request_body=f.text("request_body", d.get("request_body")),
     )
-    key = d.get("api_key")
-    return _finish(rec, f.text("api_key", key), hasher, f, lossy)
+    return _finish(rec, key, hasher, f, lossy)
 
 
 def parse_caddy(line: bytes, hasher: Hasher | None = None) -> AccessRecord:

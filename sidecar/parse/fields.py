@@ -16,6 +16,7 @@ milliseconds (a number or a numeric string), ISO 8601, or nginx `$time_local`.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,8 @@ TIME_MAX = 4_102_444_800.0  # 2100-01-01T00:00:00Z
 _MS_FROM = 1e11  # an epoch above this is in milliseconds (1e11 s is the year 5138)
 DURATION_MAX_MS = 30 * 86_400_000.0  # a request that lasted more than 30 days is not one
 _ABSENT = ("", "-")  # nginx writes an unset variable as "" (escape=json) or "-"
+_NULL_ABSENT = dict.fromkeys(_ABSENT)  # .get(v, v): None for an absent value, else v
+_STR_OR_NONE = {str, type(None)}
 
 
 def is_absent(v: Any) -> bool:
@@ -96,7 +99,11 @@ def request_id(v: Any, reason_prefix: str) -> str:
 
 
 class Fields:
-    """Reads one line's optional fields, noting the names of those that were present but bad."""
+    """Reads one line's optional fields, noting the names of those that were present but bad
+    (`invalid`: one name per bad value; their order is not meaningful).
+
+    Each reader starts with the common case (a string, a float or an int in range) and falls back
+    to the general rules; both give the same value."""
 
     __slots__ = ("invalid",)
 
@@ -114,6 +121,14 @@ class Fields:
             self.invalid.append(name)
         return None
 
+    def texts(self, d: dict[str, Any], names: tuple[str, ...]) -> Iterator[str | None]:
+        """`text(name, d.get(name))` for each name, in order; when every value is a string or
+        absent (the common case), without a Python call per field."""
+        values = tuple(map(d.get, names))
+        if set(map(type, values)) <= _STR_OR_NONE:
+            return map(_NULL_ABSENT.get, values, values)
+        return map(self.text, names, values)
+
     def number(self, name: str, v: Any, lo: float, hi: float) -> float | None:
         if is_absent(v):
             return None
@@ -125,6 +140,8 @@ class Fields:
 
     def count(self, name: str, v: Any) -> int | None:
         """A non-negative integer count (0..2^53); an integral float or string is accepted."""
+        if type(v) is str and len(v) < 16 and v.isascii() and v.isdigit():
+            return int(v)  # plain digits: below 10^15, the same int as through float
         f = self.number(name, v, 0, COUNT_MAX)
         if f is None:
             return None
@@ -134,6 +151,8 @@ class Fields:
         return int(f)
 
     def status(self, v: Any) -> int | None:
+        if type(v) is int and 100 <= v <= 599:
+            return v
         f = self.number("status", v, 100, 599)
         if f is None:
             return None
@@ -143,11 +162,16 @@ class Fields:
         return int(f)
 
     def duration_ms(self, name: str, v: Any, unit_ms: float = 1.0) -> float | None:
-        f = self.number(name, v, 0, DURATION_MAX_MS / unit_ms)
+        if v is None:
+            return None
+        hi = DURATION_MAX_MS / unit_ms
+        if type(v) is float and 0 <= v <= hi:
+            return round(v * unit_ms, 3)
+        f = self.number(name, v, 0, hi)
         return None if f is None else round(f * unit_ms, 3)
 
     def flag(self, name: str, v: Any) -> bool | None:
-        if type(v) is bool:
+        if v is None or type(v) is bool:
             return v
         if is_absent(v):
             return None
@@ -164,6 +188,8 @@ class Fields:
 
     def time(self, name: str, v: Any, reason_prefix: str) -> float | None:
         """A required-when-present time: absent -> None; present but unreadable -> ParseError."""
+        if type(v) is float and TIME_MIN <= v <= TIME_MAX:
+            return v  # epoch seconds (below _MS_FROM: not milliseconds)
         if is_absent(v):
             return None
         t = parse_time(v)

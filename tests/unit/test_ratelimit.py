@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sidecar.enrich import ratelimit
 from sidecar.enrich.ratelimit import KEYS, parse_ratelimits
 
 NOW = datetime(2026, 4, 5, 14, 28, 14, tzinfo=UTC).timestamp()
@@ -345,3 +346,69 @@ def test_never_raises(headers: dict[str, str], provider: str | None, body_retry)
         assert out[key] is None or 0 <= out[key] <= 100
     for key in ("ratelimit_reset_requests_secs", "ratelimit_reset_tokens_secs"):
         assert out[key] is None or out[key] >= 0
+
+
+# --- the memo tables (header value -> parsed value) ---------------------------------------------
+
+MEMOS = [
+    (ratelimit._COUNTS, ratelimit._count),
+    (ratelimit._DURATIONS, ratelimit._go_duration),
+    (ratelimit._SECONDS, ratelimit._seconds),
+    (ratelimit._EPOCHS, ratelimit._epoch),
+    (ratelimit._RETRIES, ratelimit._retry),
+]
+
+
+@given(
+    raw=st.one_of(
+        st.text(max_size=30),
+        st.sampled_from(["12, 40", "1s", "6m0s", "-1", "2026-04-05T14:28:37Z", "-", "", " 7 "]),
+    )
+)
+def test_memo_reads_are_first_reads(raw: str) -> None:
+    for memo, parse in MEMOS:
+        for _ in range(2):  # a miss, then a hit
+            got, want = memo[raw], ratelimit._first(raw, parse)
+            assert got == want or (got != got and want != want)
+        assert memo[None] is None
+
+
+def test_time_relative_values_follow_now() -> None:
+    """What the tables keep does not depend on `now`: resets and HTTP-date retries do."""
+    headers = {
+        "anthropic-ratelimit-requests-reset": "2026-04-05T14:28:37Z",
+        "retry-after": "Sun, 05 Apr 2026 14:28:44 GMT",
+    }
+    first = parse(headers, provider="anthropic")
+    later = parse(headers, provider="anthropic", now=NOW + 20)
+    assert pick(first, "ratelimit_reset_requests_secs", "retry_after_secs") == (23.0, 30.0)
+    assert pick(later, "ratelimit_reset_requests_secs", "retry_after_secs") == (3.0, 10.0)
+
+
+def test_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    memo = ratelimit._Memo(ratelimit._count)
+    monkeypatch.setattr(ratelimit._Memo, "MAX_ENTRIES", 10)
+    for i in range(100):
+        assert memo[f" {i}"] == i
+    assert len(memo) <= 10 and memo[None] is None
+    long = "1" * (ratelimit._Memo.MAX_CHARS + 1)
+    assert memo[long] == int(long) and long not in memo
+
+
+def test_huge_remaining_over_small_limit() -> None:
+    """A count of hundreds of digits: the percentage is unknown, not an error."""
+    out = parse({"x-ratelimit-limit-requests": "1", "x-ratelimit-remaining-requests": "9" * 400})
+    assert pick(out, *REQ, PCT[0]) == (1, None, None, None)
+
+
+def test_values_at_the_bound() -> None:
+    big = str(2**53)
+    out = parse({"x-ratelimit-limit-tokens": big, "x-ratelimit-remaining-tokens": str(2**53 - 1)})
+    assert pick(out, "ratelimit_limit_tokens", "ratelimit_remaining_tokens", PCT[1]) == (
+        None,
+        2**53 - 1,
+        100.0,
+    )
+    out = parse({"x-ratelimit-reset-tokens": "99999999999999999h", "retry-after": "1e300"})
+    assert pick(out, "ratelimit_reset_tokens_secs", "retry_after_secs") == (None, None)
+    assert parse({}, body_retry_after_secs=float("inf"))["retry_after_secs"] is None

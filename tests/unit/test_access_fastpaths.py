@@ -1,0 +1,144 @@
+"""The access parser's fast paths give what the general rules give, for any value.
+
+The `Fields` readers start with the common type, `Fields.texts` reads several text fields with
+one type check, and `_resp_headers` keeps a bounded cache of header names. Each is compared here
+with the rule it shortcuts, written out plainly, over hostile values."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sidecar.parse import access
+from sidecar.parse.access import parse_nginx_json
+from sidecar.parse.fields import COUNT_MAX, DURATION_MAX_MS, Fields, finite, is_absent, parse_time
+
+HOSTILE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(),  # NaN and infinities too
+    st.sampled_from([2**53, 2**53 + 1, 2**70, 1e300, 1e-300, 0.0, -0.0, 599.5, 1e11, 4.2e9]),
+    st.text(max_size=12),
+    st.sampled_from(["", "-", "0", "007", "12", " 3", "1.0", "1e3", "٣", "²", "1" * 20, "true"]),
+    st.lists(st.one_of(st.text(max_size=4), st.integers(), st.none()), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+RESP_KEYS = ["resp_x_a", "resp_x-a", "resp_retry_after", "resp_content_type", "resp_", "resp_x_b"]
+OTHER_KEYS = ["request_id", "ts", "status", "user", "uri", "respx"]
+
+
+def reference_headers(d: dict[str, Any], f: Fields) -> dict[str, str]:
+    """The rule: every `resp_<name>` key, in line order, is the header `<name>` (`_` -> `-`)."""
+    headers: dict[str, str] = {}
+    for k, v in d.items():
+        name = k[5:].replace("_", "-")
+        if k.startswith("resp_") and name and v:  # a bare `resp_` names no header
+            sv = v if type(v) is str else f.header(name, v)
+            if sv is not None and sv != "-":
+                headers[name] = sv
+    return headers
+
+
+@settings(max_examples=400)
+@given(st.lists(st.tuples(st.sampled_from(RESP_KEYS + OTHER_KEYS), HOSTILE), max_size=10).map(dict))
+def test_resp_headers_follow_the_rule(d: dict[str, Any]) -> None:
+    for _ in range(2):  # the first read may fill the name cache, the second uses it
+        fast, slow = Fields(), Fields()
+        assert access._resp_headers(d, fast) == reference_headers(d, slow)
+        assert Counter(fast.invalid) == Counter(slow.invalid)
+
+
+def test_header_values_of_every_kind() -> None:
+    d = {"resp_x_a": "1", "resp_x_b": "-", "resp_x_c": 7, "resp_x_d": 1.5, "resp_x_e": ""}
+    f = Fields()
+    assert access._resp_headers(d, f) == {"x-a": "1", "x-c": "7", "x-d": "1.5"}
+    assert f.invalid == []
+    f = Fields()
+    assert access._resp_headers({"resp_x_a": "1", "resp_x_b": True, "resp_x_c": {}}, f) == {
+        "x-a": "1"
+    }
+    assert f.invalid == ["response_headers"]  # True counts; {} is empty, i.e. absent
+    # The same name twice: the later present value wins, as in line order.
+    assert access._resp_headers({"resp_x_a": "1", "resp_x-a": "2"}, Fields()) == {"x-a": "2"}
+    assert access._resp_headers({"resp_x_a": "1", "resp_x-a": "-"}, Fields()) == {"x-a": "1"}
+
+
+def test_header_name_cache_is_bounded() -> None:
+    access._RESP_NAMES.clear()
+    huge = "resp_" + "k" * 1_000_000
+    rec = parse_nginx_json(orjson.dumps({"request_id": "r", huge: "v", "resp_x_a": "1"}))
+    assert rec.response_headers == {huge[5:].replace("_", "-"): "v", "x-a": "1"}
+    assert huge not in access._RESP_NAMES and "resp_x_a" in access._RESP_NAMES
+    for i in range(access._RESP_NAMES_MAX + 10):  # lines with made-up keys
+        access._resp_headers({f"resp_h{i}": str(i)}, Fields())
+    assert len(access._RESP_NAMES) == access._RESP_NAMES_MAX
+
+
+# --- Fields: each reader against the general rule ---------------------------------------------
+
+
+def ref_number(v: Any, lo: float, hi: float) -> tuple[float | None, bool]:
+    if is_absent(v):
+        return None, False
+    f = finite(v)
+    if f is None or not lo <= f <= hi:
+        return None, True
+    return f, False
+
+
+def ref_integral(v: Any, lo: float, hi: float) -> tuple[int | None, bool]:
+    f, bad = ref_number(v, lo, hi)
+    if f is None:
+        return None, bad
+    return (int(f), False) if f.is_integer() else (None, True)
+
+
+def same_number(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and (a == b or (a != a and b != b))
+
+
+@settings(max_examples=600)
+@given(HOSTILE)
+def test_readers_match_the_general_rules(v: Any) -> None:
+    f = Fields()
+    assert (f.count("n", v), bool(f.invalid)) == ref_integral(v, 0, COUNT_MAX)
+    f = Fields()
+    assert (f.status(v), bool(f.invalid)) == ref_integral(v, 100, 599)
+    for unit in (1.0, 1000.0):
+        f = Fields()
+        got = f.duration_ms("d", v, unit)
+        want, bad = ref_number(v, 0, DURATION_MAX_MS / unit)
+        want = None if want is None else round(want * unit, 3)
+        assert same_number(got, want) and bool(f.invalid) == bad
+    try:
+        got_t = Fields().time("ts", v, "access")
+    except Exception:  # compared with the rule below
+        got_t = "raised"
+    want_t = None if is_absent(v) else parse_time(v)
+    want_t = "raised" if want_t is None and not is_absent(v) else want_t
+    assert same_number(got_t, want_t) if got_t != "raised" else want_t == "raised"
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), HOSTILE, max_size=4))
+def test_texts_is_text_of_each(d: dict[str, Any]) -> None:
+    names = ("a", "b", "c", "d")
+    fast, slow = Fields(), Fields()
+    assert list(fast.texts(d, names)) == [slow.text(n, d.get(n)) for n in names]
+    assert Counter(fast.invalid) == Counter(slow.invalid)
+
+
+def test_flag_absent_and_bool() -> None:
+    f = Fields()
+    assert (f.flag("s", None), f.flag("s", True), f.flag("s", "no"), f.flag("s", 2)) == (
+        None,
+        True,
+        False,
+        None,
+    )
+    assert f.invalid == ["s"]
