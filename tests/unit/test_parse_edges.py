@@ -11,6 +11,7 @@ short bodies too. The result must equal the whole body's, field by field.
 from __future__ import annotations
 
 import copy
+import gc
 import random
 import re
 from pathlib import Path
@@ -25,7 +26,7 @@ from sidecar.parse import response
 from sidecar.parse.body import assemble_escaped
 from sidecar.parse.detect import detect_from_body
 from sidecar.parse.providers import EdgeChunks, openai_chat, parse_body
-from sidecar.parse.providers._common import Chunks
+from sidecar.parse.providers._common import Chunks, Event
 from sidecar.parse.providers.openai_chat import _usage_from, usage_from
 from sidecar.types import AccessRecord, Completed, ParsedBody
 
@@ -373,3 +374,24 @@ def test_chat_tail_read_straight_gives_parse_streams_answer(tail: str, direct: b
         assert fast == slow
     else:
         assert fast == ParsedBody(provider="openai", api="chat.completions", is_stream=True)
+
+
+def test_parsing_leaves_no_cycle_holding_the_body() -> None:
+    """An event refers back to its stream; left in place, that cycle would keep the stream's
+    text (a whole body) alive until the next cyclic collection, which the pipeline runs rarely:
+    peak RSS rose by 30 MiB on the 20,000-request run before `Chunks.close`."""
+    body = BODIES["anthropic_cache_read_1.sse"]
+    parts = lines_for(body, random.Random(2), 60, False)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for want_text in (False, True):
+            parse_body(body, want_text=want_text)
+            parse_body(body + "data: {not json\n\n", want_text=want_text)  # a malformed event
+        response.parse_completed(completed(parts, "anthropic", "messages"), provider=None)
+        gc.collect()
+        left = [o for o in gc.garbage if isinstance(o, (Chunks, Event))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert left == []
