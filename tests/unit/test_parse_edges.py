@@ -11,6 +11,7 @@ short bodies too. The result must equal the whole body's, field by field.
 from __future__ import annotations
 
 import copy
+import gc
 import random
 import re
 from pathlib import Path
@@ -24,9 +25,10 @@ from hypothesis import strategies as st
 from sidecar.parse import response
 from sidecar.parse.body import assemble_escaped
 from sidecar.parse.detect import detect_from_body
-from sidecar.parse.providers import EdgeChunks, parse_body
+from sidecar.parse.providers import EdgeChunks, openai_chat, parse_body
+from sidecar.parse.providers._common import Chunks, Event
 from sidecar.parse.providers.openai_chat import _usage_from, usage_from
-from sidecar.types import AccessRecord, Completed
+from sidecar.types import AccessRecord, Completed, ParsedBody
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 BODIES = {p.name: p.read_text(encoding="utf-8") for p in sorted(FIXTURES.glob("*.sse"))}
@@ -328,3 +330,68 @@ def test_edges_step_aside_for_json_and_short_bodies() -> None:
 )
 def test_chat_usage_fast_path_equals_the_checked_one(u: dict[str, Any]) -> None:
     assert usage_from(u) == _usage_from(u)
+
+
+def _chat_tail(**change: Any) -> str:
+    base = {"id": "c1", "object": "chat.completion.chunk", "model": "gpt-4o-mini"}
+    finish = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    usage = {**base, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}
+    finish.update(change.pop("finish", {}))
+    usage.update(change.pop("usage", {}))
+    events = [
+        {**base, "choices": [{"index": 0, "delta": {"content": "hi"}}]},
+        finish,
+        usage,
+    ]
+    text = "".join(f"data: {dumps(e)}\n\n" for e in events)
+    return text + change.pop("end", "data: [DONE]\n\n")
+
+
+@pytest.mark.parametrize(
+    ("tail", "direct"),
+    [
+        (_chat_tail(), True),
+        (_chat_tail(usage={"service_tier": "flex"}, finish={"model": ""}), True),
+        (_chat_tail(usage={"model": None}), True),  # the finish chunk's model
+        (_chat_tail(usage={"model": None}, finish={"model": None}), False),
+        (_chat_tail(usage={"usage": None}), False),
+        (_chat_tail(usage={"choices": None}), False),
+        (_chat_tail(finish={"choices": [{"index": 0, "finish_reason": None}]}), False),
+        (_chat_tail(end=""), False),  # no [DONE]
+        (_chat_tail(end='data: [DONE]\n\ndata: {"error": {"message": "x"}}\n\n'), False),
+        (_chat_tail(usage={"error": {"message": "late"}}), False),
+        (_chat_tail(usage={"usage": {"prompt_tokens": 2**70, "completion_tokens": 1}}), True),
+        (_chat_tail(usage={"usage": {"prompt_tokens": 5, "completion_tokens": 2}, "x": 1}), True),
+        (_chat_tail().replace("\n\ndata: [DONE]", "\n\n\ndata: [DONE]"), False),
+    ],
+)
+def test_chat_tail_read_straight_gives_parse_streams_answer(tail: str, direct: bool) -> None:
+    fast = ParsedBody(provider="openai", api="chat.completions", is_stream=True)
+    assert openai_chat.parse_tail(fast, tail) is direct
+    slow = ParsedBody(provider="openai", api="chat.completions", is_stream=True)
+    openai_chat.parse_stream(slow, Chunks.from_sse(tail), False)
+    if direct:
+        assert fast == slow
+    else:
+        assert fast == ParsedBody(provider="openai", api="chat.completions", is_stream=True)
+
+
+def test_parsing_leaves_no_cycle_holding_the_body() -> None:
+    """An event refers back to its stream; left in place, that cycle would keep the stream's
+    text (a whole body) alive until the next cyclic collection, which the pipeline runs rarely:
+    peak RSS rose by 30 MiB on the 20,000-request run before `Chunks.close`."""
+    body = BODIES["anthropic_cache_read_1.sse"]
+    parts = lines_for(body, random.Random(2), 60, False)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for want_text in (False, True):
+            parse_body(body, want_text=want_text)
+            parse_body(body + "data: {not json\n\n", want_text=want_text)  # a malformed event
+        response.parse_completed(completed(parts, "anthropic", "messages"), provider=None)
+        gc.collect()
+        left = [o for o in gc.garbage if isinstance(o, (Chunks, Event))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert left == []

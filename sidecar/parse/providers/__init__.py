@@ -115,9 +115,12 @@ def parse_stream_edges(
         if api not in _NOT_CHAT and openai_chat.parse_tail(pb, tail):
             return None if pb.read_text else pb
         chunks = EdgeChunks(tail, head)
-        _parse_sse_chunks(pb, chunks, False)
-        if not pb.terminal_seen and pb.usage is None:
-            next(chunks.backward(), None)  # `_parse_sse_body`'s "is it a stream at all" test
+        try:
+            _parse_sse_chunks(pb, chunks, False)
+            if not pb.terminal_seen and pb.usage is None:
+                next(chunks.backward(), None)  # `_parse_sse_body`'s "is it a stream" test
+        finally:
+            chunks.close()  # no cycle left holding the body's parts until the next collection
     except Exception:  # the whole body decides (and counts it)
         return None
     if chunks.crossed or pb.read_text:
@@ -134,11 +137,14 @@ def _parse_sse_body(pb: ParsedBody, body: str, want_text: bool) -> None:
     if pb.api is None or pb.provider is None:
         _fill_hints(pb, *_detect.detect_from_body(body))
     chunks = Chunks.from_sse(body)
-    _parse_sse_chunks(pb, chunks, want_text)
-    if not pb.terminal_seen and pb.usage is None and next(chunks.backward(), None) is None:
-        pb.is_stream = False
-        if body.strip():
-            pb.malformed_events += 1  # text that is neither SSE nor JSON (an HTML error page)
+    try:
+        _parse_sse_chunks(pb, chunks, want_text)
+        if not pb.terminal_seen and pb.usage is None and next(chunks.backward(), None) is None:
+            pb.is_stream = False
+            if body.strip():
+                pb.malformed_events += 1  # neither SSE nor JSON (an HTML error page)
+    finally:
+        chunks.close()  # no cycle left holding the body until the next collection
 
 
 def _parse_sse_chunks(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:

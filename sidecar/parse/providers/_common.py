@@ -172,6 +172,12 @@ class Chunks:
         if self._last_start == 1:
             self._last_start = 0
 
+    def close(self) -> None:
+        """Drop the events, once parsed: an event refers back to its stream (for the malformed
+        count), a cycle that only the cyclic collector would free, and with it the stream's
+        text, a whole body (the pipeline runs that collector rarely)."""
+        self._cache.clear()
+
     @classmethod
     def from_sse(cls, body: str) -> Chunks:
         return cls(normalise_newlines(body))
@@ -314,6 +320,10 @@ class Chunks:
                 yield ev
 
 
+def _no_head() -> str | None:
+    return None
+
+
 class EdgeChunks(Chunks):
     """A long stream seen through its two edges only: `tail` (whole events from the end of the
     body) and, decoded only if a parser walks forward, a head (whole events from its start).
@@ -382,6 +392,13 @@ class EdgeChunks(Chunks):
             ev.last = False  # the head ends before the tail begins: never the body's last event
             yield ev
         self.crossed = True  # asked for the event after the head's last
+
+    def close(self) -> None:
+        """`Chunks.close`, and drop the head source (it holds the body's parts)."""
+        self._head_source = _no_head
+        self._head = None
+        self._back.clear()
+        self._cache.clear()
 
     def forward_all(self) -> Iterator[Event]:
         self.crossed = True
