@@ -7,8 +7,8 @@ __all__ = ["HecSink"]
 
 
 def __getattr__(name: str) -> Any:
-    # HecSink (and aiohttp, which builds SSL contexts at import) loads on first use, so that
-    # the dead-letter file's helpers can be imported without it.
+    # HecSink (and the ssl module its client uses) loads on first use, so that the
+    # dead-letter file's helpers can be imported without it.
     if name == "HecSink":
         from sidecar.sinks.hec.sink import HecSink
 
