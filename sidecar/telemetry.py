@@ -27,6 +27,7 @@ class _Row:
     estimated: int = 0
 
 
+ROW_CACHE_MAX = 4096  # label sets whose rows observe_event keeps (bounded memory)
 OTHER = "other"  # the label value of series beyond the cardinality cap
 # HEC request latency buckets (seconds), Prometheus' defaults stretched to the request timeout.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -96,17 +97,22 @@ class Series:
         output_tokens: int,
         nusd: int,
     ) -> None:
-        r = self.by_pms.get((provider, model, status)) or self._row(
-            self.by_pms, (provider, model, status)
-        )
+        r = self.pms_row(provider, model, status)
         r.requests += 1
         r.input_tokens += input_tokens
         r.output_tokens += output_tokens
         if nusd:
-            r = self.by_pmt.get((provider, model, tenant)) or self._row(
-                self.by_pmt, (provider, model, tenant)
-            )
-            r.cost_nusd += nusd
+            self.pmt_row(provider, model, tenant).cost_nusd += nusd
+
+    def pms_row(self, provider: str, model: str, status: str) -> _Series:
+        return self.by_pms.get((provider, model, status)) or self._row(
+            self.by_pms, (provider, model, status)
+        )
+
+    def pmt_row(self, provider: str, model: str, tenant: str) -> _Series:
+        return self.by_pmt.get((provider, model, tenant)) or self._row(
+            self.by_pmt, (provider, model, tenant)
+        )
 
 
 @dataclass
@@ -122,6 +128,7 @@ class Telemetry:
     series: Series = field(default_factory=Series)  # /metrics label sets (capped)
     hec_latency: Histogram = field(default_factory=Histogram)  # HEC request durations
     _set_aside_fh: Any = None
+    _rows: dict[tuple[Any, Any, Any, Any], list[Any]] = field(default_factory=dict)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
@@ -167,7 +174,11 @@ class Telemetry:
         estimated = bool(get("tokens_estimated"))
         model = get("model")
         status = get("status")
-        for row in (self.by_model[model or "(no model)"], self.by_status[status or "(no status)"]):
+        key = (model, status, get("provider"), get("tenant"))
+        rows = self._rows.get(key)
+        if rows is None:
+            rows = self._rows_for(key)
+        for row in (rows[0], rows[1]):
             row.requests += 1
             row.input_tokens += input_tokens
             row.output_tokens += output_tokens
@@ -175,15 +186,35 @@ class Telemetry:
             row.unpriced += unpriced
             row.estimated += estimated
         self.counters["events_emitted_total"] += 1
-        self.series.add(
-            get("provider") or "unknown",
-            model or "unknown",
-            status or "unknown",
-            get("tenant") or "",
-            input_tokens,
-            output_tokens,
-            nusd,
-        )
+        r = rows[2]
+        r.requests += 1
+        r.input_tokens += input_tokens
+        r.output_tokens += output_tokens
+        if nusd:
+            r = rows[3]
+            if r is None:  # made at the first cost, as Series.add does (the cap counts it)
+                r = rows[3] = self.series.pmt_row(
+                    key[2] or "unknown", model or "unknown", key[3] or ""
+                )
+            r.cost_nusd += nusd
+
+    def _rows_for(self, key: tuple[Any, Any, Any, Any]) -> list[Any]:
+        """The rows one event's counts go to: by model, by status, and the /metrics series
+        (provider, model, status) and (provider, model, tenant), the last made at the first
+        cost. Kept per label set for the next events with the same labels, up to
+        ROW_CACHE_MAX label sets (tenants can be many: past it, looked up every time). Rows are
+        never removed from their tables, so a kept row stays the one a lookup would find."""
+        model, status, provider, _ = key
+        series = self.series
+        rows: list[Any] = [
+            self.by_model[model or "(no model)"],
+            self.by_status[status or "(no status)"],
+            series.pms_row(provider or "unknown", model or "unknown", status or "unknown"),
+            None,
+        ]
+        if len(self._rows) < ROW_CACHE_MAX:
+            self._rows[key] = rows
+        return rows
 
     def close(self) -> None:
         if self._set_aside_fh is not None:

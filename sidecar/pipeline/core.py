@@ -145,6 +145,9 @@ class Pipeline(ReadersMixin, DeliveryMixin, SupervisionMixin, HandbackMixin):
         t = self.telemetry
         enricher = self.enricher
         providers = {s.cfg.name: s.provider for s in self.sources}
+        # the per-request calls, looked up once (the loop runs once per request)
+        wants_text, enrich = enricher.wants_text, enricher.enrich
+        count, observe = self._count_completed, t.observe_event
         while (batch := await self._completed_q.get()) is not None:
             self._q_bytes -= completed_bytes(batch)
             self._q_room.set()
@@ -155,24 +158,24 @@ class Pipeline(ReadersMixin, DeliveryMixin, SupervisionMixin, HandbackMixin):
                     if c.last_ts is None and c.parts:  # the body's own last time (replay-stable)
                         c.last_ts = part_time(c.parts[-1])
                     parsed = parse_completed(c, provider=provider)
-                    if enricher.wants_text(c, parsed):
+                    if wants_text(c, parsed):
                         await self._tokenizer_ready(c, parsed)
                         parsed = parse_completed(c, provider=provider, want_text=True)
                     elif parsed.usage is None and c.access and c.access.request_body:
                         await self._tokenizer_ready(c, parsed)  # the input may be estimated
-                    ev = enricher.enrich(c, parsed)
+                    ev = enrich(c, parsed)
                 except Exception:  # a bug must cost one request, loudly, never the pipeline
                     self._enrich_failed(c)
                     self.ledger.release(c.positions)  # set aside: its lines are done with
                     continue
                 ev.positions = c.positions
-                self._count_completed(c, parsed)
+                count(c, parsed)
                 if not encodable(ev):
                     self._stage_failed_once("encode", ValueError(c.request_id))
                     t.set_aside("encode_failed", c.source_path or c.source, None, 0, c.request_id)
                     self.ledger.release(c.positions)  # set aside: its lines are done with
                     continue
-                t.observe_event(ev.body)
+                observe(ev.body)
                 events.append(ev)
             await self._events_q.put(events)
         await self._events_q.put(None)
@@ -203,6 +206,16 @@ class Pipeline(ReadersMixin, DeliveryMixin, SupervisionMixin, HandbackMixin):
         self.telemetry.set_aside("enrich_failed", c.source_path or c.source, None, 0, c.request_id)
 
     def _count_completed(self, c: Completed, parsed: Any) -> None:
+        if (
+            c.access is not None
+            and not c.expired
+            and not parsed.malformed_events
+            and not parsed.compressed
+            and not c.body_truncated
+            and not c.body_bad_parts
+            and not c.body_lossy
+        ):
+            return  # the common request: nothing to count
         cnt = self.telemetry.counters
         if c.access is None:
             cnt["body_records_without_access_total"] += 1

@@ -128,9 +128,13 @@ class SpoolReader:
     def release(self, seqs: Iterable[int]) -> None:
         """This reader is done with these records (delivered, acknowledged or dead-lettered)."""
         moved = False
+        released = self._released
         for s in seqs:
-            if s >= self.watermark:
-                self._released.add(s)
+            if s == self.watermark and not released:  # in order, the usual case: no set
+                self.watermark += 1
+                moved = True
+            elif s >= self.watermark:
+                released.add(s)
         while self.watermark in self._released:
             self._released.discard(self.watermark)
             self.watermark += 1

@@ -93,9 +93,11 @@ def decode_event(payload: bytes) -> OutEvent:
     return OutEvent(body=orjson.loads(body), time=t, source=source, sourcetype=sourcetype)
 
 
+_SEQ = struct.Struct("<Q")
+
+
 def encode_record(seq: int, payload: bytes) -> bytes:
-    seq_bytes = struct.pack("<Q", seq)
-    crc = zlib.crc32(payload, zlib.crc32(seq_bytes))
+    crc = zlib.crc32(payload, zlib.crc32(_SEQ.pack(seq)))
     return HEADER.pack(len(payload), crc, seq) + payload
 
 

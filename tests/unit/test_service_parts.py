@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from sidecar import telemetry as telemetry_mod
 from sidecar.logsetup import RateLimit, StructuredFormatter
 from sidecar.metrics import make_renderer
 from sidecar.status import (
@@ -23,7 +24,7 @@ from sidecar.status import (
     source_lag,
     status_line,
 )
-from sidecar.telemetry import Telemetry
+from sidecar.telemetry import Series, Telemetry
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "hec-token-abcdef"
@@ -113,6 +114,57 @@ def test_metric_label_sets_are_capped_with_an_other_bucket() -> None:
     assert other[0].value == 7
     assert sum(s.value for s in req) == 10
     assert sum(s.value for s in m["llm_sidecar_cost_usd_total"]) == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize("row_cache_max", [4096, 2])
+def test_observed_rows_kept_per_label_set_count_as_looked_up_each_time(
+    monkeypatch: pytest.MonkeyPatch, row_cache_max: int
+) -> None:
+    """observe_event keeps each label set's rows: the sums and the capped series must be what
+    looking them up for every event (Series.add) gives, also past the kept sets' bound, and a
+    label set's tenant series is made only at its first cost (the cap counts it)."""
+    monkeypatch.setattr(telemetry_mod, "ROW_CACHE_MAX", row_cache_max)
+    events = []
+    for i in range(40):
+        ev = event("openai", f"model-{i % 5}", f"tenant-{i % 4}", cost=0.25 * (i % 3))
+        ev["status"] = "ok" if i % 2 else "error"
+        ev["tokens_estimated"] = i % 2 == 0
+        ev["cost_status"] = "unpriced_model" if i % 5 == 0 else "ok"
+        events.append(ev)
+    events.append({"status": None, "model": None})  # nothing but nulls
+    t = Telemetry()
+    t.series.cap = 6
+    ref = Series(cap=6)
+    by_model: dict = {}
+    for ev in events:
+        t.observe_event(ev)
+        cost = ev.get("estimated_cost_usd")
+        nusd = round(cost * 1_000_000_000) if cost else 0
+        ref.add(
+            ev.get("provider") or "unknown",
+            ev.get("model") or "unknown",
+            ev.get("status") or "unknown",
+            ev.get("tenant") or "",
+            ev.get("input_tokens") or 0,
+            ev.get("output_tokens") or 0,
+            nusd,
+        )
+        row = by_model.setdefault(ev.get("model") or "(no model)", [0, 0, 0, 0, 0])
+        row[0] += 1
+        row[1] += ev.get("output_tokens") or 0
+        row[2] += nusd
+        row[3] += ev.get("cost_status") == "unpriced_model"
+        row[4] += bool(ev.get("tokens_estimated"))
+    assert t.series.by_pms == ref.by_pms
+    assert t.series.by_pmt == ref.by_pmt
+    assert len(t.series.by_pmt) == 6 + 1  # capped: other
+    got = {
+        m: [r.requests, r.output_tokens, r.cost_nusd, r.unpriced, r.estimated]
+        for m, r in t.by_model.items()
+    }
+    assert got == by_model
+    assert sum(r.requests for r in t.by_status.values()) == len(events)
+    assert len(t._rows) <= row_cache_max
 
 
 def test_metrics_from_status_and_histogram() -> None:
