@@ -72,7 +72,7 @@ class Pipeline(ReadersMixin, DeliveryMixin, SupervisionMixin, HandbackMixin):
             if isinstance(s, C.FileSink):
                 self.sinks.append(FileSink(cfg.resolve(s.path), envelope=s.envelope, host=host))
             else:
-                # imported only when configured: aiohttp builds SSL contexts at import
+                # imported only when configured (its HTTP client imports ssl)
                 from sidecar.sinks.hec.sink import HecSink
 
                 self.sinks.append(
