@@ -9,10 +9,9 @@ events, junk payloads.
 
 - `Chunks.forward_kinds` (framed and decoded inline, only the events of the asked kinds) against
   `forward_all()` + `ev.kind()` + `ev.obj()`;
-- `openai_chat._stream_texts` (the usual delta read inline) against `_texts` on every object;
+- `Chunks.forward_objects` against `forward_all()` + `ev.obj()` (chat and Gemini streams);
 - `anthropic._stream_blocks` (the usual text delta read inline) against `_block_text`;
-- `gemini._texts` (candidates walked inline, a text-only part read at once) against the
-  `as_dict` walk it replaced.
+- `gemini._texts` (a text-only part read at once) against its general walk.
 """
 
 from __future__ import annotations
@@ -27,8 +26,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.parse.providers import anthropic, gemini, openai_chat, parse_body
-from sidecar.parse.providers._common import Chunks, as_dict, as_str, dumps
+from sidecar.parse.providers import anthropic, gemini, parse_body
+from sidecar.parse.providers._common import Chunks
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -47,63 +46,22 @@ def ref_forward_objects(self: Chunks) -> Iterator[dict[str, Any] | None]:
         yield ev.obj()
 
 
-def ref_chat_stream_texts(chunks: Chunks, out: list[str], calls: dict[Any, list[str]]) -> bool:
-    text = False
-    for obj in chunks.forward_objects():
-        if obj is not None:
-            text = openai_chat._texts(obj, out, calls) or text
-    return text
+_BLOCKS = anthropic._stream_blocks
+_GEMINI_TEXTS = gemini._texts
 
 
 def ref_anthropic_blocks(chunks: Chunks) -> dict[Any, tuple[str, Any, list[str]]]:
-    blocks: dict[Any, tuple[str, Any, list[str]]] = {}
-    for ev in chunks.forward_all():
-        kind = ev.kind()
-        if kind in ("content_block_delta", "content_block_start"):
-            obj = ev.obj() or {}
-            index = obj.get("index")
-            index = index if type(index) in (int, str) else None
-            if kind == "content_block_start":
-                block = as_dict(obj.get("content_block"))
-                entry = (str(block.get("type")), block.get("name"), [])
-                blocks[index] = entry
-            else:
-                block = as_dict(obj.get("delta"))
-                entry = blocks.setdefault(index, ("text", None, []))
-            anthropic._block_text(block, entry[2])
-    return blocks
+    return _BLOCKS(chunks, inline=False)
 
 
 def ref_gemini_texts(obj: dict[str, Any], out: list[str], calls: list[int] | None = None) -> bool:
-    thought = False
-    cands = obj.get("candidates")
-    for cand in [c for c in cands if type(c) is dict] if type(cands) is list else []:
-        parts = as_dict(cand.get("content")).get("parts")
-        for part in parts if type(parts) is list else ():
-            part = as_dict(part)
-            if part.get("thought") is True:
-                thought = True
-                continue
-            text = part.get("text")
-            if type(text) is str and text:
-                out.append(text)
-            call = as_dict(part.get("functionCall"))
-            if call and calls is not None:
-                calls[0] += 1
-            if call:
-                name = as_str(call.get("name"))
-                if name:
-                    out.append(name)
-                if call.get("args") is not None:
-                    out.append(dumps(call.get("args")))
-    return thought
+    return _GEMINI_TEXTS(obj, out, calls, inline=False)
 
 
 def general(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every text shortcut swapped back for its general path."""
     monkeypatch.setattr(Chunks, "forward_kinds", ref_forward_kinds)
     monkeypatch.setattr(Chunks, "forward_objects", ref_forward_objects)
-    monkeypatch.setattr(openai_chat, "_stream_texts", ref_chat_stream_texts)
     monkeypatch.setattr(anthropic, "_stream_blocks", ref_anthropic_blocks)
     monkeypatch.setattr(gemini, "_texts", ref_gemini_texts)
 
@@ -183,28 +141,20 @@ RAW_VALUES = [
 raw = st.sampled_from(RAW_VALUES)
 
 
-def chat_event(content: str, extra: str, shape: int) -> str:
-    if shape == 0:
-        return f'data: {{"id":"c","choices":[{{"index":0,"delta":{{"content":{content}}}}}]}}'
-    if shape == 1:
-        return f'data: {{"choices":[{{"index":0,"delta":{{"content":{content},{extra}}}}}]}}'
-    if shape == 2:
-        return f'data: {{"choices":[{{"delta":{{"content":{content}}},"message":{extra}}}]}}'
-    if shape == 3:
-        two = f'{{"delta":{{"content":{content}}}}}'
-        return f'data: {{"choices":[{two},{two}]}}'
-    if shape == 4:
-        return f'data: {{"choices":{content}}}'
-    if shape == 5:
-        return f'data: {{"choices":[{{"index":0,"delta":{content}}}]}}'
-    if shape == 6:
-        return f'data: {{"choices":[{content}]}}'
-    if shape == 7:
-        return "data: [DONE]"
-    if shape == 8:
-        return f'data: {{"choices":[{{"delta":{{"content":{content}}}}}]'  # torn
-    args = f'{{"index":0,"function":{{"name":{content},"arguments":{extra}}}}}'
-    return f'data: {{"choices":[{{"index":1,"delta":{{"tool_calls":[{args}]}}}}]}}'
+CHAT_EVENTS = [
+    'data: {"id":"c","choices":[{"index":0,"delta":{"content":$V}}]}',
+    'data: {"choices":[{"index":0,"delta":{"content":$V,"role":$E}}]}',
+    'data: {"choices":[{"delta":{"content":$V},"message":$E}]}',
+    'data: {"choices":[{"delta":{"content":$V}},{"delta":{"content":$E}}]}',
+    'data: {"choices":$V}',
+    'data: {"choices":[{"index":0,"delta":$V}]}',
+    'data: {"choices":[$V]}',
+    "data: [DONE]",
+    'data: {"choices":[{"delta":{"content":$V}}]',  # torn
+    'data: {"choices":[{"index":1,"delta":{"tool_calls":'
+    '[{"index":0,"function":{"name":$V,"arguments":$E}}]}}]}',
+    'data: {"choices":[{"delta":{"content":$V}},1e999,NaN]}',
+]
 
 
 def fill(template: str, value: str, extra: str) -> str:
@@ -243,25 +193,17 @@ GEMINI_EVENTS = [
 ]
 
 
-def anthropic_event(value: str, extra: str, shape: int) -> str:
-    return fill(ANTHROPIC_EVENTS[shape], value, extra)
-
-
-def gemini_event(value: str, extra: str, shape: int) -> str:
-    return fill(GEMINI_EVENTS[shape], value, extra)
-
-
-MAKERS = {
-    "chat.completions": (openai_chat, chat_event, 10),
-    "messages": (anthropic, anthropic_event, len(ANTHROPIC_EVENTS)),
-    "generate_content": (gemini, gemini_event, len(GEMINI_EVENTS)),
+TEMPLATES = {
+    "chat.completions": CHAT_EVENTS,
+    "messages": ANTHROPIC_EVENTS,
+    "generate_content": GEMINI_EVENTS,
 }
 PROVIDERS = {"chat.completions": "openai", "messages": "anthropic", "generate_content": "gemini"}
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(
-    api=st.sampled_from(sorted(MAKERS)),
+    api=st.sampled_from(sorted(TEMPLATES)),
     events=st.lists(st.tuples(raw, raw, st.integers(0, 10)), min_size=1, max_size=10),
     seps=st.lists(st.sampled_from(["\n\n", "\r\n\r\n", "\n\n\n", "\n", "\r\r"]), max_size=10),
     tail=st.sampled_from(["", "\n", "\n\n", "\n\ndata: {", "\n\n: comment\n\n"]),
@@ -270,8 +212,10 @@ PROVIDERS = {"chat.completions": "openai", "messages": "anthropic", "generate_co
 def test_hostile_streams_give_the_same_answer(
     api: str, events: list[tuple[str, str, int]], seps: list[str], tail: str, hinted: bool
 ) -> None:
-    _, make, shapes = MAKERS[api]
-    blocks = [make(value, extra, shape % shapes) for value, extra, shape in events]
+    templates = TEMPLATES[api]
+    blocks = [
+        fill(templates[shape % len(templates)], value, extra) for value, extra, shape in events
+    ]
     body = ""
     for i, block in enumerate(blocks):
         body += block + (seps[i] if i < len(seps) else "\n\n")
@@ -365,3 +309,16 @@ def test_text_survives_escapes_and_bad_utf8() -> None:
     pb = parse_body(body, provider="openai", api="chat.completions", want_text=True)
     assert pb.output_text == pieces[:3]
     assert pb.malformed_events == 1
+
+
+@pytest.mark.parametrize("api", sorted(TEMPLATES))
+def test_every_template_with_every_value_gives_the_same_answer(api: str) -> None:
+    """Every shape with every hostile value, each event twice and once more cut (the generated
+    test above samples the combinations; this one walks them all, deterministically)."""
+    for template in TEMPLATES[api]:
+        for value in RAW_VALUES:
+            for extra in RAW_VALUES[:8]:
+                event = fill(template, value, extra)
+                body = f"{event}\n\n{event}\n\n{event}"
+                fast, ref = both(body, PROVIDERS[api], api)
+                assert fast == ref, body

@@ -284,8 +284,7 @@ class Chunks:
         (None: every event, its kind then given as None), in order, framed and decoded inline
         as `forward_objects` does (no `Event` but for a payload that does not decode). An event
         of another kind is neither decoded nor counted: `forward_all()` then `ev.kind()` and
-        `ev.obj()` of the ones in `kinds` give the same pairs and the same `malformed` count.
-        The blocks are split as `_blocks` splits them (inlined: one generator less per event)."""
+        `ev.obj()` of the ones in `kinds` give the same pairs and the same `malformed` count."""
         if self._objects is not None:
             for ev in self._object_events():
                 if kinds is None or ev.kind() in kinds:
@@ -293,18 +292,7 @@ class Chunks:
             return
         cache = self._cache
         check = bool(cache)  # events are cached only behind this walk: none ahead if empty
-        start = 0
-        for block in self.text.split("\n\n"):
-            at = start
-            start += len(block) + 2
-            if not block:
-                continue
-            if block[0] == "\n":
-                stripped = block.lstrip("\n")
-                if not stripped:
-                    continue
-                at += len(block) - len(stripped)
-                block = stripped
+        for at, block in self._blocks():
             if check:
                 ev = cache.get(at)
                 if ev is not None:

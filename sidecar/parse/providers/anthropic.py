@@ -174,9 +174,10 @@ def _finalise(pb: ParsedBody) -> None:
         pb.usage.reasoning_unknown = True  # it thought, but Anthropic reports no count
 
 
-def _stream_blocks(chunks: Chunks) -> dict[Any, tuple[str, Any, list[str]]]:
+def _stream_blocks(chunks: Chunks, inline: bool = True) -> dict[Any, tuple[str, Any, list[str]]]:
     """Every content block of a stream (its type, name, text pieces), by index. Only the
-    content_block_start / delta events are decoded; the usual text delta is read inline."""
+    content_block_start / delta events are decoded; the usual text delta is read inline
+    (`inline=False`: by `_block_text`, the general path the tests compare it with)."""
     # Deltas cut words anywhere: join them per block, count each block once.
     blocks: dict[Any, tuple[str, Any, list[str]]] = {}
     for kind, obj in chunks.forward_kinds(_TEXT_EVENTS):  # the others are not decoded
@@ -191,7 +192,7 @@ def _stream_blocks(chunks: Chunks) -> dict[Any, tuple[str, Any, list[str]]]:
         else:
             block = as_dict(obj.get("delta"))
             entry = blocks.setdefault(index, ("text", None, []))
-            if len(block) == 2 and "type" in block and type(block.get("text")) is str:
+            if inline and len(block) == 2 and "type" in block and type(block.get("text")) is str:
                 text = block["text"]  # the usual text delta ({"type", "text"}): its text
                 if text:
                     entry[2].append(text)

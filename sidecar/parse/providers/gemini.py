@@ -83,11 +83,14 @@ def _finish_reason(obj: dict[str, Any]) -> str | None:
     return None
 
 
-def _texts(obj: dict[str, Any], out: list[str], calls: list[int] | None = None) -> bool:
+def _texts(
+    obj: dict[str, Any], out: list[str], calls: list[int] | None = None, inline: bool = True
+) -> bool:
     """Append the text of every answer part; return whether a part was a thought. Thought
     summaries are not counted: the thinking they summarise is hidden and billed whole
     (`thoughtsTokenCount`), so it is estimated from time. Function calls are counted in
-    `calls[0]`."""
+    `calls[0]`. A part with nothing but its text is read at once (`inline=False`: by the
+    general walk, which the tests compare it with)."""
     thought = False
     cands = obj.get("candidates")
     if type(cands) is not list:
@@ -102,7 +105,7 @@ def _texts(obj: dict[str, Any], out: list[str], calls: list[int] | None = None) 
         for part in parts:
             if type(part) is not dict:
                 continue  # as_dict(part) is empty: no text, no call, no thought
-            if len(part) == 1:
+            if inline and len(part) == 1:
                 text = part.get("text")
                 if type(text) is str:  # the usual part: its text only
                     if text:

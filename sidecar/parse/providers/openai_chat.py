@@ -197,35 +197,14 @@ def _finalise(pb: ParsedBody, usage_obj: dict[str, Any] | None, body: str) -> No
                     pb.usage.reasoning_unknown = True
 
 
-def _stream_texts(chunks: Chunks, out: list[str], calls: dict[Any, list[str]]) -> bool:
-    """`_texts` of every event of a stream, in order (True: some answer text). The usual chunk
-    (one choice, a delta with nothing but its content) is read inline: one call per event less."""
-    text = False
-    for obj in chunks.forward_objects():
-        if obj is None:
-            continue
-        choices = obj.get("choices")
-        if type(choices) is list and len(choices) == 1:
-            choice = choices[0]
-            if type(choice) is dict and "message" not in choice:
-                delta = choice.get("delta")
-                if type(delta) is dict and len(delta) == 1:
-                    content = delta.get("content")
-                    if type(content) is str:
-                        if content:
-                            out.append(content)
-                            text = True
-                        continue
-        text = _texts(obj, out, calls) or text
-    return text
-
-
 def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
     """Fill `pb` from a chat completions SSE stream, walking it from its end."""
     calls: dict[Any, list[str]] = {}
     text = False
     if want_text:
-        text = _stream_texts(chunks, pb.output_text, calls)
+        for obj in chunks.forward_objects():
+            if obj is not None:
+                text = _texts(obj, pb.output_text, calls) or text
 
     usage_obj: dict[str, Any] | None = None
     usage_choices_empty = False
