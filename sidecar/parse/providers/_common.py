@@ -274,12 +274,32 @@ class Chunks:
             for o in self._objects:
                 yield o if type(o) is dict else None
             return
+        for _, o in self.forward_kinds(None):
+            yield o
+
+    def forward_kinds(
+        self, kinds: frozenset[str] | None
+    ) -> Iterator[tuple[str | None, dict[str, Any] | None]]:
+        """`(ev.kind(), ev.obj())` of the events `forward_all()` gives whose kind is in `kinds`
+        (None: every event, its kind then given as None), in order, framed and decoded inline
+        as `forward_objects` does (no `Event` but for a payload that does not decode). An event
+        of another kind is neither decoded nor counted: `forward_all()` then `ev.kind()` and
+        `ev.obj()` of the ones in `kinds` give the same pairs and the same `malformed` count."""
+        if self._objects is not None:
+            for ev in self._object_events():
+                if kinds is None or ev.kind() in kinds:
+                    yield ev.kind(), ev._obj
+            return
         cache = self._cache
+        check = bool(cache)  # events are cached only behind this walk: none ahead if empty
         for at, block in self._blocks():
-            ev = cache.get(at)
-            if ev is not None:
-                yield ev.obj()
-                continue
+            if check:
+                ev = cache.get(at)
+                if ev is not None:
+                    kind = None if kinds is None else ev.kind()
+                    if kinds is None or kind in kinds:
+                        yield kind, ev.obj()
+                    continue
             name = None
             if block.startswith("data: ") and "\n" not in block:
                 data = block[6:]  # parse_block's fast path
@@ -288,16 +308,21 @@ class Chunks:
                 if framed is None:
                     continue
                 name, data = framed
+            kind = None
+            if kinds is not None:
+                kind = name or peek_type(data)
+                if kind not in kinds:
+                    continue
             if not data or data.startswith("[DONE]") or data.isspace():
-                yield None
+                yield kind, None
                 continue
             try:
                 value = _orjson_loads(data)
             except _DECODE_ERRORS:
                 ev = cache[at] = Event(self, name, data, at == self._last_start)
-                yield ev.obj()
+                yield kind, ev.obj()
                 continue
-            yield value if type(value) is dict else None
+            yield kind, value if type(value) is dict else None
 
     def forward(self) -> Iterator[Event]:
         """Events from the first to the last."""
@@ -332,7 +357,7 @@ class EdgeChunks(Chunks):
     the middle that was never decoded) ends there and sets `crossed`. While `crossed` is False
     every event a parser saw is the whole body's own event, met in the same order, so its
     answer is the whole body's answer (parse/response.py relies on this). The `want_text`
-    walks (`forward_all`, `forward_objects`) read every event: they only cross.
+    walks (`forward_all`, `forward_objects`, `forward_kinds`) read every event: they only cross.
     """
 
     __slots__ = ("_back", "_blocks_back", "_head", "_head_source", "_last", "crossed")
@@ -405,6 +430,12 @@ class EdgeChunks(Chunks):
         return iter(())
 
     def forward_objects(self) -> Iterator[dict[str, Any] | None]:
+        self.crossed = True
+        return iter(())
+
+    def forward_kinds(
+        self, kinds: frozenset[str] | None
+    ) -> Iterator[tuple[str | None, dict[str, Any] | None]]:
         self.crossed = True
         return iter(())
 

@@ -82,6 +82,7 @@ def merge_usage(start: dict[str, Any], delta: dict[str, Any] | None) -> dict[str
 
 
 _TOOL_BLOCKS = ("tool_use", "server_tool_use")
+_TEXT_EVENTS = frozenset({"content_block_delta", "content_block_start"})  # text mode decodes
 
 
 def _block_text(block: dict[str, Any], out: list[str]) -> None:
@@ -173,25 +174,37 @@ def _finalise(pb: ParsedBody) -> None:
         pb.usage.reasoning_unknown = True  # it thought, but Anthropic reports no count
 
 
+def _stream_blocks(chunks: Chunks, inline: bool = True) -> dict[Any, tuple[str, Any, list[str]]]:
+    """Every content block of a stream (its type, name, text pieces), by index. Only the
+    content_block_start / delta events are decoded; the usual text delta is read inline
+    (`inline=False`: by `_block_text`, the general path the tests compare it with)."""
+    # Deltas cut words anywhere: join them per block, count each block once.
+    blocks: dict[Any, tuple[str, Any, list[str]]] = {}
+    for kind, obj in chunks.forward_kinds(_TEXT_EVENTS):  # the others are not decoded
+        if obj is None:
+            obj = {}
+        index = obj.get("index")
+        index = index if type(index) in (int, str) else None
+        if kind == "content_block_start":
+            block = as_dict(obj.get("content_block"))
+            entry = (str(block.get("type")), block.get("name"), [])
+            blocks[index] = entry
+        else:
+            block = as_dict(obj.get("delta"))
+            entry = blocks.setdefault(index, ("text", None, []))
+            if inline and len(block) == 2 and "type" in block and type(block.get("text")) is str:
+                text = block["text"]  # the usual text delta ({"type", "text"}): its text
+                if text:
+                    entry[2].append(text)
+                continue
+        _block_text(block, entry[2])
+    return blocks
+
+
 def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
     """Fill `pb` from a Messages SSE stream: message_start from the front, the rest from the end."""
     if want_text:
-        # Deltas cut words anywhere: join them per block, count each block once.
-        blocks: dict[Any, tuple[str, Any, list[str]]] = {}
-        for ev in chunks.forward_all():
-            kind = ev.kind()
-            if kind in ("content_block_delta", "content_block_start"):
-                obj = ev.obj() or {}
-                index = obj.get("index")
-                index = index if type(index) in (int, str) else None
-                if kind == "content_block_start":
-                    block = as_dict(obj.get("content_block"))
-                    entry = (str(block.get("type")), block.get("name"), [])
-                    blocks[index] = entry
-                else:
-                    block = as_dict(obj.get("delta"))
-                    entry = blocks.setdefault(index, ("text", None, []))
-                _block_text(block, entry[2])
+        blocks = _stream_blocks(chunks)
         pb.output_extra_tokens += _message_text(list(blocks.values()), pb.output_text)
 
     start: dict[str, Any] | None = None

@@ -83,16 +83,34 @@ def _finish_reason(obj: dict[str, Any]) -> str | None:
     return None
 
 
-def _texts(obj: dict[str, Any], out: list[str], calls: list[int] | None = None) -> bool:
+def _texts(
+    obj: dict[str, Any], out: list[str], calls: list[int] | None = None, inline: bool = True
+) -> bool:
     """Append the text of every answer part; return whether a part was a thought. Thought
     summaries are not counted: the thinking they summarise is hidden and billed whole
     (`thoughtsTokenCount`), so it is estimated from time. Function calls are counted in
-    `calls[0]`."""
+    `calls[0]`. A part with nothing but its text is read at once (`inline=False`: by the
+    general walk, which the tests compare it with)."""
     thought = False
-    for cand in _candidates(obj):
-        parts = as_dict(cand.get("content")).get("parts")
-        for part in parts if type(parts) is list else ():
-            part = as_dict(part)
+    cands = obj.get("candidates")
+    if type(cands) is not list:
+        return False
+    for cand in cands:  # `_candidates` inlined: no list per chunk
+        if type(cand) is not dict:
+            continue
+        content = cand.get("content")
+        parts = content.get("parts") if type(content) is dict else None
+        if type(parts) is not list:
+            continue
+        for part in parts:
+            if type(part) is not dict:
+                continue  # as_dict(part) is empty: no text, no call, no thought
+            if inline and len(part) == 1:
+                text = part.get("text")
+                if type(text) is str:  # the usual part: its text only
+                    if text:
+                        out.append(text)
+                    continue
             if part.get("thought") is True:
                 thought = True
                 continue
