@@ -74,19 +74,6 @@ class Series:
                 row = table[key] = _Series()
         return row
 
-    def observe(self, body: dict[str, Any]) -> None:
-        get = body.get
-        cost = get("estimated_cost_usd")
-        self.add(
-            get("provider") or "unknown",
-            get("model") or "unknown",
-            get("status") or "unknown",
-            get("tenant") or "",
-            get("input_tokens") or 0,
-            get("output_tokens") or 0,
-            round(cost * NANO) if cost else 0,
-        )
-
     def add(
         self,
         provider: str,

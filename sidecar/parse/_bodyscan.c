@@ -363,7 +363,7 @@ join_escaped(PyObject *module, PyObject *parts)
 
 static PyMethodDef methods[] = {
     {"group_chunk_lines", group_chunk_lines, METH_O,
-     "group_chunk_lines(lines) -> (groups, odd lines) | None: body.py's _group_pure in C."},
+     "group_chunk_lines(lines) -> (groups, odd lines, group sizes) | None: body.py's _group_pure in C."},
     {"join_escaped", join_escaped, METH_O,
      "join_escaped(parts) -> bytes: body.py's _join_escaped_pure in C."},
     {NULL, NULL, 0, NULL},
