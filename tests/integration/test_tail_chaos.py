@@ -1,7 +1,7 @@
 """Chaos: 20,000 requests written while both logs rotate and the sidecar is SIGKILLed and
 restarted at random moments. Every request must arrive at least once; every duplicate must be
 the same event (same event_id, same content); duplicates stay within what was in flight at each
-kill (at most 200 per kill, where reading a log again from its start would re-send thousands).
+kill (at most 1,000 per kill, where reading a log again from its start would re-send thousands).
 """
 
 from __future__ import annotations
@@ -197,9 +197,12 @@ def test_sigkill_and_rotation_lose_nothing_and_duplicate_only_whole_events(
     # What a kill re-sends is what was in flight then: events made durable (or delivered) since
     # the last checkpoint (or spool cursor) write, about throughput x commit latency. On an idle
     # machine that is 0-0.5 % of the requests over 5-6 kills; on a loaded 2-core machine the
-    # commits lag and 80-120 per kill were measured (0.7-3.6 %). The failure this guards against,
-    # a restart reading a log again from the start, re-sends thousands per kill.
-    assert duplicates <= 200 * kills, f"{duplicates} duplicates over {kills} kills"
+    # commits lag and 80-120 per kill were measured (0.7-3.6 %), and once, with seven other
+    # processes on the two cores, 515 per kill (the sidecar descheduled between its commits).
+    # The failure this guards against, a restart reading a log again from the start, re-sends
+    # everything read so far: with the kills spread over the 20,000 requests, about 10,000 per
+    # kill on average. 1,000 per kill sits well between.
+    assert duplicates <= 1000 * kills, f"{duplicates} duplicates over {kills} kills"
     assert torn <= kills
     assert kills >= MIN_KILLS
     assert "Traceback" not in err_log.read_text(errors="replace")
