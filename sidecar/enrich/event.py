@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from orjson import dumps
+from orjson import dumps, loads
 
 from sidecar.enrich.pricing import PricingEngine
 from sidecar.enrich.ratelimit import KEYS as LIMIT_KEYS
@@ -42,58 +43,19 @@ APIS = frozenset({"chat.completions", "responses", "messages", "generate_content
 
 _NO_HEADERS: dict[str, str] = {}
 
-# The event's keys in schema order: these, the rate-limit fields (ratelimit.KEYS), then _TAIL_KEYS.
-_HEAD_KEYS = (
-    "schema",
-    "event_id",
-    "request_id",
-    "provider_request_id",
-    "time",
-    "source_host",
-    "provider",
-    "api",
-    "model",
-    "model_requested",
-    "pricing_model",
-    "is_streaming",
-    "service_tier",
-    "status",
-    "http_status",
-    "finish_reason",
-    "error_type",
-    "duration_ms",
-    "ttft_ms",
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_input_tokens",
-    "cache_write_1h_input_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "total_tokens",
-    "tokens_estimated",
-    "token_source",
-    "cost_input_usd",
-    "cost_cached_input_usd",
-    "cost_cache_write_usd",
-    "cost_cache_write_1h_usd",
-    "cost_output_usd",
-    "estimated_cost_usd",
-    "cost_known",
-    "cost_status",
-    "pricing_source",
-    "pricing_version",
-)
-_TAIL_KEYS = (
-    "user",
-    "tenant",
-    "api_key_id",
-    "conversation_id",
-    "retry_group",
-    "attempt",
-    "calibration_ratio",
-    "estimate_lower_bound",
-    "flags",
-)
+
+def _schema_keys() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The event's keys before and after the rate-limit fields (ratelimit.KEYS), in the order of
+    the schema's `required` list (sidecar/schema/llm_usage_1.json): every event has them all."""
+    path = Path(__file__).resolve().parent.parent / "schema" / "llm_usage_1.json"
+    keys = tuple(loads(path.read_bytes())["required"])
+    i = keys.index(LIMIT_KEYS[0])
+    if keys[i : i + len(LIMIT_KEYS)] != LIMIT_KEYS:
+        raise RuntimeError("the schema lists the rate-limit fields apart from ratelimit.KEYS")
+    return keys[:i], keys[i + len(LIMIT_KEYS) :]
+
+
+_HEAD_KEYS, _TAIL_KEYS = _schema_keys()
 _N_LIMITS = len(LIMIT_KEYS)
 _BODY_LEN = len(_HEAD_KEYS) + _N_LIMITS + len(_TAIL_KEYS)
 
