@@ -201,11 +201,12 @@ def read_records(
 def _read_more(
     fh: Any, buf: bytes, pos: int, need: int, left: int, offset: int
 ) -> tuple[bytes, int]:
-    """The unread rest of `buf` (from `pos`, file offset `offset`) with at least `need` bytes:
-    read on, READ_AHEAD more if there is that much before the end (`left` bytes from there)."""
+    """`need` bytes from file offset `offset` (`left` bytes before the end), the unread rest of
+    `buf` (from `pos`) first. A record cut by the end of a block gets only its missing bytes
+    (a small copy); a fresh block is READ_AHEAD bytes, or the whole next record."""
     rest = buf[pos:]
-    data = fh.read(min(max(need, READ_AHEAD), left) - len(rest))
-    buf = rest + data if rest else data
+    want = need - len(rest) if rest else min(max(need, READ_AHEAD), left)
+    buf = rest + fh.read(want) if rest else fh.read(want)
     if len(buf) < need:
         raise OSError(f"spool record at byte {offset} changed on disk since it was written")
     return buf, 0
