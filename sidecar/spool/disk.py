@@ -286,13 +286,16 @@ class Spool:
                 seg = self._segments[-1] if self._segments else None
                 if seg is None or self._wfd is None or seg.size >= self.segment_bytes:
                     seg = self._new_segment(self._next_seq + i)
-                chunk: list[bytes] = []
-                size = 0
-                while i + len(chunk) < len(records) and (
-                    not chunk or seg.size + size < self.segment_bytes
-                ):
-                    chunk.append(records[i + len(chunk)])
-                    size += len(chunk[-1])
+                chunk = records[i:] if i else records
+                size = sum(map(len, chunk))
+                if seg.size + size - len(chunk[-1]) >= self.segment_bytes:
+                    # not all of them before the segment is full: up to the first past it
+                    chunk, size = [], 0
+                    while i + len(chunk) < len(records) and (
+                        not chunk or seg.size + size < self.segment_bytes
+                    ):
+                        chunk.append(records[i + len(chunk)])
+                        size += len(chunk[-1])
                 data = memoryview(b"".join(chunk))
                 assert self._wfd is not None
                 try:
