@@ -17,7 +17,7 @@ import orjson
 from sidecar.types import NANO
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     requests: int = 0
     input_tokens: int = 0
@@ -33,7 +33,7 @@ OTHER = "other"  # the label value of series beyond the cardinality cap
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Series:
     requests: int = 0
     input_tokens: int = 0
@@ -157,33 +157,38 @@ class Telemetry:
         output_tokens = get("output_tokens") or 0
         cost = get("estimated_cost_usd")
         nusd = round(cost * NANO) if cost else 0  # exact: the float is nusd / 1e9
-        unpriced = get("cost_status") == "unpriced_model"
-        estimated = bool(get("tokens_estimated"))
         model = get("model")
-        status = get("status")
-        key = (model, status, get("provider"), get("tenant"))
+        key = (model, get("status"), get("provider"), get("tenant"))
         rows = self._rows.get(key)
         if rows is None:
             rows = self._rows_for(key)
-        for row in (rows[0], rows[1]):
-            row.requests += 1
-            row.input_tokens += input_tokens
-            row.output_tokens += output_tokens
-            row.cost_nusd += nusd
-            row.unpriced += unpriced
-            row.estimated += estimated
+        by_model, by_status, r, r_cost = rows
+        # the two summary rows, written out (no loop): a request is one call here
+        by_model.requests += 1
+        by_model.input_tokens += input_tokens
+        by_model.output_tokens += output_tokens
+        by_status.requests += 1
+        by_status.input_tokens += input_tokens
+        by_status.output_tokens += output_tokens
+        if nusd:
+            by_model.cost_nusd += nusd
+            by_status.cost_nusd += nusd
+        if get("cost_status") == "unpriced_model":
+            by_model.unpriced += 1
+            by_status.unpriced += 1
+        if get("tokens_estimated"):
+            by_model.estimated += 1
+            by_status.estimated += 1
         self.counters["events_emitted_total"] += 1
-        r = rows[2]
         r.requests += 1
         r.input_tokens += input_tokens
         r.output_tokens += output_tokens
         if nusd:
-            r = rows[3]
-            if r is None:  # made at the first cost, as Series.add does (the cap counts it)
-                r = rows[3] = self.series.pmt_row(
+            if r_cost is None:  # made at the first cost, as Series.add does (the cap counts it)
+                r_cost = rows[3] = self.series.pmt_row(
                     key[2] or "unknown", model or "unknown", key[3] or ""
                 )
-            r.cost_nusd += nusd
+            r_cost.cost_nusd += nusd
 
     def _rows_for(self, key: tuple[Any, Any, Any, Any]) -> list[Any]:
         """The rows one event's counts go to: by model, by status, and the /metrics series

@@ -57,7 +57,10 @@ class FileSink:
         if self.envelope:
             lines = [self._envelope(p) for p in payloads]
         else:
-            lines = [body_json(p) for p in payloads]
+            try:  # body_json of each record, inline: the body follows the second newline
+                lines = [p[p.index(b"\n", p.index(b"\n") + 1) + 1 :] for p in payloads]
+            except ValueError:  # a record of the earlier format (no newline) among them
+                lines = [body_json(p) for p in payloads]
         data = b"\n".join(lines) + b"\n" if lines else b""
         self._fh.write(data)  # type: ignore[union-attr]
         self._fh.flush()  # type: ignore[union-attr]  # visible to readers at once; fsync in flush()

@@ -41,7 +41,7 @@ from sidecar.spool.segment import (
     SUFFIX,
     Segment,
     encode_event,
-    encode_record,
+    encode_records,
     fsync_dir,
     scan,
     segment_name,
@@ -205,17 +205,21 @@ class Spool:
         """Write `events` durably (see the module doc), as much at a time as the cap allows.
         Returns False when `give_up` was set while waiting for room (the events not written
         by then are dropped: they were never confirmed durable)."""
-        payloads = [encode_event(ev) for ev in events]
+        payloads = [ev.payload or encode_event(ev) for ev in events]
+        total = HEADER_SIZE * len(payloads) + sum(map(len, payloads))
         i = 0
         while i < len(events):
             room = await self._wait_room(HEADER_SIZE + len(payloads[i]), give_up)
             if room is None:
                 self.stats["spool_events_not_spooled_total"] += len(events) - i
                 return False
-            j, size = i, 0
-            while j < len(events) and (j == i or size + HEADER_SIZE + len(payloads[j]) <= room):
-                size += HEADER_SIZE + len(payloads[j])
-                j += 1
+            if i == 0 and total <= room:  # the usual case: everything fits
+                j = len(events)
+            else:
+                j, size = i, 0
+                while j < len(events) and (j == i or size + HEADER_SIZE + len(payloads[j]) <= room):
+                    size += HEADER_SIZE + len(payloads[j])
+                    j += 1
             written = await self._append_durably(events[i:j], payloads[i:j], give_up)
             i += written
             if i < j:
@@ -230,7 +234,7 @@ class Spool:
         it works or `give_up`. Returns how many events are now durable."""
         done = 0
         while done < len(events):
-            records = [encode_record(self._next_seq + k, p) for k, p in enumerate(payloads[done:])]
+            records = encode_records(self._next_seq, payloads[done:])
             wait = self._last_fsync + self.fsync_interval_secs - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
@@ -244,7 +248,7 @@ class Spool:
                 self._next_seq += n
                 self._durable_seq = self._next_seq - 1
                 self.stats["spool_events_written_total"] += n
-                self.stats["spool_bytes_written_total"] += sum(len(r) for r in records[:n])
+                self.stats["spool_bytes_written_total"] += sum(map(len, records[:n]))
                 self._data.set()
                 if self.on_durable is not None:
                     self.on_durable(events[done : done + n])
@@ -282,13 +286,16 @@ class Spool:
                 seg = self._segments[-1] if self._segments else None
                 if seg is None or self._wfd is None or seg.size >= self.segment_bytes:
                     seg = self._new_segment(self._next_seq + i)
-                chunk: list[bytes] = []
-                size = 0
-                while i + len(chunk) < len(records) and (
-                    not chunk or seg.size + size < self.segment_bytes
-                ):
-                    chunk.append(records[i + len(chunk)])
-                    size += len(chunk[-1])
+                chunk = records[i:] if i else records
+                size = sum(map(len, chunk))
+                if seg.size + size - len(chunk[-1]) >= self.segment_bytes:
+                    # not all of them before the segment is full: up to the first past it
+                    chunk, size = [], 0
+                    while i + len(chunk) < len(records) and (
+                        not chunk or seg.size + size < self.segment_bytes
+                    ):
+                        chunk.append(records[i + len(chunk)])
+                        size += len(chunk[-1])
                 data = memoryview(b"".join(chunk))
                 assert self._wfd is not None
                 try:

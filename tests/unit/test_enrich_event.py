@@ -219,3 +219,86 @@ def test_access_log_usage_orjson_cannot_write_is_flagged_invalid_not_a_crash(
     assert ev["cost_status"] != "priced" or not big
     if not big:
         assert (ev["input_tokens"], ev["output_tokens"]) == (10, 5)
+
+
+def test_the_event_keys_come_in_schema_order_whatever_the_rate_limit_fields(
+    enricher: Enricher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event is filled in a copy of a template: its keys are the schema's, in the order a
+    dict display `{...head, **limits, ...tail}` gives, also when the rate-limit fields are not
+    exactly ratelimit.KEYS (an extra one goes after them, a missing one is absent)."""
+    import sidecar.enrich.event as event_mod
+    from sidecar.enrich.ratelimit import KEYS
+
+    schema = orjson.loads((REPO / "sidecar" / "schema" / "llm_usage_1.json").read_bytes())
+    a = AccessRecord("r1", status=200, time=AT, model="gpt-4o", user="u")
+    parsed = ParsedBody(model="gpt-4o", usage=Usage(input_tokens=10, output_tokens=5))
+    ev = enricher.enrich(completed(a), parsed).body
+    assert list(ev) == schema["required"] and len(ev) == len(schema["properties"])
+    first = enricher.enrich(completed(a), parsed).body
+    first["model"] = "changed"  # each event is a dict of its own, never the template
+    assert enricher.enrich(completed(a), parsed).body == ev
+
+    real = event_mod.parse_ratelimits
+    head = list(ev)[: list(ev).index(KEYS[0])]
+    tail = list(ev)[list(ev).index(KEYS[-1]) + 1 :]
+    for change in ({"extra_limit": 7}, {"drop": KEYS[3]}):
+
+        def limits(*args: object, change: dict = change, **kw: object) -> dict:
+            out = dict(real(*args, **kw))  # type: ignore[arg-type]
+            if "drop" in change:
+                del out[change["drop"]]
+            else:
+                out.update(change)
+            return out
+
+        monkeypatch.setattr(event_mod, "parse_ratelimits", limits)
+        got = enricher.enrich(completed(a), parsed).body
+        want = limits(a.response_headers, provider="openai", now=AT)
+        assert list(got) == head + list(want) + tail
+        assert {k: got[k] for k in want} == want
+        assert {k: v for k, v in got.items() if k not in want} == {
+            k: v for k, v in ev.items() if k not in KEYS
+        }
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_time_in_the_event_id_is_written_as_repr_writes_it(seed: int) -> None:
+    """`time_repr` (orjson for a float in range) is `repr`, digit for digit: random access
+    times, random bit patterns, the edges of the range and what is outside it."""
+    import random
+    import struct
+
+    from sidecar.enrich.event import time_repr
+
+    rnd = random.Random(seed)
+    values: list[object] = [
+        1e-3,
+        0.001000000000001,
+        9.999999999999998e14,
+        1e15,
+        1e16,
+        1.5e-5,
+        0.0,
+        -0.0,
+        -1.5,
+        float("nan"),
+        float("inf"),
+        -float("inf"),
+        5e-324,
+        1.7976931348623157e308,
+        2**70,
+        7,
+        True,
+        1764190000.0,
+        1764190000.1,
+        0.1 + 0.2,
+        123456789012345.67,
+    ]
+    for _ in range(20_000):
+        values.append(rnd.uniform(1e9, 2e9))
+        values.append(round(rnd.uniform(1e9, 2e9), 3))
+        values.append(10 ** rnd.uniform(-5, 16))
+        values.append(struct.unpack("<d", struct.pack("<Q", rnd.getrandbits(64)))[0])
+    for v in values:
+        assert time_repr(v) == repr(v), v

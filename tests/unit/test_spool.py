@@ -281,3 +281,50 @@ def test_a_segment_of_the_earlier_format_still_replays_byte_for_byte(tmp_path: P
     ]
     assert envs[0] == envs[1]
     assert orjson.loads(envs[0])["fields"] == {"model": "gpt-4o", "status": "ok"}
+
+
+def test_records_are_read_a_block_at_a_time_whatever_their_sizes(tmp_path: Path) -> None:
+    """`read_records` reads blocks (READ_AHEAD), not records: records smaller and larger than a
+    block, and limits by count and bytes, give exactly the records written, in order."""
+    from sidecar.spool.segment import READ_AHEAD, encode_records, read_records
+
+    sizes = [10, 3, READ_AHEAD * 2 + 5, 1, READ_AHEAD - 16, 7, READ_AHEAD, 0, 900]
+    payloads = [bytes([65 + i]) * n for i, n in enumerate(sizes)]
+    path = tmp_path / "seg"
+    path.write_bytes(b"".join(encode_records(40, payloads)))
+    end = path.stat().st_size
+    with open(path, "rb") as fh:
+        got, off = read_records(fh, 0, end, 100, 1 << 30)
+        assert got == list(enumerate(payloads, 40)) and off == end
+        got, off = read_records(fh, 0, end, 2, 1 << 30)
+        assert got == [(40, payloads[0]), (41, payloads[1])]
+        rest, off2 = read_records(fh, off, end, 100, 1)  # at least one, then the byte bound
+        assert rest == [(42, payloads[2])]
+        more, off3 = read_records(fh, off2, end, 100, READ_AHEAD + 10)
+        assert [s for s, _ in more] == [43, 44, 45, 46] and off3 < end  # the last one crosses
+
+
+def test_a_record_that_changed_on_disk_is_an_error_not_data(tmp_path: Path) -> None:
+    """The framing is checked as the records are read: a length past the durable end, a
+    sequence out of order, a file cut shorter than written raise OSError."""
+    import struct
+
+    from sidecar.spool.segment import encode_records, read_records
+
+    recs = encode_records(0, [b"a" * 100, b"b" * 100, b"c" * 100])
+    path = tmp_path / "seg"
+    cases = {
+        "length past the end": recs[0] + struct.pack("<I", 10**6) + recs[1][4:] + recs[2],
+        "sequence out of order": recs[0] + encode_records(5, [b"b" * 100])[0] + recs[2],
+    }
+    end = sum(map(len, recs))
+    for name, data in cases.items():
+        path.write_bytes(data)
+        with open(path, "rb") as fh, pytest.raises(OSError, match="changed on disk"):
+            read_records(fh, 0, end, 100, 1 << 30)
+        assert name
+    path.write_bytes(b"".join(recs)[:-50])  # shorter than the durable size said
+    with open(path, "rb") as fh, pytest.raises(OSError, match="changed on disk"):
+        read_records(fh, 0, end, 100, 1 << 30)
+    with open(path, "rb") as fh:  # what is whole before it is still read
+        assert read_records(fh, 0, end, 2, 1 << 30)[0] == [(0, b"a" * 100), (1, b"b" * 100)]
