@@ -305,8 +305,8 @@ def test_records_are_read_a_block_at_a_time_whatever_their_sizes(tmp_path: Path)
 
 
 def test_a_record_that_changed_on_disk_is_an_error_not_data(tmp_path: Path) -> None:
-    """The framing is checked as the records are read: a length past the durable end, a
-    sequence out of order, a file cut shorter than written raise OSError."""
+    """Each record is checked as it is read: a length past the durable end, a sequence out of
+    order, a changed byte (the CRC), a file cut shorter than written raise OSError."""
     import struct
 
     from sidecar.spool.segment import encode_records, read_records
@@ -316,13 +316,14 @@ def test_a_record_that_changed_on_disk_is_an_error_not_data(tmp_path: Path) -> N
     cases = {
         "length past the end": recs[0] + struct.pack("<I", 10**6) + recs[1][4:] + recs[2],
         "sequence out of order": recs[0] + encode_records(5, [b"b" * 100])[0] + recs[2],
+        # what is read goes to Splunk: a changed payload byte is caught by the CRC
+        "payload byte changed": recs[0] + recs[1][:-1] + bytes([recs[1][-1] ^ 1]) + recs[2],
     }
     end = sum(map(len, recs))
     for name, data in cases.items():
         path.write_bytes(data)
         with open(path, "rb") as fh, pytest.raises(OSError, match="changed on disk"):
             read_records(fh, 0, end, 100, 1 << 30)
-        assert name
     path.write_bytes(b"".join(recs)[:-50])  # shorter than the durable size said
     with open(path, "rb") as fh, pytest.raises(OSError, match="changed on disk"):
         read_records(fh, 0, end, 100, 1 << 30)
