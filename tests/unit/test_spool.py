@@ -320,7 +320,7 @@ def test_a_record_that_changed_on_disk_is_an_error_not_data(tmp_path: Path) -> N
         "payload byte changed": recs[0] + recs[1][:-1] + bytes([recs[1][-1] ^ 1]) + recs[2],
     }
     end = sum(map(len, recs))
-    for name, data in cases.items():
+    for data in cases.values():  # the keys name the cases
         path.write_bytes(data)
         with open(path, "rb") as fh, pytest.raises(OSError, match="changed on disk"):
             read_records(fh, 0, end, 100, 1 << 30)
