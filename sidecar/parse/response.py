@@ -37,7 +37,7 @@ from typing import Any
 
 import orjson
 
-from sidecar.parse.detect import EMBEDDINGS, MESSAGES, detect, model_from_path
+from sidecar.parse.detect import EMBEDDINGS, GENERATE, MESSAGES, detect, model_from_path
 from sidecar.parse.providers import parse_body, parse_stream_edges
 from sidecar.parse.sse import normalise_newlines
 from sidecar.types import Completed, ParsedBody
@@ -48,6 +48,9 @@ WINDOW_TAIL_BYTES = 2048  # ... and from its end
 # OpenAI chat stream of the generated mix, one part before them for the boundary), then, if a
 # parser walked past them (`EdgeChunks.crossed`), this many more.
 _EDGE_TAILS = (1536, 6144)
+# A shorter first try where the events read straight are short (`message_delta` and
+# `message_stop`; Gemini's last chunk): the generated mix's need at most 768 and 640 bytes.
+_SHORT_TAILS = {MESSAGES: 896, GENERATE: 768}
 _HEAD_APIS = frozenset({MESSAGES, EMBEDDINGS})  # stream parsers that walk forward too
 _NOT_SSE_START = frozenset(" \t\r\n\ufeff{[\x1f")  # what makes `parse_body` no SSE parse
 
@@ -145,7 +148,11 @@ def _parse_edges(c: Completed, provider: str, api: str) -> ParsedBody | None:
     if bad or not first or first[0] in _NOT_SSE_START:
         return None  # a JSON, gzip or blank-led body, or a torn part: not for the edges
     t = n
-    for want in _EDGE_TAILS:
+    tails = _EDGE_TAILS
+    short = _SHORT_TAILS.get(api)
+    if short is not None and short < tails[0]:
+        tails = (short, *tails)
+    for want in tails:
         if t == h:
             return None  # the tail already reaches the head: nothing more to try
         size = 0
