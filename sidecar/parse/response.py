@@ -12,11 +12,16 @@ their first event boundary, and, only for a parser that walks forward (Anthropic
 `EdgeChunks`, which notes any walk that would go past an edge into the middle that was never
 decoded; without such a crossing every event a parser saw is the whole body's own, in the same
 order, so the answer is the whole body's, whatever it says (usage or none, an error, a cut
-stream). OpenAI chat streams that end the usual way (finish chunk, usage chunk, `[DONE]`) are
-read straight from the tail's text (`openai_chat.parse_tail`). A crossing retries once with a
-longer tail, then the whole body decides; so does an answer read from the body's text (an
-OpenAI-compatible usage without a reasoning count: whether the model reasoned visibly is searched
-in the whole text), a body that is not SSE, and a short one.
+stream). Streams that start and end the usual way are read straight from the edges' text,
+without framing events: OpenAI chat (finish chunk, usage chunk, `[DONE]`:
+`openai_chat.parse_tail`), Anthropic (`message_start` and the first `content_block_start` at the
+head, `message_delta` and `message_stop` at the tail: `anthropic.parse_tail`) and Gemini (a last
+chunk with usage, finish reason, model and id: `gemini.parse_tail`); each steps aside for any
+other shape. Anthropic and Gemini try a shorter tail first (`_SHORT_TAILS`: their last events
+are short). A crossing retries with a longer tail, then the whole body decides; so does an
+answer read from the body's text (an OpenAI-compatible usage without a reasoning count: whether
+the model reasoned visibly is searched in the whole text), a body that is not SSE, and a short
+one.
 
 Without the hints (the provider or API left to sniffing, which reads the body) the older
 *window* applies: the first `WINDOW_HEAD_BYTES` and last `WINDOW_TAIL_BYTES` of body-log records,
