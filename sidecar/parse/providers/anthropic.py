@@ -273,6 +273,14 @@ _DELTA = "event: message_delta\ndata: "
 _STOP = "event: message_stop\ndata:"
 
 
+def _data(block: str, prefix: str) -> str | None:
+    """What follows `prefix` (an `event:` line and the start of a `data:` line) in a block
+    that is those two lines only, else None."""
+    if block.startswith(prefix) and block.find("\n", len(prefix)) < 0:
+        return block[len(prefix) :]
+    return None
+
+
 def parse_tail(pb: ParsedBody, tail: str, head: str | None) -> bool:
     """`parse_stream` (without `want_text`) of a stream that starts and ends the usual way,
     read straight from its edges' text: `head` begins with `message_start` then
@@ -286,31 +294,19 @@ def parse_tail(pb: ParsedBody, tail: str, head: str | None) -> bool:
     if head is None:
         return False
     blocks = tail.rsplit("\n\n", 3)
-    if len(blocks) < 3 or blocks[-1]:
-        return False
-    stop_block = blocks[-2]
-    delta_block = blocks[-3]
-    if (
-        not stop_block.startswith(_STOP)
-        or stop_block.find("\n", 20) >= 0
-        or not delta_block.startswith(_DELTA)
-        or delta_block.find("\n", 21) >= 0
-    ):
+    if len(blocks) < 3 or blocks[-1] or _data(blocks[-2], _STOP) is None:
         return False
     first = head.split("\n\n", 2)
     if len(first) < 3:
         return False
-    start_block, block_block = first[0], first[1]
-    if (
-        not start_block.startswith(_START)
-        or start_block.find("\n", 21) >= 0
-        or not block_block.startswith(_BLOCK_START)
-        or block_block.find("\n", 27) >= 0
-    ):
+    start_data = _data(first[0], _START)
+    block_data = _data(first[1], _BLOCK_START)
+    delta_data = _data(blocks[-3], _DELTA)
+    if start_data is None or block_data is None or delta_data is None:
         return False
-    start_obj = loads(start_block[27:])
-    block_obj = loads(block_block[33:])
-    delta = loads(delta_block[27:])
+    start_obj = loads(start_data)
+    block_obj = loads(block_data)
+    delta = loads(delta_data)
     if type(start_obj) is not dict or type(block_obj) is not dict or type(delta) is not dict:
         return False
     if as_dict(block_obj.get("content_block")).get("type") in _THINKING_BLOCKS:
