@@ -12,11 +12,16 @@ their first event boundary, and, only for a parser that walks forward (Anthropic
 `EdgeChunks`, which notes any walk that would go past an edge into the middle that was never
 decoded; without such a crossing every event a parser saw is the whole body's own, in the same
 order, so the answer is the whole body's, whatever it says (usage or none, an error, a cut
-stream). OpenAI chat streams that end the usual way (finish chunk, usage chunk, `[DONE]`) are
-read straight from the tail's text (`openai_chat.parse_tail`). A crossing retries once with a
-longer tail, then the whole body decides; so does an answer read from the body's text (an
-OpenAI-compatible usage without a reasoning count: whether the model reasoned visibly is searched
-in the whole text), a body that is not SSE, and a short one.
+stream). Streams that start and end the usual way are read straight from the edges' text,
+without framing events: OpenAI chat (finish chunk, usage chunk, `[DONE]`:
+`openai_chat.parse_tail`), Anthropic (`message_start` and the first `content_block_start` at the
+head, `message_delta` and `message_stop` at the tail: `anthropic.parse_tail`) and Gemini (a last
+chunk with usage, finish reason, model and id: `gemini.parse_tail`); each steps aside for any
+other shape. Anthropic and Gemini try a shorter tail first (`_SHORT_TAILS`: their last events
+are short). A crossing retries with a longer tail, then the whole body decides; so does an
+answer read from the body's text (an OpenAI-compatible usage without a reasoning count: whether
+the model reasoned visibly is searched in the whole text), a body that is not SSE, and a short
+one.
 
 Without the hints (the provider or API left to sniffing, which reads the body) the older
 *window* applies: the first `WINDOW_HEAD_BYTES` and last `WINDOW_TAIL_BYTES` of body-log records,
@@ -37,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from sidecar.parse.detect import EMBEDDINGS, MESSAGES, detect, model_from_path
+from sidecar.parse.detect import EMBEDDINGS, GENERATE, MESSAGES, detect, model_from_path
 from sidecar.parse.providers import parse_body, parse_stream_edges
 from sidecar.parse.sse import normalise_newlines
 from sidecar.types import Completed, ParsedBody
@@ -48,6 +53,9 @@ WINDOW_TAIL_BYTES = 2048  # ... and from its end
 # OpenAI chat stream of the generated mix, one part before them for the boundary), then, if a
 # parser walked past them (`EdgeChunks.crossed`), this many more.
 _EDGE_TAILS = (1536, 6144)
+# A shorter first try where the events read straight are short (`message_delta` and
+# `message_stop`; Gemini's last chunk): the generated mix's need at most 768 and 640 bytes.
+_SHORT_TAILS = {MESSAGES: 896, GENERATE: 768}
 _HEAD_APIS = frozenset({MESSAGES, EMBEDDINGS})  # stream parsers that walk forward too
 _NOT_SSE_START = frozenset(" \t\r\n\ufeff{[\x1f")  # what makes `parse_body` no SSE parse
 
@@ -145,7 +153,11 @@ def _parse_edges(c: Completed, provider: str, api: str) -> ParsedBody | None:
     if bad or not first or first[0] in _NOT_SSE_START:
         return None  # a JSON, gzip or blank-led body, or a torn part: not for the edges
     t = n
-    for want in _EDGE_TAILS:
+    tails = _EDGE_TAILS
+    short = _SHORT_TAILS.get(api)
+    if short is not None and short < tails[0]:
+        tails = (short, *tails)
+    for want in tails:
         if t == h:
             return None  # the tail already reaches the head: nothing more to try
         size = 0

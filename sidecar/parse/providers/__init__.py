@@ -112,7 +112,15 @@ def parse_stream_edges(
     `api` must be known: sniffing them reads the whole body. Never raises (None)."""
     pb = ParsedBody(provider=provider, api=api, truncated=truncated, is_stream=True)
     try:
-        if api not in _NOT_CHAT and openai_chat.parse_tail(pb, tail):
+        # A stream that starts and ends the usual way is read straight from its text (each
+        # `parse_tail` gives its parser's answer, or False and leaves `pb` untouched).
+        if api == _detect.MESSAGES:
+            if anthropic.parse_tail(pb, tail, head()):
+                return pb
+        elif api == _detect.GENERATE:
+            if gemini.parse_tail(pb, tail):
+                return pb
+        elif api not in _NOT_CHAT and openai_chat.parse_tail(pb, tail):
             return None if pb.read_text else pb
         chunks = EdgeChunks(tail, head)
         try:

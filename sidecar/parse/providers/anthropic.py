@@ -238,6 +238,14 @@ def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
         elif kind == "message_start":
             break
 
+    _fill(pb, start, delta, stop)
+
+
+def _fill(
+    pb: ParsedBody, start: dict[str, Any] | None, delta: dict[str, Any] | None, stop: bool
+) -> None:
+    """`pb` from what the walks found: message_start's `message`, the last message_delta,
+    whether message_stop was seen (`parse_stream` and `parse_tail` share it)."""
     if start is not None:
         pb.model = as_str(start.get("model"))
         pb.provider_request_id = as_str(start.get("id"))
@@ -256,6 +264,55 @@ def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
     if stop:
         pb.terminal_seen = True
     _finalise(pb)
+
+
+# The four events `parse_tail` reads, each an `event:` line then one `data:` line.
+_START = "event: message_start\ndata: "
+_BLOCK_START = "event: content_block_start\ndata: "
+_DELTA = "event: message_delta\ndata: "
+_STOP = "event: message_stop\ndata:"
+
+
+def _data(block: str, prefix: str) -> str | None:
+    """What follows `prefix` (an `event:` line and the start of a `data:` line) in a block
+    that is those two lines only, else None."""
+    if block.startswith(prefix) and block.find("\n", len(prefix)) < 0:
+        return block[len(prefix) :]
+    return None
+
+
+def parse_tail(pb: ParsedBody, tail: str, head: str | None) -> bool:
+    """`parse_stream` (without `want_text`) of a stream that starts and ends the usual way,
+    read straight from its edges' text: `head` begins with `message_start` then
+    `content_block_start`, `tail` ends with `message_delta` then `message_stop`, each event an
+    `event:` line and one `data:` line, separated by exactly one blank line, the three decoded
+    payloads JSON objects. Then `parse_stream` walks exactly these events (forward: the start,
+    the first block, where it stops; backward: the stop, the delta, where it stops) and reads
+    nothing else: this gives its answer without framing events. False, `pb` untouched, for any
+    other shape: `parse_stream` decides. `head` and `tail` are whole events, newlines
+    normalised, head before tail (`EdgeChunks`)."""
+    if head is None:
+        return False
+    blocks = tail.rsplit("\n\n", 3)
+    if len(blocks) < 3 or blocks[-1] or _data(blocks[-2], _STOP) is None:
+        return False
+    first = head.split("\n\n", 2)
+    if len(first) < 3:
+        return False
+    start_data = _data(first[0], _START)
+    block_data = _data(first[1], _BLOCK_START)
+    delta_data = _data(blocks[-3], _DELTA)
+    if start_data is None or block_data is None or delta_data is None:
+        return False
+    start_obj = loads(start_data)
+    block_obj = loads(block_data)
+    delta = loads(delta_data)
+    if type(start_obj) is not dict or type(block_obj) is not dict or type(delta) is not dict:
+        return False
+    if as_dict(block_obj.get("content_block")).get("type") in _THINKING_BLOCKS:
+        pb.reasoning_model_hint = True
+    _fill(pb, as_dict(start_obj.get("message")), delta, True)
+    return True
 
 
 def parse_json(pb: ParsedBody, obj: dict[str, Any], want_text: bool) -> None:

@@ -193,6 +193,18 @@ def parse_chunks(
         ):
             break
 
+    _fill(pb, usage_meta, finish, tier, thought, complete_array)
+
+
+def _fill(
+    pb: ParsedBody,
+    usage_meta: dict[str, Any] | None,
+    finish: str | None,
+    tier: str | None,
+    thought: bool,
+    complete_array: bool,
+) -> None:
+    """`pb` from what the walk found (`parse_chunks` and `parse_tail` share it)."""
     pb.finish_reason = finish
     pb.service_tier = tier
     if finish is not None or complete_array:
@@ -204,6 +216,35 @@ def parse_chunks(
     pb.reasoning_model_hint = thought or bool(pb.usage and pb.usage.reasoning_tokens > 0)
     if pb.usage is not None and thought and "thoughtsTokenCount" not in (usage_meta or {}):
         pb.usage.reasoning_unknown = True
+
+
+def parse_tail(pb: ParsedBody, tail: str) -> bool:
+    """`parse_chunks` (SSE, without `want_text`) of a stream whose last event says it all,
+    read straight from the end of its text: one `data:` line, then exactly one blank line and
+    nothing after, a JSON object without `"error"` in its text that has usage counts, a
+    finish reason, `modelVersion` and `responseId`. Then `parse_chunks` decodes this event
+    alone and stops: this gives its answer without framing events. False, `pb` untouched, for
+    any other shape: `parse_chunks` decides. `tail` is whole events, newlines normalised."""
+    blocks = tail.rsplit("\n\n", 2)
+    if len(blocks) < 2 or blocks[-1]:
+        return False
+    block = blocks[-2]
+    if not block.startswith("data: ") or "\n" in block or '"error"' in block:
+        return False
+    obj = loads(block[6:])
+    if type(obj) is not dict:
+        return False
+    meta = as_dict(obj.get("usageMetadata"))
+    finish = _finish_reason(obj)
+    model = as_str(obj.get("modelVersion"))
+    rid = as_str(obj.get("responseId"))
+    if not has_counts(meta) or finish is None or model is None or rid is None:
+        return False
+    thought = '"thought"' in block and _texts(obj, [])
+    pb.model = model
+    pb.provider_request_id = rid
+    _fill(pb, meta, finish, service_tier_from(meta), thought, False)
+    return True
 
 
 def parse_json(pb: ParsedBody, obj: dict[str, Any], want_text: bool) -> None:
