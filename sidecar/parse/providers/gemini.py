@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sidecar.parse import textscan
 from sidecar.parse.providers import errors
 from sidecar.parse.providers._common import (
     GEMINI_FUNCTION_CALL_TOKENS,
@@ -150,6 +151,23 @@ def split_json_array(body: str) -> list[Any] | None:
     return out
 
 
+def _stream_texts(chunks: Chunks, out: list[str], calls: list[int]) -> bool:
+    """`_texts` of every chunk, in order (whether a part was a thought): by the C walk
+    (`textscan.gemini`) when it is there, which hands back the events it does not read
+    itself; else here."""
+
+    def on_event(kind: str | None, obj: dict[str, Any] | None) -> bool:
+        return obj is not None and _texts(obj, out, calls)
+
+    thought = chunks.text_walk(textscan.gemini, out, on_event)
+    if thought is None:
+        thought = False
+        for obj in chunks.forward_objects():
+            if obj is not None:
+                thought = _texts(obj, out, calls) or thought
+    return bool(thought)
+
+
 def parse_chunks(
     pb: ParsedBody, chunks: Chunks, want_text: bool, *, complete_array: bool = False
 ) -> None:
@@ -157,9 +175,7 @@ def parse_chunks(
     thought = False
     if want_text:
         calls = [0]
-        for obj in chunks.forward_objects():
-            if obj is not None:
-                thought = _texts(obj, pb.output_text, calls) or thought
+        thought = _stream_texts(chunks, pb.output_text, calls)
         pb.output_extra_tokens += GEMINI_FUNCTION_CALL_TOKENS * calls[0]
     usage_meta: dict[str, Any] | None = None
     finish: str | None = None
