@@ -242,16 +242,17 @@ literal(P *p, const char *word, Py_ssize_t len)
 
 static int value(P *p);
 
-/* Objects and arrays are walked with these: `open` after the bracket (1: a first member
- * follows, 0: empty and closed), `more` after a member (1: another follows, 0: closed). */
+/* Objects and arrays are walked with these (`close` their closing bracket): `open` at the
+ * opening one (1: a first member follows, 0: empty and closed), `more` after a member (1:
+ * another follows, 0: closed). */
 static int
-open_obj(P *p)
+open_(P *p, Py_UCS4 close)
 {
     if (++p->depth > MAX_DEPTH)
         return BAIL;
     p->i++;
     ws(p);
-    if (p->i < p->n && AT(p, p->i) == '}') {
+    if (p->i < p->n && AT(p, p->i) == close) {
         p->i++;
         p->depth--;
         return 0;
@@ -260,56 +261,29 @@ open_obj(P *p)
 }
 
 static int
-more_obj(P *p)
+more_(P *p, Py_UCS4 close)
 {
     ws(p);
     if (p->i >= p->n)
         return BAIL;
-    if (AT(p, p->i) == ',') {
-        p->i++;
-        return 1;
-    }
-    if (AT(p, p->i) == '}') {
-        p->i++;
-        p->depth--;
-        return 0;
-    }
-    return BAIL;
-}
-
-static int
-open_arr(P *p)
-{
-    if (++p->depth > MAX_DEPTH)
-        return BAIL;
-    p->i++;
-    ws(p);
-    if (p->i < p->n && AT(p, p->i) == ']') {
-        p->i++;
-        p->depth--;
-        return 0;
-    }
-    return 1;
-}
-
-static int
-more_arr(P *p)
-{
-    ws(p);
-    if (p->i >= p->n)
-        return BAIL;
-    if (AT(p, p->i) == ',') {
+    Py_UCS4 c = AT(p, p->i);
+    if (c == ',') {
         p->i++;
         ws(p);
         return 1;
     }
-    if (AT(p, p->i) == ']') {
+    if (c == close) {
         p->i++;
         p->depth--;
         return 0;
     }
     return BAIL;
 }
+
+#define open_obj(p) open_(p, '}')
+#define more_obj(p) more_(p, '}')
+#define open_arr(p) open_(p, ']')
+#define more_arr(p) more_(p, ']')
 
 /* A member's key, then its colon; the value's first character is at p->i. A key with an
  * escape could spell a name this walk reads: not in the subset. */

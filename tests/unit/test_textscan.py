@@ -349,3 +349,17 @@ def test_no_reference_or_memory_kept() -> None:
     finally:
         tracemalloc.stop()
     assert after - before < 10_000  # 1,000 calls: a leaked piece per call is > 50 kB
+
+
+def test_the_text_walk_uses_the_extension_unless_told_not_to() -> None:
+    from sidecar.parse import textscan
+
+    if os.environ.get("LLM_HEC_SIDECAR_PURE", "") not in ("", "0"):
+        assert textscan.chat is textscan.gemini is textscan.anthropic is None
+    else:
+        assert textscan.NATIVE
+        assert (textscan.chat, textscan.gemini, textscan.anthropic) == (
+            native.chat,
+            native.gemini,
+            native.anthropic,
+        )

@@ -354,6 +354,27 @@ class Chunks:
 
         return scan(self.text, target, slow)
 
+    def read_objects(
+        self,
+        scan: Callable[[str, Any, Callable[[int, str], Any]], Any] | None,
+        out: list[str],
+        read: Callable[[dict[str, Any]], bool],
+    ) -> bool:
+        """`read(obj)` of every event's object, in order, for a walk that appends the text
+        pieces to `out` (`scan`, in C, reads the usual events itself: `text_walk`); whether
+        one of them said True."""
+
+        def on_event(kind: str | None, obj: dict[str, Any] | None) -> bool:
+            return obj is not None and read(obj)
+
+        said = self.text_walk(scan, out, on_event)
+        if said is None:
+            said = False
+            for obj in self.forward_objects():
+                if obj is not None:
+                    said = read(obj) or said
+        return bool(said)
+
     def forward(self) -> Iterator[Event]:
         """Events from the first to the last."""
         if self._objects is not None:

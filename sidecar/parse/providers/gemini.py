@@ -151,23 +151,6 @@ def split_json_array(body: str) -> list[Any] | None:
     return out
 
 
-def _stream_texts(chunks: Chunks, out: list[str], calls: list[int]) -> bool:
-    """`_texts` of every chunk, in order (whether a part was a thought): by the C walk
-    (`textscan.gemini`) when it is there, which hands back the events it does not read
-    itself; else here."""
-
-    def on_event(kind: str | None, obj: dict[str, Any] | None) -> bool:
-        return obj is not None and _texts(obj, out, calls)
-
-    thought = chunks.text_walk(textscan.gemini, out, on_event)
-    if thought is None:
-        thought = False
-        for obj in chunks.forward_objects():
-            if obj is not None:
-                thought = _texts(obj, out, calls) or thought
-    return bool(thought)
-
-
 def parse_chunks(
     pb: ParsedBody, chunks: Chunks, want_text: bool, *, complete_array: bool = False
 ) -> None:
@@ -175,7 +158,8 @@ def parse_chunks(
     thought = False
     if want_text:
         calls = [0]
-        thought = _stream_texts(chunks, pb.output_text, calls)
+        out = pb.output_text  # the usual events read in C when it is there (textscan)
+        thought = chunks.read_objects(textscan.gemini, out, lambda obj: _texts(obj, out, calls))
         pb.output_extra_tokens += GEMINI_FUNCTION_CALL_TOKENS * calls[0]
     usage_meta: dict[str, Any] | None = None
     finish: str | None = None

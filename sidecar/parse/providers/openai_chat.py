@@ -198,28 +198,13 @@ def _finalise(pb: ParsedBody, usage_obj: dict[str, Any] | None, body: str) -> No
                     pb.usage.reasoning_unknown = True
 
 
-def _stream_texts(chunks: Chunks, out: list[str], calls: dict[Any, list[str]]) -> bool:
-    """`_texts` of every event of a stream, in order: by the C walk (`textscan.chat`) when it
-    is there, which hands back the events it does not read itself; else here."""
-
-    def on_event(kind: str | None, obj: dict[str, Any] | None) -> bool:
-        return obj is not None and _texts(obj, out, calls)
-
-    text = chunks.text_walk(textscan.chat, out, on_event)
-    if text is None:
-        text = False
-        for obj in chunks.forward_objects():
-            if obj is not None:
-                text = _texts(obj, out, calls) or text
-    return bool(text)
-
-
 def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
     """Fill `pb` from a chat completions SSE stream, walking it from its end."""
     calls: dict[Any, list[str]] = {}
     text = False
     if want_text:
-        text = _stream_texts(chunks, pb.output_text, calls)
+        out = pb.output_text  # the usual events read in C when it is there (textscan)
+        text = chunks.read_objects(textscan.chat, out, lambda obj: _texts(obj, out, calls))
 
     usage_obj: dict[str, Any] | None = None
     usage_choices_empty = False
