@@ -245,7 +245,7 @@ static int value(P *p);
 /* Objects and arrays are walked with these (`close` their closing bracket): `open` at the
  * opening one (1: a first member follows, 0: empty and closed), `more` after a member (1:
  * another follows, 0: closed). */
-static int
+static inline int
 open_(P *p, Py_UCS4 close)
 {
     if (++p->depth > MAX_DEPTH)
@@ -260,7 +260,7 @@ open_(P *p, Py_UCS4 close)
     return 1;
 }
 
-static int
+static inline int
 more_(P *p, Py_UCS4 close)
 {
     ws(p);
