@@ -11,6 +11,7 @@ setup(
         Extension(name, sources=[source], optional=True)
         for name, source in [
             ("sidecar.parse._bodyscan", "sidecar/parse/_bodyscan.c"),
+            ("sidecar.parse._textscan", "sidecar/parse/_textscan.c"),
             ("sidecar.sources._splitlines", "sidecar/sources/_splitlines.c"),
         ]
     ]

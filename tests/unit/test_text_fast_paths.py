@@ -58,8 +58,18 @@ def ref_gemini_texts(obj: dict[str, Any], out: list[str], calls: list[int] | Non
     return _GEMINI_TEXTS(obj, out, calls, inline=False)
 
 
+def no_text_walk(self: Chunks, *args: Any) -> None:
+    return None  # `Chunks.text_walk` says it cannot: the Python walks run
+
+
+def pure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C walk (`textscan`, `Chunks.text_walk`) swapped for its pure-Python twin."""
+    monkeypatch.setattr(Chunks, "text_walk", no_text_walk)
+
+
 def general(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every text shortcut swapped back for its general path."""
+    pure(monkeypatch)
     monkeypatch.setattr(Chunks, "forward_kinds", ref_forward_kinds)
     monkeypatch.setattr(Chunks, "forward_objects", ref_forward_objects)
     monkeypatch.setattr(anthropic, "_stream_blocks", ref_anthropic_blocks)
@@ -75,10 +85,15 @@ HINTS = [
 
 
 def both(body: str, provider: str | None, api: str | None) -> tuple[Any, Any]:
+    """The answer with every shortcut (the C walk when built) and the general path's; the
+    Python shortcuts alone (the C walk's twin) must give the same answer as well."""
     fast = parse_body(body, provider=provider, api=api, want_text=True)
     with pytest.MonkeyPatch.context() as mp:
+        pure(mp)
+        twin = parse_body(body, provider=provider, api=api, want_text=True)
         general(mp)
         ref = parse_body(body, provider=provider, api=api, want_text=True)
+    assert dataclasses.asdict(twin) == dataclasses.asdict(ref)
     return dataclasses.asdict(fast), dataclasses.asdict(ref)
 
 

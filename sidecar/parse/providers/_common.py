@@ -292,6 +292,7 @@ class Chunks:
             return
         cache = self._cache
         check = bool(cache)  # events are cached only behind this walk: none ahead if empty
+        framed = self._framed
         for at, block in self._blocks():
             if check:
                 ev = cache.get(at)
@@ -300,29 +301,79 @@ class Chunks:
                     if kinds is None or kind in kinds:
                         yield kind, ev.obj()
                     continue
-            name = None
-            if block.startswith("data: ") and "\n" not in block:
-                data = block[6:]  # parse_block's fast path
-            else:
-                framed = parse_block(block)
-                if framed is None:
-                    continue
-                name, data = framed
-            kind = None
-            if kinds is not None:
-                kind = name or peek_type(data)
-                if kind not in kinds:
-                    continue
-            if not data or data.startswith("[DONE]") or data.isspace():
-                yield kind, None
-                continue
-            try:
-                value = _orjson_loads(data)
-            except _DECODE_ERRORS:
-                ev = cache[at] = Event(self, name, data, at == self._last_start)
-                yield kind, ev.obj()
-                continue
-            yield kind, value if type(value) is dict else None
+            got = framed(at, block, kinds)
+            if got is not None:
+                yield got
+
+    def _framed(
+        self, at: int, block: str, kinds: frozenset[str] | None
+    ) -> tuple[str | None, dict[str, Any] | None] | None:
+        """`(kind, obj)` of the block at offset `at`, as `forward_kinds(kinds)` gives it (the
+        block not yet cached), or None: no event there, or one of another kind."""
+        name = None
+        if block.startswith("data: ") and "\n" not in block:
+            data = block[6:]  # parse_block's fast path
+        else:
+            framed = parse_block(block)
+            if framed is None:
+                return None
+            name, data = framed
+        kind = None
+        if kinds is not None:
+            kind = name or peek_type(data)
+            if kind not in kinds:
+                return None
+        if not data or data.startswith("[DONE]") or data.isspace():
+            return kind, None
+        try:
+            value = _orjson_loads(data)
+        except _DECODE_ERRORS:
+            ev = self._cache[at] = Event(self, name, data, at == self._last_start)
+            return kind, ev.obj()
+        return kind, value if type(value) is dict else None
+
+    def text_walk(
+        self,
+        scan: Callable[[str, Any, Callable[[int, str], Any]], Any] | None,
+        target: Any,
+        on_event: Callable[[str | None, dict[str, Any] | None], Any],
+        kinds: frozenset[str] | None = None,
+    ) -> Any:
+        """The text mode's walk of every event by `scan`, a `textscan` function in C (it
+        reads the usual events itself into `target` and hands each other block to Python:
+        `on_event(kind, obj)` of what `forward_kinds(kinds)` gives for it); its answer, or None
+        when it cannot run (no scanner, decoded objects, events already cached): the caller
+        then walks `forward_kinds` itself, `target` untouched."""
+        if scan is None or self._objects is not None or self._cache or type(self) is not Chunks:
+            return None
+        framed = self._framed
+
+        def slow(at: int, block: str) -> Any:
+            got = framed(at, block, kinds)
+            return False if got is None else on_event(*got)
+
+        return scan(self.text, target, slow)
+
+    def read_objects(
+        self,
+        scan: Callable[[str, Any, Callable[[int, str], Any]], Any] | None,
+        out: list[str],
+        read: Callable[[dict[str, Any]], bool],
+    ) -> bool:
+        """`read(obj)` of every event's object, in order, for a walk that appends the text
+        pieces to `out` (`scan`, in C, reads the usual events itself: `text_walk`); whether
+        one of them said True."""
+
+        def on_event(kind: str | None, obj: dict[str, Any] | None) -> bool:
+            return obj is not None and read(obj)
+
+        said = self.text_walk(scan, out, on_event)
+        if said is None:
+            said = False
+            for obj in self.forward_objects():
+                if obj is not None:
+                    said = read(obj) or said
+        return bool(said)
 
     def forward(self) -> Iterator[Event]:
         """Events from the first to the last."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sidecar.parse import textscan
 from sidecar.parse.providers import errors
 from sidecar.parse.providers._common import (
     ANTHROPIC_MESSAGE_TOKENS,
@@ -176,29 +177,46 @@ def _finalise(pb: ParsedBody) -> None:
 
 def _stream_blocks(chunks: Chunks, inline: bool = True) -> dict[Any, tuple[str, Any, list[str]]]:
     """Every content block of a stream (its type, name, text pieces), by index. Only the
-    content_block_start / delta events are decoded; the usual text delta is read inline
-    (`inline=False`: by `_block_text`, the general path the tests compare it with)."""
+    content_block_start / delta events are decoded: by the C walk (`textscan.anthropic`) when
+    it is there, which hands back to `_block_event` the events it does not read itself; else
+    here. The usual text delta is read inline (`inline=False`: neither the C walk nor the
+    inline read, only `_block_text`, the general path the tests compare them with)."""
     # Deltas cut words anywhere: join them per block, count each block once.
     blocks: dict[Any, tuple[str, Any, list[str]]] = {}
-    for kind, obj in chunks.forward_kinds(_TEXT_EVENTS):  # the others are not decoded
-        if obj is None:
-            obj = {}
-        index = obj.get("index")
-        index = index if type(index) in (int, str) else None
-        if kind == "content_block_start":
-            block = as_dict(obj.get("content_block"))
-            entry = (str(block.get("type")), block.get("name"), [])
-            blocks[index] = entry
-        else:
-            block = as_dict(obj.get("delta"))
-            entry = blocks.setdefault(index, ("text", None, []))
-            if inline and len(block) == 2 and "type" in block and type(block.get("text")) is str:
-                text = block["text"]  # the usual text delta ({"type", "text"}): its text
-                if text:
-                    entry[2].append(text)
-                continue
-        _block_text(block, entry[2])
+
+    def on_event(kind: str | None, obj: dict[str, Any] | None) -> None:
+        _block_event(blocks, kind, obj, inline)
+
+    if not inline or chunks.text_walk(textscan.anthropic, blocks, on_event, _TEXT_EVENTS) is None:
+        for kind, obj in chunks.forward_kinds(_TEXT_EVENTS):  # the others are not decoded
+            _block_event(blocks, kind, obj, inline)
     return blocks
+
+
+def _block_event(
+    blocks: dict[Any, tuple[str, Any, list[str]]],
+    kind: str | None,
+    obj: dict[str, Any] | None,
+    inline: bool,
+) -> None:
+    """One content_block_start / delta event (`obj` None: it did not decode) into `blocks`."""
+    if obj is None:
+        obj = {}
+    index = obj.get("index")
+    index = index if type(index) in (int, str) else None
+    if kind == "content_block_start":
+        block = as_dict(obj.get("content_block"))
+        entry = (str(block.get("type")), block.get("name"), [])
+        blocks[index] = entry
+    else:
+        block = as_dict(obj.get("delta"))
+        entry = blocks.setdefault(index, ("text", None, []))
+        if inline and len(block) == 2 and "type" in block and type(block.get("text")) is str:
+            text = block["text"]  # the usual text delta ({"type", "text"}): its text
+            if text:
+                entry[2].append(text)
+            return
+    _block_text(block, entry[2])
 
 
 def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sidecar.parse import textscan
 from sidecar.parse.providers import errors
 from sidecar.parse.providers._common import (
     GEMINI_FUNCTION_CALL_TOKENS,
@@ -157,9 +158,8 @@ def parse_chunks(
     thought = False
     if want_text:
         calls = [0]
-        for obj in chunks.forward_objects():
-            if obj is not None:
-                thought = _texts(obj, pb.output_text, calls) or thought
+        out = pb.output_text  # the usual events read in C when it is there (textscan)
+        thought = chunks.read_objects(textscan.gemini, out, lambda obj: _texts(obj, out, calls))
         pb.output_extra_tokens += GEMINI_FUNCTION_CALL_TOKENS * calls[0]
     usage_meta: dict[str, Any] | None = None
     finish: str | None = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from sidecar.parse import textscan
 from sidecar.parse.providers import errors
 from sidecar.parse.providers._common import (
     COUNT_MAX,
@@ -202,9 +203,8 @@ def parse_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
     calls: dict[Any, list[str]] = {}
     text = False
     if want_text:
-        for obj in chunks.forward_objects():
-            if obj is not None:
-                text = _texts(obj, pb.output_text, calls) or text
+        out = pb.output_text  # the usual events read in C when it is there (textscan)
+        text = chunks.read_objects(textscan.chat, out, lambda obj: _texts(obj, out, calls))
 
     usage_obj: dict[str, Any] | None = None
     usage_choices_empty = False
