@@ -12,6 +12,7 @@ setup(
         for name, source in [
             ("sidecar.parse._bodyscan", "sidecar/parse/_bodyscan.c"),
             ("sidecar.sources._splitlines", "sidecar/sources/_splitlines.c"),
+            ("sidecar.parse._accessscan", "sidecar/parse/_accessscan.c"),
         ]
     ]
 )

@@ -269,3 +269,102 @@ def test_access_record_is_built_in_field_order() -> None:
         "t1", "hash:k1", "c1", "cr1", 3, "OK", {"x-a": "1", "x-b": "2"}, "body",
         {"prompt_tokens": 1}, "req", [], False,
     )  # fmt: skip
+
+
+# --- the C twin (`_accessscan.c`) against the pure path -------------------------------------------
+
+needs_c = pytest.mark.skipif(access._accessscan is None, reason="C extension not built here")
+
+
+def pure_scan(d: dict[str, Any], lay: Any) -> tuple[Any, Any, list[str]]:
+    f = Fields()
+    return access._resp_headers_of(d, lay, f), tuple(map(d.get, access._NGINX_KEYS)), f.invalid
+
+
+@needs_c
+@settings(max_examples=600)
+@given(st.lists(st.tuples(st.sampled_from(RESP_KEYS + OTHER_KEYS), HOSTILE), max_size=10).map(dict))
+def test_c_scan_is_the_pure_path_or_declines(d: dict[str, Any]) -> None:
+    lay = access._Layout(tuple(d))
+    got = access._accessscan.scan(d, lay.keys, lay.slots, len(access._NGINX_KEYS))
+    headers, fields, invalid = pure_scan(d, lay)
+    plain = all(
+        not v or (type(v) is str and v != "-")
+        for k, v in d.items()
+        if k.startswith("resp_") and len(k) > 5
+    )
+    if got is None:
+        assert not plain  # it declines only a truthy non-string or a "-"
+    else:
+        assert plain and invalid == []
+        assert got[0] == headers and list(got[0]) == list(headers)
+        assert all(a is b for a, b in zip(got[1], fields, strict=True))  # the same objects
+    if len(d) > 1:  # another key order, one key more or less: another layout, declined
+        for keys in (tuple(reversed(lay.keys)), lay.keys[1:], (*lay.keys, "resp_other")):
+            other = access._Layout(keys)
+            assert access._accessscan.scan(d, other.keys, other.slots, 23) is None
+
+
+@needs_c
+def test_c_scan_refuses_bad_arguments() -> None:
+    lay = access._Layout(("request_id", "resp_x_a"))
+    d = {"request_id": "r", "resp_x_a": "1"}
+    assert access._accessscan.scan(d, lay.keys, lay.slots, 23) == (
+        {"x-a": "1"},
+        ("r",) + (None,) * 22,
+    )
+    with pytest.raises(ValueError):
+        access._accessscan.scan(d, lay.keys, lay.slots[:1], 23)
+    with pytest.raises(ValueError):
+        access._accessscan.scan(d, lay.keys, (99, "x-a"), 23)  # a place past the fields
+    with pytest.raises(TypeError):
+        access._accessscan.scan(list(d), lay.keys, lay.slots, 23)
+    # keys that are not strings (only a hand-made layout can hold them): declined
+    assert (
+        access._accessscan.scan({1: "r", "resp_x_a": "1"}, (2, "resp_x_a"), lay.slots, 23) is None
+    )
+
+
+@needs_c
+def test_c_scan_does_not_leak() -> None:
+    import gc
+    import tracemalloc
+
+    d = nginx_line(resp_x_3="7", request_id="r", user="u")
+    lay = access._Layout(tuple(d))
+    bad = dict(d, resp_x_4=5)
+    tracemalloc.start()
+    try:
+        for _ in range(100):  # warm up
+            access._accessscan.scan(d, lay.keys, lay.slots, 23)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(3000):
+            access._accessscan.scan(d, lay.keys, lay.slots, 23)
+            access._accessscan.scan(bad, lay.keys, lay.slots, 23)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after - before < 10_000
+
+
+def test_the_parser_uses_the_extension_unless_told_not_to() -> None:
+    import os
+
+    pure = os.environ.get("LLM_HEC_SIDECAR_PURE", "") not in ("", "0")
+    assert access.NATIVE is (not pure and access._accessscan is not None)
+    if os.environ.get("CI") and not pure:  # CI installs with a compiler
+        assert access.NATIVE
+
+
+@pytest.mark.parametrize("first", [True, 5, "-", "1"])
+def test_two_keys_of_one_name_count_what_the_general_loop_counts(first: Any) -> None:
+    d = {"resp_x_a": first, "resp_x-a": "0", "resp_x_b": ""}
+    for lay in (access._layout(d), access._Layout(tuple(d))):
+        fast, slow = Fields(), Fields()
+        assert access._resp_headers_of(d, lay, fast) == reference_headers(d, slow) == {"x-a": "0"}
+        assert fast.invalid == slow.invalid == (["response_headers"] if first is True else [])
+    rec = parse_nginx_json(orjson.dumps(dict(d, request_id="r")))
+    assert rec.response_headers == {"x-a": "0"}
+    assert rec.invalid_fields == (["response_headers"] if first is True else [])
