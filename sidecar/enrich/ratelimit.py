@@ -124,27 +124,9 @@ def _seconds(value: str) -> float | None:
     return f
 
 
-_PCTS: dict[tuple[Number, Number], float | None] = {}  # (remaining, limit) -> _pct
-_PCTS_MAX = 4096  # entries kept (emptied when full); counts are at most 2^53 when kept
-
-
 def _pct(remaining: Number | None, limit: Number | None) -> float | None:
-    """`remaining` as a percentage of `limit`, 0..100, to 2 decimals. Kept per pair: the
-    requests' remaining counts repeat from request to request, and `round` is the cost."""
     if remaining is None or limit is None or limit <= 0:
         return None
-    key = (remaining, limit)
-    pct = _PCTS.get(key)
-    if pct is None:
-        pct = _pct_of(remaining, limit)
-        if remaining < _BOUND and limit < _BOUND:
-            if len(_PCTS) >= _PCTS_MAX:
-                _PCTS.clear()
-            _PCTS[key] = pct
-    return pct
-
-
-def _pct_of(remaining: Number, limit: Number) -> float | None:
     try:
         pct = remaining * 100 / limit
     except OverflowError:  # a count of hundreds of digits over a small limit

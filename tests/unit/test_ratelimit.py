@@ -446,18 +446,3 @@ def test_go_duration_shortcut_is_the_regex(value: str) -> None:
         return
     got, want = ratelimit._go_duration(value), regex_duration(value)
     assert got == want or (got != got and want != want)
-
-
-@settings(max_examples=300)
-@given(
-    st.one_of(st.none(), st.integers(min_value=0, max_value=2**70)),
-    st.one_of(st.none(), st.integers(min_value=-1, max_value=2**70)),
-)
-def test_pct_memo_is_the_computation(remaining: int | None, limit: int | None) -> None:
-    for _ in range(2):  # the second read may come from the memo
-        want = None
-        if remaining is not None and limit is not None and limit > 0:
-            want = ratelimit._pct_of(remaining, limit)
-        assert ratelimit._pct(remaining, limit) == want
-    assert len(ratelimit._PCTS) <= ratelimit._PCTS_MAX
-    assert all(r < 2**53 and lim < 2**53 for r, lim in ratelimit._PCTS)
