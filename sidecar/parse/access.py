@@ -177,8 +177,9 @@ _NGINX_TEXTS = _NGINX_KEYS[15:]
 
 
 class _Layout:
-    """What one list of line keys (in line order) needs, worked out once: the `resp_` keys
-    (a getter of their values) and their header names."""
+    """What one list of line keys (in line order) needs, worked out once: a getter of the
+    `resp_` keys' values and their header names (the pure path), and what each key is for the
+    C twin (`slots`: its header name, its place in `_NGINX_KEYS`, or None)."""
 
     __slots__ = ("keys", "names", "resp", "slots")
 
