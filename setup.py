@@ -13,6 +13,7 @@ setup(
             ("sidecar.parse._bodyscan", "sidecar/parse/_bodyscan.c"),
             ("sidecar.parse._textscan", "sidecar/parse/_textscan.c"),
             ("sidecar.sources._splitlines", "sidecar/sources/_splitlines.c"),
+            ("sidecar.parse._accessscan", "sidecar/parse/_accessscan.c"),
         ]
     ]
 )

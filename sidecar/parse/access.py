@@ -17,10 +17,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
+from itertools import compress
+from operator import itemgetter
 from typing import Any
 
 import orjson
 
+from sidecar import native
 from sidecar.errors import ParseError
 from sidecar.parse.fields import Fields, is_absent, request_id
 from sidecar.types import AccessRecord
@@ -143,8 +146,24 @@ def _resp_headers(d: dict[str, Any], f: Fields) -> dict[str, str]:
     return headers
 
 
-# The plain text fields of an nginx line (each key is also the field's name), read together.
-_NGINX_TEXTS = (
+# The fields of an nginx line `parse_nginx_json` reads, in the order it reads them.
+_NGINX_KEYS = (
+    "request_id",
+    "ts",
+    "uri",
+    "path",
+    "status",
+    "request_time",
+    "ttft_ms",
+    "stream",
+    "req_x_stainless_retry_count",
+    "attempt",
+    "request_completion",
+    "response_headers",
+    "response_body",
+    "usage",
+    "request_body",
+    # the plain text fields (each key is also the field's name), read together
     "method",
     "upstream_host",
     "model",
@@ -154,45 +173,145 @@ _NGINX_TEXTS = (
     "client_request_id",
     "api_key",
 )
+_NGINX_TEXTS = _NGINX_KEYS[15:]
+
+
+class _Layout:
+    """What one list of line keys (in line order) needs, worked out once: a getter of the
+    `resp_` keys' values and their header names (the pure path), and what each key is for the
+    C twin (`slots`: its header name, its place in `_NGINX_KEYS`, or None)."""
+
+    __slots__ = ("keys", "names", "resp", "slots")
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self.keys = keys
+        resp = [k for k in keys if k.startswith("resp_") and len(k) > 5]  # `resp_`: no name
+        self.names = tuple(k[5:].replace("_", "-") for k in resp)
+        # For the C twin: each key's header name, its place in `_NGINX_KEYS`, or None.
+        place = {k: i for i, k in enumerate(_NGINX_KEYS)}
+        self.slots = tuple(
+            k[5:].replace("_", "-") if k.startswith("resp_") and len(k) > 5 else place.get(k)
+            for k in keys
+        )
+        # Fewer than two: itemgetter would not return a tuple; the general loop is as quick.
+        # Two keys of one name (`resp_x_a`, `resp_x-a`): the general loop (a value it counts
+        # as invalid may be overwritten by a later one here).
+        plain = len(resp) > 1 and len(set(self.names)) == len(self.names)
+        self.resp = itemgetter(*resp) if plain else None
+
+
+_accessscan = native.load("sidecar.parse._accessscan")  # the C twin of _scan's pure path
+NATIVE = _accessscan is not None  # which one the hot path uses (tests, `bench/`)
+_LAYOUTS: dict[tuple[str, ...], _Layout] = {}
+_LAYOUTS_MAX = 64  # distinct key lists kept (a log_format has one; made-up keys are not kept)
+_LAYOUT_MAX_CHARS = 8192  # the keys of a layout kept, in characters all together
+_last_layout = _Layout(())
+_STR_ONLY = {str}
+
+
+def _layout(d: dict[str, Any]) -> _Layout:
+    """The layout of `d`'s keys: the previous line's (compared key by key, cheaper than
+    hashing them), else from the bounded cache, else worked out."""
+    global _last_layout
+    keys = tuple(d)
+    if keys == _last_layout.keys:
+        return _last_layout
+    lay = _LAYOUTS.get(keys)
+    if lay is None:
+        lay = _Layout(keys)
+        if sum(map(len, keys)) > _LAYOUT_MAX_CHARS:
+            return lay  # made-up keys: used for this line only
+        if len(_LAYOUTS) >= _LAYOUTS_MAX:
+            _LAYOUTS.clear()
+        _LAYOUTS[keys] = lay
+    _last_layout = lay
+    return lay
+
+
+def _scan(d: dict[str, Any], f: Fields) -> tuple[dict[str, str], tuple[Any, ...]]:
+    """(`_resp_headers(d, f)`, `tuple(map(d.get, _NGINX_KEYS))`): in C in one pass when `d`
+    has the previous line's layout and plain header values (`_accessscan.c`), else through the
+    layout cache (`_resp_headers_of`)."""
+    if _accessscan is not None:
+        lay = _last_layout
+        both = _accessscan.scan(d, lay.keys, lay.slots, len(_NGINX_KEYS))
+        if both is not None:
+            return both
+    return _resp_headers_of(d, _layout(d), f), tuple(map(d.get, _NGINX_KEYS))
+
+
+def _resp_headers_of(d: dict[str, Any], lay: _Layout, f: Fields) -> dict[str, str]:
+    """`_resp_headers(d, f)` without a Python step per key when every present value is a
+    string other than `-` (the common case: most are empty, i.e. absent); else that loop."""
+    if lay.resp is None:
+        return _resp_headers(d, f)
+    values = lay.resp(d)
+    headers = dict(compress(zip(lay.names, values, strict=True), values))
+    kept = headers.values()
+    if "-" in kept or not set(map(type, kept)) <= _STR_ONLY:
+        return _resp_headers(d, f)  # a number, another type or a `-` (which keeps an earlier)
+    return headers
 
 
 def parse_nginx_json(line: bytes, hasher: Hasher | None = None) -> AccessRecord:
     d, lossy = _loads(line)
-    rid = request_id(d.get("request_id"), "access")
     f = Fields()
-    headers = _resp_headers(d, f)
-    extra = f.mapping("response_headers", d.get("response_headers"))
+    (
+        headers,
+        (
+            rid,
+            ts,
+            uri,
+            path,
+            status,
+            request_time,
+            ttft_ms,
+            stream,
+            retry,
+            attempt,
+            completion,
+            extra,
+            response_body,
+            usage,
+            request_body,
+            *texts,
+        ),
+    ) = _scan(d, f)
+    rid = request_id(rid, "access")
+    extra = f.mapping("response_headers", extra)
     if extra:
         for k, v in extra.items():
             sv = f.header(k, v)
             if sv is not None:
                 headers[str(k).lower()] = sv
-    path = f.text("path", d.get("uri")) or f.text("path", d.get("path"))
-    method, upstream_host, model, user, tenant, conversation, client_rid, key = f.texts(
-        d, _NGINX_TEXTS
+    path = f.text("path", uri) or f.text("path", path)
+    method, upstream_host, model, user, tenant, conversation, client_rid, key = f.text_values(
+        texts, _NGINX_TEXTS
     )
-    retry = d.get("req_x_stainless_retry_count")
+    # Positional (in the order of AccessRecord's fields; a unit test checks it): matching 21
+    # keywords costs more than the rest of this call.
     rec = AccessRecord(
-        request_id=rid,
-        time=f.time("ts", d.get("ts"), "access"),
-        method=method,
-        path=path,
-        status=f.status(d.get("status")),
-        duration_ms=f.duration_ms("duration_ms", d.get("request_time"), 1000.0),
-        ttft_ms=f.duration_ms("ttft_ms", d.get("ttft_ms")),
-        upstream_host=upstream_host,
-        stream=f.flag("stream", d.get("stream")),
-        model=model,
-        user=user,
-        tenant=tenant,
-        conversation_id=conversation,
-        client_request_id=client_rid,
-        attempt=f.count("attempt", retry if not is_absent(retry) else d.get("attempt")),
-        request_completion=_completion(d.get("request_completion"), f),
-        response_headers=headers,
-        response_body=f.text("response_body", d.get("response_body")),
-        usage=f.mapping("usage", d.get("usage")),
-        request_body=f.text("request_body", d.get("request_body")),
+        rid,
+        f.time("ts", ts, "access"),
+        method,
+        path,
+        f.status(status),
+        f.duration_ms("duration_ms", request_time, 1000.0),
+        f.duration_ms("ttft_ms", ttft_ms),
+        upstream_host,
+        f.flag("stream", stream),
+        model,
+        user,
+        tenant,
+        None,  # api_key_id: set by _finish
+        conversation,
+        client_rid,
+        f.count("attempt", retry if not is_absent(retry) else attempt),
+        _completion(completion, f),
+        headers,
+        f.text("response_body", response_body),
+        f.mapping("usage", usage),
+        f.text("request_body", request_body),
     )
     return _finish(rec, key, hasher, f, lossy)
 

@@ -16,7 +16,7 @@ milliseconds (a number or a numeric string), ISO 8601, or nginx `$time_local`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -124,7 +124,10 @@ class Fields:
     def texts(self, d: dict[str, Any], names: tuple[str, ...]) -> Iterator[str | None]:
         """`text(name, d.get(name))` for each name, in order; when every value is a string or
         absent (the common case), without a Python call per field."""
-        values = tuple(map(d.get, names))
+        return self.text_values(tuple(map(d.get, names)), names)
+
+    def text_values(self, values: Sequence[Any], names: tuple[str, ...]) -> Iterator[str | None]:
+        """`text(name, value)` for each pair, in order (`texts` of values already read)."""
         if set(map(type, values)) <= _STR_OR_NONE:
             return map(_NULL_ABSENT.get, values, values)
         return map(self.text, names, values)

@@ -1,15 +1,18 @@
 """The access parser's fast paths give what the general rules give, for any value.
 
 The `Fields` readers start with the common type, `Fields.texts` reads several text fields with
-one type check, and `_resp_headers` keeps a bounded cache of header names. Each is compared here
+one type check, `_resp_headers` keeps a bounded cache of header names, and `_resp_headers_of`
+picks the headers of a known key layout without a Python step per key. Each is compared here
 with the rule it shortcuts, written out plainly, over hostile values."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -71,8 +74,13 @@ def test_header_values_of_every_kind() -> None:
 def test_header_name_cache_is_bounded() -> None:
     access._RESP_NAMES.clear()
     huge = "resp_" + "k" * 1_000_000
-    rec = parse_nginx_json(orjson.dumps({"request_id": "r", huge: "v", "resp_x_a": "1"}))
+    d = {"request_id": "r", huge: "v", "resp_x_a": "1"}
+    rec = parse_nginx_json(orjson.dumps(d))
     assert rec.response_headers == {huge[5:].replace("_", "-"): "v", "x-a": "1"}
+    # The layout of a line with a huge key is used for that line only.
+    assert all(huge not in keys for keys in access._LAYOUTS)
+    assert huge not in access._last_layout.keys
+    assert access._resp_headers(d, Fields()) == rec.response_headers  # the general loop
     assert huge not in access._RESP_NAMES and "resp_x_a" in access._RESP_NAMES
     for i in range(access._RESP_NAMES_MAX + 10):  # lines with made-up keys
         access._resp_headers({f"resp_h{i}": str(i)}, Fields())
@@ -142,3 +150,221 @@ def test_flag_absent_and_bool() -> None:
         None,
     )
     assert f.invalid == ["s"]
+
+
+# --- the layout fast path of the response headers -----------------------------------------------
+
+
+@settings(max_examples=400)
+@given(st.lists(st.tuples(st.sampled_from(RESP_KEYS + OTHER_KEYS), HOSTILE), max_size=10).map(dict))
+def test_layout_headers_follow_the_rule(d: dict[str, Any]) -> None:
+    for _ in range(2):  # the first read works the layout out, the second reuses it
+        fast, slow = Fields(), Fields()
+        got = access._resp_headers_of(d, access._layout(d), fast)
+        want = reference_headers(d, slow)
+        assert got == want and list(got) == list(want)  # the same order too
+        assert Counter(fast.invalid) == Counter(slow.invalid)
+
+
+def nginx_line(**resp: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {"ts": 1772442001.978, "request_id": "r1", "status": 200}
+    d.update({f"resp_x_{i}": "" for i in range(20)})  # mostly empty, as nginx writes them
+    d.update(resp)
+    return d
+
+
+def test_layout_is_reused_and_bounded() -> None:
+    access._LAYOUTS.clear()
+    d = nginx_line(resp_x_3="7")
+    assert parse_nginx_json(orjson.dumps(d)).response_headers == {"x-3": "7"}
+    assert access._layout(d) is access._last_layout and len(access._LAYOUTS) == 1
+    # the same keys in another order are another layout (the later of one name wins)
+    e = dict(reversed(list(nginx_line(resp_x_3="7", **{"resp_x-3": "8"}).items())))
+    assert parse_nginx_json(orjson.dumps(e)).response_headers == {"x-3": "7"}
+    for i in range(access._LAYOUTS_MAX + 5):  # lines with made-up keys
+        parse_nginx_json(orjson.dumps(nginx_line(**{f"resp_made_up_{i}": "v"})))
+    assert len(access._LAYOUTS) <= access._LAYOUTS_MAX
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # a key repeated: the later value stands, in the first key's place
+        b'{"request_id":"r","resp_x_a":"1","resp_x_b":"2","resp_x_a":"3"}',
+        b'{"request_id":"r","resp_x_a":"1","resp_x_b":"2","resp_x_a":""}',
+        # escaped keys and values
+        rb'{"request_id":"r","resp_\u0078_a":"1","resp_x_b":"\"q\"","resp_x\u005fc":"\ud83d\ude00"}',
+        # values of every JSON type, and numbers orjson refuses
+        b'{"request_id":"r","resp_x_a":7,"resp_x_b":1.5,"resp_x_c":true,"resp_x_d":null,'
+        b'"resp_x_e":[],"resp_x_f":{"a":1},"resp_x_g":["1"],"resp_x_h":"-","resp_x_i":0}',
+        b'{"request_id":"r","resp_x_a":NaN,"resp_x_b":"1","resp_x_c":Infinity}',
+        b'{"request_id":"r","resp_x_a":1e999,"resp_x_b":"1","resp_x_c":-1e999}',
+        b'{"request_id":"r","resp_x_a":1180591620717411303424,"resp_x_b":"2"}',
+        # invalid UTF-8 in a value and in a key; a lone surrogate escape
+        b'{"request_id":"r","resp_x_a":"\xff\xfe","resp_x_b":"ok","resp_\xe9":"v"}',
+        rb'{"request_id":"r","resp_x_a":"\ud800","resp_x_b":"ok"}',
+        # a megabyte value
+        b'{"request_id":"r","resp_x_a":"' + b"m" * 1_000_000 + b'","resp_x_b":""}',
+    ],
+)
+def test_hostile_lines_keep_the_general_rule(raw: bytes) -> None:
+    """Each line twice (the second read uses the cached layout): the headers and the invalid
+    fields are those of the general loop over the same decoded object."""
+    d, _ = access._loads(raw)
+    slow = Fields()
+    want = reference_headers(d, slow)
+    for _ in range(2):
+        rec = parse_nginx_json(raw)
+        assert rec.response_headers == want and list(rec.response_headers) == list(want)
+        assert Counter(rec.invalid_fields) == Counter(slow.invalid)
+
+
+def test_hostile_header_values_are_named() -> None:
+    raw = (
+        b'{"request_id":"r","resp_x_a":7,"resp_x_b":1.5,"resp_x_c":true,"resp_x_d":null,'
+        b'"resp_x_e":NaN,"resp_x_f":1e999,"resp_x_g":"-","resp_x_h":"ok","resp_x_h":""}'
+    )
+    rec = parse_nginx_json(raw)
+    assert rec.response_headers == {"x-a": "7", "x-b": "1.5"}  # "" later: "ok" is gone
+    assert Counter(rec.invalid_fields) == Counter({"response_headers": 3})  # true, NaN, 1e999
+
+
+def test_access_record_is_built_in_field_order() -> None:
+    """parse_nginx_json builds AccessRecord positionally: each value lands in its field."""
+    raw = orjson.dumps(
+        {
+            "request_id": "r9",
+            "ts": 1772442001.5,
+            "method": "POST",
+            "uri": "/v1/x",
+            "status": 201,
+            "request_time": 0.25,
+            "ttft_ms": 12.5,
+            "upstream_host": "h.example",
+            "stream": True,
+            "model": "m1",
+            "user": "u1",
+            "tenant": "t1",
+            "api_key": "k1",
+            "conversation_id": "c1",
+            "client_request_id": "cr1",
+            "attempt": 3,
+            "request_completion": "OK",
+            "resp_x_a": "1",
+            "resp_x_b": "2",
+            "response_body": "body",
+            "usage": {"prompt_tokens": 1},
+            "request_body": "req",
+        }
+    )
+    rec = parse_nginx_json(raw, lambda v: "hash:" + v)
+    assert [f.name for f in dataclasses.fields(rec)] == [
+        "request_id", "time", "method", "path", "status", "duration_ms", "ttft_ms",
+        "upstream_host", "stream", "model", "user", "tenant", "api_key_id", "conversation_id",
+        "client_request_id", "attempt", "request_completion", "response_headers",
+        "response_body", "usage", "request_body", "invalid_fields", "lossy_utf8",
+    ]  # fmt: skip
+    assert dataclasses.astuple(rec) == (
+        "r9", 1772442001.5, "POST", "/v1/x", 201, 250.0, 12.5, "h.example", True, "m1", "u1",
+        "t1", "hash:k1", "c1", "cr1", 3, "OK", {"x-a": "1", "x-b": "2"}, "body",
+        {"prompt_tokens": 1}, "req", [], False,
+    )  # fmt: skip
+
+
+# --- the C twin (`_accessscan.c`) against the pure path -------------------------------------------
+
+needs_c = pytest.mark.skipif(access._accessscan is None, reason="C extension not built here")
+
+
+def pure_scan(d: dict[str, Any], lay: Any) -> tuple[Any, Any, list[str]]:
+    f = Fields()
+    return access._resp_headers_of(d, lay, f), tuple(map(d.get, access._NGINX_KEYS)), f.invalid
+
+
+@needs_c
+@settings(max_examples=600)
+@given(st.lists(st.tuples(st.sampled_from(RESP_KEYS + OTHER_KEYS), HOSTILE), max_size=10).map(dict))
+def test_c_scan_is_the_pure_path_or_declines(d: dict[str, Any]) -> None:
+    lay = access._Layout(tuple(d))
+    got = access._accessscan.scan(d, lay.keys, lay.slots, len(access._NGINX_KEYS))
+    headers, fields, invalid = pure_scan(d, lay)
+    plain = all(
+        not v or (type(v) is str and v != "-")
+        for k, v in d.items()
+        if k.startswith("resp_") and len(k) > 5
+    )
+    if got is None:
+        assert not plain  # it declines only a truthy non-string or a "-"
+    else:
+        assert plain and invalid == []
+        assert got[0] == headers and list(got[0]) == list(headers)
+        assert all(a is b for a, b in zip(got[1], fields, strict=True))  # the same objects
+    if len(d) > 1:  # another key order, one key more or less: another layout, declined
+        for keys in (tuple(reversed(lay.keys)), lay.keys[1:], (*lay.keys, "resp_other")):
+            other = access._Layout(keys)
+            assert access._accessscan.scan(d, other.keys, other.slots, 23) is None
+
+
+@needs_c
+def test_c_scan_refuses_bad_arguments() -> None:
+    lay = access._Layout(("request_id", "resp_x_a"))
+    d = {"request_id": "r", "resp_x_a": "1"}
+    assert access._accessscan.scan(d, lay.keys, lay.slots, 23) == (
+        {"x-a": "1"},
+        ("r",) + (None,) * 22,
+    )
+    with pytest.raises(ValueError):
+        access._accessscan.scan(d, lay.keys, lay.slots[:1], 23)
+    with pytest.raises(ValueError):
+        access._accessscan.scan(d, lay.keys, (99, "x-a"), 23)  # a place past the fields
+    with pytest.raises(TypeError):
+        access._accessscan.scan(list(d), lay.keys, lay.slots, 23)
+    # keys that are not strings (only a hand-made layout can hold them): declined
+    assert (
+        access._accessscan.scan({1: "r", "resp_x_a": "1"}, (2, "resp_x_a"), lay.slots, 23) is None
+    )
+
+
+@needs_c
+def test_c_scan_does_not_leak() -> None:
+    import gc
+    import tracemalloc
+
+    d = nginx_line(resp_x_3="7", request_id="r", user="u")
+    lay = access._Layout(tuple(d))
+    bad = dict(d, resp_x_4=5)
+    tracemalloc.start()
+    try:
+        for _ in range(100):  # warm up
+            access._accessscan.scan(d, lay.keys, lay.slots, 23)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(3000):
+            access._accessscan.scan(d, lay.keys, lay.slots, 23)
+            access._accessscan.scan(bad, lay.keys, lay.slots, 23)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after - before < 10_000
+
+
+def test_the_parser_uses_the_extension_unless_told_not_to() -> None:
+    import os
+
+    pure = os.environ.get("LLM_HEC_SIDECAR_PURE", "") not in ("", "0")
+    assert access.NATIVE is (not pure and access._accessscan is not None)
+    if os.environ.get("CI") and not pure:  # CI installs with a compiler
+        assert access.NATIVE
+
+
+@pytest.mark.parametrize("first", [True, 5, "-", "1"])
+def test_two_keys_of_one_name_count_what_the_general_loop_counts(first: Any) -> None:
+    d = {"resp_x_a": first, "resp_x-a": "0", "resp_x_b": ""}
+    for lay in (access._layout(d), access._Layout(tuple(d))):
+        fast, slow = Fields(), Fields()
+        assert access._resp_headers_of(d, lay, fast) == reference_headers(d, slow) == {"x-a": "0"}
+        assert fast.invalid == slow.invalid == (["response_headers"] if first is True else [])
+    rec = parse_nginx_json(orjson.dumps(dict(d, request_id="r")))
+    assert rec.response_headers == {"x-a": "0"}
+    assert rec.invalid_fields == (["response_headers"] if first is True else [])

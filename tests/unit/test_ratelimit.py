@@ -3,10 +3,11 @@ https://platform.openai.com/docs/guides/rate-limits, and the fixtures' recorded 
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sidecar.enrich import ratelimit
@@ -412,3 +413,36 @@ def test_values_at_the_bound() -> None:
     out = parse({"x-ratelimit-reset-tokens": "99999999999999999h", "retry-after": "1e300"})
     assert pick(out, "ratelimit_reset_tokens_secs", "retry_after_secs") == (None, None)
     assert parse({}, body_retry_after_secs=float("inf"))["retry_after_secs"] is None
+
+
+def regex_duration(value: str) -> float | None:
+    """`_go_duration` as the regex reads it (the rule its one-part shortcut must keep)."""
+    if value[-1:] not in ("s", "m", "h"):
+        seconds = ratelimit._seconds(value)
+        if seconds is not None:
+            return seconds
+    pos, total = 0, 0.0
+    for match in ratelimit._DURATION_PART.finditer(value):
+        if match.start() != pos:
+            return None
+        total += float(match.group(1)) * ratelimit._UNIT_SECS[match.group(2)]
+        pos = match.end()
+    if pos == 0 or pos != len(value) or not math.isfinite(total):
+        return None
+    return round(total, 6)
+
+
+@settings(max_examples=800)
+@given(
+    st.text(alphabet="0123456789.٣²e+-", max_size=8).flatmap(
+        lambda n: st.sampled_from(
+            ["", "s", "ms", "ns", "us", "µs", "μs", "m", "h", "xs", "hs"]
+        ).map(lambda u: n + u)
+    )
+    | st.sampled_from(["1" * 400 + "s", "5.ms", ".5s", ".s", "s", "ms", "6m0s", "1.5.5s"])
+)
+def test_go_duration_shortcut_is_the_regex(value: str) -> None:
+    if not value:
+        return
+    got, want = ratelimit._go_duration(value), regex_duration(value)
+    assert got == want or (got != got and want != want)
