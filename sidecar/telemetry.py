@@ -92,14 +92,10 @@ class Series:
             self.pmt_row(provider, model, tenant).cost_nusd += nusd
 
     def pms_row(self, provider: str, model: str, status: str) -> _Series:
-        return self.by_pms.get((provider, model, status)) or self._row(
-            self.by_pms, (provider, model, status)
-        )
+        return self._row(self.by_pms, (provider, model, status))
 
     def pmt_row(self, provider: str, model: str, tenant: str) -> _Series:
-        return self.by_pmt.get((provider, model, tenant)) or self._row(
-            self.by_pmt, (provider, model, tenant)
-        )
+        return self._row(self.by_pmt, (provider, model, tenant))
 
 
 @dataclass

@@ -44,29 +44,19 @@ APIS = frozenset({"chat.completions", "responses", "messages", "generate_content
 _NO_HEADERS: dict[str, str] = {}
 
 
-def _schema_keys() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The event's keys before and after the rate-limit fields (ratelimit.KEYS), in the order of
-    the schema's `required` list (sidecar/schema/llm_usage_1.json): every event has them all."""
+def _schema_keys() -> tuple[str, ...]:
+    """The event's keys in the order of the schema's `required` list
+    (sidecar/schema/llm_usage_1.json): every event has them all, the rate-limit fields
+    (ratelimit.KEYS, which `parse_ratelimits` always returns) together in their order."""
     path = Path(__file__).resolve().parent.parent / "schema" / "llm_usage_1.json"
     keys = tuple(loads(path.read_bytes())["required"])
     i = keys.index(LIMIT_KEYS[0])
     if keys[i : i + len(LIMIT_KEYS)] != LIMIT_KEYS:
         raise RuntimeError("the schema lists the rate-limit fields apart from ratelimit.KEYS")
-    return keys[:i], keys[i + len(LIMIT_KEYS) :]
+    return keys
 
 
-_HEAD_KEYS, _TAIL_KEYS = _schema_keys()
-_N_LIMITS = len(LIMIT_KEYS)
-_BODY_LEN = len(_HEAD_KEYS) + _N_LIMITS + len(_TAIL_KEYS)
-
-
-def _reordered(body: dict[str, Any], limits: dict[str, Any]) -> dict[str, Any]:
-    """The head of `body` and then `limits` as they are: the event a dict display
-    `{...head, **limits, ...tail}` makes when the rate-limit fields are not exactly KEYS (the
-    tail keys are stored next, in order)."""
-    out = {k: body[k] for k in _HEAD_KEYS}
-    out.update(limits)
-    return out
+_EVENT_KEYS = _schema_keys()
 
 
 def event_id(source: str, request_id: str, duplicate_key: str | None = None) -> str:
@@ -118,7 +108,7 @@ class Enricher:
         self.hash_tenant = hash_tenant
         self.hash_conversation = hash_conversation
         self.source_host = source_host or socket.gethostname()
-        template = dict.fromkeys((*_HEAD_KEYS, *LIMIT_KEYS, *_TAIL_KEYS))
+        template = dict.fromkeys(_EVENT_KEYS)
         template["schema"] = SCHEMA
         template["source_host"] = self.source_host
         self._template = template
@@ -154,7 +144,7 @@ class Enricher:
         model = parsed.model or (a.model if a is not None else None)
         provider = parsed.provider if parsed.provider in PROVIDERS else "other"
         api = parsed.api if parsed.api in APIS else None
-        end_time = float(a.time) if a is not None and a.time is not None else self._end_time(c)
+        end_time = self._end_time(c)
 
         usage = parsed.usage
         usage_invalid = usage is not None and usage.invalid
@@ -340,9 +330,7 @@ class Enricher:
         body["cost_status"] = cost.cost_status
         body["pricing_source"] = cost.pricing_source
         body["pricing_version"] = cost.pricing_version
-        body.update(limits)
-        if len(limits) != _N_LIMITS or len(body) != _BODY_LEN:  # not KEYS: as a display would
-            body = _reordered(body, limits)
+        body.update(limits)  # exactly ratelimit.KEYS, in the template's places
         body["user"] = user
         body["tenant"] = tenant
         body["api_key_id"] = api_key_id

@@ -184,11 +184,7 @@ class _Memo(dict):
         self.parse = parse
 
     def __missing__(self, raw: str) -> object:
-        if "," in raw:
-            result = _first(raw, self.parse)
-        else:  # `_first` of one value, without its call
-            value = raw.strip()
-            result = self.parse(value) if value and value != "-" else None
+        result = _first(raw, self.parse)  # only on a miss: the value's first read
         if len(raw) <= self.MAX_CHARS:
             if len(self) >= self.MAX_ENTRIES:
                 self.clear()

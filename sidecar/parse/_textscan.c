@@ -455,7 +455,6 @@ static const char *const CHAT_TEXT_KEYS[4] = {
     "content", "refusal", "reasoning_content", "reasoning"};
 
 typedef struct {
-    Found *f;
     Span got[4];
     int seen[4];
 } ChatDelta;
@@ -489,7 +488,6 @@ chat_choice_member(P *p, const Span *k, void *ctx)
             return value(p); /* not an object: no text */
         ChatDelta d;
         memset(&d, 0, sizeof d);
-        d.f = c->f;
         if (object(p, chat_delta_member, &d) != OK)
             return BAIL;
         for (int j = 0; j < 4; j++) {
@@ -1026,17 +1024,15 @@ anth_apply(PyObject *blocks, const Src *src, const Anth *a, int start)
         }
     }
     else {
-        PyObject *entry = PyDict_GetItemWithError(blocks, index); /* borrowed */
+        /* A strong reference: append_found allocates, and a collection it starts could run
+           code that drops the dict's entry. */
+        PyObject *entry = Py_XNewRef(PyDict_GetItemWithError(blocks, index));
         if (entry == NULL && !PyErr_Occurred()) {
             PyObject *list = PyList_New(0);
             entry = list ? PyTuple_Pack(3, TEXT, Py_None, list) : NULL;
             Py_XDECREF(list);
-            if (entry != NULL) {
-                int r = PyDict_SetItem(blocks, index, entry);
-                Py_DECREF(entry); /* the dict holds it */
-                if (r < 0)
-                    entry = NULL;
-            }
+            if (entry != NULL && PyDict_SetItem(blocks, index, entry) < 0)
+                Py_CLEAR(entry);
         }
         if (entry != NULL) {
             if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 3 ||
@@ -1044,6 +1040,7 @@ anth_apply(PyObject *blocks, const Src *src, const Anth *a, int start)
                 PyErr_SetString(PyExc_TypeError, "blocks: (type, name, list) expected");
             else
                 ret = append_found(PyTuple_GET_ITEM(entry, 2), src, a->f);
+            Py_DECREF(entry);
         }
     }
     Py_DECREF(index);
@@ -1123,11 +1120,9 @@ PyInit__textscan(void)
 {
     for (int c = 0; c < 256; c++)
         SPECIAL[c] = c < 0x20 || c == '"' || c == '\\';
-    if (TEXT == NULL) {
-        TEXT = PyUnicode_InternFromString("text");
-        NONE_STR = PyUnicode_InternFromString("None");
-        if (TEXT == NULL || NONE_STR == NULL)
-            return NULL;
-    }
+    if (TEXT == NULL && (TEXT = PyUnicode_InternFromString("text")) == NULL)
+        return NULL;
+    if (NONE_STR == NULL && (NONE_STR = PyUnicode_InternFromString("None")) == NULL)
+        return NULL;
     return PyModule_Create(&module);
 }

@@ -96,18 +96,15 @@ def decode_event(payload: bytes) -> OutEvent:
 _SEQ = struct.Struct("<Q")
 
 
-def encode_record(seq: int, payload: bytes) -> bytes:
-    crc = zlib.crc32(payload, zlib.crc32(_SEQ.pack(seq)))
-    return HEADER.pack(len(payload), crc, seq) + payload
+def record_crc(seq: int, payload: bytes) -> int:
+    """The CRC-32 a record's header carries: of its sequence number (u64) and its payload."""
+    return zlib.crc32(payload, zlib.crc32(_SEQ.pack(seq)))
 
 
 def encode_records(first_seq: int, payloads: list[bytes]) -> list[bytes]:
-    """`encode_record` of each payload, numbered from `first_seq` (one loop, no call each)."""
-    pack, seq_bytes, crc32 = HEADER.pack, _SEQ.pack, zlib.crc32
-    return [
-        pack(len(p), crc32(p, crc32(seq_bytes(seq))), seq) + p
-        for seq, p in enumerate(payloads, first_seq)
-    ]
+    """Each payload as a record (header + payload), numbered from `first_seq`."""
+    pack = HEADER.pack
+    return [pack(len(p), record_crc(seq, p), seq) + p for seq, p in enumerate(payloads, first_seq)]
 
 
 @dataclass
@@ -146,7 +143,7 @@ def scan(path: str) -> ScanResult:
             res.damage, res.torn = f"an incomplete record at byte {off}", True
             break
         payload = data[off + HEADER_SIZE : end]
-        if zlib.crc32(payload, zlib.crc32(struct.pack("<Q", seq))) != crc:
+        if record_crc(seq, payload) != crc:
             res.damage = f"a checksum mismatch in the record at byte {off}"
             break
         if res.last_seq is not None and seq != res.last_seq + 1:
@@ -179,7 +176,7 @@ def read_records(
     fh.seek(offset)
     buf = b""
     pos = 0
-    unpack, crc32, seq_bytes = HEADER.unpack_from, zlib.crc32, _SEQ.pack
+    unpack = HEADER.unpack_from
     while offset < end and len(out) < max_records and (not out or size < max_bytes):
         if len(buf) - pos < HEADER_SIZE:
             buf, pos = _read_more(fh, buf, pos, HEADER_SIZE, end - offset, offset)
@@ -190,7 +187,7 @@ def read_records(
         if len(buf) - pos < total:
             buf, pos = _read_more(fh, buf, pos, total, end - offset, offset)
         payload = buf[pos + HEADER_SIZE : pos + total]
-        if crc32(payload, crc32(seq_bytes(seq))) != crc:
+        if record_crc(seq, payload) != crc:
             raise OSError(f"spool record at byte {offset} changed on disk since it was written")
         out.append((seq, payload))
         pos += total

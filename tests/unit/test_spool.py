@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from sidecar.spool import Spool
-from sidecar.spool.segment import LABEL_KEYS, encode_record, segment_name
+from sidecar.spool.segment import LABEL_KEYS, encode_records, segment_name
 from sidecar.types import OutEvent
 
 
@@ -253,7 +253,7 @@ def test_a_segment_of_the_earlier_format_still_replays_byte_for_byte(tmp_path: P
     assert b"\n" not in old
     segments = tmp_path / "spool" / "segments"
     segments.mkdir(parents=True)
-    (segments / segment_name(0)).write_bytes(encode_record(0, old))
+    (segments / segment_name(0)).write_bytes(encode_records(0, [old])[0])
 
     async def main() -> list[bytes]:
         sp = make(tmp_path)

@@ -287,8 +287,10 @@ class Chunks:
         `ev.obj()` of the ones in `kinds` give the same pairs and the same `malformed` count."""
         if self._objects is not None:
             for ev in self._object_events():
-                if kinds is None or ev.kind() in kinds:
-                    yield ev.kind(), ev._obj
+                if kinds is None:
+                    yield None, ev._obj
+                elif (kind := ev.kind()) in kinds:
+                    yield kind, ev._obj
             return
         cache = self._cache
         check = bool(cache)  # events are cached only behind this walk: none ahead if empty

@@ -26,6 +26,7 @@ from sidecar.parse.providers._common import (
     as_str,
     is_reasoning_model,
     loads,
+    subset_clamped,
     tool_call_overhead,
 )
 from sidecar.types import ParsedBody, Usage
@@ -54,13 +55,14 @@ def usage_from(u: dict[str, Any]) -> Usage:
         and (reasoning is None or (type(reasoning) is int and 0 <= reasoning <= COUNT_MAX))
     ):
         # The usual usage: plain counts, read as `_usage_from` reads them, without its checks.
-        cached = min(cached or 0, prompt_tokens)
-        return Usage(
-            input_tokens=prompt_tokens,
-            cached_input_tokens=cached,
-            cache_write_input_tokens=min(write or 0, prompt_tokens - cached),
-            output_tokens=completion_tokens,
-            reasoning_tokens=min(reasoning or 0, completion_tokens),
+        return subset_clamped(
+            Usage(
+                input_tokens=prompt_tokens,
+                cached_input_tokens=cached or 0,
+                cache_write_input_tokens=write or 0,
+                output_tokens=completion_tokens,
+                reasoning_tokens=reasoning or 0,
+            )
         )
     return _usage_from(u)
 

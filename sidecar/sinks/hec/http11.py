@@ -192,7 +192,8 @@ async def _read_body(
             if size > MAX_REPLY_BYTES:
                 raise HttpError("the reply is too large")
             chunks.append(await reader.readexactly(n))
-            await reader.readexactly(2)
+            if await reader.readexactly(2) != b"\r\n":  # a chunk longer than its size said
+                raise HttpError("a malformed chunk")
     length = headers.get("content-length")
     if length is not None:
         if not length.isdigit() or int(length) > MAX_REPLY_BYTES:
