@@ -15,13 +15,37 @@
  *   - the fields: a tuple of `nfields` values, `d[keys[i]]` at place `slots[i]`, None elsewhere
  *     (what `tuple(map(d.get, _NGINX_KEYS))` gives).
  *
- * Anything else returns None and the caller takes its pure path (`_layout`, `_resp_headers_of`,
- * which fall back to the general loop): a line of another layout, a number or any other truthy
- * non-string header value, a "-" (which keeps an earlier value of its name). One pass over the
- * dict, no hash lookups.
+ * When the keys match but a `resp_` value is a number or any other truthy non-string, or a "-"
+ * (which keeps an earlier value of its name), the result is (None, fields): the caller reads the
+ * headers with its general loop (`_resp_headers`), once. A line of another layout returns None
+ * and the caller takes its pure path (`_layout`, `_resp_headers_of`). One pass over the dict, no
+ * hash lookups.
+ *
+ * scan_line(line: bytes, keys: tuple[bytes, ...] | None, slots, nfields: int, loads)
+ *     -> tuple[dict[str, str], tuple[object, ...]] | None
+ *
+ * The same result read from the raw line, without building the line's dict: what
+ * `scan(loads(line), ...)` gives when that is a pair of dict and tuple. `keys` are the layout's
+ * keys encoded (printable ASCII without `"` or `\`; None: no raw read for this layout) and
+ * `loads` is orjson.loads. The line must be exactly one flat JSON object whose keys are `keys`,
+ * in order, unescaped, with JSON whitespace anywhere between tokens; its values:
+ *
+ *   - a string of printable ASCII without escapes: made here;
+ *   - any other string (escapes, UTF-8, control bytes): `loads` of just that string's bytes, so
+ *     its value (or its rejection) is orjson's own; a rejection returns None;
+ *   - `-?(0|[1-9][0-9]*)`, at most 18 digits: an int; with a fraction `.[0-9]+` and no exponent,
+ *     at most 32 characters: a float, correctly rounded (PyOS_string_to_double), as orjson reads
+ *     it; any other number (exponent, longer, leading zero) returns None;
+ *   - true, false, null.
+ *
+ * An object or array value, another layout, a `resp_` value that is not a string or is "-", any
+ * other byte (trailing data, a byte order mark): None, and the caller parses the line with orjson
+ * (`_loads`) and `scan`. Whatever this reads, orjson reads alike: it never decides a line's fate.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
+#include <string.h>
 
 static PyObject *
 scan(PyObject *self, PyObject *args)
@@ -52,6 +76,7 @@ scan(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_ssize_t pos = 0, i = 0;
+    int general = 0; /* a header value the caller's general loop reads */
     PyObject *k, *v;
     while (PyDict_Next(d, &pos, &k, &v)) {
         if (i >= n)
@@ -89,8 +114,8 @@ scan(PyObject *self, PyObject *args)
             if (len == 0)
                 continue; /* absent */
             if (len == 1 && PyUnicode_READ_CHAR(v, 0) == '-')
-                goto other;
-            if (PyDict_SetItem(out, slot, v) < 0)
+                general = 1;
+            else if (!general && PyDict_SetItem(out, slot, v) < 0)
                 goto fail;
             continue;
         }
@@ -99,10 +124,301 @@ scan(PyObject *self, PyObject *args)
         if (truth < 0)
             goto fail;
         if (truth)
-            goto other; /* a number or another type: the general loop converts or counts it */
+            general = 1; /* a number or another type: the general loop converts or counts it */
     }
     if (i != n)
         goto other;
+    PyObject *result = PyTuple_Pack(2, general ? Py_None : out, fields);
+    Py_DECREF(out);
+    Py_DECREF(fields);
+    return result;
+other:
+    Py_DECREF(out);
+    Py_DECREF(fields);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(out);
+    Py_DECREF(fields);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- scan_line: the raw line */
+
+enum { OTHER = 0, OK = 1, FAIL = -1 }; /* a step's outcome: not this path, read, an exception */
+
+static const char *
+skip_ws(const char *p, const char *e)
+{
+    while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* The string token at *pp (at its opening quote): its value in *out when `want` (a new
+ * reference; else only checked), and *pp past its closing quote. */
+static int
+read_string(const char **pp, const char *e, int want, PyObject *loads, PyObject **out)
+{
+    const char *p = *pp + 1, *q = p;
+    int plain = 1;
+    while (q < e) {
+        unsigned char c = (unsigned char)*q;
+        if (c == '"')
+            break;
+        if (c == '\\') {
+            plain = 0;
+            q += 2; /* the escaped byte cannot end the string */
+            continue;
+        }
+        if (c < 0x20 || c > 0x7e)
+            plain = 0;
+        q++;
+    }
+    if (q >= e)
+        return OTHER; /* no closing quote */
+    *pp = q + 1;
+    if (plain) {
+        if (!want)
+            return OK;
+        Py_ssize_t len = q - p;
+        PyObject *v = PyUnicode_New(len, 127);
+        if (v == NULL)
+            return FAIL;
+        memcpy(PyUnicode_1BYTE_DATA(v), p, (size_t)len);
+        *out = v;
+        return OK;
+    }
+    /* Escapes, UTF-8 or control bytes: orjson reads the string token alone, as it would in the
+     * line (its strings do not depend on what is around them). */
+    PyObject *token = PyBytes_FromStringAndSize(p - 1, q - p + 2);
+    if (token == NULL)
+        return FAIL;
+    PyObject *v = PyObject_CallOneArg(loads, token);
+    Py_DECREF(token);
+    if (v == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_ValueError))
+            return FAIL; /* MemoryError and the like: not the line's fault */
+        PyErr_Clear();
+        return OTHER; /* refused: the caller's orjson.loads of the line decides */
+    }
+    if (!PyUnicode_CheckExact(v)) {
+        Py_DECREF(v);
+        return OTHER;
+    }
+    if (want)
+        *out = v;
+    else
+        Py_DECREF(v);
+    return OK;
+}
+
+/* The number token at *pp: an int (at most 18 digits) or a float with a fraction and no
+ * exponent (at most 32 characters); anything else is OTHER. */
+static int
+read_number(const char **pp, const char *e, int want, PyObject **out)
+{
+    const char *start = *pp, *p = start;
+    int neg = 0;
+    if (p < e && *p == '-') {
+        neg = 1;
+        p++;
+    }
+    const char *digits = p;
+    if (p < e && *p == '0')
+        p++;
+    else if (p < e && *p >= '1' && *p <= '9') {
+        while (p < e && *p >= '0' && *p <= '9')
+            p++;
+    }
+    else
+        return OTHER;
+    Py_ssize_t ndigits = p - digits;
+    int frac = 0;
+    if (p < e && *p == '.') {
+        frac = 1;
+        p++;
+        const char *f = p;
+        while (p < e && *p >= '0' && *p <= '9')
+            p++;
+        if (p == f)
+            return OTHER;
+    }
+    if (p < e && (*p == 'e' || *p == 'E'))
+        return OTHER; /* an exponent: orjson's rules for range and rounding, not here */
+    *pp = p;
+    if (!frac) {
+        if (ndigits > 18)
+            return OTHER; /* orjson turns integers past 64 bits into floats */
+        if (!want)
+            return OK;
+        long long v = 0;
+        for (const char *d = digits; d < p; d++)
+            v = v * 10 + (*d - '0');
+        *out = PyLong_FromLongLong(neg ? -v : v); /* "-0" is the int 0, as orjson reads it */
+        return *out == NULL ? FAIL : OK;
+    }
+    Py_ssize_t len = p - start;
+    if (len > 32)
+        return OTHER;
+    if (!want)
+        return OK;
+    char buf[40];
+    memcpy(buf, start, (size_t)len);
+    buf[len] = '\0';
+    char *end = NULL;
+    double v = PyOS_string_to_double(buf, &end, NULL);
+    if (v == -1.0 && PyErr_Occurred())
+        return FAIL;
+    if (end != buf + len || !isfinite(v))
+        return OTHER;
+    *out = PyFloat_FromDouble(v);
+    return *out == NULL ? FAIL : OK;
+}
+
+/* The value at *pp: its object in *out when `want` (a new reference), else only checked. */
+static int
+read_value(const char **pp, const char *e, int want, PyObject *loads, PyObject **out)
+{
+    const char *p = *pp;
+    if (p >= e)
+        return OTHER;
+    switch (*p) {
+    case '"':
+        return read_string(pp, e, want, loads, out);
+    case 't':
+    case 'f':
+    case 'n': {
+        const char *word = *p == 't' ? "true" : *p == 'f' ? "false" : "null";
+        size_t len = strlen(word);
+        if ((size_t)(e - p) < len || memcmp(p, word, len) != 0)
+            return OTHER;
+        *pp = p + len;
+        if (want) {
+            PyObject *v = *p == 't' ? Py_True : *p == 'f' ? Py_False : Py_None;
+            Py_INCREF(v);
+            *out = v;
+        }
+        return OK;
+    }
+    default:
+        return read_number(pp, e, want, out);
+    }
+}
+
+static PyObject *
+scan_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "scan_line takes 5 arguments");
+        return NULL;
+    }
+    PyObject *line = args[0], *keys = args[1], *slots = args[2], *loads = args[4];
+    Py_ssize_t nfields = PyLong_AsSsize_t(args[3]);
+    if (nfields == -1 && PyErr_Occurred())
+        return NULL;
+    if (!PyTuple_Check(slots) || nfields < 0) {
+        PyErr_SetString(PyExc_TypeError, "slots must be a tuple, nfields >= 0");
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(line) || !PyTuple_Check(keys))
+        Py_RETURN_NONE; /* not bytes, or a layout without a raw form: the general path */
+    Py_ssize_t n = PyTuple_GET_SIZE(keys);
+    if (PyTuple_GET_SIZE(slots) != n) {
+        PyErr_SetString(PyExc_ValueError, "keys and slots differ in length");
+        return NULL;
+    }
+    const char *p = PyBytes_AS_STRING(line);
+    const char *e = p + PyBytes_GET_SIZE(line);
+    PyObject *fields = PyTuple_New(nfields);
+    if (fields == NULL)
+        return NULL;
+    for (Py_ssize_t j = 0; j < nfields; j++) {
+        Py_INCREF(Py_None);
+        PyTuple_SET_ITEM(fields, j, Py_None);
+    }
+    PyObject *out = PyDict_New();
+    if (out == NULL) {
+        Py_DECREF(fields);
+        return NULL;
+    }
+    int r;
+    p = skip_ws(p, e);
+    if (p >= e || *p != '{')
+        goto other;
+    p = skip_ws(p + 1, e);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i > 0) {
+            if (p >= e || *p != ',')
+                goto other;
+            p = skip_ws(p + 1, e);
+        }
+        PyObject *key = PyTuple_GET_ITEM(keys, i);
+        if (!PyBytes_CheckExact(key)) {
+            PyErr_SetString(PyExc_TypeError, "keys must be bytes");
+            goto fail;
+        }
+        Py_ssize_t klen = PyBytes_GET_SIZE(key);
+        if (e - p < klen + 2 || *p != '"' || p[klen + 1] != '"' ||
+            memcmp(p + 1, PyBytes_AS_STRING(key), (size_t)klen) != 0)
+            goto other; /* another key, or this key's prefix (its quote is not there) */
+        p = skip_ws(p + klen + 2, e);
+        if (p >= e || *p != ':')
+            goto other;
+        p = skip_ws(p + 1, e);
+        PyObject *slot = PyTuple_GET_ITEM(slots, i);
+        PyObject *v = NULL;
+        if (slot == Py_None) {
+            r = read_value(&p, e, 0, loads, &v);
+        }
+        else if (PyLong_CheckExact(slot)) {
+            Py_ssize_t at = PyLong_AsSsize_t(slot);
+            if (at == -1 && PyErr_Occurred())
+                goto fail;
+            if (at < 0 || at >= nfields) {
+                PyErr_SetString(PyExc_ValueError, "a field place out of range");
+                goto fail;
+            }
+            r = read_value(&p, e, 1, loads, &v);
+            if (r == OK) {
+                PyObject *old = PyTuple_GET_ITEM(fields, at);
+                PyTuple_SET_ITEM(fields, at, v); /* steals v */
+                Py_DECREF(old);
+            }
+        }
+        else {
+            /* A header: a string only (anything else is for the general loop). */
+            if (p >= e || *p != '"')
+                goto other;
+            if (p + 1 < e && p[1] == '"') {
+                p += 2; /* "": absent */
+                r = OK;
+            }
+            else {
+                r = read_string(&p, e, 1, loads, &v);
+                if (r == OK) {
+                    if (PyUnicode_GET_LENGTH(v) == 1 && PyUnicode_READ_CHAR(v, 0) == '-') {
+                        Py_DECREF(v);
+                        goto other; /* "-" keeps an earlier value: the general loop */
+                    }
+                    int err = PyUnicode_GET_LENGTH(v) ? PyDict_SetItem(out, slot, v) : 0;
+                    Py_DECREF(v);
+                    if (err < 0)
+                        goto fail;
+                }
+            }
+        }
+        if (r == FAIL)
+            goto fail;
+        if (r == OTHER)
+            goto other;
+        p = skip_ws(p, e);
+    }
+    if (p >= e || *p != '}')
+        goto other;
+    p = skip_ws(p + 1, e);
+    if (p != e)
+        goto other; /* trailing data */
     PyObject *result = PyTuple_Pack(2, out, fields);
     Py_DECREF(out);
     Py_DECREF(fields);
@@ -120,6 +436,8 @@ fail:
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "The response headers and fields of a line of a known key layout, or None (see the source)."},
+    {"scan_line", (PyCFunction)(void (*)(void))scan_line, METH_FASTCALL,
+     "scan's result read from the raw line, or None (see the source)."},
     {NULL, NULL, 0, NULL},
 };
 

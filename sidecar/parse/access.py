@@ -174,17 +174,24 @@ _NGINX_KEYS = (
     "api_key",
 )
 _NGINX_TEXTS = _NGINX_KEYS[15:]
+_NFIELDS = len(_NGINX_KEYS)
+
+
+_PLAIN_KEY = re.compile(r"[ !#-\[\]-~]*")  # printable ASCII but `"` and `\`: as is in a line
 
 
 class _Layout:
     """What one list of line keys (in line order) needs, worked out once: a getter of the
     `resp_` keys' values and their header names (the pure path), and what each key is for the
-    C twin (`slots`: its header name, its place in `_NGINX_KEYS`, or None)."""
+    C twin (`slots`: its header name, its place in `_NGINX_KEYS`, or None; `raw`: the keys as
+    they are written in a line, or None when one needs escaping or is not ASCII)."""
 
-    __slots__ = ("keys", "names", "resp", "slots")
+    __slots__ = ("keys", "names", "raw", "resp", "slots")
 
     def __init__(self, keys: tuple[str, ...]) -> None:
         self.keys = keys
+        plain = all(_PLAIN_KEY.fullmatch(k) for k in keys)
+        self.raw = tuple(k.encode("ascii") for k in keys) if plain else None
         resp = [k for k in keys if k.startswith("resp_") and len(k) > 5]  # `resp_`: no name
         self.names = tuple(k[5:].replace("_", "-") for k in resp)
         # For the C twin: each key's header name, its place in `_NGINX_KEYS`, or None.
@@ -230,14 +237,29 @@ def _layout(d: dict[str, Any]) -> _Layout:
 
 def _scan(d: dict[str, Any], f: Fields) -> tuple[dict[str, str], tuple[Any, ...]]:
     """(`_resp_headers(d, f)`, `tuple(map(d.get, _NGINX_KEYS))`): in C in one pass when `d`
-    has the previous line's layout and plain header values (`_accessscan.c`), else through the
-    layout cache (`_resp_headers_of`)."""
+    has the previous line's layout (`_accessscan.c`; the headers by the general loop when a
+    value is a number, another type or `-`), else through the layout cache (`_resp_headers_of`)."""
     if _accessscan is not None:
         lay = _last_layout
-        both = _accessscan.scan(d, lay.keys, lay.slots, len(_NGINX_KEYS))
+        both = _accessscan.scan(d, lay.keys, lay.slots, _NFIELDS)
         if both is not None:
+            if both[0] is None:
+                return _resp_headers(d, f), both[1]
             return both
     return _resp_headers_of(d, _layout(d), f), tuple(map(d.get, _NGINX_KEYS))
+
+
+def _read(line: bytes, f: Fields) -> tuple[tuple[dict[str, str], tuple[Any, ...]], bool]:
+    """(`_scan` of the line's object, lossy): in C from the raw bytes when the line is the
+    usual shape (`scan_line`: the previous line's keys, flat, plain values; the same result as
+    orjson's), else `_loads` and `_scan`."""
+    if _accessscan is not None:
+        lay = _last_layout
+        both = _accessscan.scan_line(line, lay.raw, lay.slots, _NFIELDS, orjson.loads)
+        if both is not None:
+            return both, False
+    d, lossy = _loads(line)
+    return _scan(d, f), lossy
 
 
 def _resp_headers_of(d: dict[str, Any], lay: _Layout, f: Fields) -> dict[str, str]:
@@ -254,29 +276,26 @@ def _resp_headers_of(d: dict[str, Any], lay: _Layout, f: Fields) -> dict[str, st
 
 
 def parse_nginx_json(line: bytes, hasher: Hasher | None = None) -> AccessRecord:
-    d, lossy = _loads(line)
     f = Fields()
+    (headers, fields), lossy = _read(line, f)
     (
-        headers,
-        (
-            rid,
-            ts,
-            uri,
-            path,
-            status,
-            request_time,
-            ttft_ms,
-            stream,
-            retry,
-            attempt,
-            completion,
-            extra,
-            response_body,
-            usage,
-            request_body,
-            *texts,
-        ),
-    ) = _scan(d, f)
+        rid,
+        ts,
+        uri,
+        path,
+        status,
+        request_time,
+        ttft_ms,
+        stream,
+        retry,
+        attempt,
+        completion,
+        extra,
+        response_body,
+        usage,
+        request_body,
+        *texts,
+    ) = fields
     rid = request_id(rid, "access")
     extra = f.mapping("response_headers", extra)
     if extra:

@@ -121,13 +121,9 @@ class Fields:
             self.invalid.append(name)
         return None
 
-    def texts(self, d: dict[str, Any], names: tuple[str, ...]) -> Iterator[str | None]:
-        """`text(name, d.get(name))` for each name, in order; when every value is a string or
-        absent (the common case), without a Python call per field."""
-        return self.text_values(tuple(map(d.get, names)), names)
-
     def text_values(self, values: Sequence[Any], names: tuple[str, ...]) -> Iterator[str | None]:
-        """`text(name, value)` for each pair, in order (`texts` of values already read)."""
+        """`text(name, value)` for each pair, in order; when every value is a string or None
+        (the common case), without a Python call per field."""
         if set(map(type, values)) <= _STR_OR_NONE:
             return map(_NULL_ABSENT.get, values, values)
         return map(self.text, names, values)
