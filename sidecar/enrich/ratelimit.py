@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from sidecar import native
+
 KEYS = (
     "ratelimit_limit_requests",
     "ratelimit_remaining_requests",
@@ -209,6 +211,27 @@ _GENERIC = _family("x-ratelimit-")
 _ANTHROPIC_REQUESTS = _family("anthropic-ratelimit-requests-")
 _ANTHROPIC_TOKENS = _family("anthropic-ratelimit-tokens-")
 _ANTHROPIC_INPUT_TOKENS = _family("anthropic-ratelimit-input-tokens-")
+_ratelimit = native.load("sidecar.enrich._ratelimit")  # the C twin of the usual header forms
+# The header names `_ratelimit.limits` reads: the requests family, the tokens family, then the
+# retry headers; and how it reads each family's limit, remaining and reset (a count, a Go
+# duration, an RFC 3339 time).
+_RETRY_NAMES = ("retry-after-ms", "retry-after")
+_GENERIC_NAMES = (
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+    *_RETRY_NAMES,
+)
+_GENERIC_KINDS = b"ccdccd"
+_ANTHROPIC_KINDS = b"ccecce"
+# `_ratelimit.limits`' names for each tokens family of Anthropic's
+_ANTHROPIC_NAMES = {
+    tokens: (*_ANTHROPIC_REQUESTS, *tokens, *_RETRY_NAMES)
+    for tokens in (_ANTHROPIC_TOKENS, _ANTHROPIC_INPUT_TOKENS)
+}
 
 
 def _anthropic_family(
@@ -254,10 +277,23 @@ def parse_ratelimits(
         and any(k.startswith("anthropic-ratelimit-") for k in h)
     )
     if anthropic:
-        lim_r, rem_r, reset_r = _anthropic_family(h, _ANTHROPIC_REQUESTS, now)
         tokens = _ANTHROPIC_TOKENS
         if not _has_family(h, tokens) and _has_family(h, _ANTHROPIC_INPUT_TOKENS):
             tokens = _ANTHROPIC_INPUT_TOKENS
+        names, kinds = _ANTHROPIC_NAMES[tokens], _ANTHROPIC_KINDS
+    else:
+        names, kinds = _GENERIC_NAMES, _GENERIC_KINDS
+    if (
+        _ratelimit is not None
+        and body_retry_after_secs is None
+        and type(now) is float
+        and type(h) is dict
+    ):
+        limits = _ratelimit.limits(h, names, kinds, KEYS, now)
+        if limits is not None:
+            return limits  # the usual forms, read in C as below
+    if anthropic:
+        lim_r, rem_r, reset_r = _anthropic_family(h, _ANTHROPIC_REQUESTS, now)
         lim_t, rem_t, reset_t = _anthropic_family(h, tokens, now)
     else:
         get = h.get

@@ -446,3 +446,13 @@ def test_go_duration_shortcut_is_the_regex(value: str) -> None:
         return
     got, want = ratelimit._go_duration(value), regex_duration(value)
     assert got == want or (got != got and want != want)
+
+
+def test_the_c_twin_is_used_unless_told_not_to() -> None:
+    import os
+
+    pure = os.environ.get("LLM_HEC_SIDECAR_PURE", "") not in ("", "0")
+    if pure:
+        assert ratelimit._ratelimit is None
+    elif os.environ.get("CI"):  # CI installs with a compiler
+        assert ratelimit._ratelimit is not None

@@ -1,0 +1,376 @@
+/*
+ * sidecar.enrich._ratelimit: the rate-limit fields of a response's usual headers, in C.
+ *
+ * limits(headers: dict, names: tuple[str * 8], kinds: bytes, keys: tuple[str * 9], now: float)
+ *     -> dict | None
+ *
+ * `names` are the limit, remaining and reset headers of the requests family, the same of the
+ * tokens family, then `retry-after-ms` and `retry-after`; `kinds` (6 bytes) says how each of the
+ * first six is read: 'c' a count, 'd' a Go duration (OpenAI), 'e' an RFC 3339 time (Anthropic,
+ * given as seconds from `now`). The result is `parse_ratelimits`' dict (sidecar/enrich/
+ * ratelimit.py, the pure twin), `keys` in order, when every header present is in its usual form:
+ *
+ *   - a count: 1 to 13 ASCII digits (int(value));
+ *   - a duration: `<digits>[.<digits>]` then `ms`, `s`, `m` or `h`, at most 20 characters
+ *     (round(float(number) * unit, 6));
+ *   - a time: `YYYY-MM-DDTHH:MM:SSZ`, a valid date and time (its epoch seconds, exact), then
+ *     round(max(0.0, at - now), 3);
+ *   - no `retry-after-ms` nor `retry-after` (retry_after_secs None);
+ *
+ * the percentages as `_pct` gives them (an int quotient of two exact doubles is Python's own
+ * int / int), and every value below 2^53. Anything else (another form, a value Python would
+ * null, a retry header) returns None and the caller reads the headers in Python. Rounding is
+ * float.__round__'s, exactly (`fast_round`, or a call of float.__round__ where that does not
+ * apply), so each number is the one Python computes.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <string.h>
+
+static PyObject *round_name;           /* "__round__" */
+static PyObject *digits2, *digits3, *digits6; /* 2, 3, 6 */
+
+enum { OTHER = 0, OK = 1, FAIL = -1 };
+
+#define BOUND 9007199254740992.0 /* 2^53 */
+
+/* The ASCII text of a str value, or NULL when it is not an exact ASCII str. */
+static const char *
+ascii_of(PyObject *v, Py_ssize_t *len)
+{
+    if (!PyUnicode_CheckExact(v) || !PyUnicode_IS_ASCII(v))
+        return NULL;
+    *len = PyUnicode_GET_LENGTH(v);
+    return (const char *)PyUnicode_1BYTE_DATA(v);
+}
+
+static int
+is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int
+read_count(PyObject *v, long long *out)
+{
+    Py_ssize_t len;
+    const char *s = ascii_of(v, &len);
+    if (s == NULL || len < 1 || len > 13)
+        return OTHER;
+    long long n = 0;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        if (!is_digit(s[i]))
+            return OTHER;
+        n = n * 10 + (s[i] - '0');
+    }
+    *out = n;
+    return OK;
+}
+
+static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6};
+
+/* round(x, nd) as float.__round__ gives it (the exact value of x rounded half-even to nd
+ * decimals, then the double nearest that decimal), without its decimal strings, for x == 0 or
+ * 1e-10 <= x with x * 10^nd < 2^52; OTHER elsewhere. x * s is hi + lo exactly (fma), and the
+ * fraction of hi is exact, so comparing it with 0.5 (lo breaking a tie of hi) decides like the
+ * exact value would; m / s is the correctly rounded quotient of two exact doubles. */
+static int
+fast_round(double x, int nd, double *out)
+{
+    if (x == 0.0) {
+        *out = x; /* keeps the sign, as round(-0.0, n) does */
+        return OK;
+    }
+    if (!(x >= 1e-10) || nd < 0 || nd > 6)
+        return OTHER; /* NaN, negative, tiny: float.__round__ */
+    double s = POW10[nd];
+    double hi = x * s;
+    if (!(hi < 4503599627370496.0)) /* 2^52 */
+        return OTHER;
+    double lo = fma(x, s, -hi); /* x * s - hi, exactly */
+    double f = floor(hi);
+    double t = (hi - f) - 0.5; /* exact: its sign and zero are the fraction's */
+    double m = f;
+    if (t > 0.0 || (t == 0.0 && lo > 0.0))
+        m = f + 1.0;
+    else if (t == 0.0 && lo == 0.0 && fmod(f, 2.0) != 0.0)
+        m = f + 1.0; /* an exact tie: to even */
+    *out = m / s;
+    return OK;
+}
+
+/* round(x, digits) into *out: fast_round, else float.__round__ itself; FAIL with an
+ * exception set. */
+static int
+rounded(double x, PyObject *digits, double *out)
+{
+    long nd = PyLong_AsLong(digits);
+    if (nd == -1 && PyErr_Occurred())
+        return FAIL;
+    if (fast_round(x, (int)nd, out) == OK)
+        return OK;
+    PyObject *f = PyFloat_FromDouble(x);
+    if (f == NULL)
+        return FAIL;
+    PyObject *r = PyObject_CallMethodObjArgs(f, round_name, digits, NULL);
+    Py_DECREF(f);
+    if (r == NULL)
+        return FAIL;
+    *out = PyFloat_AsDouble(r);
+    Py_DECREF(r);
+    if (*out == -1.0 && PyErr_Occurred())
+        return FAIL;
+    return OK;
+}
+
+static int
+read_duration(PyObject *v, double *out)
+{
+    Py_ssize_t len;
+    const char *s = ascii_of(v, &len);
+    if (s == NULL || len < 2 || len > 20)
+        return OTHER;
+    Py_ssize_t i = 0;
+    while (i < len && is_digit(s[i]))
+        i++;
+    if (i == 0)
+        return OTHER;
+    if (i < len && s[i] == '.') {
+        Py_ssize_t f = ++i;
+        while (i < len && is_digit(s[i]))
+            i++;
+        if (i == f)
+            return OTHER;
+    }
+    Py_ssize_t nlen = i;
+    double unit;
+    Py_ssize_t rest = len - i;
+    if (rest == 2 && s[i] == 'm' && s[i + 1] == 's')
+        unit = 1e-3;
+    else if (rest == 1 && s[i] == 's')
+        unit = 1.0;
+    else if (rest == 1 && s[i] == 'm')
+        unit = 60.0;
+    else if (rest == 1 && s[i] == 'h')
+        unit = 3600.0;
+    else
+        return OTHER;
+    char buf[24];
+    memcpy(buf, s, (size_t)nlen);
+    buf[nlen] = '\0';
+    char *end = NULL;
+    double number = PyOS_string_to_double(buf, &end, NULL);
+    if (number == -1.0 && PyErr_Occurred())
+        return FAIL;
+    if (end != buf + nlen)
+        return OTHER;
+    if (rounded(number * unit, digits6, out) != OK)
+        return FAIL;
+    return *out < BOUND ? OK : OTHER; /* Python nulls a larger one */
+}
+
+static int
+num2(const char *s)
+{
+    return (s[0] - '0') * 10 + (s[1] - '0');
+}
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian; H. Hinnant's days_from_civil). */
+static long long
+days_from_civil(long long y, long long m, long long d)
+{
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    long long yoe = y - era * 400;
+    long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int
+read_time(PyObject *v, double now, double *out)
+{
+    static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    Py_ssize_t len;
+    const char *s = ascii_of(v, &len);
+    if (s == NULL || len != 20)
+        return OTHER;
+    for (int i = 0; i < 20; i++) {
+        if (shape[i] == 'd' ? !is_digit(s[i]) : s[i] != shape[i])
+            return OTHER;
+    }
+    int year = num2(s) * 100 + num2(s + 2), month = num2(s + 5), day = num2(s + 8);
+    int hour = num2(s + 11), minute = num2(s + 14), second = num2(s + 17);
+    if (year < 1 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 ||
+        second > 59)
+        return OTHER;
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (day > mdays[month - 1] + (month == 2 && leap))
+        return OTHER;
+    long long epoch =
+        days_from_civil(year, month, day) * 86400 + hour * 3600LL + minute * 60LL + second;
+    double x = (double)epoch - now; /* exact epoch: below 2^38 */
+    x = x > 0.0 ? x : 0.0;          /* max(0.0, x): 0.0 unless x is greater (NaN too) */
+    if (rounded(x, digits3, out) != OK)
+        return FAIL;
+    return *out < BOUND ? OK : OTHER;
+}
+
+static int
+put(PyObject *d, PyObject *key, PyObject *v)
+{
+    if (v == NULL)
+        return -1;
+    int r = PyDict_SetItem(d, key, v);
+    Py_DECREF(v);
+    return r;
+}
+
+static PyObject *
+limits(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "limits takes 5 arguments");
+        return NULL;
+    }
+    PyObject *headers = args[0], *names = args[1], *kinds = args[2], *keys = args[3];
+    if (!PyDict_Check(headers) || !PyTuple_Check(names) || PyTuple_GET_SIZE(names) != 8 ||
+        !PyBytes_Check(kinds) || PyBytes_GET_SIZE(kinds) != 6 || !PyTuple_Check(keys) ||
+        PyTuple_GET_SIZE(keys) != 9 || !PyFloat_CheckExact(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "limits(dict, 8 names, 6 kinds, 9 keys, float)");
+        return NULL;
+    }
+    double now = PyFloat_AS_DOUBLE(args[4]);
+    const char *kind = PyBytes_AS_STRING(kinds);
+    for (int i = 6; i < 8; i++) {
+        PyObject *v = PyDict_GetItemWithError(headers, PyTuple_GET_ITEM(names, i));
+        if (v != NULL)
+            Py_RETURN_NONE; /* a retry header: Python reads it */
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    long long count[6];
+    double number[6];
+    int present[6];
+    for (int i = 0; i < 6; i++) {
+        PyObject *v = PyDict_GetItemWithError(headers, PyTuple_GET_ITEM(names, i));
+        present[i] = v != NULL;
+        if (v == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            continue;
+        }
+        int r;
+        switch (kind[i]) {
+        case 'c':
+            r = read_count(v, &count[i]);
+            break;
+        case 'd':
+            r = read_duration(v, &number[i]);
+            break;
+        case 'e':
+            r = read_time(v, now, &number[i]);
+            break;
+        default:
+            PyErr_SetString(PyExc_ValueError, "a kind is one of 'c', 'd', 'e'");
+            return NULL;
+        }
+        if (r == FAIL)
+            return NULL;
+        if (r == OTHER)
+            Py_RETURN_NONE;
+    }
+    /* the percentages: remaining * 100 / limit (exact doubles: Python's int / int) */
+    double pct[2];
+    int has_pct[2];
+    for (int f = 0; f < 2; f++) {
+        int lim = 3 * f, rem = 3 * f + 1;
+        has_pct[f] = kind[lim] == 'c' && kind[rem] == 'c' && present[lim] && present[rem] &&
+                     count[lim] > 0; /* else None, as `_pct` gives */
+        if (!has_pct[f])
+            continue;
+        double p = (double)(count[rem] * 100) / (double)count[lim];
+        p = p > 0.0 ? p : 0.0;     /* max(0.0, p) */
+        p = p < 100.0 ? p : 100.0; /* min(100.0, p) */
+        if (rounded(p, digits2, &pct[f]) != OK)
+            return NULL;
+    }
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    for (int i = 0; i < 6; i++) {
+        PyObject *v;
+        if (!present[i]) {
+            v = Py_None;
+            Py_INCREF(v);
+        }
+        else if (kind[i] == 'c')
+            v = PyLong_FromLongLong(count[i]);
+        else
+            v = PyFloat_FromDouble(number[i]);
+        if (put(out, PyTuple_GET_ITEM(keys, i), v) < 0)
+            goto fail;
+    }
+    for (int f = 0; f < 2; f++) {
+        PyObject *v = has_pct[f] ? PyFloat_FromDouble(pct[f]) : (Py_INCREF(Py_None), Py_None);
+        if (put(out, PyTuple_GET_ITEM(keys, 6 + f), v) < 0)
+            goto fail;
+    }
+    Py_INCREF(Py_None);
+    if (put(out, PyTuple_GET_ITEM(keys, 8), Py_None) < 0)
+        goto fail;
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *
+round_to(PyObject *self, PyObject *args)
+{
+    (void)self;
+    double x;
+    int nd;
+    if (!PyArg_ParseTuple(args, "di:round_to", &x, &nd))
+        return NULL;
+    if (nd < 0 || nd > 6) {
+        PyErr_SetString(PyExc_ValueError, "0 <= ndigits <= 6");
+        return NULL;
+    }
+    double out;
+    PyObject *digits = PyLong_FromLong(nd);
+    if (digits == NULL)
+        return NULL;
+    int r = rounded(x, digits, &out);
+    Py_DECREF(digits);
+    return r == OK ? PyFloat_FromDouble(out) : NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"round_to", round_to, METH_VARARGS, "round(x, ndigits) for 0 <= ndigits <= 6 (tests)."},
+    {"limits", (PyCFunction)(void (*)(void))limits, METH_FASTCALL,
+     "The rate-limit fields of the usual header forms, or None (see the source)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_ratelimit", "Rate-limit headers to numbers, in C.", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__ratelimit(void)
+{
+    if (round_name == NULL) {
+        round_name = PyUnicode_InternFromString("__round__");
+        digits2 = PyLong_FromLong(2);
+        digits3 = PyLong_FromLong(3);
+        digits6 = PyLong_FromLong(6);
+        if (round_name == NULL || digits2 == NULL || digits3 == NULL || digits6 == NULL)
+            return NULL;
+    }
+    return PyModule_Create(&module);
+}
