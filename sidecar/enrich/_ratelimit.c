@@ -20,16 +20,13 @@
  * the percentages as `_pct` gives them (an int quotient of two exact doubles is Python's own
  * int / int), and every value below 2^53. Anything else (another form, a value Python would
  * null, a retry header) returns None and the caller reads the headers in Python. Rounding is
- * float.__round__'s, exactly (`fast_round`, or a call of float.__round__ where that does not
- * apply), so each number is the one Python computes.
+ * float.__round__'s, exactly (sidecar/_round.h), so each number is the one Python computes.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <math.h>
 #include <string.h>
 
-static PyObject *round_name;           /* "__round__" */
-static PyObject *digits2, *digits3, *digits6; /* 2, 3, 6 */
+#include "../_round.h"
 
 enum { OTHER = 0, OK = 1, FAIL = -1 };
 
@@ -65,62 +62,6 @@ read_count(PyObject *v, long long *out)
         n = n * 10 + (s[i] - '0');
     }
     *out = n;
-    return OK;
-}
-
-static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6};
-
-/* round(x, nd) as float.__round__ gives it (the exact value of x rounded half-even to nd
- * decimals, then the double nearest that decimal), without its decimal strings, for x == 0 or
- * 1e-10 <= x with x * 10^nd < 2^52; OTHER elsewhere. x * s is hi + lo exactly (fma), and the
- * fraction of hi is exact, so comparing it with 0.5 (lo breaking a tie of hi) decides like the
- * exact value would; m / s is the correctly rounded quotient of two exact doubles. */
-static int
-fast_round(double x, int nd, double *out)
-{
-    if (x == 0.0) {
-        *out = x; /* keeps the sign, as round(-0.0, n) does */
-        return OK;
-    }
-    if (!(x >= 1e-10) || nd < 0 || nd > 6)
-        return OTHER; /* NaN, negative, tiny: float.__round__ */
-    double s = POW10[nd];
-    double hi = x * s;
-    if (!(hi < 4503599627370496.0)) /* 2^52 */
-        return OTHER;
-    double lo = fma(x, s, -hi); /* x * s - hi, exactly */
-    double f = floor(hi);
-    double t = (hi - f) - 0.5; /* exact: its sign and zero are the fraction's */
-    double m = f;
-    if (t > 0.0 || (t == 0.0 && lo > 0.0))
-        m = f + 1.0;
-    else if (t == 0.0 && lo == 0.0 && fmod(f, 2.0) != 0.0)
-        m = f + 1.0; /* an exact tie: to even */
-    *out = m / s;
-    return OK;
-}
-
-/* round(x, digits) into *out: fast_round, else float.__round__ itself; FAIL with an
- * exception set. */
-static int
-rounded(double x, PyObject *digits, double *out)
-{
-    long nd = PyLong_AsLong(digits);
-    if (nd == -1 && PyErr_Occurred())
-        return FAIL;
-    if (fast_round(x, (int)nd, out) == OK)
-        return OK;
-    PyObject *f = PyFloat_FromDouble(x);
-    if (f == NULL)
-        return FAIL;
-    PyObject *r = PyObject_CallMethodObjArgs(f, round_name, digits, NULL);
-    Py_DECREF(f);
-    if (r == NULL)
-        return FAIL;
-    *out = PyFloat_AsDouble(r);
-    Py_DECREF(r);
-    if (*out == -1.0 && PyErr_Occurred())
-        return FAIL;
     return OK;
 }
 
@@ -165,7 +106,7 @@ read_duration(PyObject *v, double *out)
         return FAIL;
     if (end != buf + nlen)
         return OTHER;
-    if (rounded(number * unit, digits6, out) != OK)
+    if (sidecar_round(number * unit, 6, out) < 0)
         return FAIL;
     return *out < BOUND ? OK : OTHER; /* Python nulls a larger one */
 }
@@ -213,7 +154,7 @@ read_time(PyObject *v, double now, double *out)
         days_from_civil(year, month, day) * 86400 + hour * 3600LL + minute * 60LL + second;
     double x = (double)epoch - now; /* exact epoch: below 2^38 */
     x = x > 0.0 ? x : 0.0;          /* max(0.0, x): 0.0 unless x is greater (NaN too) */
-    if (rounded(x, digits3, out) != OK)
+    if (sidecar_round(x, 3, out) < 0)
         return FAIL;
     return *out < BOUND ? OK : OTHER;
 }
@@ -295,7 +236,7 @@ limits(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         double p = (double)(count[rem] * 100) / (double)count[lim];
         p = p > 0.0 ? p : 0.0;     /* max(0.0, p) */
         p = p < 100.0 ? p : 100.0; /* min(100.0, p) */
-        if (rounded(p, digits2, &pct[f]) != OK)
+        if (sidecar_round(p, 2, &pct[f]) < 0)
             return NULL;
     }
     PyObject *out = PyDict_New();
@@ -328,29 +269,7 @@ fail:
     return NULL;
 }
 
-static PyObject *
-round_to(PyObject *self, PyObject *args)
-{
-    (void)self;
-    double x;
-    int nd;
-    if (!PyArg_ParseTuple(args, "di:round_to", &x, &nd))
-        return NULL;
-    if (nd < 0 || nd > 6) {
-        PyErr_SetString(PyExc_ValueError, "0 <= ndigits <= 6");
-        return NULL;
-    }
-    double out;
-    PyObject *digits = PyLong_FromLong(nd);
-    if (digits == NULL)
-        return NULL;
-    int r = rounded(x, digits, &out);
-    Py_DECREF(digits);
-    return r == OK ? PyFloat_FromDouble(out) : NULL;
-}
-
 static PyMethodDef methods[] = {
-    {"round_to", round_to, METH_VARARGS, "round(x, ndigits) for 0 <= ndigits <= 6 (tests)."},
     {"limits", (PyCFunction)(void (*)(void))limits, METH_FASTCALL,
      "The rate-limit fields of the usual header forms, or None (see the source)."},
     {NULL, NULL, 0, NULL},
@@ -364,13 +283,5 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__ratelimit(void)
 {
-    if (round_name == NULL) {
-        round_name = PyUnicode_InternFromString("__round__");
-        digits2 = PyLong_FromLong(2);
-        digits3 = PyLong_FromLong(3);
-        digits6 = PyLong_FromLong(6);
-        if (round_name == NULL || digits2 == NULL || digits3 == NULL || digits6 == NULL)
-            return NULL;
-    }
     return PyModule_Create(&module);
 }

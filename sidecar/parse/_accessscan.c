@@ -47,6 +47,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "../_round.h"
+
 static PyObject *
 scan(PyObject *self, PyObject *args)
 {
@@ -433,7 +435,32 @@ fail:
     return NULL;
 }
 
+/* round_to(x: float, ndigits: int) -> float: round(x, ndigits) for a float and 0 <= ndigits <= 6,
+ * the same float (sidecar/_round.h), for Fields.duration_ms. */
+static PyObject *
+round_to(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2 || !PyFloat_Check(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "round_to(float, int)");
+        return NULL;
+    }
+    long nd = PyLong_AsLong(args[1]);
+    if (nd == -1 && PyErr_Occurred())
+        return NULL;
+    if (nd < 0 || nd > 6) {
+        PyErr_SetString(PyExc_ValueError, "0 <= ndigits <= 6");
+        return NULL;
+    }
+    double out;
+    if (sidecar_round(PyFloat_AS_DOUBLE(args[0]), (int)nd, &out) < 0)
+        return NULL;
+    return PyFloat_FromDouble(out);
+}
+
 static PyMethodDef methods[] = {
+    {"round_to", (PyCFunction)(void (*)(void))round_to, METH_FASTCALL,
+     "round(x, ndigits) of a float, 0 <= ndigits <= 6 (see the source)."},
     {"scan", scan, METH_VARARGS,
      "The response headers and fields of a line of a known key layout, or None (see the source)."},
     {"scan_line", (PyCFunction)(void (*)(void))scan_line, METH_FASTCALL,

@@ -173,7 +173,8 @@ _NGINX_KEYS = (
     "client_request_id",
     "api_key",
 )
-_NGINX_TEXTS = _NGINX_KEYS[15:]
+_NFIRST = 15  # the fields before the plain text fields
+_NGINX_TEXTS = _NGINX_KEYS[_NFIRST:]
 _NFIELDS = len(_NGINX_KEYS)
 
 
@@ -294,8 +295,7 @@ def parse_nginx_json(line: bytes, hasher: Hasher | None = None) -> AccessRecord:
         response_body,
         usage,
         request_body,
-        *texts,
-    ) = fields
+    ) = fields[:_NFIRST]
     rid = request_id(rid, "access")
     extra = f.mapping("response_headers", extra)
     if extra:
@@ -305,7 +305,7 @@ def parse_nginx_json(line: bytes, hasher: Hasher | None = None) -> AccessRecord:
                 headers[str(k).lower()] = sv
     path = f.text("path", uri) or f.text("path", path)
     method, upstream_host, model, user, tenant, conversation, client_rid, key = f.text_values(
-        texts, _NGINX_TEXTS
+        fields[_NFIRST:], _NGINX_TEXTS
     )
     # Positional (in the order of AccessRecord's fields; a unit test checks it): matching 21
     # keywords costs more than the rest of this call.

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sidecar import native
 from sidecar.errors import ParseError
 
 COUNT_MAX = 1 << 53  # tokens and counts: the largest integer a double holds exactly
@@ -30,6 +31,10 @@ DURATION_MAX_MS = 30 * 86_400_000.0  # a request that lasted more than 30 days i
 _ABSENT = ("", "-")  # nginx writes an unset variable as "" (escape=json) or "-"
 _NULL_ABSENT = dict.fromkeys(_ABSENT)  # .get(v, v): None for an absent value, else v
 _STR_OR_NONE = {str, type(None)}
+_accessscan = native.load("sidecar.parse._accessscan")
+# round(x, n) of a float: the C twin gives the same float without float.__round__'s decimal
+# strings (sidecar/_round.h)
+_round = round if _accessscan is None else _accessscan.round_to
 
 
 def is_absent(v: Any) -> bool:
@@ -124,7 +129,7 @@ class Fields:
     def text_values(self, values: Sequence[Any], names: tuple[str, ...]) -> Iterator[str | None]:
         """`text(name, value)` for each pair, in order; when every value is a string or None
         (the common case), without a Python call per field."""
-        if set(map(type, values)) <= _STR_OR_NONE:
+        if _STR_OR_NONE.issuperset(map(type, values)):
             return map(_NULL_ABSENT.get, values, values)
         return map(self.text, names, values)
 
@@ -165,9 +170,9 @@ class Fields:
             return None
         hi = DURATION_MAX_MS / unit_ms
         if type(v) is float and 0 <= v <= hi:
-            return round(v * unit_ms, 3)
+            return _round(v * unit_ms, 3)
         f = self.number(name, v, 0, hi)
-        return None if f is None else round(f * unit_ms, 3)
+        return None if f is None else _round(f * unit_ms, 3)
 
     def flag(self, name: str, v: Any) -> bool | None:
         if v is None or type(v) is bool:

@@ -12,6 +12,7 @@ parser against its pure path.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -307,3 +308,51 @@ def test_any_values_raw_or_orjson_the_same(changes: dict[str, bytes], ws: bytes)
         assert same(got, via_orjson(line))
     access._last_layout = lay
     assert parsed(line, True) == parsed(line, False)
+
+
+TIES = [k / 2**j for j in range(1, 12) for k in range(1, 64, 2)]  # exact halves at some place
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.one_of(
+        st.floats(min_value=0, max_value=1e10),
+        st.floats(min_value=0, max_value=200),
+        st.floats(),  # NaN, infinities, negatives: float.__round__ itself
+        st.sampled_from(TIES),
+        st.integers(min_value=0, max_value=10**7).map(lambda i: i * 1e-3),
+    ),
+    st.sampled_from([0, 2, 3, 6]),
+)
+def test_round_to_is_round(x: float, nd: int) -> None:
+    for v in (x, math.nextafter(x, 0.0), math.nextafter(x, math.inf)):
+        try:
+            want: Any = round(v, nd)
+        except OverflowError:
+            want = "overflow"
+        try:
+            got: Any = access._accessscan.round_to(v, nd)
+        except OverflowError:
+            got = "overflow"
+        assert repr(got) == repr(want), (v, nd)
+
+
+def test_round_to_ties_go_to_even() -> None:
+    for x in TIES:
+        for nd in (2, 3, 6):
+            assert repr(access._accessscan.round_to(x, nd)) == repr(round(x, nd))
+    assert (
+        access._accessscan.round_to(0.125, 2) == 0.12
+        and access._accessscan.round_to(0.375, 2) == 0.38
+    )
+    assert repr(access._accessscan.round_to(-0.0, 2)) == "-0.0"
+    with pytest.raises(ValueError):
+        access._accessscan.round_to(1.0, 7)
+    with pytest.raises(TypeError):
+        access._accessscan.round_to(1, 2)  # a float only: round(1, 2) is the int 1
+
+
+def test_fields_round_with_the_c_twin() -> None:
+    from sidecar.parse import fields
+
+    assert fields._round is access._accessscan.round_to
