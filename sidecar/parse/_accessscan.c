@@ -49,6 +49,56 @@
 
 #include "../_round.h"
 
+enum { OTHER = 0, OK = 1, FAIL = -1 }; /* a step's outcome: not this path, read, an exception */
+
+/* A scan's fields (`nfields` Nones) and headers (an empty dict); -1 with an exception set. */
+static int
+start(Py_ssize_t nfields, PyObject **fields, PyObject **out)
+{
+    *fields = PyTuple_New(nfields);
+    if (*fields == NULL)
+        return -1;
+    for (Py_ssize_t j = 0; j < nfields; j++) {
+        Py_INCREF(Py_None);
+        PyTuple_SET_ITEM(*fields, j, Py_None);
+    }
+    *out = PyDict_New();
+    if (*out == NULL) {
+        Py_DECREF(*fields);
+        return -1;
+    }
+    return 0;
+}
+
+/* The place in the fields that an int slot names; -1 with an exception set. */
+static Py_ssize_t
+place_of(PyObject *slot, Py_ssize_t nfields)
+{
+    Py_ssize_t at = PyLong_AsSsize_t(slot);
+    if (at == -1 && PyErr_Occurred())
+        return -1;
+    if (at < 0 || at >= nfields) {
+        PyErr_SetString(PyExc_ValueError, "a field place out of range");
+        return -1;
+    }
+    return at;
+}
+
+/* A scan's answer, dropping its references to `out` and `fields`: (headers, fields) when OK,
+ * None when OTHER, NULL (an exception set) when FAIL. */
+static PyObject *
+finish(int status, PyObject *headers, PyObject *out, PyObject *fields)
+{
+    PyObject *result = NULL;
+    if (status == OK)
+        result = PyTuple_Pack(2, headers, fields);
+    else if (status == OTHER)
+        result = Py_NewRef(Py_None);
+    Py_DECREF(out);
+    Py_DECREF(fields);
+    return result;
+}
+
 static PyObject *
 scan(PyObject *self, PyObject *args)
 {
@@ -65,18 +115,9 @@ scan(PyObject *self, PyObject *args)
     }
     if (PyDict_GET_SIZE(d) != n)
         Py_RETURN_NONE;
-    PyObject *fields = PyTuple_New(nfields);
-    if (fields == NULL)
+    PyObject *fields, *out;
+    if (start(nfields, &fields, &out) < 0)
         return NULL;
-    for (Py_ssize_t j = 0; j < nfields; j++) {
-        Py_INCREF(Py_None);
-        PyTuple_SET_ITEM(fields, j, Py_None);
-    }
-    PyObject *out = PyDict_New();
-    if (out == NULL) {
-        Py_DECREF(fields);
-        return NULL;
-    }
     Py_ssize_t pos = 0, i = 0;
     int general = 0; /* a header value the caller's general loop reads */
     PyObject *k, *v;
@@ -98,13 +139,9 @@ scan(PyObject *self, PyObject *args)
         if (slot == Py_None)
             continue;
         if (PyLong_CheckExact(slot)) {
-            Py_ssize_t at = PyLong_AsSsize_t(slot);
-            if (at == -1 && PyErr_Occurred())
+            Py_ssize_t at = place_of(slot, nfields);
+            if (at < 0)
                 goto fail;
-            if (at < 0 || at >= nfields) {
-                PyErr_SetString(PyExc_ValueError, "a field place out of range");
-                goto fail;
-            }
             PyObject *old = PyTuple_GET_ITEM(fields, at);
             Py_INCREF(v);
             PyTuple_SET_ITEM(fields, at, v);
@@ -130,23 +167,14 @@ scan(PyObject *self, PyObject *args)
     }
     if (i != n)
         goto other;
-    PyObject *result = PyTuple_Pack(2, general ? Py_None : out, fields);
-    Py_DECREF(out);
-    Py_DECREF(fields);
-    return result;
+    return finish(OK, general ? Py_None : out, out, fields);
 other:
-    Py_DECREF(out);
-    Py_DECREF(fields);
-    Py_RETURN_NONE;
+    return finish(OTHER, NULL, out, fields);
 fail:
-    Py_DECREF(out);
-    Py_DECREF(fields);
-    return NULL;
+    return finish(FAIL, NULL, out, fields);
 }
 
 /* ---------------------------------------------------------------- scan_line: the raw line */
-
-enum { OTHER = 0, OK = 1, FAIL = -1 }; /* a step's outcome: not this path, read, an exception */
 
 static const char *
 skip_ws(const char *p, const char *e)
@@ -332,18 +360,9 @@ scan_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     const char *p = PyBytes_AS_STRING(line);
     const char *e = p + PyBytes_GET_SIZE(line);
-    PyObject *fields = PyTuple_New(nfields);
-    if (fields == NULL)
+    PyObject *fields, *out;
+    if (start(nfields, &fields, &out) < 0)
         return NULL;
-    for (Py_ssize_t j = 0; j < nfields; j++) {
-        Py_INCREF(Py_None);
-        PyTuple_SET_ITEM(fields, j, Py_None);
-    }
-    PyObject *out = PyDict_New();
-    if (out == NULL) {
-        Py_DECREF(fields);
-        return NULL;
-    }
     int r;
     p = skip_ws(p, e);
     if (p >= e || *p != '{')
@@ -374,13 +393,9 @@ scan_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             r = read_value(&p, e, 0, loads, &v);
         }
         else if (PyLong_CheckExact(slot)) {
-            Py_ssize_t at = PyLong_AsSsize_t(slot);
-            if (at == -1 && PyErr_Occurred())
+            Py_ssize_t at = place_of(slot, nfields);
+            if (at < 0)
                 goto fail;
-            if (at < 0 || at >= nfields) {
-                PyErr_SetString(PyExc_ValueError, "a field place out of range");
-                goto fail;
-            }
             r = read_value(&p, e, 1, loads, &v);
             if (r == OK) {
                 PyObject *old = PyTuple_GET_ITEM(fields, at);
@@ -421,18 +436,11 @@ scan_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     p = skip_ws(p + 1, e);
     if (p != e)
         goto other; /* trailing data */
-    PyObject *result = PyTuple_Pack(2, out, fields);
-    Py_DECREF(out);
-    Py_DECREF(fields);
-    return result;
+    return finish(OK, out, out, fields);
 other:
-    Py_DECREF(out);
-    Py_DECREF(fields);
-    Py_RETURN_NONE;
+    return finish(OTHER, NULL, out, fields);
 fail:
-    Py_DECREF(out);
-    Py_DECREF(fields);
-    return NULL;
+    return finish(FAIL, NULL, out, fields);
 }
 
 /* round_to(x: float, ndigits: int) -> float: round(x, ndigits) for a float and 0 <= ndigits <= 6,
