@@ -6,14 +6,9 @@ In Python that is an `orjson.loads` of each event and a walk over the objects it
 3 M instructions for a stream of a hundred events. `_textscan.c` does it without building them:
 it frames the SSE blocks as `Chunks._blocks` does, checks each payload against a subset of JSON
 that orjson surely accepts, and takes the text pieces of the usual shapes straight from the
-text:
-
-- `chat`: OpenAI chat chunks (`openai_chat._texts`: each choice's delta content, refusal and
-  reasoning strings; returns whether one was answer text);
-- `gemini`: Gemini chunks (`gemini._texts`: each part's text unless it is a thought; returns
-  whether a part was a thought);
-- `anthropic`: Anthropic `content_block_start` / `content_block_delta` events
-  (`anthropic._stream_blocks`: the blocks' types, names and text pieces, by index).
+text: `chat` reads OpenAI chat chunks as `openai_chat._texts` does, `gemini` Gemini chunks as
+`gemini._texts`, `anthropic` the `content_block_start` / `content_block_delta` events as
+`anthropic._stream_blocks` (the exact contract: the C file's head; the shapes read: its tables).
 
 Any other block (a payload outside the subset or that does not decode, a shape the C walk does
 not read: tool calls, content lists, a key given twice, ...) is handed back to the provider's
@@ -36,6 +31,6 @@ Scan = Callable[[str, Any, Callable[[int, str], Any]], Any]
 _c = native.load("sidecar.parse._textscan")
 NATIVE = _c is not None
 
-chat: Scan | None = _c.chat if _c is not None else None
-gemini: Scan | None = _c.gemini if _c is not None else None
-anthropic: Scan | None = _c.anthropic if _c is not None else None
+chat: Scan | None = getattr(_c, "chat", None)
+gemini: Scan | None = getattr(_c, "gemini", None)
+anthropic: Scan | None = getattr(_c, "anthropic", None)

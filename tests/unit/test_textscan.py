@@ -149,6 +149,8 @@ HANDED_BACK = [
     '{"choices":[{"delta":{"tool_calls":[{"function":{"name":"f"}}]}}]}',
     '{"choices":[{"delta":{"function_call":{"name":"f"}}}]}',
     '{"choices":[{"message":{"content":"x"}}]}',
+    '{"choices":[{"delta":{"tool_calls":[],"tool_calls":[]}}]}',  # any member it reads: once
+    '{"choices":[{"message":null,"message":null}]}',
     '{"choices":[{"delta":{"content":"x"}}]} x',
     '{"choices":[{"delta":{"content":"x"}}]',
     '{"choices":[{"delta":{"content":"x"}}],}',
@@ -172,6 +174,41 @@ def test_hostile_payloads_are_handed_back_whole(payload: str) -> None:
     assert fast_answer(body, "openai", "chat.completions") == general_answer(
         body, "openai", "chat.completions"
     )
+
+
+@pytest.mark.parametrize(
+    ("mode", "payload"),
+    [
+        (
+            "gemini",
+            '{"candidates":[{"content":{"parts":[{"text":"a","thought":true,"thought":0}]}}]}',
+        ),
+        ("gemini", '{"candidates":[{"content":{"parts":[]},"content":{}}]}'),
+        ("gemini", '{"candidates":[{"content":{"parts":[{"functionCall":{},"functionCall":1}]}}]}'),
+        ("anthropic", '{"index":0,"index":1,"delta":{"text":"a"}}'),
+        ("anthropic", '{"index":0,"delta":{"text":"a","type":"text_delta","type":"x"}}'),
+        ("anthropic", '{"index":0,"delta":{"name":null,"name":"f"}}'),
+        ("anthropic", '{"index":0,"delta":{"input":{},"input":{}}}'),
+    ],
+)
+def test_a_member_read_given_twice_is_handed_back(mode: str, payload: str) -> None:
+    """orjson keeps the last of a key given twice: every member a shape reads, Python decides."""
+    head = "event: content_block_delta\n" if mode == "anthropic" else ""
+    block = f"{head}data: {payload}"
+    assert run(mode, f"{block}\n\n") == (mode == "anthropic", {} if head else [], [(0, block)])
+
+
+def test_whitespace_between_tokens_is_read_in_c() -> None:
+    """Spaces, tabs and carriage returns (orjson's whitespace but newlines) around every token."""
+    for ws in (" ", "\t", "\r", " \t\r "):
+        payload = ws.join(["{", '"choices"', ":", "[", "{", '"delta"', ":", "{", '"content"', ":"])
+        payload += ws.join(['"x"', ",", '"n"', ":", "-1.5", ",", '"r"', ":", "null", "}", "}", "]"])
+        payload += ws + "}" + ws
+        assert run("chat", f"data: {payload}\n\n") == (True, ["x"], [])
+        body = f"data: {payload}\n\n"
+        assert fast_answer(body, "openai", "chat.completions") == general_answer(
+            body, "openai", "chat.completions"
+        )
 
 
 def test_other_shapes_are_handed_back_at_their_offsets() -> None:
