@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sidecar.parse.fields import TIME_MAX, TIME_MIN
 from sidecar.types import AccessRecord
 
 # Rough Python cost of a pending request beyond its bytes (object, dict entry, lists), and of
@@ -76,11 +77,14 @@ def join_str(parts: list) -> tuple[str, int, int]:
 
 
 def line_ts(line: Any) -> float | None:
-    """The `ts` of a canonical body-log line (`{"ts":T,...`), without decoding it."""
+    """The `ts` of a canonical body-log line (`{"ts":T,...`), without decoding it; None unless
+    it is a plausible time in epoch seconds (`TIME_MIN`..`TIME_MAX`, as the careful path
+    checks it): NaN, 1e999 or a far-off time must not move the join's clock."""
     if type(line) is bytes and line.startswith(b'{"ts":'):
         end = line.find(b",", 6)
         try:
-            return float(line[6:end])
+            t = float(line[6:end])
         except ValueError:
             return None
+        return t if TIME_MIN <= t <= TIME_MAX else None
     return None

@@ -137,7 +137,7 @@ class ReadersMixin:
                 t.counters["body_lines_lossy_utf8_total"] += dec.lossy
             if dec.invalid_ts:
                 self.telemetry.field_invalid("body.ts", dec.invalid_ts)
-            first, last = _batch_times(batch.lines, dec.records)
+            first, last = _batch_times(batch.lines, dec.records, dec.errors)
 
             def go(first: float | None = first) -> bool:
                 # event time, then memory: an over-full join waits for the access reader
@@ -260,10 +260,20 @@ def completed_bytes(batch: list[Completed]) -> int:
     return sum(c.raw_bytes for c in batch)
 
 
-def _batch_times(lines: list[bytes], records: list[Any]) -> tuple[float | None, float | None]:
-    """Log times of a body batch's first and last records (two lines looked at, not all)."""
-    first = line_ts(lines[0]) if lines else None
-    last = line_ts(lines[-1]) if lines else None
+def _batch_times(
+    lines: list[bytes], records: list[Any], errors: list[tuple[int, Any]]
+) -> tuple[float | None, float | None]:
+    """Log times of a body batch's first and last records (two lines looked at, not all).
+    A line set aside (`errors`) is not a record: its `ts` must not move the join's clock."""
+    i, j = 0, len(lines) - 1
+    if errors:
+        bad = {k for k, _ in errors}
+        while i <= j and i in bad:
+            i += 1
+        while j >= i and j in bad:
+            j -= 1
+    first = line_ts(lines[i]) if i <= j else None
+    last = line_ts(lines[j]) if i <= j else None
     if first is None or last is None:
         times = [r.ts for r in records if isinstance(r.ts, int | float)]
         if times:

@@ -140,6 +140,7 @@ def good_request(n: int, p: int, c: int, ts: float) -> tuple[bytes, list[bytes]]
 
 
 def run_pipeline(tmp: Path, access: list[bytes], body: list[bytes]) -> tuple[Any, Path, Path]:
+    tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "access.log").write_bytes(b"".join(x + b"\n" for x in access))
     (tmp / "body.log").write_bytes(b"".join(x + b"\n" for x in body))
     cfg = C.from_dict(
@@ -279,3 +280,27 @@ def test_hostile_lines_never_stop_or_change_the_pipeline(good, bad_access, bad_b
         set_aside = sum(len(v) for v in aside.values())
         assert counters["records_malformed_total"] == set_aside
         assert counters["access_lines_total"] + counters["body_lines_total"] >= total
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b'{"ts":1700000003}',  # set aside (no request id)
+        b'{"ts":1700000003,"data":"x"}',
+        b'{"ts":1e999,"request_id":"h1","data":"x"}',  # a record whose time is not one
+        b'{"ts":NaN,"request_id":"h2","data":"x"}',
+        b'{"ts":99999999999,"request_id":"h3","data":"x"}',  # past 2100
+    ],
+)
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_a_bad_time_does_not_move_the_join_clock(tmp_path: Path, bad: bytes, where: str) -> None:
+    """Found by the property test above: a set-aside line, or a record whose `ts` is not a
+    plausible time, first or last in a read, set the body reader's clock; the access line then
+    looked complete without its body, which came too late."""
+    access, body = good_request(0, 7, 3, 1700000000.0)
+    _, base_path, _ = run_pipeline(tmp_path / "base", [access], body)
+    body = [bad, *body] if where == "first" else [*body, bad]
+    _, ev_path, _ = run_pipeline(tmp_path / "bad", [access], body)
+    ev = read_events(ev_path)["good-0"]
+    assert ev == read_events(base_path)["good-0"]
+    assert (ev["input_tokens"], ev["output_tokens"], ev["token_source"]) == (7, 3, "usage")
