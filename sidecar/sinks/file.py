@@ -17,8 +17,7 @@ from pathlib import Path
 
 import orjson
 
-from sidecar.spool.segment import body_json, encode_event, split_payload
-from sidecar.types import OutEvent
+from sidecar.spool.segment import body_json, split_payload
 
 
 class FileSink:
@@ -46,9 +45,6 @@ class FileSink:
                 fh.seek(-1, os.SEEK_END)
                 if fh.read(1) != b"\n":
                     self._fh.write(b"\n")
-
-    async def write(self, events: Sequence[OutEvent]) -> None:
-        await self.write_payloads([encode_event(ev) for ev in events])
 
     async def write_payloads(self, payloads: Sequence[bytes]) -> None:
         """Write spool records (spool/segment.py): one line per event."""
