@@ -57,11 +57,14 @@ class FileSink:
                 lines = [p[p.index(b"\n", p.index(b"\n") + 1) + 1 :] for p in payloads]
             except ValueError:  # a record of the earlier format (no newline) among them
                 lines = [body_json(p) for p in payloads]
-        data = b"\n".join(lines) + b"\n" if lines else b""
+        n = len(lines)
+        if n:
+            lines.append(b"")  # the last line's newline, without copying the batch again
+        data = b"\n".join(lines)
         self._fh.write(data)  # type: ignore[union-attr]
         self._fh.flush()  # type: ignore[union-attr]  # visible to readers at once; fsync in flush()
-        self.stats["events_written"] += len(lines)
-        self.stats["events_sent_total"] += len(lines)
+        self.stats["events_written"] += n
+        self.stats["events_sent_total"] += n
         self.stats["bytes_written"] += len(data)
 
     def _envelope(self, payload: bytes) -> bytes:

@@ -369,3 +369,28 @@ def test_count_all_is_the_sum_of_the_counts_whatever_the_memo_holds(
     assert tokenizer.count_all(enc, iter(texts[:5])) == sum(expected[:5])
     assert tokenizer.count_all(enc, []) == 0
     assert sum(tokenizer.count(enc, t) for t in texts) == sum(expected)
+
+
+def test_is_degenerate_counts_the_pieces_as_one_text() -> None:
+    """`is_degenerate` counts the blanks of the joined text: the same as summing each piece's
+    (one-character patterns cannot straddle two pieces), on texts around the threshold."""
+    import random
+
+    def per_piece(texts: list[str]) -> bool:
+        size = sum(map(len, texts))
+        if not size:
+            return True
+        blank = sum(t.count(" ") + t.count("\n") + t.count("\r") + t.count("\t") for t in texts)
+        return size - blank < cal.MIN_NON_SPACE * size
+
+    rng = random.Random(7)
+    alphabet = [" ", "\n", "\r", "\t", "a", "é", "漢", "\r\n", "  "]
+    seen = set()
+    for _ in range(3000):
+        texts = [
+            "".join(rng.choices(alphabet, k=rng.randint(0, 6))) for _ in range(rng.randint(0, 8))
+        ]
+        got = cal.is_degenerate(texts)
+        assert got == per_piece(texts), texts
+        seen.add(got)
+    assert seen == {True, False} and cal.is_degenerate([]) and cal.is_degenerate(["", ""])
