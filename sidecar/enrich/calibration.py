@@ -93,8 +93,9 @@ def mean(values: Sequence[float]) -> float | None:
 
 def is_degenerate(texts: Sequence[str]) -> bool:
     """Mostly whitespace (a model stuck emitting newlines): no evidence for a ratio."""
-    size = sum(map(len, texts))
+    text = "".join(texts)  # one-character counts add up across the pieces: counted once
+    size = len(text)
     if not size:
         return True
-    blank = sum(t.count(" ") + t.count("\n") + t.count("\r") + t.count("\t") for t in texts)
+    blank = text.count(" ") + text.count("\n") + text.count("\r") + text.count("\t")
     return size - blank < MIN_NON_SPACE * size

@@ -8,9 +8,9 @@ than the rate-limit numbers.
 
 from __future__ import annotations
 
-import hashlib
 import socket
 from collections.abc import Callable
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -67,16 +67,22 @@ def event_id(source: str, request_id: str, duplicate_key: str | None = None) -> 
     requests with one id stay two events even when a restart lies between them."""
     if duplicate_key is not None:
         request_id = f"{request_id}\x00{duplicate_key}"
-    return hashlib.sha256(f"{source}\x00{request_id}".encode()).hexdigest()[:32]
+    return _digest(f"{source}\x00{request_id}")
 
 
-def _identity_key(c: Completed) -> str | None:
-    if c.duplicate_key is not None:
-        return c.duplicate_key
-    t = c.access.time if c.access is not None else None
-    if t is None:
-        return None
-    return time_repr(t)
+def _digest(identity: str) -> str:
+    return sha256(identity.encode()).hexdigest()[:32]
+
+
+def _event_id(c: Completed) -> str:
+    """`event_id` of a request: its duplicate key, else the text of its access time."""
+    key = c.duplicate_key
+    if key is None:
+        a = c.access
+        if a is None or a.time is None:
+            return _digest(f"{c.source}\x00{c.request_id}")
+        key = time_repr(a.time)
+    return _digest(f"{c.source}\x00{c.request_id}\x00{key}")
 
 
 def time_repr(t: Any) -> str:
@@ -144,7 +150,7 @@ class Enricher:
         model = parsed.model or (a.model if a is not None else None)
         provider = parsed.provider if parsed.provider in PROVIDERS else "other"
         api = parsed.api if parsed.api in APIS else None
-        end_time = self._end_time(c)
+        end_time = float(a.time) if a is not None and a.time is not None else self._end_time(c)
 
         usage = parsed.usage
         usage_invalid = usage is not None and usage.invalid
@@ -292,7 +298,7 @@ class Enricher:
         # Filled in a copy of a template holding every key in schema order: a copy and one
         # store per key cost about half of building a 60-key dict from a display.
         body = self._template.copy()
-        body["event_id"] = event_id(c.source, c.request_id, _identity_key(c))
+        body["event_id"] = _event_id(c)
         body["request_id"] = c.request_id
         body["provider_request_id"] = (
             parsed.provider_request_id or headers.get("x-request-id") or headers.get("request-id")
@@ -340,7 +346,7 @@ class Enricher:
         body["calibration_ratio"] = calibration_ratio
         body["estimate_lower_bound"] = lower_bound
         body["flags"] = flags
-        return OutEvent(body=body, time=end_time, source=c.source_path)
+        return OutEvent(body, end_time, c.source_path, positions=c.positions)
 
     @staticmethod
     def _end_time(c: Completed) -> float:

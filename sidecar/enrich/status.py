@@ -43,6 +43,7 @@ RATE_LIMIT_ERRORS = frozenset(
 )
 TIMEOUT_ERRORS = frozenset({"timeout_error", "deadline_exceeded", "timeout", "504"})
 UPSTREAM_BROKEN = frozenset({"upstream_error", "upstream_closed"})
+_OK: tuple[str, None] = (STATUS_OK, None)
 
 
 def _is(kind: str | None, names: frozenset[str]) -> bool:
@@ -62,6 +63,28 @@ def classify(
     `body_seen` False (an access-log-only source, or a body the body log never had): how the
     response ended is unknown, so only the access record's `request_completion` can say cancelled.
     """
+    if (
+        http_status == 200
+        and parsed.terminal_seen
+        and body_seen
+        and parsed.error_type is None
+        and parsed.error_code is None
+        and parsed.error_http_status is None
+    ):
+        # The common request: no rule before 7 can match it, and rule 7 says ok
+        # (tests/unit/test_status.py checks this against the rules on every combination).
+        return _OK
+    return _by_rules(http_status, parsed, end, request_completion, body_seen)
+
+
+def _by_rules(
+    http_status: int | None,
+    parsed: ParsedBody,
+    end: str | None,
+    request_completion: str | None,
+    body_seen: bool,
+) -> tuple[str, str | None]:
+    """The rules of the module doc, in order."""
     err = parsed.error_type
     code = parsed.error_code
     if http_status == 499:

@@ -72,12 +72,13 @@ from sidecar.enrich.tokenizer import (
     ENCODINGS,
     Encoder,
     count,
+    count_all,
     encoder_states,
     encoding_for,
     get_encoder,
     is_reasoning_family,
-    normalise_model,
 )
+from sidecar.enrich.tokenizer import _facts as model_facts  # normalise_model's memo
 from sidecar.types import (
     TOKENS_ESTIMATED_CALIBRATED,
     TOKENS_ESTIMATED_HEURISTIC,
@@ -122,7 +123,9 @@ class TokenEstimator:
         return get_encoder(encoding_for(model)[0], self.cfg.encodings_dir)
 
     def _count_texts(self, enc: Encoder | None, texts: Sequence[str]) -> int:
-        if enc is None and any(texts):
+        if enc is not None:
+            return count_all(enc, texts)
+        if any(texts):
             self._heuristic_fallbacks += 1
         return sum(count(enc, t) for t in texts)
 
@@ -162,7 +165,9 @@ class TokenEstimator:
         return max(0, found[0] + found[1]) if found is not None else None
 
     def _stats(self, model: str | None, create: bool) -> ModelStats | None:
-        key = normalise_model(model)
+        if not model:
+            return None
+        key = model_facts(model)[0]  # normalise_model(model)
         if not key:
             return None
         stats = self._models.get(key)
@@ -171,8 +176,17 @@ class TokenEstimator:
         return stats
 
     def reasons_hidden(self, parsed: ParsedBody, model: str | None) -> bool:
-        """Whether this stream's model reasons in hidden tokens (then timing matters)."""
-        return self._hidden_reasoning(parsed, model or parsed.model, self._stats(model, False))
+        """Whether this stream's model reasons in hidden tokens (then timing matters): what
+        `_hidden_reasoning` says with the model's stats, each model fact looked up once (this
+        is asked for every stream)."""
+        name = model or parsed.model
+        if name and model_facts(name)[2]:  # is_reasoning_family
+            return True
+        if model:
+            stats = self._models.get(model_facts(model)[0])  # _stats(model, create=False)
+            if stats is not None and stats.reasoning_seen:
+                return True
+        return parsed.reasoning_model_hint and parsed.provider != "anthropic"
 
     def _hidden_reasoning(
         self, parsed: ParsedBody, model: str | None, stats: ModelStats | None

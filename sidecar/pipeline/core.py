@@ -168,7 +168,6 @@ class Pipeline(ReadersMixin, DeliveryMixin, SupervisionMixin, HandbackMixin):
                     self._enrich_failed(c)
                     self.ledger.release(c.positions)  # set aside: its lines are done with
                     continue
-                ev.positions = c.positions
                 count(c, parsed)
                 if not encodable(ev):
                     self._stage_failed_once("encode", ValueError(c.request_id))

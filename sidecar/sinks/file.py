@@ -17,8 +17,7 @@ from pathlib import Path
 
 import orjson
 
-from sidecar.spool.segment import body_json, encode_event, split_payload
-from sidecar.types import OutEvent
+from sidecar.spool.segment import body_json, split_payload
 
 
 class FileSink:
@@ -47,9 +46,6 @@ class FileSink:
                 if fh.read(1) != b"\n":
                     self._fh.write(b"\n")
 
-    async def write(self, events: Sequence[OutEvent]) -> None:
-        await self.write_payloads([encode_event(ev) for ev in events])
-
     async def write_payloads(self, payloads: Sequence[bytes]) -> None:
         """Write spool records (spool/segment.py): one line per event."""
         if self._fh is None:
@@ -61,11 +57,14 @@ class FileSink:
                 lines = [p[p.index(b"\n", p.index(b"\n") + 1) + 1 :] for p in payloads]
             except ValueError:  # a record of the earlier format (no newline) among them
                 lines = [body_json(p) for p in payloads]
-        data = b"\n".join(lines) + b"\n" if lines else b""
+        n = len(lines)
+        if n:
+            lines.append(b"")  # the last line's newline, without copying the batch again
+        data = b"\n".join(lines)
         self._fh.write(data)  # type: ignore[union-attr]
         self._fh.flush()  # type: ignore[union-attr]  # visible to readers at once; fsync in flush()
-        self.stats["events_written"] += len(lines)
-        self.stats["events_sent_total"] += len(lines)
+        self.stats["events_written"] += n
+        self.stats["events_sent_total"] += n
         self.stats["bytes_written"] += len(data)
 
     def _envelope(self, payload: bytes) -> bytes:

@@ -52,6 +52,9 @@ from sidecar.types import OutEvent
 log = logging.getLogger("sidecar.spool")
 
 FULL_WARNING_EVERY_SECS = 60.0
+# Payload bytes of the latest durable records the readers take from memory (`Spool.recent`)
+# rather than read back from their segment file.
+RECENT_BYTES = 4 << 20
 WRITE_RETRY_SECS = 5.0
 _write_fd = os.write  # the one write call (a test makes it fail like a full disk)
 
@@ -105,6 +108,13 @@ class Spool:
         self._cursors_dirty = False
         self._cursors_saved_at = 0.0
         self._segdir = os.path.join(directory, "segments")
+        # The latest records this process wrote and fsync'd: seq -> (payload, segment, offset
+        # after the record), consecutive sequence numbers from `_recent_first`, at most
+        # RECENT_BYTES of payload. A reader that keeps up takes its records from here: the
+        # bytes that were written, without reading the file back (reader.py).
+        self.recent: dict[int, tuple[bytes, Segment, int]] = {}
+        self._recent_first = 0
+        self._recent_bytes = 0
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -192,6 +202,8 @@ class Spool:
         self._data.set()
 
     async def close(self) -> None:
+        self.recent.clear()
+        self._recent_bytes = 0
         for r in self._readers.values():
             r._close_fh()
         if self._wfd is not None:
@@ -239,12 +251,14 @@ class Spool:
             if wait > 0:
                 await asyncio.sleep(wait)
             self._writing = True
+            placed: list[tuple[Segment, int, int]] = []
             try:
-                n, err = await asyncio.to_thread(self._write, records)
+                n, err = await asyncio.to_thread(self._write, records, placed)
             finally:
                 self._writing = False
             self._last_fsync = time.monotonic()
             if n:
+                self._remember(self._next_seq, payloads[done : done + n], placed)
                 self._next_seq += n
                 self._durable_seq = self._next_seq - 1
                 self.stats["spool_events_written_total"] += n
@@ -276,10 +290,36 @@ class Spool:
             self.write_error = None
         return done
 
-    def _write(self, records: list[bytes]) -> tuple[int, OSError | None]:
+    def _remember(
+        self, first_seq: int, payloads: list[bytes], placed: list[tuple[Segment, int, int]]
+    ) -> None:
+        """Keep durable records for the readers (`recent`), dropping the oldest beyond
+        RECENT_BYTES. `placed`: (segment, offset, count) of each run of records written."""
+        recent = self.recent
+        if not recent:
+            self._recent_first = first_seq
+        seq = first_seq
+        i = 0
+        size = self._recent_bytes
+        for seg, off, count in placed:
+            for p in payloads[i : i + count]:
+                off += HEADER_SIZE + len(p)
+                recent[seq] = (p, seg, off)
+                size += len(p)
+                seq += 1
+            i += count
+        while size > RECENT_BYTES and recent:
+            size -= len(recent.pop(self._recent_first)[0])
+            self._recent_first += 1
+        self._recent_bytes = size
+
+    def _write(
+        self, records: list[bytes], placed: list[tuple[Segment, int, int]] | None = None
+    ) -> tuple[int, OSError | None]:
         """Runs in a worker thread: append to the active segment (rotating it), fsync per
         segment. On an error the segment is cut back to its last durable byte. Returns the
-        records written durably and the error, if any."""
+        records written durably and the error, if any; adds (segment, offset, count) of each
+        run written durably to `placed`."""
         i = 0
         try:
             while i < len(records):
@@ -307,6 +347,8 @@ class Spool:
                     with contextlib.suppress(OSError):
                         os.ftruncate(self._wfd, seg.size)
                     raise
+                if placed is not None:
+                    placed.append((seg, seg.size, len(chunk)))
                 seg.last_seq += len(chunk)
                 seg.size += size
                 i += len(chunk)

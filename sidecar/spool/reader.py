@@ -79,7 +79,11 @@ class SpoolReader:
     def _read_now(self, max_events: int, max_bytes: int) -> list[SpoolEntry]:
         out: list[SpoolEntry] = []
         size = 0
+        recent = self.spool.recent
         while len(out) < max_events and size < max_bytes and self.unread:
+            if self._next_seq in recent:
+                size = self._take_recent(out, size, max_events, max_bytes)
+                continue
             seg = self._current_segment()
             if seg is None:
                 break
@@ -87,7 +91,8 @@ class SpoolReader:
                 if not self._advance(seg):
                     break
                 continue
-            assert self._fh is not None
+            if self._fh is None:  # after records taken from memory
+                self._fh = open(seg.path, "rb")  # noqa: SIM115 - held while the reader is in it
             recs, self._off = read_records(
                 self._fh, self._off, seg.size, max_events - len(out), max_bytes - size
             )
@@ -98,6 +103,34 @@ class SpoolReader:
                 out.append(SpoolEntry(seq, payload))
                 size += len(payload)
         return out
+
+    def _take_recent(
+        self, out: list[SpoolEntry], size: int, max_events: int, max_bytes: int
+    ) -> int:
+        """Records from `spool.recent` (this process wrote them; they are durable), from
+        `_next_seq` on while they are there: the same records, in the same order, as reading
+        the segment file would give, without reading it back. The reader's place in the file
+        (`_seg`, `_off`) follows them, so that it goes on from the file where memory ends.
+        Returns the payload bytes in `out`."""
+        recent = self.spool.recent
+        seq = self._next_seq
+        watermark, released = self.watermark, self._released
+        seg = self._seg
+        off = self._off
+        hit = recent.get(seq)
+        while hit is not None and len(out) < max_events and size < max_bytes:
+            payload, in_seg, off = hit
+            if in_seg is not seg:
+                self._close_fh()  # opened again only if the file must be read
+                seg = self._seg = in_seg
+            if seq >= watermark and seq not in released:  # else released before a restart
+                out.append(SpoolEntry(seq, payload))
+                size += len(payload)
+            seq += 1
+            hit = recent.get(seq)
+        self._next_seq = seq
+        self._off = off
+        return size
 
     def _current_segment(self) -> Segment | None:
         if self._seg is None:

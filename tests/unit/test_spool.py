@@ -329,3 +329,74 @@ def test_a_record_that_changed_on_disk_is_an_error_not_data(tmp_path: Path) -> N
         read_records(fh, 0, end, 100, 1 << 30)
     with open(path, "rb") as fh:  # what is whole before it is still read
         assert read_records(fh, 0, end, 2, 1 << 30)[0] == [(0, b"a" * 100), (1, b"b" * 100)]
+
+
+def test_readers_take_the_latest_records_from_memory_and_the_rest_from_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The latest durable records (`Spool.recent`, at most RECENT_BYTES of payload) reach the
+    readers from memory; older ones are read back from their segments. Either way a reader gets
+    every record once, in order, with the bytes written: across segment boundaries, through the
+    switch from memory to the file (a reader that fell behind the memory) and back, with
+    releases before a restart skipped; and a record taken from memory is never read back."""
+    from sidecar.spool import disk, reader, segment
+
+    monkeypatch.setattr(disk, "RECENT_BYTES", 5_000)  # about 15 records of ~330 bytes
+    file_reads: list[int] = []
+
+    def counting_read(fh, offset, end, max_records, max_bytes):  # type: ignore[no-untyped-def]
+        recs, off = segment.read_records(fh, offset, end, max_records, max_bytes)
+        file_reads.extend(seq for seq, _ in recs)
+        return recs, off
+
+    monkeypatch.setattr(reader, "read_records", counting_read)
+
+    async def main() -> None:
+        sp = make(tmp_path)  # segments of 4 KiB: a dozen records each
+        fast, slow, mid = sp.reader("fast"), sp.reader("slow"), sp.reader("mid")
+        written: list[bytes] = []
+        for start in range(0, 100, 10):
+            batch = [ev(i, 300) for i in range(start, start + 10)]
+            assert await sp.append(batch)
+            written += [segment.encode_event(e) for e in batch]
+            if start == 0:  # mid takes 5 from memory, then falls behind it
+                first = await mid.read(5, 1 << 20)
+                assert [(e.seq, e.payload) for e in first] == list(enumerate(written[:5]))
+            entries = await fast.read(100, 1 << 20)  # keeps up: all from memory
+            assert [e.seq for e in entries] == list(range(start, start + 10))
+            assert [e.payload for e in entries] == written[start:]
+            fast.release(e.seq for e in entries)
+        assert not file_reads
+        assert len(sp.recent) < 20 and max(sp.recent) == 99
+        # mid goes on from the file where memory left it (in the middle of a segment)
+        rest = await mid.read(200, 1 << 20)
+        assert [(e.seq, e.payload) for e in rest] == list(enumerate(written))[5:]
+        assert file_reads[0] == 5 and 5 < len(file_reads) < 95
+        file_reads.clear()
+        # the slow reader starts from the file, then goes on from memory where it begins
+        got = []
+        while entries := await slow.read(7, 1 << 20):
+            got += entries
+            slow.release(e.seq for e in entries)
+            if len(got) == 98:  # more records come meanwhile
+                assert await sp.append([ev(100, 300)])
+                written.append(segment.encode_event(ev(100, 300)))
+                sp.finish_input()
+        assert [e.seq for e in got] == list(range(101))
+        assert [e.payload for e in got] == written
+        assert file_reads and file_reads == list(range(len(file_reads)))  # each read once
+        assert min(sp.recent) <= len(file_reads)  # the rest came from memory
+        assert [e.seq for e in await fast.read(10, 1 << 20)] == [100]
+        await sp.close()
+        assert sp.recent == {}
+
+        # after a restart what is left comes from the file
+        sp2 = make(tmp_path)
+        r2 = sp2.reader("fast")
+        sp2.finish_input()
+        again = await r2.read(10, 1 << 20)  # fast had not released e100
+        assert [(e.seq, e.payload) for e in again] == [(100, written[100])]
+        assert file_reads[-1] == 100 and not sp2.recent
+        await sp2.close()
+
+    asyncio.run(main())

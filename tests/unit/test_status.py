@@ -82,3 +82,36 @@ def test_classify_without_body(http, completion, expected) -> None:
         http, pb(is_stream=True), end=None, request_completion=completion, body_seen=False
     )
     assert got == expected
+
+
+def test_the_common_request_shortcut_agrees_with_the_rules_everywhere() -> None:
+    """`classify` answers a 200 whose stream ended (terminal seen, no error) without walking
+    the rules: on every combination of the inputs the rules read, it gives what they give."""
+    import itertools
+
+    from sidecar.enrich.status import _by_rules
+
+    kinds = [None, "rate_limit_error", "tokens", "timeout", "server_error", "Deadline_Exceeded"]
+    n = 0
+    for http, err, code, ehs, terminal, stream, end, completion, seen in itertools.product(
+        [None, 200, 201, 408, 429, 499, 500, 504, 529, 400],
+        kinds,
+        kinds,
+        [None, 429, 500],
+        [False, True],
+        [False, True],
+        [None, "complete", "client_closed", "upstream_error", "upstream_closed"],
+        [None, "", "OK"],
+        [False, True],
+    ):
+        parsed = pb(
+            error_type=err,
+            error_code=code,
+            error_http_status=ehs,
+            terminal_seen=terminal,
+            is_stream=stream,
+        )
+        got = classify(http, parsed, end=end, request_completion=completion, body_seen=seen)
+        assert got == _by_rules(http, parsed, end, completion, seen)
+        n += http == 200 and terminal and seen and err is code is ehs is None
+    assert n == 30  # the shortcut's cases are among them

@@ -349,3 +349,48 @@ def test_input_embeddings() -> None:
 @pytest.mark.parametrize("raw", [None, "", "not json", "[1, 2]", '{"model": "gpt-4o"}', "{"])
 def test_input_unknown_is_none(raw: str | None) -> None:
     assert estimator().count_input(raw, "gpt-4o") is None
+
+
+def test_count_all_is_the_sum_of_the_counts_whatever_the_memo_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`count_all` reads the memo of short counts itself: on an empty memo, a warm one, one
+    that fills up and starts afresh meanwhile, it gives what counting each text gives, for
+    short, long, empty, repeated, non-ASCII and special-token texts."""
+    enc = tokenizer.get_encoder(tokenizer.O200K)
+    assert enc is not None
+    texts = ["", " the", " the", "Hello", "\n\n", "<|endoftext|>", "é漢字🙂", " x" * 40]
+    texts += [f" w{i}" for i in range(60)] + ["a" * 24, "a" * 25, " the"]
+    monkeypatch.setattr(tokenizer, "_COUNTS", {})
+    monkeypatch.setattr(tokenizer, "_MEMO_SIZE", 16)  # fills and starts afresh on the way
+    expected = [len(enc.encode_ordinary(t)) for t in texts]
+    assert tokenizer.count_all(enc, texts) == sum(expected)  # no memo yet
+    assert tokenizer.count_all(enc, texts) == sum(expected)  # a memo, cleared on the way
+    assert tokenizer.count_all(enc, iter(texts[:5])) == sum(expected[:5])
+    assert tokenizer.count_all(enc, []) == 0
+    assert sum(tokenizer.count(enc, t) for t in texts) == sum(expected)
+
+
+def test_is_degenerate_counts_the_pieces_as_one_text() -> None:
+    """`is_degenerate` counts the blanks of the joined text: the same as summing each piece's
+    (one-character patterns cannot straddle two pieces), on texts around the threshold."""
+    import random
+
+    def per_piece(texts: list[str]) -> bool:
+        size = sum(map(len, texts))
+        if not size:
+            return True
+        blank = sum(t.count(" ") + t.count("\n") + t.count("\r") + t.count("\t") for t in texts)
+        return size - blank < cal.MIN_NON_SPACE * size
+
+    rng = random.Random(7)
+    alphabet = [" ", "\n", "\r", "\t", "a", "é", "漢", "\r\n", "  "]
+    seen = set()
+    for _ in range(3000):
+        texts = [
+            "".join(rng.choices(alphabet, k=rng.randint(0, 6))) for _ in range(rng.randint(0, 8))
+        ]
+        got = cal.is_degenerate(texts)
+        assert got == per_piece(texts), texts
+        seen.add(got)
+    assert seen == {True, False} and cal.is_degenerate([]) and cal.is_degenerate(["", ""])
