@@ -42,10 +42,13 @@ from typing import Any
 
 import orjson
 
+from sidecar.parse.body import assemble_escaped
 from sidecar.parse.detect import EMBEDDINGS, GENERATE, MESSAGES, detect, model_from_path
-from sidecar.parse.providers import parse_body, parse_stream_edges
+from sidecar.parse.providers import NOT_CHAT, parse_body, parse_stream_edges
+from sidecar.parse.providers._common import is_reasoning_model, subset_clamped
 from sidecar.parse.sse import normalise_newlines
-from sidecar.types import Completed, ParsedBody
+from sidecar.parse.tailscan import chat_tail as _chat_tail
+from sidecar.types import Completed, ParsedBody, Usage
 
 WINDOW_HEAD_BYTES = 1024  # body-log bytes decoded from the start of a long stream ...
 WINDOW_TAIL_BYTES = 2048  # ... and from its end
@@ -68,6 +71,10 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
         if provider is None:
             provider = det_provider
     if not want_text and provider is not None and api is not None and c.body is None:
+        if _chat_tail is not None and api not in NOT_CHAT and c.assemble is assemble_escaped:
+            parsed = _chat_raw_tail(c, provider, api)
+            if parsed is not None:
+                return parsed
         parsed = _parse_edges(c, provider, api)
         if parsed is not None:
             return _finish(parsed, c, provider, api)
@@ -113,6 +120,39 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
         parsed.output_text[:0] = c.prior_text
         parsed.output_extra_tokens += c.prior_extra_tokens
     return _finish(parsed, c, provider, api)
+
+
+def _chat_raw_tail(c: Completed, provider: str, api: str) -> ParsedBody | None:
+    """`_parse_edges` of a chat stream that ends the usual way, read in C from the raw records
+    (`tailscan.chat_tail`: the same parts, checks and fields), or None: `_parse_edges` decides.
+    The `ParsedBody` `openai_chat.parse_tail` fills (its `usage_from` and `_finalise` for a
+    usage with plain counts and a reasoning count), already as `_finish` leaves it."""
+    got = _chat_tail(c.parts, WINDOW_HEAD_BYTES, _EDGE_TAILS[0])  # type: ignore[misc]
+    if got is None:
+        return None
+    model, rid, tier, finish, prompt, cached, write, completion, reasoning = got
+    usage = subset_clamped(
+        Usage(
+            input_tokens=prompt,
+            cached_input_tokens=cached or 0,
+            cache_write_input_tokens=write or 0,
+            output_tokens=completion,
+            reasoning_tokens=reasoning,
+        )
+    )
+    return ParsedBody(
+        provider=provider,
+        api=api,
+        model=model,
+        provider_request_id=rid,
+        is_stream=True,
+        usage=usage,
+        finish_reason=finish,
+        service_tier=tier,
+        terminal_seen=True,
+        reasoning_model_hint=usage.reasoning_tokens > 0 or is_reasoning_model(model),
+        truncated=c.body_truncated,
+    )
 
 
 def _parse_edges(c: Completed, provider: str, api: str) -> ParsedBody | None:

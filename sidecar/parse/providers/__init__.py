@@ -24,7 +24,7 @@ from sidecar.parse.providers import (
 from sidecar.parse.providers._common import Chunks, EdgeChunks, as_dict, is_unset, loads
 from sidecar.types import ParsedBody
 
-__all__ = ["EdgeChunks", "is_rate_limit_error", "parse_body", "parse_stream_edges"]
+__all__ = ["NOT_CHAT", "EdgeChunks", "is_rate_limit_error", "parse_body", "parse_stream_edges"]
 
 is_rate_limit_error = errors.is_rate_limit_error
 
@@ -120,7 +120,7 @@ def parse_stream_edges(
         elif api == _detect.GENERATE:
             if gemini.parse_tail(pb, tail):
                 return pb
-        elif api not in _NOT_CHAT and openai_chat.parse_tail(pb, tail):
+        elif api not in NOT_CHAT and openai_chat.parse_tail(pb, tail):
             return None if pb.read_text else pb
         chunks = EdgeChunks(tail, head)
         try:
@@ -136,7 +136,7 @@ def parse_stream_edges(
     return pb
 
 
-_NOT_CHAT = frozenset(
+NOT_CHAT = frozenset(
     {_detect.RESPONSES, _detect.MESSAGES, _detect.GENERATE, _detect.EMBEDDINGS}
 )  # `_parse_sse_chunks` gives every other API to the chat parser
 
