@@ -72,29 +72,61 @@ data_span(PyObject *part, const unsigned char **start, Py_ssize_t *len)
 static unsigned char ESC[256];
 static unsigned char PLAIN[256];
 
-/* Decode the escaped `data` at `s` (`n` bytes) into `out` (NULL: check only). The number of
- * bytes written, or -1: not a JSON string of the short escapes. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+/* The bits of the bytes of `x` that are a quote, a backslash or a control character; with
+ * `printable`, also those from 0x7F (a string's bytes in the JSON subset). */
+static inline int
+specials(__m128i x, int printable)
+{
+    __m128i m = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
+                             _mm_cmpeq_epi8(x, _mm_set1_epi8('\\')));
+    m = _mm_or_si128(m, _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x1F)), x));
+    if (printable)
+        m = _mm_or_si128(m, _mm_cmpeq_epi8(_mm_max_epu8(x, _mm_set1_epi8(0x7F)), x));
+    return _mm_movemask_epi8(m);
+}
+#endif
+
+/* Decode the escaped `data` at `s` (`n` bytes) into `out` (NULL: check only; else room for
+ * `n` bytes: 16 at a time are copied before they are looked at, never past the `n`th). The
+ * number of bytes written, or -1: not a JSON string of the short escapes. */
 static Py_ssize_t
 unescape(const unsigned char *s, Py_ssize_t n, unsigned char *out)
 {
     Py_ssize_t i = 0, w = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        if (PLAIN[c]) {
+    for (;;) {
+#if defined(__SSE2__)
+        while (n - i >= 16) { /* w <= i: out[w:w+16] is within its n bytes */
+            __m128i x = _mm_loadu_si128((const __m128i *)(s + i));
             if (out)
-                out[w] = c;
+                _mm_storeu_si128((__m128i *)(out + w), x);
+            int bits = specials(x, 0);
+            if (bits) {
+                int k = __builtin_ctz((unsigned)bits);
+                i += k;
+                w += k;
+                break;
+            }
+            i += 16;
+            w += 16;
+        }
+#endif
+        while (i < n && PLAIN[s[i]]) {
+            if (out)
+                out[w] = s[i];
             w++;
             i++;
-            continue;
         }
-        if (c != '\\' || i + 1 >= n || !ESC[s[i + 1]])
+        if (i >= n)
+            return w;
+        if (s[i] != '\\' || i + 1 >= n || !ESC[s[i + 1]])
             return -1;
         if (out)
             out[w] = ESC[s[i + 1]];
         w++;
         i += 2;
     }
-    return w;
 }
 
 /* The last "\n\n" in buf[0:end], or -1 (`bytes.rfind`). A byte that is not a newline rules
@@ -152,6 +184,16 @@ string(J *j, Str *out)
 {
     const unsigned char *p = j->p + 1, *e = j->e;
     const unsigned char *a = p;
+#if defined(__SSE2__)
+    while (e - p >= 16) {
+        int bits = specials(_mm_loadu_si128((const __m128i *)p), 1);
+        if (bits) {
+            p += __builtin_ctz((unsigned)bits);
+            break;
+        }
+        p += 16;
+    }
+#endif
     while (p < e && STR[*p])
         p++;
     if (p >= e || *p != '"')

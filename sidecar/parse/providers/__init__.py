@@ -111,16 +111,11 @@ def parse_stream_edges(
     cannot tell it (a parser walked past an edge, or read the body's text). `provider` and
     `api` must be known: sniffing them reads the whole body. Never raises (None)."""
     pb = ParsedBody(provider=provider, api=api, truncated=truncated, is_stream=True)
+    read_tail = _STREAMS.get(api, _CHAT_STREAM)[1]
     try:
         # A stream that starts and ends the usual way is read straight from its text (each
         # `parse_tail` gives its parser's answer, or False and leaves `pb` untouched).
-        if api == _detect.MESSAGES:
-            if anthropic.parse_tail(pb, tail, head()):
-                return pb
-        elif api == _detect.GENERATE:
-            if gemini.parse_tail(pb, tail):
-                return pb
-        elif api not in NOT_CHAT and openai_chat.parse_tail(pb, tail):
+        if read_tail is not None and read_tail(pb, tail, head):
             return None if pb.read_text else pb
         chunks = EdgeChunks(tail, head)
         try:
@@ -136,9 +131,38 @@ def parse_stream_edges(
     return pb
 
 
-NOT_CHAT = frozenset(
-    {_detect.RESPONSES, _detect.MESSAGES, _detect.GENERATE, _detect.EMBEDDINGS}
-)  # `_parse_sse_chunks` gives every other API to the chat parser
+def _embeddings_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
+    obj = next((o for o in (ev.obj() for ev in chunks.forward()) if o is not None), None)
+    if obj is not None:
+        embeddings.parse_json(pb, obj)
+
+
+def _anthropic_tail(pb: ParsedBody, tail: str, head: Callable[[], str | None]) -> bool:
+    return anthropic.parse_tail(pb, tail, head())
+
+
+def _gemini_tail(pb: ParsedBody, tail: str, head: Callable[[], str | None]) -> bool:
+    return gemini.parse_tail(pb, tail)
+
+
+def _chat_tail(pb: ParsedBody, tail: str, head: Callable[[], str | None]) -> bool:
+    return openai_chat.parse_tail(pb, tail)
+
+
+StreamParser = Callable[[ParsedBody, Chunks, bool], None]
+TailReader = Callable[[ParsedBody, str, Callable[[], str | None]], bool]
+
+# The one dispatch from an API to its stream parser (it walks `Chunks`) and to its reader of a
+# stream's usual edges straight from their text (`parse_tail`, None: the parser alone). Every
+# API not listed is the chat's: chat.completions and unknown OpenAI-compatible streams.
+_STREAMS: dict[str | None, tuple[StreamParser, TailReader | None]] = {
+    _detect.RESPONSES: (openai_responses.parse_stream, None),
+    _detect.MESSAGES: (anthropic.parse_stream, _anthropic_tail),
+    _detect.GENERATE: (gemini.parse_chunks, _gemini_tail),
+    _detect.EMBEDDINGS: (_embeddings_stream, None),
+}
+_CHAT_STREAM: tuple[StreamParser, TailReader | None] = (openai_chat.parse_stream, _chat_tail)
+NOT_CHAT = frozenset(_STREAMS)  # the APIs whose streams are not parsed as chat streams
 
 
 def _parse_sse_body(pb: ParsedBody, body: str, want_text: bool) -> None:
@@ -157,19 +181,7 @@ def _parse_sse_body(pb: ParsedBody, body: str, want_text: bool) -> None:
 
 def _parse_sse_chunks(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
     pb.is_stream = True
-    api = pb.api
-    if api == _detect.RESPONSES:
-        openai_responses.parse_stream(pb, chunks, want_text)
-    elif api == _detect.MESSAGES:
-        anthropic.parse_stream(pb, chunks, want_text)
-    elif api == _detect.GENERATE:
-        gemini.parse_chunks(pb, chunks, want_text)
-    elif api == _detect.EMBEDDINGS:
-        obj = next((o for o in (ev.obj() for ev in chunks.forward()) if o is not None), None)
-        if obj is not None:
-            embeddings.parse_json(pb, obj)
-    else:  # chat.completions and unknown OpenAI-compatible streams
-        openai_chat.parse_stream(pb, chunks, want_text)
+    _STREAMS.get(pb.api, _CHAT_STREAM)[0](pb, chunks, want_text)
     pb.malformed_events += chunks.malformed
 
 
