@@ -18,7 +18,9 @@ without framing events: OpenAI chat (finish chunk, usage chunk, `[DONE]`:
 head, `message_delta` and `message_stop` at the tail: `anthropic.parse_tail`) and Gemini (a last
 chunk with usage, finish reason, model and id: `gemini.parse_tail`); each steps aside for any
 other shape. Anthropic and Gemini try a shorter tail first (`_SHORT_TAILS`: their last events
-are short). A crossing retries with a longer tail, then the whole body decides; so does an
+are short). Before any of this, an OpenAI chat stream's usual end is read in C from the raw
+records, with nothing decoded (`_chat_raw_tail`: `tailscan.chat_tail` gives what the edges'
+first try would read, or None, and the edges decide). A crossing retries with a longer tail, then the whole body decides; so does an
 answer read from the body's text (an OpenAI-compatible usage without a reasoning count: whether
 the model reasoned visibly is searched in the whole text), a body that is not SSE, and a short
 one.
