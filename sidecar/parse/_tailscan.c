@@ -146,6 +146,36 @@ rfind_blank(const unsigned char *buf, Py_ssize_t end)
     return -1;
 }
 
+/* The first "\n\n" in buf[from:end], or -1 (`bytes.find`). */
+static Py_ssize_t
+find_blank(const unsigned char *buf, Py_ssize_t from, Py_ssize_t end)
+{
+    Py_ssize_t i = from;
+    while (i + 1 < end) {
+        const unsigned char *q = memchr(buf + i, '\n', (size_t)(end - 1 - i));
+        if (q == NULL)
+            return -1;
+        i = q - buf;
+        if (buf[i + 1] == '\n')
+            return i;
+        i += 2; /* buf[i + 1] is not a newline: no match at i + 1 either */
+    }
+    return -1;
+}
+
+/* `anthropic._data`: the block buf[a:b] is `prefix` then a rest without a newline; the rest's
+ * start, or -1. */
+static Py_ssize_t
+data_after(const unsigned char *buf, Py_ssize_t a, Py_ssize_t b, const char *prefix)
+{
+    Py_ssize_t n = (Py_ssize_t)strlen(prefix);
+    if (b - a < n || memcmp(buf + a, prefix, (size_t)n) != 0)
+        return -1;
+    if (memchr(buf + a + n, '\n', (size_t)(b - a - n)) != NULL)
+        return -1;
+    return a + n;
+}
+
 /* ------------------------------------------------------------------ the JSON subset */
 
 #define FAIL (-1)
@@ -557,82 +587,139 @@ done:
     return out;
 }
 
-static PyObject *
-chat_tail(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* The records `_parse_edges` reads: the head's (parts[0:h], at least `head_bytes`, h < n),
+ * the tail's (parts[t:n], at least `tail_bytes` of them, t >= h), every one of them bytes, and
+ * the first a JSON string of the short escapes whose first character starts an SSE event (not
+ * in _NOT_SSE_START, not an escape). 0, or -1: Python's to judge. */
+static int
+edges(PyObject *parts, Py_ssize_t head_bytes, Py_ssize_t tail_bytes, Py_ssize_t *h_out,
+      Py_ssize_t *t_out)
 {
-    (void)module;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "chat_tail(parts, head_bytes, tail_bytes)");
-        return NULL;
-    }
-    PyObject *parts = args[0];
-    Py_ssize_t head_bytes = PyLong_AsSsize_t(args[1]);
-    if (head_bytes == -1 && PyErr_Occurred())
-        return NULL;
-    Py_ssize_t tail_bytes = PyLong_AsSsize_t(args[2]);
-    if (tail_bytes == -1 && PyErr_Occurred())
-        return NULL;
-    if (!PyList_CheckExact(parts))
-        Py_RETURN_NONE;
-    Py_ssize_t n = PyList_GET_SIZE(parts);
-    if (n == 0)
-        Py_RETURN_NONE;
-
-    /* _parse_edges: the head's parts (h), the first part's check, the tail's parts (t on) */
-    Py_ssize_t h = 1, size;
+    if (!PyList_CheckExact(parts) || PyList_GET_SIZE(parts) == 0)
+        return -1;
+    Py_ssize_t n = PyList_GET_SIZE(parts), h = 1, size;
     PyObject *part = PyList_GET_ITEM(parts, 0);
     if (!PyBytes_CheckExact(part))
-        Py_RETURN_NONE; /* anything else (its len(), its decoding): Python's to judge */
+        return -1; /* anything else (its len(), its decoding): Python's to judge */
     size = PyBytes_GET_SIZE(part);
     while (h < n && size < head_bytes) {
         part = PyList_GET_ITEM(parts, h);
         if (!PyBytes_CheckExact(part))
-            Py_RETURN_NONE;
+            return -1;
         size += PyBytes_GET_SIZE(part);
         h++;
     }
     if (h >= n)
-        Py_RETURN_NONE;
+        return -1; /* a short body */
     const unsigned char *s;
     Py_ssize_t len;
     if (data_span(PyList_GET_ITEM(parts, 0), &s, &len) < 0 || len == 0)
-        Py_RETURN_NONE;
-    /* its first character starts an SSE event (not in _NOT_SSE_START, not an escape) */
+        return -1;
     if (s[0] < 0x21 || s[0] > 0x7E || s[0] == '\\' || s[0] == '{' || s[0] == '[' || s[0] == '"')
-        Py_RETURN_NONE;
+        return -1;
     if (unescape(s, len, NULL) < 0)
-        Py_RETURN_NONE;
+        return -1;
     Py_ssize_t t = n;
     size = 0;
     while (t > h && size < tail_bytes) {
         t--;
         part = PyList_GET_ITEM(parts, t);
         if (!PyBytes_CheckExact(part))
-            Py_RETURN_NONE;
+            return -1;
         size += PyBytes_GET_SIZE(part);
     }
+    *h_out = h;
+    *t_out = t;
+    return 0;
+}
 
-    /* the tail, decoded (escapes only: bytes stay bytes; UTF-8 is not needed where it is read) */
+/* A decoding buffer: on the stack when it fits. */
+typedef struct {
     unsigned char stack[STACK_BYTES];
-    unsigned char *buf = stack;
+    unsigned char *p;
+    Py_ssize_t n;
+} Buf;
+
+/* parts[a:b] decoded into `buf` (their escapes undone, bytes as they are): 0, -1 (a record
+ * not in the canonical shape or not a JSON string of the short escapes: Python's to judge),
+ * or -2 (out of memory, the exception set). `buf_free` after either. */
+static int
+decode(PyObject *parts, Py_ssize_t a, Py_ssize_t b, Buf *buf)
+{
     Py_ssize_t total = 0;
-    for (Py_ssize_t i = t; i < n; i++)
+    buf->p = buf->stack;
+    buf->n = 0;
+    for (Py_ssize_t i = a; i < b; i++)
         total += PyBytes_GET_SIZE(PyList_GET_ITEM(parts, i));
     if (total > STACK_BYTES) {
-        buf = PyMem_Malloc((size_t)total);
-        if (buf == NULL)
-            return PyErr_NoMemory();
+        buf->p = PyMem_Malloc((size_t)total);
+        if (buf->p == NULL) {
+            buf->p = buf->stack;
+            PyErr_NoMemory();
+            return -2;
+        }
     }
-    PyObject *out = NULL;
-    Py_ssize_t m = 0;
-    for (Py_ssize_t i = t; i < n; i++) {
+    for (Py_ssize_t i = a; i < b; i++) {
+        const unsigned char *s;
+        Py_ssize_t len;
         if (data_span(PyList_GET_ITEM(parts, i), &s, &len) < 0)
-            goto none;
-        Py_ssize_t w = unescape(s, len, buf + m);
+            return -1;
+        Py_ssize_t w = unescape(s, len, buf->p + buf->n);
         if (w < 0)
-            goto none;
-        m += w;
+            return -1;
+        buf->n += w;
     }
+    return 0;
+}
+
+static void
+buf_free(Buf *buf)
+{
+    if (buf->p != buf->stack)
+        PyMem_Free(buf->p);
+}
+
+static int
+sizes(PyObject *const *args, Py_ssize_t nargs, const char *usage, Py_ssize_t *head_bytes,
+      Py_ssize_t *tail_bytes)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    *head_bytes = PyLong_AsSsize_t(args[1]);
+    if (*head_bytes == -1 && PyErr_Occurred())
+        return -1;
+    *tail_bytes = PyLong_AsSsize_t(args[2]);
+    if (*tail_bytes == -1 && PyErr_Occurred())
+        return -1;
+    return 0;
+}
+
+static PyObject *
+chat_tail(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    Py_ssize_t head_bytes, tail_bytes, h, t;
+    if (sizes(args, nargs, "chat_tail(parts, head_bytes, tail_bytes)", &head_bytes,
+              &tail_bytes) < 0)
+        return NULL;
+    PyObject *parts = args[0];
+    if (edges(parts, head_bytes, tail_bytes, &h, &t) < 0)
+        Py_RETURN_NONE;
+
+    /* the tail, decoded (escapes only: bytes stay bytes; UTF-8 is not needed where it is read) */
+    Buf tail;
+    int r = decode(parts, t, PyList_GET_SIZE(parts), &tail);
+    if (r < 0) {
+        buf_free(&tail);
+        if (r == -2)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    const unsigned char *buf = tail.p;
+    Py_ssize_t m = tail.n;
+    PyObject *out = NULL;
 
     /* tail.rsplit("\n\n", 4): "", "data: [DONE]", the usage chunk, the finish chunk, and
      * something before the finish chunk's boundary (so that `tail.find("\n\n", 1)` in
@@ -666,14 +753,106 @@ none:
     out = Py_None;
     Py_INCREF(out);
 done:
-    if (buf != stack)
-        PyMem_Free(buf);
+    buf_free(&tail);
+    return out;
+}
+
+/*
+ * anthropic_edges(parts, head_bytes, tail_bytes) -> (message_start data, content_block_start
+ *     data, message_delta data) | None
+ *
+ * What `_parse_edges` hands `anthropic.parse_tail` on its first try, cut as it cuts it: the
+ * head (parts[0:h], decoded, up to its last blank line) split in its first two blocks, each an
+ * `event:` line and one `data:` line; the tail (parts[t:], `tail_bytes` being the first tail
+ * size tried) ending with `message_delta` and `message_stop` blocks, the delta's boundary
+ * inside the tail. The three payloads as str (strict UTF-8: any other byte there is left to
+ * Python); `anthropic.read_edges` decodes and reads them as `parse_tail` does. None for
+ * anything else: `_parse_edges` decides.
+ */
+static PyObject *
+anthropic_edges(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    Py_ssize_t head_bytes, tail_bytes, h, t;
+    if (sizes(args, nargs, "anthropic_edges(parts, head_bytes, tail_bytes)", &head_bytes,
+              &tail_bytes) < 0)
+        return NULL;
+    PyObject *parts = args[0];
+    if (edges(parts, head_bytes, tail_bytes, &h, &t) < 0)
+        Py_RETURN_NONE;
+    Buf head, tail;
+    PyObject *out = NULL;
+    int r = decode(parts, 0, h, &head);
+    if (r < 0) {
+        buf_free(&head);
+        if (r == -2)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    r = decode(parts, t, PyList_GET_SIZE(parts), &tail);
+    if (r == -2)
+        goto done;
+    if (r < 0)
+        goto none;
+
+    /* the head: _cut_head, then head.split("\n\n", 2): its first two blocks */
+    const unsigned char *hb = head.p;
+    Py_ssize_t end = rfind_blank(hb, head.n);
+    if (end < 0)
+        goto none;
+    Py_ssize_t i1 = find_blank(hb, 0, end + 2);
+    Py_ssize_t i2 = i1 < 0 ? -1 : find_blank(hb, i1 + 2, end + 2);
+    if (i2 < 0)
+        goto none;
+    Py_ssize_t sa = data_after(hb, 0, i1, "event: message_start\ndata: ");
+    Py_ssize_t ba = data_after(hb, i1 + 2, i2, "event: content_block_start\ndata: ");
+    if (sa < 0 || ba < 0)
+        goto none;
+
+    /* the tail: tail.rsplit("\n\n", 3): "", message_stop, message_delta, and something
+     * before the delta's boundary (so that `_parse_edges`' cut is at or before it) */
+    const unsigned char *tb = tail.p;
+    Py_ssize_t m = tail.n;
+    Py_ssize_t j1 = rfind_blank(tb, m);
+    if (j1 != m - 2)
+        goto none;
+    Py_ssize_t j2 = rfind_blank(tb, j1);
+    if (j2 < 0 || data_after(tb, j2 + 2, j1, "event: message_stop\ndata:") < 0)
+        goto none;
+    Py_ssize_t j3 = rfind_blank(tb, j2);
+    if (j3 < 1)
+        goto none;
+    Py_ssize_t da = data_after(tb, j3 + 2, j2, "event: message_delta\ndata: ");
+    if (da < 0)
+        goto none;
+
+    PyObject *start = PyUnicode_DecodeUTF8((const char *)hb + sa, i1 - sa, NULL);
+    PyObject *block = start ? PyUnicode_DecodeUTF8((const char *)hb + ba, i2 - ba, NULL) : NULL;
+    PyObject *delta = block ? PyUnicode_DecodeUTF8((const char *)tb + da, j2 - da, NULL) : NULL;
+    if (delta != NULL)
+        out = PyTuple_Pack(3, start, block, delta);
+    Py_XDECREF(start);
+    Py_XDECREF(block);
+    Py_XDECREF(delta);
+    if (out == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        PyErr_Clear(); /* not UTF-8 there: Python's to judge (replacement characters) */
+        goto none;
+    }
+    goto done;
+none:
+    out = Py_None;
+    Py_INCREF(out);
+done:
+    buf_free(&head);
+    buf_free(&tail);
     return out;
 }
 
 static PyMethodDef methods[] = {
     {"chat_tail", (PyCFunction)(void (*)(void))chat_tail, METH_FASTCALL,
      "chat_tail(parts, head_bytes, tail_bytes) -> tuple | None: see sidecar/parse/tailscan.py."},
+    {"anthropic_edges", (PyCFunction)(void (*)(void))anthropic_edges, METH_FASTCALL,
+     "anthropic_edges(parts, head_bytes, tail_bytes) -> tuple | None: see tailscan.py."},
     {NULL, NULL, 0, NULL},
 };
 

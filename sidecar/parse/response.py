@@ -20,10 +20,12 @@ chunk with usage, finish reason, model and id: `gemini.parse_tail`); each steps 
 other shape. Anthropic and Gemini try a shorter tail first (`_SHORT_TAILS`: their last events
 are short). Before any of this, an OpenAI chat stream's usual end is read in C from the raw
 records, with nothing decoded (`_chat_raw_tail`: `tailscan.chat_tail` gives what the edges'
-first try would read, or None, and the edges decide). A crossing retries with a longer tail, then the whole body decides; so does an
-answer read from the body's text (an OpenAI-compatible usage without a reasoning count: whether
-the model reasoned visibly is searched in the whole text), a body that is not SSE, and a short
-one.
+first try would read, or None, and the edges decide); an Anthropic stream's three payloads are
+cut in C the same way (`_anthropic_raw_edges`: `tailscan.anthropic_edges`) and read by
+`anthropic.read_edges`. A crossing retries with a longer tail, then the whole body decides; so
+does an answer read from the body's text (an OpenAI-compatible usage without a reasoning
+count: whether the model reasoned visibly is searched in the whole text), a body that is not
+SSE, and a short one.
 
 Without the hints (the provider or API left to sniffing, which reads the body) the older
 *window* applies: the first `WINDOW_HEAD_BYTES` and last `WINDOW_TAIL_BYTES` of body-log records,
@@ -46,9 +48,10 @@ import orjson
 
 from sidecar.parse.body import assemble_escaped
 from sidecar.parse.detect import EMBEDDINGS, GENERATE, MESSAGES, detect, model_from_path
-from sidecar.parse.providers import NOT_CHAT, parse_body, parse_stream_edges
+from sidecar.parse.providers import NOT_CHAT, anthropic, parse_body, parse_stream_edges
 from sidecar.parse.providers._common import is_reasoning_model, subset_clamped
 from sidecar.parse.sse import normalise_newlines
+from sidecar.parse.tailscan import anthropic_edges as _anthropic_edges
 from sidecar.parse.tailscan import chat_tail as _chat_tail
 from sidecar.types import Completed, ParsedBody, Usage
 
@@ -73,10 +76,15 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
         if provider is None:
             provider = det_provider
     if not want_text and provider is not None and api is not None and c.body is None:
-        if _chat_tail is not None and api not in NOT_CHAT and c.assemble is assemble_escaped:
-            parsed = _chat_raw_tail(c, provider, api)
-            if parsed is not None:
-                return parsed
+        if c.assemble is assemble_escaped:
+            if _chat_tail is not None and api not in NOT_CHAT:
+                parsed = _chat_raw_tail(c, provider, api)
+                if parsed is not None:
+                    return parsed
+            elif _anthropic_edges is not None and api == MESSAGES:
+                parsed = _anthropic_raw_edges(c, provider, api)
+                if parsed is not None:
+                    return _finish(parsed, c, provider, api)
         parsed = _parse_edges(c, provider, api)
         if parsed is not None:
             return _finish(parsed, c, provider, api)
@@ -155,6 +163,23 @@ def _chat_raw_tail(c: Completed, provider: str, api: str) -> ParsedBody | None:
         reasoning_model_hint=usage.reasoning_tokens > 0 or is_reasoning_model(model),
         truncated=c.body_truncated,
     )
+
+
+def _anthropic_raw_edges(c: Completed, provider: str, api: str) -> ParsedBody | None:
+    """`_parse_edges` of an Anthropic stream that starts and ends the usual way, its three
+    payloads cut in C from the raw records (`tailscan.anthropic_edges`: the same records and
+    cuts as the first try), read by `anthropic.read_edges`; or None: `_parse_edges` decides."""
+    first_tail = min(_SHORT_TAILS[MESSAGES], _EDGE_TAILS[0])  # the first size `_parse_edges` tries
+    got = _anthropic_edges(c.parts, WINDOW_HEAD_BYTES, first_tail)  # type: ignore[misc]
+    if got is None:
+        return None
+    pb = ParsedBody(provider=provider, api=api, truncated=c.body_truncated, is_stream=True)
+    try:
+        if anthropic.read_edges(pb, *got) and not pb.read_text:
+            return pb
+    except Exception:  # as in `parse_stream_edges`: the edges path decides (and counts it)
+        return None
+    return None
 
 
 def _parse_edges(c: Completed, provider: str, api: str) -> ParsedBody | None:

@@ -19,6 +19,13 @@ always did (it may well give the same answer). It is None when the extension is 
 `LLM_HEC_SIDECAR_PURE=1` (sidecar/native.py): the Python path is its pure twin, and
 `tests/unit/test_tailscan.py` checks that both give the same `ParsedBody` on every recorded
 fixture, on the edges tests' hostile streams and on hand-made variants of the usual end.
+
+`anthropic_edges(parts, head_bytes, tail_bytes)` does the framing half of the same for an
+Anthropic stream: the payloads of `message_start` and the first `content_block_start` from the
+head records, of `message_delta` from the tail records (followed by `message_stop`), cut as
+`_parse_edges` and `anthropic.parse_tail` cut them on their first try, as str (strict UTF-8),
+or None; `anthropic.read_edges` decodes and reads them (the usage merge, iterations, cache
+splits stay in Python).
 """
 
 from __future__ import annotations
@@ -28,9 +35,10 @@ from typing import Any
 
 from sidecar import native
 
-ChatTail = Callable[[list[Any], int, int], tuple[Any, ...] | None]
+ChatTail = Callable[[list[Any], int, int], tuple[Any, ...] | None]  # (parts, head, tail bytes)
 
 _c = native.load("sidecar.parse._tailscan")
 NATIVE = _c is not None
 
 chat_tail: ChatTail | None = _c.chat_tail if _c is not None else None
+anthropic_edges: ChatTail | None = _c.anthropic_edges if _c is not None else None

@@ -31,8 +31,10 @@ from sidecar.parse.body import assemble_escaped
 from sidecar.types import AccessRecord, Completed, ParsedBody
 from tests.unit.test_parse_edges import (
     BODIES,
+    HOSTS,
     PATHS,
     VALUES,
+    anthropic_stream,
     chat_stream,
     dumps,
     hints,
@@ -51,7 +53,8 @@ RID = "e" * 32
 
 
 def completed(parts: list[Any], path: str = "/v1/chat/completions") -> Completed:
-    access = AccessRecord(RID, path=path, upstream_host="api.openai.com")
+    host = HOSTS["anthropic" if path == PATHS["messages"] else "openai"]
+    access = AccessRecord(RID, path=path, upstream_host=host)
     return Completed(RID, "s", access, None, "complete", parts=parts, assemble=assemble_escaped)
 
 
@@ -62,18 +65,23 @@ def outcome(c: Completed) -> tuple[ParsedBody, str | None, int, bool]:
 
 
 def check(parts: list[Any], path: str = "/v1/chat/completions") -> bool:
-    """Asserts the C reader's parse equals the pure one; True if the C reader answered."""
+    """Asserts the C reader's parse equals the pure one; True if the C reader answered (for
+    Anthropic: cut the three payloads)."""
     c = completed(parts, path)
     fast = outcome(c)
     mp = pytest.MonkeyPatch()
     mp.setattr(response, "_chat_tail", None)
+    mp.setattr(response, "_anthropic_edges", None)
     try:
         slow = outcome(c)
     finally:
         mp.undo()
     assert fast == slow
-    got = tailscan.chat_tail(parts, response.WINDOW_HEAD_BYTES, response._EDGE_TAILS[0])
-    if got is not None:
+    if path == PATHS["messages"]:
+        got = tailscan.anthropic_edges(parts, response.WINDOW_HEAD_BYTES, 896)
+    else:
+        got = tailscan.chat_tail(parts, response.WINDOW_HEAD_BYTES, response._EDGE_TAILS[0])
+    if got is not None and path != PATHS["messages"]:  # (Anthropic: read_edges may say no)
         assert fast[1] is None, "the C reader answered: nothing was decoded"
     return got is not None
 
@@ -432,17 +440,18 @@ def test_other_apis_are_not_read_in_c() -> None:
 def test_every_recorded_stream(name: str, seed: int, pieces: int) -> None:
     body = BODIES[name]
     provider, api = hints(body)
-    if provider in ("openai", "azure"):  # the access record names the host: OpenAI's here
+    if provider in ("openai", "azure", "anthropic"):  # the hosts `completed` names
         check(lines_for(body, random.Random(seed), pieces, False), PATHS.get(api, "/v1/x"))
 
 
-def test_recorded_chat_streams_are_read_in_c() -> None:
-    """Not vacuous: the recorded chat streams that end the usual way are answered in C."""
-    answered = 0
+def test_recorded_chat_and_anthropic_streams_are_read_in_c() -> None:
+    """Not vacuous: the recorded streams that end the usual way are answered in C."""
+    answered = {"chat.completions": 0, "messages": 0}
     for i, body in enumerate(BODIES.values()):
-        if hints(body)[1] == "chat.completions":
-            answered += check(lines_for(body, random.Random(i), 6, False))
-    assert answered >= 2
+        api = hints(body)[1]
+        if api in answered:
+            answered[api] += check(lines_for(body, random.Random(i), 6, False), PATHS[api])
+    assert answered["chat.completions"] >= 2 and answered["messages"] >= 2
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -500,7 +509,15 @@ def test_no_reference_or_memory_kept() -> None:
     refused = [*parts[:-1], parts[-1].replace(b"[DONE]", b"[DONE!")]
     counts = [sys.getrefcount(x) for x in [*parts, *big, *refused]]
     chat_tail = tailscan.chat_tail
-    assert chat_tail is not None
+    edges = tailscan.anthropic_edges
+    assert chat_tail is not None and edges is not None
+    claude_parts = records(claude(), [300] * 30)
+    not_utf8 = [claude_parts[0].replace(b"claude", b"\xffclaude"), *claude_parts[1:]]
+    claude_counts = [sys.getrefcount(x) for x in [*claude_parts, *not_utf8]]
+    for _ in range(300):
+        assert edges(claude_parts, 1024, 896) is not None
+        assert edges(not_utf8, 1024, 896) is None
+    assert [sys.getrefcount(x) for x in [*claude_parts, *not_utf8]] == claude_counts
     for _ in range(200):
         assert chat_tail(parts, 1024, 1536) is not None
         assert chat_tail(big, 1024, 1536) is not None
@@ -513,10 +530,12 @@ def test_no_reference_or_memory_kept() -> None:
     try:
         for _ in range(300):
             chat_tail(parts, 1024, 1536), chat_tail(big, 1024, 1536), chat_tail(refused, 1024, 1536)
+            edges(claude_parts, 1024, 896), edges(not_utf8, 1024, 896)
         gc.collect()
         before = tracemalloc.get_traced_memory()[0]
         for _ in range(3000):
             chat_tail(parts, 1024, 1536), chat_tail(big, 1024, 1536), chat_tail(refused, 1024, 1536)
+            edges(claude_parts, 1024, 896), edges(not_utf8, 1024, 896)
         gc.collect()
         after = tracemalloc.get_traced_memory()[0]
     finally:
@@ -529,3 +548,147 @@ def test_built_and_used_under_ci() -> None:
     if not os.environ.get("CI") or _PURE:
         pytest.skip("only under CI (CI=1), C path")
     assert tailscan.NATIVE and response._chat_tail is tailscan.chat_tail
+
+
+# -- Anthropic ---------------------------------------------------------------------------------
+
+MESSAGES = PATHS["messages"]
+
+
+def claude(
+    *,
+    start: str | None = None,
+    block: str | None = None,
+    delta: str | None = None,
+    stop: str = 'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+    words: int = 40,
+) -> str:
+    """A long Anthropic stream that starts and ends the usual way, its edges changed as asked."""
+    start = start or dumps(
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_1",
+                "model": "claude-haiku-4-5",
+                "stop_reason": None,
+                "usage": {
+                    "input_tokens": 2203,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 12,
+                    "cache_creation": {"ephemeral_5m_input_tokens": 0},
+                    "output_tokens": 2,
+                    "service_tier": "standard",
+                },
+            },
+        }
+    )
+    block = block or '{"type":"content_block_start","index":0,"content_block":{"type":"text"}}'
+    delta = delta or dumps(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": 271},
+        }
+    )
+    out = f"event: message_start\ndata: {start}\n\n"
+    out += f"event: content_block_start\ndata: {block}\n\n"
+    for i in range(words):
+        d = {"type": "content_block_delta", "index": 0, "delta": {"text": f" w{i}"}}
+        out += f"event: content_block_delta\ndata: {dumps(d)}\n\n"
+    out += 'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+    return out + f"event: message_delta\ndata: {delta}\n\n" + stop
+
+
+def test_the_usual_anthropic_edges_are_cut_in_c() -> None:
+    for parts in cut_each(claude()):
+        assert check(parts, MESSAGES)
+    parts = records(claude(), [300] * 30)
+    start, block, delta = tailscan.anthropic_edges(parts, 1024, 896)  # type: ignore[misc]
+    assert start.startswith('{"type":"message_start"') and block.endswith('"text"}}')
+    assert delta.startswith('{"type":"message_delta"')
+
+
+@pytest.mark.parametrize(
+    ("body", "answered"),
+    [
+        (
+            claude(start='{"type":"message_start","message":{"model":"caf\u00e9 \ud83d\ude42"}}'),
+            True,
+        ),
+        (claude(start='{"type":"message_start","message":{"model":"caf\u00e9'), True),  # bad JSON
+        (claude(block='{"type":"content_block_start","content_block":{"type":"thinking"}}'), True),
+        (claude(block="[1]"), True),  # not an object: read_edges says no
+        (claude(delta='{"delta":{"stop_reason":"x"},"usage":{"output_tokens":1e999}}'), True),
+        (claude(delta='{"usage":{"output_tokens":18446744073709551616,"iterations":[{}]}}'), True),
+        (claude(delta='{"usage":{"output_tokens":NaN}}'), True),
+        (claude(stop='event: message_stop\ndata:{"type":"message_stop"}\n\n'), True),
+        (claude(stop='event: message_stop\ndata: {"type":"message_stop"}'), False),
+        (claude(stop='event: message_stop\ndata: {"type":"message_stop"}\n\n\n'), False),
+        (claude(stop='event: message_stop\nid: 1\ndata: {"type":"message_stop"}\n\n'), False),
+        (
+            claude(
+                stop='event: error\ndata: {"type":"error"}\n\nevent: message_stop\ndata: {}\n\n'
+            ),
+            False,
+        ),
+        (claude().replace("event: message_start\n", ": hi\nevent: message_start\n"), False),
+        (
+            claude().replace("event: content_block_start", "event: ping\ndata: {}\n\nevent: x"),
+            False,
+        ),
+        (claude().replace('"text"}}\n\n', '"text"}}\n\n\n', 1), True),
+        (claude().replace("event: message_delta", "event: message_delta\r"), False),
+        (claude(block='{"type":"content_block_start","content_block":{"text":"a\\nb"}}'), True),
+    ],
+)
+def test_variants_of_the_anthropic_edges(body: str, answered: bool) -> None:
+    for parts in cut_each(body):
+        assert check(parts, MESSAGES) is answered
+
+
+def test_anthropic_payloads_not_utf8_or_with_other_escapes_step_aside() -> None:
+    parts = records(claude(), [300] * 30)
+    assert check(parts, MESSAGES)
+    for i, old, new in (
+        (0, b"claude-haiku", b"claude-\xff-haiku"),  # invalid UTF-8 in a payload
+        (0, b"claude-haiku", b"claude-\\u00e9-haiku"),  # a \u escape
+        (-2, b"end_turn", b"end_\xc3turn"),
+        (1, b"w3", b"w\xff3"),  # invalid UTF-8 elsewhere in the head: cut in C all the same
+    ):
+        changed = list(parts)
+        changed[i] = changed[i].replace(old, new)
+        check(changed, MESSAGES)
+    big = claude(start=dumps({"type": "message_start", "message": {"pad": "p" * 20000}}))
+    head = big.index("event: content_block_delta")  # one head record beyond the stack buffer
+    assert check(records(big, [head, *[300] * 20]), MESSAGES)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    values=st.lists(VALUES, min_size=5, max_size=5),
+    words=st.lists(st.sampled_from(["hi", "usage", "\n", ": x", "caf\u00e9", '"q"']), max_size=60),
+    seed=st.integers(min_value=0, max_value=2**32),
+    pieces=st.integers(min_value=0, max_value=150),
+    damage=st.booleans(),
+    cut=st.integers(min_value=0, max_value=40),
+    blank=st.sampled_from(["", "\n", ": keep-alive\n\n", "\r\n"]),
+)
+def test_hostile_anthropic_streams(
+    values: list[Any],
+    words: list[str],
+    seed: int,
+    pieces: int,
+    damage: bool,
+    cut: int,
+    blank: str,
+) -> None:
+    rng = random.Random(seed)
+    body = anthropic_stream(rng, values, words)
+    if blank:
+        body = body.replace("\n\n", "\n\n" + blank, rng.randrange(1, 4))
+    if cut:
+        body = body[:-cut]
+    if damage:
+        body = body.encode("ascii", "replace").decode()
+    if body:
+        check(lines_for(body, rng, pieces, damage), MESSAGES)
