@@ -50,10 +50,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 RID = "e" * 32
+MESSAGES = PATHS["messages"]
 
 
 def completed(parts: list[Any], path: str = "/v1/chat/completions") -> Completed:
-    host = HOSTS["anthropic" if path == PATHS["messages"] else "openai"]
+    host = HOSTS["anthropic" if path == MESSAGES else "openai"]
     access = AccessRecord(RID, path=path, upstream_host=host)
     return Completed(RID, "s", access, None, "complete", parts=parts, assemble=assemble_escaped)
 
@@ -77,11 +78,11 @@ def check(parts: list[Any], path: str = "/v1/chat/completions") -> bool:
     finally:
         mp.undo()
     assert fast == slow
-    if path == PATHS["messages"]:
+    if path == MESSAGES:
         got = tailscan.anthropic_edges(parts, response.WINDOW_HEAD_BYTES, 896)
     else:
         got = tailscan.chat_tail(parts, response.WINDOW_HEAD_BYTES, response._EDGE_TAILS[0])
-    if got is not None and path != PATHS["messages"]:  # (Anthropic: read_edges may say no)
+    if got is not None and path != MESSAGES:  # (Anthropic: read_edges may say no)
         assert fast[1] is None, "the C reader answered: nothing was decoded"
     return got is not None
 
@@ -99,6 +100,17 @@ def records(body: str, sizes: list[int], escape_slash: bool = False) -> list[byt
 
 
 BASE = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o-mini"}
+USAGE_CHUNK = {
+    **BASE,
+    "choices": [],
+    "usage": {
+        "prompt_tokens": 120,
+        "completion_tokens": 41,
+        "total_tokens": 161,
+        "prompt_tokens_details": {"cached_tokens": 64, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+    },
+}
 
 
 def usual(
@@ -116,18 +128,7 @@ def usual(
         {**BASE, "choices": [{"index": 0, "delta": {"content": f" w{i}"}}]} for i in range(words)
     ]
     f = {**BASE, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], **(finish or {})}
-    u = {
-        **BASE,
-        "choices": [],
-        "usage": {
-            "prompt_tokens": 120,
-            "completion_tokens": 41,
-            "total_tokens": 161,
-            "prompt_tokens_details": {"cached_tokens": 64, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
-        },
-        **(usage or {}),
-    }
+    u = {**USAGE_CHUNK, **(usage or {})}
     events = [dumps(o) for o in head]
     events.append(raw_finish if raw_finish is not None else dumps(f))
     events.append(raw_usage if raw_usage is not None else dumps(u))
@@ -135,18 +136,7 @@ def usual(
 
 
 def usual_usage_raw() -> str:
-    u = {
-        **BASE,
-        "choices": [],
-        "usage": {
-            "prompt_tokens": 120,
-            "completion_tokens": 41,
-            "total_tokens": 161,
-            "prompt_tokens_details": {"cached_tokens": 64, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
-        },
-    }
-    return orjson.dumps(u).decode()
+    return orjson.dumps(USAGE_CHUNK).decode()
 
 
 def cut_each(body: str, seed: int = 0) -> list[list[bytes]]:
@@ -286,58 +276,6 @@ def test_the_usual_end_is_read_in_c() -> None:
             usual(finish={"choices": [{"delta": {"content": "a\nb"}, "finish_reason": "stop"}]}),
             False,
         ),
-        (
-            usual(raw_usage=usual_usage_raw().replace('"total_tokens":161', '"total_tokens":1.5')),
-            False,
-        ),
-        (
-            usual(raw_usage=usual_usage_raw().replace('"total_tokens":161', '"total_tokens":1e2')),
-            False,
-        ),
-        (
-            usual(raw_usage=usual_usage_raw().replace('"total_tokens":161', '"total_tokens":-1')),
-            False,
-        ),
-        (
-            usual(raw_usage=usual_usage_raw().replace('"total_tokens":161', '"total_tokens":016')),
-            False,
-        ),
-        (
-            usual(raw_usage=usual_usage_raw().replace('"total_tokens":161', '"total_tokens":NaN')),
-            False,
-        ),
-        (
-            usual(
-                raw_usage=usual_usage_raw().replace('"total_tokens":161', '"total_tokens":1e999')
-            ),
-            False,
-        ),
-        (
-            usual(raw_usage=usual_usage_raw().replace('"total_tokens":161', '"total_tokens":0')),
-            True,
-        ),
-        (
-            usual(
-                raw_usage=usual_usage_raw().replace('"prompt_tokens":120', '"prompt_tokens":120.0')
-            ),
-            False,
-        ),
-        (
-            usual(
-                raw_usage=usual_usage_raw().replace('"prompt_tokens":120', '"prompt_tokens":true')
-            ),
-            False,
-        ),
-        (
-            usual(
-                raw_usage=usual_usage_raw().replace('"prompt_tokens":120', '"prompt_tokens":"120"')
-            ),
-            False,
-        ),
-        (
-            usual(raw_usage=usual_usage_raw().replace('"prompt_tokens":120', '"prompt_tokens":-0')),
-            False,
-        ),
         (usual(raw_usage=usual_usage_raw().replace(":", " : ").replace(",", " , ")), True),
         (usual(raw_usage=usual_usage_raw() + "   "), True),
         (usual(raw_usage=usual_usage_raw() + "\t"), False),
@@ -364,6 +302,28 @@ def test_the_usual_end_is_read_in_c() -> None:
     ],
 )
 def test_variants_of_the_usual_end(body: str, answered: bool) -> None:
+    for parts in cut_each(body):
+        assert check(parts) is answered
+
+
+RAW_USAGE_CHANGES = [  # (what, becomes what, read in C)
+    ('"total_tokens":161', '"total_tokens":1.5', False),
+    ('"total_tokens":161', '"total_tokens":1e2', False),
+    ('"total_tokens":161', '"total_tokens":-1', False),
+    ('"total_tokens":161', '"total_tokens":016', False),
+    ('"total_tokens":161', '"total_tokens":NaN', False),
+    ('"total_tokens":161', '"total_tokens":1e999', False),
+    ('"total_tokens":161', '"total_tokens":0', True),
+    ('"prompt_tokens":120', '"prompt_tokens":120.0', False),
+    ('"prompt_tokens":120', '"prompt_tokens":true', False),
+    ('"prompt_tokens":120', '"prompt_tokens":"120"', False),
+    ('"prompt_tokens":120', '"prompt_tokens":-0', False),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "answered"), RAW_USAGE_CHANGES)
+def test_numbers_and_types_in_the_usage_chunk(old: str, new: str, answered: bool) -> None:
+    body = usual(raw_usage=usual_usage_raw().replace(old, new))
     for parts in cut_each(body):
         assert check(parts) is answered
 
@@ -454,8 +414,9 @@ def test_recorded_chat_and_anthropic_streams_are_read_in_c() -> None:
     assert answered["chat.completions"] >= 2 and answered["messages"] >= 2
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
+    anthropic=st.booleans(),
     values=st.lists(VALUES, min_size=5, max_size=5),
     words=st.lists(st.sampled_from(["hi", "usage", "\n", ": x", "caf\u00e9", '"q"']), max_size=60),
     seed=st.integers(min_value=0, max_value=2**32),
@@ -465,7 +426,8 @@ def test_recorded_chat_and_anthropic_streams_are_read_in_c() -> None:
     blank=st.sampled_from(["", "\n", ": keep-alive\n\n", "\r\n"]),
     usual_counts=st.booleans(),
 )
-def test_hostile_chat_streams(
+def test_hostile_streams(
+    anthropic: bool,
     values: list[Any],
     words: list[str],
     seed: int,
@@ -475,10 +437,11 @@ def test_hostile_chat_streams(
     blank: str,
     usual_counts: bool,
 ) -> None:
+    """The edges tests' hostile chat and Anthropic streams (see test_parse_edges.py)."""
     rng = random.Random(seed)
     if usual_counts:  # so that many reach the C reader's answer, not only its refusals
         values = ["stop", rng.randrange(10**6), rng.randrange(10**4), rng.randrange(50), values[4]]
-    body = chat_stream(rng, values, words)
+    body = (anthropic_stream if anthropic else chat_stream)(rng, values, words)
     if blank:
         body = body.replace("\n\n", "\n\n" + blank, rng.randrange(1, 4))
     if cut:
@@ -486,7 +449,9 @@ def test_hostile_chat_streams(
     if damage:
         body = body.encode("ascii", "replace").decode()
     if body:
-        check(lines_for(body, rng, pieces, damage))
+        check(
+            lines_for(body, rng, pieces, damage), MESSAGES if anthropic else "/v1/chat/completions"
+        )
 
 
 def test_pure_mode_turns_it_off() -> None:
@@ -551,8 +516,6 @@ def test_built_and_used_under_ci() -> None:
 
 
 # -- Anthropic ---------------------------------------------------------------------------------
-
-MESSAGES = PATHS["messages"]
 
 
 def claude(
@@ -661,34 +624,3 @@ def test_anthropic_payloads_not_utf8_or_with_other_escapes_step_aside() -> None:
     big = claude(start=dumps({"type": "message_start", "message": {"pad": "p" * 20000}}))
     head = big.index("event: content_block_delta")  # one head record beyond the stack buffer
     assert check(records(big, [head, *[300] * 20]), MESSAGES)
-
-
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    values=st.lists(VALUES, min_size=5, max_size=5),
-    words=st.lists(st.sampled_from(["hi", "usage", "\n", ": x", "caf\u00e9", '"q"']), max_size=60),
-    seed=st.integers(min_value=0, max_value=2**32),
-    pieces=st.integers(min_value=0, max_value=150),
-    damage=st.booleans(),
-    cut=st.integers(min_value=0, max_value=40),
-    blank=st.sampled_from(["", "\n", ": keep-alive\n\n", "\r\n"]),
-)
-def test_hostile_anthropic_streams(
-    values: list[Any],
-    words: list[str],
-    seed: int,
-    pieces: int,
-    damage: bool,
-    cut: int,
-    blank: str,
-) -> None:
-    rng = random.Random(seed)
-    body = anthropic_stream(rng, values, words)
-    if blank:
-        body = body.replace("\n\n", "\n\n" + blank, rng.randrange(1, 4))
-    if cut:
-        body = body[:-cut]
-    if damage:
-        body = body.encode("ascii", "replace").decode()
-    if body:
-        check(lines_for(body, rng, pieces, damage), MESSAGES)
