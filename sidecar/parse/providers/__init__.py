@@ -111,11 +111,13 @@ def parse_stream_edges(
     cannot tell it (a parser walked past an edge, or read the body's text). `provider` and
     `api` must be known: sniffing them reads the whole body. Never raises (None)."""
     pb = ParsedBody(provider=provider, api=api, truncated=truncated, is_stream=True)
-    read_tail = _STREAMS.get(api, _CHAT_STREAM)[1]
+    _, read_tail, with_head = _STREAMS.get(api, _CHAT_STREAM)
     try:
         # A stream that starts and ends the usual way is read straight from its text (each
         # `parse_tail` gives its parser's answer, or False and leaves `pb` untouched).
-        if read_tail is not None and read_tail(pb, tail, head):
+        if read_tail is not None and (
+            read_tail(pb, tail, head()) if with_head else read_tail(pb, tail)
+        ):
             return None if pb.read_text else pb
         chunks = EdgeChunks(tail, head)
         try:
@@ -137,31 +139,19 @@ def _embeddings_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
         embeddings.parse_json(pb, obj)
 
 
-def _anthropic_tail(pb: ParsedBody, tail: str, head: Callable[[], str | None]) -> bool:
-    return anthropic.parse_tail(pb, tail, head())
-
-
-def _gemini_tail(pb: ParsedBody, tail: str, head: Callable[[], str | None]) -> bool:
-    return gemini.parse_tail(pb, tail)
-
-
-def _chat_tail(pb: ParsedBody, tail: str, head: Callable[[], str | None]) -> bool:
-    return openai_chat.parse_tail(pb, tail)
-
-
 StreamParser = Callable[[ParsedBody, Chunks, bool], None]
-TailReader = Callable[[ParsedBody, str, Callable[[], str | None]], bool]
 
-# The one dispatch from an API to its stream parser (it walks `Chunks`) and to its reader of a
-# stream's usual edges straight from their text (`parse_tail`, None: the parser alone). Every
-# API not listed is the chat's: chat.completions and unknown OpenAI-compatible streams.
-_STREAMS: dict[str | None, tuple[StreamParser, TailReader | None]] = {
-    _detect.RESPONSES: (openai_responses.parse_stream, None),
-    _detect.MESSAGES: (anthropic.parse_stream, _anthropic_tail),
-    _detect.GENERATE: (gemini.parse_chunks, _gemini_tail),
-    _detect.EMBEDDINGS: (_embeddings_stream, None),
+# The one dispatch from an API to its stream parser (it walks `Chunks`), its reader of a
+# stream's usual edges straight from their text (`parse_tail(pb, tail[, head])`, None: the
+# parser alone) and whether that reader takes the head too. Every API not listed is the
+# chat's: chat.completions and unknown OpenAI-compatible streams.
+_STREAMS: dict[str | None, tuple[StreamParser, Callable[..., bool] | None, bool]] = {
+    _detect.RESPONSES: (openai_responses.parse_stream, None, False),
+    _detect.MESSAGES: (anthropic.parse_stream, anthropic.parse_tail, True),
+    _detect.GENERATE: (gemini.parse_chunks, gemini.parse_tail, False),
+    _detect.EMBEDDINGS: (_embeddings_stream, None, False),
 }
-_CHAT_STREAM: tuple[StreamParser, TailReader | None] = (openai_chat.parse_stream, _chat_tail)
+_CHAT_STREAM = (openai_chat.parse_stream, openai_chat.parse_tail, False)
 NOT_CHAT = frozenset(_STREAMS)  # the APIs whose streams are not parsed as chat streams
 
 
