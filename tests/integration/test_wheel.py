@@ -49,7 +49,9 @@ def test_wheel_installs_and_runs_on_a_host(tmp_path: Path) -> None:
     built = importlib.util.find_spec("sidecar.parse._bodyscan") is not None
     with zipfile.ZipFile(wheel) as zf:
         exts = sorted(n.split("/")[-1].split(".")[0] for n in zf.namelist() if n.endswith(".so"))
-    assert exts == (["_accessscan", "_bodyscan", "_splitlines", "_textscan"] if built else [])
+    assert exts == (
+        ["_accessscan", "_bodyscan", "_splitlines", "_tailscan", "_textscan"] if built else []
+    )
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
