@@ -15,6 +15,7 @@ setup(
             ("sidecar.sources._splitlines", "sidecar/sources/_splitlines.c"),
             ("sidecar.parse._accessscan", "sidecar/parse/_accessscan.c"),
             ("sidecar.enrich._ratelimit", "sidecar/enrich/_ratelimit.c"),
+            ("sidecar.parse._tailscan", "sidecar/parse/_tailscan.c"),
         ]
     ]
 )

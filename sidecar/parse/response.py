@@ -18,10 +18,14 @@ without framing events: OpenAI chat (finish chunk, usage chunk, `[DONE]`:
 head, `message_delta` and `message_stop` at the tail: `anthropic.parse_tail`) and Gemini (a last
 chunk with usage, finish reason, model and id: `gemini.parse_tail`); each steps aside for any
 other shape. Anthropic and Gemini try a shorter tail first (`_SHORT_TAILS`: their last events
-are short). A crossing retries with a longer tail, then the whole body decides; so does an
-answer read from the body's text (an OpenAI-compatible usage without a reasoning count: whether
-the model reasoned visibly is searched in the whole text), a body that is not SSE, and a short
-one.
+are short). Before any of this, an OpenAI chat stream's usual end is read in C from the raw
+records, with nothing decoded (`_chat_raw_tail`: `tailscan.chat_tail` gives what the edges'
+first try would read, or None, and the edges decide); an Anthropic stream's three payloads are
+cut in C the same way (`_anthropic_raw_edges`: `tailscan.anthropic_edges`) and read by
+`anthropic.read_edges`. A crossing retries with a longer tail, then the whole body decides; so
+does an answer read from the body's text (an OpenAI-compatible usage without a reasoning
+count: whether the model reasoned visibly is searched in the whole text), a body that is not
+SSE, and a short one.
 
 Without the hints (the provider or API left to sniffing, which reads the body) the older
 *window* applies: the first `WINDOW_HEAD_BYTES` and last `WINDOW_TAIL_BYTES` of body-log records,
@@ -42,10 +46,14 @@ from typing import Any
 
 import orjson
 
+from sidecar.parse.body import assemble_escaped
 from sidecar.parse.detect import EMBEDDINGS, GENERATE, MESSAGES, detect, model_from_path
-from sidecar.parse.providers import parse_body, parse_stream_edges
+from sidecar.parse.providers import NOT_CHAT, anthropic, parse_body, parse_stream_edges
+from sidecar.parse.providers._common import is_reasoning_model, subset_clamped
 from sidecar.parse.sse import normalise_newlines
-from sidecar.types import Completed, ParsedBody
+from sidecar.parse.tailscan import anthropic_edges as _anthropic_edges
+from sidecar.parse.tailscan import chat_tail as _chat_tail
+from sidecar.types import Completed, ParsedBody, Usage
 
 WINDOW_HEAD_BYTES = 1024  # body-log bytes decoded from the start of a long stream ...
 WINDOW_TAIL_BYTES = 2048  # ... and from its end
@@ -68,6 +76,15 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
         if provider is None:
             provider = det_provider
     if not want_text and provider is not None and api is not None and c.body is None:
+        if c.assemble is assemble_escaped:
+            if _chat_tail is not None and api not in NOT_CHAT:
+                parsed = _chat_raw_tail(c, provider, api)
+                if parsed is not None:
+                    return parsed
+            elif _anthropic_edges is not None and api == MESSAGES:
+                parsed = _anthropic_raw_edges(c, provider, api)
+                if parsed is not None:
+                    return _finish(parsed, c, provider, api)
         parsed = _parse_edges(c, provider, api)
         if parsed is not None:
             return _finish(parsed, c, provider, api)
@@ -113,6 +130,56 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
         parsed.output_text[:0] = c.prior_text
         parsed.output_extra_tokens += c.prior_extra_tokens
     return _finish(parsed, c, provider, api)
+
+
+def _chat_raw_tail(c: Completed, provider: str, api: str) -> ParsedBody | None:
+    """`_parse_edges` of a chat stream that ends the usual way, read in C from the raw records
+    (`tailscan.chat_tail`: the same parts, checks and fields), or None: `_parse_edges` decides.
+    The `ParsedBody` `openai_chat.parse_tail` fills (its `usage_from` and `_finalise` for a
+    usage with plain counts and a reasoning count), already as `_finish` leaves it."""
+    got = _chat_tail(c.parts, WINDOW_HEAD_BYTES, _EDGE_TAILS[0])  # type: ignore[misc]
+    if got is None:
+        return None
+    model, rid, tier, finish, prompt, cached, write, completion, reasoning = got
+    usage = subset_clamped(
+        Usage(
+            input_tokens=prompt,
+            cached_input_tokens=cached or 0,
+            cache_write_input_tokens=write or 0,
+            output_tokens=completion,
+            reasoning_tokens=reasoning,
+        )
+    )
+    return ParsedBody(
+        provider=provider,
+        api=api,
+        model=model,
+        provider_request_id=rid,
+        is_stream=True,
+        usage=usage,
+        finish_reason=finish,
+        service_tier=tier,
+        terminal_seen=True,
+        reasoning_model_hint=usage.reasoning_tokens > 0 or is_reasoning_model(model),
+        truncated=c.body_truncated,
+    )
+
+
+def _anthropic_raw_edges(c: Completed, provider: str, api: str) -> ParsedBody | None:
+    """`_parse_edges` of an Anthropic stream that starts and ends the usual way, its three
+    payloads cut in C from the raw records (`tailscan.anthropic_edges`: the same records and
+    cuts as the first try), read by `anthropic.read_edges`; or None: `_parse_edges` decides."""
+    first_tail = min(_SHORT_TAILS[MESSAGES], _EDGE_TAILS[0])  # the first size `_parse_edges` tries
+    got = _anthropic_edges(c.parts, WINDOW_HEAD_BYTES, first_tail)  # type: ignore[misc]
+    if got is None:
+        return None
+    pb = ParsedBody(provider=provider, api=api, truncated=c.body_truncated, is_stream=True)
+    try:
+        if anthropic.read_edges(pb, *got) and not pb.read_text:
+            return pb
+    except Exception:  # as in `parse_stream_edges`: the edges path decides (and counts it)
+        return None
+    return None
 
 
 def _parse_edges(c: Completed, provider: str, api: str) -> ParsedBody | None:

@@ -50,7 +50,9 @@ def test_wheel_installs_and_runs_on_a_host(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         exts = sorted(n.split("/")[-1].split(".")[0] for n in zf.namelist() if n.endswith(".so"))
     assert exts == (
-        ["_accessscan", "_bodyscan", "_ratelimit", "_splitlines", "_textscan"] if built else []
+        ["_accessscan", "_bodyscan", "_ratelimit", "_splitlines", "_tailscan", "_textscan"]
+        if built
+        else []
     )
 
     env_dir = tmp_path / "venv"

@@ -24,7 +24,7 @@ from sidecar.parse.providers import (
 from sidecar.parse.providers._common import Chunks, EdgeChunks, as_dict, is_unset, loads
 from sidecar.types import ParsedBody
 
-__all__ = ["EdgeChunks", "is_rate_limit_error", "parse_body", "parse_stream_edges"]
+__all__ = ["NOT_CHAT", "EdgeChunks", "is_rate_limit_error", "parse_body", "parse_stream_edges"]
 
 is_rate_limit_error = errors.is_rate_limit_error
 
@@ -111,16 +111,13 @@ def parse_stream_edges(
     cannot tell it (a parser walked past an edge, or read the body's text). `provider` and
     `api` must be known: sniffing them reads the whole body. Never raises (None)."""
     pb = ParsedBody(provider=provider, api=api, truncated=truncated, is_stream=True)
+    _, read_tail, with_head = _STREAMS.get(api, _CHAT_STREAM)
     try:
         # A stream that starts and ends the usual way is read straight from its text (each
         # `parse_tail` gives its parser's answer, or False and leaves `pb` untouched).
-        if api == _detect.MESSAGES:
-            if anthropic.parse_tail(pb, tail, head()):
-                return pb
-        elif api == _detect.GENERATE:
-            if gemini.parse_tail(pb, tail):
-                return pb
-        elif api not in _NOT_CHAT and openai_chat.parse_tail(pb, tail):
+        if read_tail is not None and (
+            read_tail(pb, tail, head()) if with_head else read_tail(pb, tail)
+        ):
             return None if pb.read_text else pb
         chunks = EdgeChunks(tail, head)
         try:
@@ -136,9 +133,26 @@ def parse_stream_edges(
     return pb
 
 
-_NOT_CHAT = frozenset(
-    {_detect.RESPONSES, _detect.MESSAGES, _detect.GENERATE, _detect.EMBEDDINGS}
-)  # `_parse_sse_chunks` gives every other API to the chat parser
+def _embeddings_stream(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
+    obj = next((o for o in (ev.obj() for ev in chunks.forward()) if o is not None), None)
+    if obj is not None:
+        embeddings.parse_json(pb, obj)
+
+
+StreamParser = Callable[[ParsedBody, Chunks, bool], None]
+
+# The one dispatch from an API to its stream parser (it walks `Chunks`), its reader of a
+# stream's usual edges straight from their text (`parse_tail(pb, tail[, head])`, None: the
+# parser alone) and whether that reader takes the head too. Every API not listed is the
+# chat's: chat.completions and unknown OpenAI-compatible streams.
+_STREAMS: dict[str | None, tuple[StreamParser, Callable[..., bool] | None, bool]] = {
+    _detect.RESPONSES: (openai_responses.parse_stream, None, False),
+    _detect.MESSAGES: (anthropic.parse_stream, anthropic.parse_tail, True),
+    _detect.GENERATE: (gemini.parse_chunks, gemini.parse_tail, False),
+    _detect.EMBEDDINGS: (_embeddings_stream, None, False),
+}
+_CHAT_STREAM = (openai_chat.parse_stream, openai_chat.parse_tail, False)
+NOT_CHAT = frozenset(_STREAMS)  # the APIs whose streams are not parsed as chat streams
 
 
 def _parse_sse_body(pb: ParsedBody, body: str, want_text: bool) -> None:
@@ -157,19 +171,7 @@ def _parse_sse_body(pb: ParsedBody, body: str, want_text: bool) -> None:
 
 def _parse_sse_chunks(pb: ParsedBody, chunks: Chunks, want_text: bool) -> None:
     pb.is_stream = True
-    api = pb.api
-    if api == _detect.RESPONSES:
-        openai_responses.parse_stream(pb, chunks, want_text)
-    elif api == _detect.MESSAGES:
-        anthropic.parse_stream(pb, chunks, want_text)
-    elif api == _detect.GENERATE:
-        gemini.parse_chunks(pb, chunks, want_text)
-    elif api == _detect.EMBEDDINGS:
-        obj = next((o for o in (ev.obj() for ev in chunks.forward()) if o is not None), None)
-        if obj is not None:
-            embeddings.parse_json(pb, obj)
-    else:  # chat.completions and unknown OpenAI-compatible streams
-        openai_chat.parse_stream(pb, chunks, want_text)
+    _STREAMS.get(pb.api, _CHAT_STREAM)[0](pb, chunks, want_text)
     pb.malformed_events += chunks.malformed
 
 

@@ -189,15 +189,10 @@ class Chunks:
     def _event(self, start: int, end: int) -> Event | None:
         ev = self._cache.get(start)
         if ev is None:
-            block = self.text[start:end]
-            if block.startswith("data: ") and "\n" not in block:
-                name, data = None, block[6:]  # parse_block's fast path
-            else:
-                framed = parse_block(block)
-                if framed is None:
-                    return None
-                name, data = framed
-            ev = self._cache[start] = Event(self, name, data, start == self._last_start)
+            framed = parse_block(self.text[start:end])
+            if framed is None:
+                return None
+            ev = self._cache[start] = Event(self, *framed, start == self._last_start)
         return ev
 
     def _object_events(self) -> list[Event]:
@@ -314,7 +309,7 @@ class Chunks:
         block not yet cached), or None: no event there, or one of another kind."""
         name = None
         if block.startswith("data: ") and "\n" not in block:
-            data = block[6:]  # parse_block's fast path
+            data = block[6:]  # parse_block's fast path, inline: this runs for every event
         else:
             framed = parse_block(block)
             if framed is None:
@@ -446,14 +441,10 @@ class EdgeChunks(Chunks):
                     block = block.strip("\n")
                     if not block:
                         continue
-                if block.startswith("data: ") and "\n" not in block:
-                    name, data = None, block[6:]  # parse_block's fast path
-                else:
-                    framed = parse_block(block)
-                    if framed is None:
-                        continue
-                    name, data = framed
-                ev = cache[i] = Event(self, name, data, i == self._last)
+                framed = parse_block(block)
+                if framed is None:
+                    continue
+                ev = cache[i] = Event(self, *framed, i == self._last)
             yield ev
         self.crossed = True  # asked for the event before the tail's first
 

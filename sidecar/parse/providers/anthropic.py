@@ -322,6 +322,14 @@ def parse_tail(pb: ParsedBody, tail: str, head: str | None) -> bool:
     delta_data = _data(blocks[-3], _DELTA)
     if start_data is None or block_data is None or delta_data is None:
         return False
+    return read_edges(pb, start_data, block_data, delta_data)
+
+
+def read_edges(pb: ParsedBody, start_data: str, block_data: str, delta_data: str) -> bool:
+    """The rest of `parse_tail`: the payloads of `message_start`, the first
+    `content_block_start` and `message_delta` (as `_data` cuts them) decoded and read; False,
+    `pb` untouched, unless all three are JSON objects. parse/response.py also calls it with the
+    payloads `tailscan.anthropic_edges` cut in C from the raw records."""
     start_obj = loads(start_data)
     block_obj = loads(block_data)
     delta = loads(delta_data)

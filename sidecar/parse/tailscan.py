@@ -1,0 +1,44 @@
+"""A chat stream's usual end read straight from its raw body-log records, in C.
+
+Most long streams of the OpenAI chat API end the same way: a finish chunk, a usage chunk with
+`choices: []`, `data: [DONE]`. parse/response.py's edges path finds them by decoding the last
+1.5 KiB of body-log records into a str (`assemble_escaped`), cutting it into blocks and decoding
+the two chunks with orjson (`openai_chat.parse_tail`), then building the `Usage` from the
+dicts: about 95k instructions a request. `_tailscan.c` reads the same bytes where they lie:
+it picks the same head and tail records, checks the first one as the edges path does, undoes
+the records' JSON escapes into a small buffer, cuts the tail's last blocks as `str.rsplit`
+does, and reads the two chunks with a small JSON reader that takes only a subset of JSON that
+orjson surely reads the same (see the C file: printable ASCII, no escapes in strings, unsigned
+integers of at most 15 digits, no key given twice...).
+
+`chat_tail(parts, head_bytes, tail_bytes)` gives `(model, id, service_tier, finish_reason,
+prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, reasoning_tokens)` (the
+cached and cache-write counts None when absent or null), exactly what the edges path reads on
+its first try, or None whenever it cannot prove that: the Python path then decides, as it
+always did (it may well give the same answer). It is None when the extension is not built or
+`LLM_HEC_SIDECAR_PURE=1` (sidecar/native.py): the Python path is its pure twin, and
+`tests/unit/test_tailscan.py` checks that both give the same `ParsedBody` on every recorded
+fixture, on the edges tests' hostile streams and on hand-made variants of the usual end.
+
+`anthropic_edges(parts, head_bytes, tail_bytes)` does the framing half of the same for an
+Anthropic stream: the payloads of `message_start` and the first `content_block_start` from the
+head records, of `message_delta` from the tail records (followed by `message_stop`), cut as
+`_parse_edges` and `anthropic.parse_tail` cut them on their first try, as str (strict UTF-8),
+or None; `anthropic.read_edges` decodes and reads them (the usage merge, iterations, cache
+splits stay in Python).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sidecar import native
+
+ChatTail = Callable[[list[Any], int, int], tuple[Any, ...] | None]  # (parts, head, tail bytes)
+
+_c = native.load("sidecar.parse._tailscan")
+NATIVE = _c is not None
+
+chat_tail: ChatTail | None = _c.chat_tail if _c is not None else None
+anthropic_edges: ChatTail | None = _c.anthropic_edges if _c is not None else None

@@ -1,0 +1,626 @@
+"""`tailscan.chat_tail` (a chat stream's usual end read in C from the raw body-log records)
+must give exactly what the Python edges path gives, or step aside (None).
+
+Each case runs `parse_completed` twice on the same records: with the C reader, and with it
+turned off (the pure path, as with `LLM_HEC_SIDECAR_PURE=1`); the `ParsedBody` and what the
+parse left on the `Completed` (a decoded body, bad or lossy parts) must be equal. The bodies:
+every recorded fixture, the edges tests' hostile chat streams (usage values of any JSON type,
+NaN, 1e999, 2^70, an error event after the usage, no `[DONE]`, cut streams, blank lines,
+invalid UTF-8, torn records) and hand-made variants of the usual end (escapes, key order,
+duplicate keys, numbers at the subset's edges, an event cut across records at every byte).
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import os
+import random
+import subprocess
+import sys
+import tracemalloc
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sidecar.parse import response, tailscan
+from sidecar.parse.body import assemble_escaped
+from sidecar.types import AccessRecord, Completed, ParsedBody
+from tests.unit.test_parse_edges import (
+    BODIES,
+    HOSTS,
+    PATHS,
+    VALUES,
+    anthropic_stream,
+    chat_stream,
+    dumps,
+    hints,
+    line,
+    lines_for,
+)
+
+_PURE = os.environ.get("LLM_HEC_SIDECAR_PURE", "") not in ("", "0")
+# under CI the extension must be built (a silent fallback fails there); else skip without it
+pytestmark = pytest.mark.skipif(
+    not tailscan.NATIVE and (_PURE or not os.environ.get("CI")),
+    reason="the C extension is not built or turned off",
+)
+
+RID = "e" * 32
+MESSAGES = PATHS["messages"]
+
+
+def completed(parts: list[Any], path: str = "/v1/chat/completions") -> Completed:
+    host = HOSTS["anthropic" if path == MESSAGES else "openai"]
+    access = AccessRecord(RID, path=path, upstream_host=host)
+    return Completed(RID, "s", access, None, "complete", parts=parts, assemble=assemble_escaped)
+
+
+def outcome(c: Completed) -> tuple[ParsedBody, str | None, int, bool]:
+    c = copy.copy(c)
+    parsed = response.parse_completed(c, provider=None)
+    return parsed, c.body, c.body_bad_parts, c.body_lossy
+
+
+def check(parts: list[Any], path: str = "/v1/chat/completions") -> bool:
+    """Asserts the C reader's parse equals the pure one; True if the C reader answered (for
+    Anthropic: cut the three payloads)."""
+    c = completed(parts, path)
+    fast = outcome(c)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(response, "_chat_tail", None)
+    mp.setattr(response, "_anthropic_edges", None)
+    try:
+        slow = outcome(c)
+    finally:
+        mp.undo()
+    assert fast == slow
+    if path == MESSAGES:
+        got = tailscan.anthropic_edges(parts, response.WINDOW_HEAD_BYTES, 896)
+    else:
+        got = tailscan.chat_tail(parts, response.WINDOW_HEAD_BYTES, response._EDGE_TAILS[0])
+    if got is not None and path != MESSAGES:  # (Anthropic: read_edges may say no)
+        assert fast[1] is None, "the C reader answered: nothing was decoded"
+    return got is not None
+
+
+def records(body: str, sizes: list[int], escape_slash: bool = False) -> list[bytes]:
+    """`body` cut into canonical records of the given byte sizes (the rest in one record)."""
+    raw = body.encode("utf-8", "surrogatepass")
+    out, at = [], 0
+    for n in [*sizes, len(raw)]:
+        chunk, at = raw[at : at + n], at + n
+        if chunk:
+            esc = orjson.dumps(chunk.decode("utf-8", "replace"))
+            out.append(line(RID, esc.replace(b"/", b"\\/") if escape_slash else esc))
+    return out
+
+
+BASE = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o-mini"}
+USAGE_CHUNK = {
+    **BASE,
+    "choices": [],
+    "usage": {
+        "prompt_tokens": 120,
+        "completion_tokens": 41,
+        "total_tokens": 161,
+        "prompt_tokens_details": {"cached_tokens": 64, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+    },
+}
+
+
+def usual(
+    *,
+    finish: dict[str, Any] | None = None,
+    usage: dict[str, Any] | None = None,
+    raw_finish: str | None = None,
+    raw_usage: str | None = None,
+    end: str = "data: [DONE]\n\n",
+    words: int = 40,
+) -> str:
+    """A long chat stream that ends the usual way, its last chunks changed as asked."""
+    head = [{**BASE, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
+    head += [
+        {**BASE, "choices": [{"index": 0, "delta": {"content": f" w{i}"}}]} for i in range(words)
+    ]
+    f = {**BASE, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], **(finish or {})}
+    u = {**USAGE_CHUNK, **(usage or {})}
+    events = [dumps(o) for o in head]
+    events.append(raw_finish if raw_finish is not None else dumps(f))
+    events.append(raw_usage if raw_usage is not None else dumps(u))
+    return "".join(f"data: {e}\n\n" for e in events) + end
+
+
+def usual_usage_raw() -> str:
+    return orjson.dumps(USAGE_CHUNK).decode()
+
+
+def cut_each(body: str, seed: int = 0) -> list[list[bytes]]:
+    """The body cut into records of about 300 bytes, at random."""
+    rng = random.Random(seed)
+    sizes = [rng.randrange(1, 600) for _ in range(len(body) // 150 + 2)]
+    return [records(body, sizes), records(body, sizes, escape_slash=True)]
+
+
+def test_the_usual_end_is_read_in_c() -> None:
+    for parts in cut_each(usual()):
+        assert check(parts)
+    got = tailscan.chat_tail(
+        records(usual(), [300] * 20), response.WINDOW_HEAD_BYTES, response._EDGE_TAILS[0]
+    )
+    assert got == ("gpt-4o-mini", "chatcmpl-1", None, "stop", 120, 64, None, 41, 0)
+
+
+@pytest.mark.parametrize(
+    ("body", "answered"),
+    [
+        (usual(usage={"service_tier": "flex"}, finish={"model": ""}), True),
+        (usual(usage={"model": None}), True),  # the finish chunk's model
+        (usual(usage={"model": None, "id": 7}, finish={"model": None}), False),
+        (usual(usage={"id": None}, finish={"id": ""}), False),
+        (usual(usage={"usage": None}), False),
+        (usual(usage={"usage": [1]}), False),
+        (usual(usage={"choices": None}), False),
+        (usual(usage={"choices": [{}]}), False),
+        (usual(finish={"choices": []}), False),
+        (usual(finish={"choices": {}}), False),
+        (usual(finish={"choices": [{"index": 0, "finish_reason": None}]}), False),
+        (usual(finish={"choices": [{"finish_reason": "stop"}, 5, {"finish_reason": ""}]}), True),
+        (usual(finish={"choices": [{"finish_reason": "a"}, {"finish_reason": "b"}]}), True),
+        (usual(finish={"choices": [{"finish_reason": 3}, {"finish_reason": "b"}]}), True),
+        (usual(end=""), False),  # no [DONE]
+        (usual(end="data: [DONE]\n\ndata: {}\n\n"), False),
+        (usual(end='data: [DONE]\n\nevent: error\ndata: {"error": {"message": "x"}}\n\n'), False),
+        (usual(end="data: [DONE]\n\n\n"), False),
+        (usual(end="data: [DONE]"), False),
+        (usual(end="data: [DONE] \n\n"), False),
+        (usual(end="\ndata: [DONE]\n\n"), False),
+        (usual(usage={"error": {"message": "late"}}), False),
+        (usual(usage={"x": "error"}), False),
+        (usual(finish={"x": ["error"]}), False),
+        (usual(usage={"x": "errors"}), True),
+        (usual(usage={"x": {"y": [1, True, False, None, "s", {}, []]}}), True),
+        (usual(usage={"usage": {"prompt_tokens": 2**70, "completion_tokens": 1}}), False),
+        (usual(usage={"usage": {"prompt_tokens": 5, "completion_tokens": 2}}), False),
+        (
+            usual(
+                usage={
+                    "usage": {
+                        "prompt_tokens": 10**15 - 1,
+                        "completion_tokens": 0,
+                        "completion_tokens_details": {"reasoning_tokens": 0},
+                    }
+                }
+            ),
+            True,
+        ),
+        (
+            usual(
+                usage={
+                    "usage": {
+                        "prompt_tokens": 10**15,
+                        "completion_tokens": 0,
+                        "completion_tokens_details": {"reasoning_tokens": 0},
+                    }
+                }
+            ),
+            False,
+        ),
+        (
+            usual(
+                usage={
+                    "usage": {
+                        "prompt_tokens": 5,
+                        "completion_tokens": 9,
+                        "prompt_tokens_details": {"cached_tokens": 50, "cache_write_tokens": 3},
+                        "completion_tokens_details": {"reasoning_tokens": 99},
+                    }
+                }
+            ),
+            True,  # subsets clamped
+        ),
+        (
+            usual(
+                usage={
+                    "usage": {
+                        "prompt_tokens": 5,
+                        "completion_tokens": 9,
+                        "prompt_tokens_details": None,
+                        "completion_tokens_details": {"reasoning_tokens": 1},
+                    }
+                }
+            ),
+            True,
+        ),
+        (
+            usual(
+                usage={
+                    "usage": {
+                        "prompt_tokens": 5,
+                        "completion_tokens": 9,
+                        "prompt_tokens_details": {"cached_tokens": None},
+                        "completion_tokens_details": {"reasoning_tokens": None},
+                    }
+                }
+            ),
+            False,  # no reasoning count: _finalise may read the whole text
+        ),
+        (
+            usual(
+                usage={
+                    "model": "o3-mini",
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 9},
+                }
+            ),
+            False,
+        ),
+        (usual(usage={"model": "o3-mini"}), True),  # a reasoning model: the hint
+        (usual(usage={"model": "caf\u00e9"}), False),  # not ASCII: Python reads it
+        (
+            usual(
+                finish={"choices": [{"delta": {"content": "\U0001f642"}, "finish_reason": "stop"}]}
+            ),
+            False,
+        ),
+        (
+            usual(
+                finish={"choices": [{"delta": {"content": 'say "hi"'}, "finish_reason": "stop"}]}
+            ),
+            False,
+        ),
+        (
+            usual(finish={"choices": [{"delta": {"content": "a\nb"}, "finish_reason": "stop"}]}),
+            False,
+        ),
+        (usual(raw_usage=usual_usage_raw().replace(":", " : ").replace(",", " , ")), True),
+        (usual(raw_usage=usual_usage_raw() + "   "), True),
+        (usual(raw_usage=usual_usage_raw() + "\t"), False),
+        (usual(raw_usage=usual_usage_raw() + " x"), False),
+        (usual(raw_usage=usual_usage_raw()[:-1]), False),
+        (usual(raw_usage=usual_usage_raw()[:-1] + ',"model":"m2"}'), False),  # a key twice
+        (usual(raw_usage=usual_usage_raw()[:-1] + ',"a":{"b":1,"b":2}}'), False),
+        (usual(raw_usage=usual_usage_raw()[:-1] + ',"a":{"b":1,"c":2},}'), False),
+        (usual(raw_usage=usual_usage_raw()[:-1] + ',"a":[1,]}'), False),
+        (usual(raw_usage=usual_usage_raw()[:-1] + ',"a":' + "[" * 15 + "]" * 15 + "}"), True),
+        (usual(raw_usage=usual_usage_raw()[:-1] + ',"a":' + "[" * 16 + "]" * 16 + "}"), False),
+        (usual(raw_usage=usual_usage_raw()[:-1] + ',"u":"\\u0041"}'), False),
+        (usual(raw_usage="[1]"), False),
+        (usual(raw_usage='"x"'), False),
+        (usual(raw_finish="{}"), False),
+        (usual(raw_finish="not json"), False),
+        (usual(raw_finish=":comment"), False),
+        (
+            usual(
+                raw_finish=orjson.dumps({**BASE, "choices": [{"finish_reason": "stop"}]}).decode()
+            ).replace("data: {", "event: x\ndata: {", 1),
+            True,  # an `event:` block far from the end changes nothing
+        ),
+    ],
+)
+def test_variants_of_the_usual_end(body: str, answered: bool) -> None:
+    for parts in cut_each(body):
+        assert check(parts) is answered
+
+
+RAW_USAGE_CHANGES = [  # (what, becomes what, read in C)
+    ('"total_tokens":161', '"total_tokens":1.5', False),
+    ('"total_tokens":161', '"total_tokens":1e2', False),
+    ('"total_tokens":161', '"total_tokens":-1', False),
+    ('"total_tokens":161', '"total_tokens":016', False),
+    ('"total_tokens":161', '"total_tokens":NaN', False),
+    ('"total_tokens":161', '"total_tokens":1e999', False),
+    ('"total_tokens":161', '"total_tokens":0', True),
+    ('"prompt_tokens":120', '"prompt_tokens":120.0', False),
+    ('"prompt_tokens":120', '"prompt_tokens":true', False),
+    ('"prompt_tokens":120', '"prompt_tokens":"120"', False),
+    ('"prompt_tokens":120', '"prompt_tokens":-0', False),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "answered"), RAW_USAGE_CHANGES)
+def test_numbers_and_types_in_the_usage_chunk(old: str, new: str, answered: bool) -> None:
+    body = usual(raw_usage=usual_usage_raw().replace(old, new))
+    for parts in cut_each(body):
+        assert check(parts) is answered
+
+
+def test_events_cut_across_records_at_every_byte() -> None:
+    """The last three events cut into two records at every byte, and the boundary before the
+    finish chunk at every place relative to the tail's first record."""
+    body = usual(words=30)
+    raw_len = len(body.encode())
+    answered = 0
+    for at in range(raw_len - 1400, raw_len):
+        # the whole stream in ~200-byte records, one cut moved to `at`
+        sizes = [200] * ((at - 1) // 200)
+        sizes.append(at - sum(sizes))
+        answered += check(records(body, sizes))
+    assert answered > 1000
+
+
+def test_records_with_other_escapes_or_shapes_step_aside() -> None:
+    body = usual()
+    parts = records(body, [300] * 30)
+    assert check(parts)
+    # an escape the C reader leaves to Python, in a tail record (`\u`, `\r`) or the first
+    for old, new in ((b"w9", b"\\u0077 9"), (b"w9", b"\\r9"), (b"w9", b"\\t9")):
+        changed = [p.replace(old, new) for p in parts]
+        check(changed)
+    # a torn record (an unescaped quote), invalid UTF-8, a lone backslash at a record's end
+    for i in (0, 1, len(parts) - 2, len(parts) - 1):
+        for bad in (b'"', b"\xff", b"\\"):
+            changed = list(parts)
+            changed[i] = changed[i][:-2] + bad + b'"}'
+            check(changed)
+    # the first record's first character: not an SSE event's start
+    for first in (b" ", b"{", b"[", b"\\n", b"\\ufeff", b"\x1f", b""):
+        changed = list(parts)
+        changed[0] = line(RID, b'"' + first + parts[0].split(b'"data":"', 1)[1][:-2] + b'"')
+        check(changed)
+    # records in other shapes: not bytes, no data key, a careful-path record
+    for other in ([bytearray(p) for p in parts], [*parts[:-1], memoryview(parts[-1])]):
+        assert tailscan.chat_tail(other, 1024, 1536) is None  # type: ignore[arg-type]
+    assert tailscan.chat_tail(tuple(parts), 1024, 1536) is None  # type: ignore[arg-type]
+    check([*parts[:-1], b'{"ts":1,"request_id":"x","end":"complete"}'])
+    check([*parts[:-1], b'","data":' + orjson.dumps(body[-300:]) + b"}"])
+    assert tailscan.chat_tail((), 1024, 1536) is None  # type: ignore[arg-type]
+    assert tailscan.chat_tail([], 1024, 1536) is None
+    with pytest.raises(TypeError):
+        tailscan.chat_tail(parts, 1024)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        tailscan.chat_tail(parts, "1024", 1536)  # type: ignore[arg-type]
+
+
+def test_a_tail_larger_than_the_stack_buffer() -> None:
+    for finish, usage in (({"pad": "y" * 30000}, None), (None, {"pad": "z" * 70000})):
+        body = usual(finish=finish, usage=usage, words=20)
+        at = body.encode().index(b'"finish_reason":"stop"') - 60  # the finish chunk's start
+        assert check(records(body, [300] * (at // 300)))  # the rest in one record
+        check(records(body, [300] * (at // 300) + [200, 30000]))  # the finish chunk cut
+
+
+def test_other_apis_are_not_read_in_c() -> None:
+    parts = records(usual(), [300] * 30)
+    assert check(parts, "/v1/chat/completions")
+    c = completed(parts, "/v1/responses")
+    fast = outcome(c)
+    assert fast[0].api == "responses"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(sorted(BODIES)),
+    seed=st.integers(min_value=0, max_value=2**32),
+    pieces=st.integers(min_value=0, max_value=120),
+)
+def test_every_recorded_stream(name: str, seed: int, pieces: int) -> None:
+    body = BODIES[name]
+    provider, api = hints(body)
+    if provider in ("openai", "azure", "anthropic"):  # the hosts `completed` names
+        check(lines_for(body, random.Random(seed), pieces, False), PATHS.get(api, "/v1/x"))
+
+
+def test_recorded_chat_and_anthropic_streams_are_read_in_c() -> None:
+    """Not vacuous: the recorded streams that end the usual way are answered in C."""
+    answered = {"chat.completions": 0, "messages": 0}
+    for i, body in enumerate(BODIES.values()):
+        api = hints(body)[1]
+        if api in answered:
+            answered[api] += check(lines_for(body, random.Random(i), 6, False), PATHS[api])
+    assert answered["chat.completions"] >= 2 and answered["messages"] >= 2
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    anthropic=st.booleans(),
+    values=st.lists(VALUES, min_size=5, max_size=5),
+    words=st.lists(st.sampled_from(["hi", "usage", "\n", ": x", "caf\u00e9", '"q"']), max_size=60),
+    seed=st.integers(min_value=0, max_value=2**32),
+    pieces=st.integers(min_value=0, max_value=150),
+    damage=st.booleans(),
+    cut=st.integers(min_value=0, max_value=40),
+    blank=st.sampled_from(["", "\n", ": keep-alive\n\n", "\r\n"]),
+    usual_counts=st.booleans(),
+)
+def test_hostile_streams(
+    anthropic: bool,
+    values: list[Any],
+    words: list[str],
+    seed: int,
+    pieces: int,
+    damage: bool,
+    cut: int,
+    blank: str,
+    usual_counts: bool,
+) -> None:
+    """The edges tests' hostile chat and Anthropic streams (see test_parse_edges.py)."""
+    rng = random.Random(seed)
+    if usual_counts:  # so that many reach the C reader's answer, not only its refusals
+        values = ["stop", rng.randrange(10**6), rng.randrange(10**4), rng.randrange(50), values[4]]
+    body = (anthropic_stream if anthropic else chat_stream)(rng, values, words)
+    if blank:
+        body = body.replace("\n\n", "\n\n" + blank, rng.randrange(1, 4))
+    if cut:
+        body = body[:-cut]
+    if damage:
+        body = body.encode("ascii", "replace").decode()
+    if body:
+        check(
+            lines_for(body, rng, pieces, damage), MESSAGES if anthropic else "/v1/chat/completions"
+        )
+
+
+def test_pure_mode_turns_it_off() -> None:
+    env = {**os.environ, "LLM_HEC_SIDECAR_PURE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", "from sidecar.parse import tailscan; print(tailscan.chat_tail)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "None"
+
+
+def test_no_reference_or_memory_kept() -> None:
+    parts = records(usual(), [300] * 30)
+    padded = usual(finish={"pad": "y" * 30000})
+    at = padded.encode().index(b'"finish_reason":"stop"') - 60  # the finish chunk's start
+    big = records(padded, [300] * (at // 300))  # its last record beyond the stack buffer
+    refused = [*parts[:-1], parts[-1].replace(b"[DONE]", b"[DONE!")]
+    counts = [sys.getrefcount(x) for x in [*parts, *big, *refused]]
+    chat_tail = tailscan.chat_tail
+    edges = tailscan.anthropic_edges
+    assert chat_tail is not None and edges is not None
+    claude_parts = records(claude(), [300] * 30)
+    not_utf8 = [claude_parts[0].replace(b"claude", b"\xffclaude"), *claude_parts[1:]]
+    claude_counts = [sys.getrefcount(x) for x in [*claude_parts, *not_utf8]]
+    for _ in range(300):
+        assert edges(claude_parts, 1024, 896) is not None
+        assert edges(not_utf8, 1024, 896) is None
+    assert [sys.getrefcount(x) for x in [*claude_parts, *not_utf8]] == claude_counts
+    for _ in range(200):
+        assert chat_tail(parts, 1024, 1536) is not None
+        assert chat_tail(big, 1024, 1536) is not None
+        assert chat_tail(refused, 1024, 1536) is None
+        with pytest.raises(TypeError):
+            chat_tail(parts, None, 1536)  # type: ignore[arg-type]
+    assert [sys.getrefcount(x) for x in [*parts, *big, *refused]] == counts
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for _ in range(300):
+            chat_tail(parts, 1024, 1536), chat_tail(big, 1024, 1536), chat_tail(refused, 1024, 1536)
+            edges(claude_parts, 1024, 896), edges(not_utf8, 1024, 896)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(3000):
+            chat_tail(parts, 1024, 1536), chat_tail(big, 1024, 1536), chat_tail(refused, 1024, 1536)
+            edges(claude_parts, 1024, 896), edges(not_utf8, 1024, 896)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after - before < 10_000  # 3,000 calls: a leaked str or buffer per call is > 100 kB
+
+
+def test_built_and_used_under_ci() -> None:
+    """CI installs with a compiler: the chat tail must be read in C there."""
+    if not os.environ.get("CI") or _PURE:
+        pytest.skip("only under CI (CI=1), C path")
+    assert tailscan.NATIVE and response._chat_tail is tailscan.chat_tail
+
+
+# -- Anthropic ---------------------------------------------------------------------------------
+
+
+def claude(
+    *,
+    start: str | None = None,
+    block: str | None = None,
+    delta: str | None = None,
+    stop: str = 'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+    words: int = 40,
+) -> str:
+    """A long Anthropic stream that starts and ends the usual way, its edges changed as asked."""
+    start = start or dumps(
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_1",
+                "model": "claude-haiku-4-5",
+                "stop_reason": None,
+                "usage": {
+                    "input_tokens": 2203,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 12,
+                    "cache_creation": {"ephemeral_5m_input_tokens": 0},
+                    "output_tokens": 2,
+                    "service_tier": "standard",
+                },
+            },
+        }
+    )
+    block = block or '{"type":"content_block_start","index":0,"content_block":{"type":"text"}}'
+    delta = delta or dumps(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": 271},
+        }
+    )
+    out = f"event: message_start\ndata: {start}\n\n"
+    out += f"event: content_block_start\ndata: {block}\n\n"
+    for i in range(words):
+        d = {"type": "content_block_delta", "index": 0, "delta": {"text": f" w{i}"}}
+        out += f"event: content_block_delta\ndata: {dumps(d)}\n\n"
+    out += 'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+    return out + f"event: message_delta\ndata: {delta}\n\n" + stop
+
+
+def test_the_usual_anthropic_edges_are_cut_in_c() -> None:
+    for parts in cut_each(claude()):
+        assert check(parts, MESSAGES)
+    parts = records(claude(), [300] * 30)
+    start, block, delta = tailscan.anthropic_edges(parts, 1024, 896)  # type: ignore[misc]
+    assert start.startswith('{"type":"message_start"') and block.endswith('"text"}}')
+    assert delta.startswith('{"type":"message_delta"')
+
+
+@pytest.mark.parametrize(
+    ("body", "answered"),
+    [
+        (
+            claude(start='{"type":"message_start","message":{"model":"caf\u00e9 \ud83d\ude42"}}'),
+            True,
+        ),
+        (claude(start='{"type":"message_start","message":{"model":"caf\u00e9'), True),  # bad JSON
+        (claude(block='{"type":"content_block_start","content_block":{"type":"thinking"}}'), True),
+        (claude(block="[1]"), True),  # not an object: read_edges says no
+        (claude(delta='{"delta":{"stop_reason":"x"},"usage":{"output_tokens":1e999}}'), True),
+        (claude(delta='{"usage":{"output_tokens":18446744073709551616,"iterations":[{}]}}'), True),
+        (claude(delta='{"usage":{"output_tokens":NaN}}'), True),
+        (claude(stop='event: message_stop\ndata:{"type":"message_stop"}\n\n'), True),
+        (claude(stop='event: message_stop\ndata: {"type":"message_stop"}'), False),
+        (claude(stop='event: message_stop\ndata: {"type":"message_stop"}\n\n\n'), False),
+        (claude(stop='event: message_stop\nid: 1\ndata: {"type":"message_stop"}\n\n'), False),
+        (
+            claude(
+                stop='event: error\ndata: {"type":"error"}\n\nevent: message_stop\ndata: {}\n\n'
+            ),
+            False,
+        ),
+        (claude().replace("event: message_start\n", ": hi\nevent: message_start\n"), False),
+        (
+            claude().replace("event: content_block_start", "event: ping\ndata: {}\n\nevent: x"),
+            False,
+        ),
+        (claude().replace('"text"}}\n\n', '"text"}}\n\n\n', 1), True),
+        (claude().replace("event: message_delta", "event: message_delta\r"), False),
+        (claude(block='{"type":"content_block_start","content_block":{"text":"a\\nb"}}'), True),
+    ],
+)
+def test_variants_of_the_anthropic_edges(body: str, answered: bool) -> None:
+    for parts in cut_each(body):
+        assert check(parts, MESSAGES) is answered
+
+
+def test_anthropic_payloads_not_utf8_or_with_other_escapes_step_aside() -> None:
+    parts = records(claude(), [300] * 30)
+    assert check(parts, MESSAGES)
+    for i, old, new in (
+        (0, b"claude-haiku", b"claude-\xff-haiku"),  # invalid UTF-8 in a payload
+        (0, b"claude-haiku", b"claude-\\u00e9-haiku"),  # a \u escape
+        (-2, b"end_turn", b"end_\xc3turn"),
+        (1, b"w3", b"w\xff3"),  # invalid UTF-8 elsewhere in the head: cut in C all the same
+    ):
+        changed = list(parts)
+        changed[i] = changed[i].replace(old, new)
+        check(changed, MESSAGES)
+    big = claude(start=dumps({"type": "message_start", "message": {"pad": "p" * 20000}}))
+    head = big.index("event: content_block_delta")  # one head record beyond the stack buffer
+    assert check(records(big, [head, *[300] * 20]), MESSAGES)
