@@ -14,6 +14,7 @@ setup(
             ("sidecar.parse._textscan", "sidecar/parse/_textscan.c"),
             ("sidecar.sources._splitlines", "sidecar/sources/_splitlines.c"),
             ("sidecar.parse._accessscan", "sidecar/parse/_accessscan.c"),
+            ("sidecar.join._bodylines", "sidecar/join/_bodylines.c"),
         ]
     ]
 )

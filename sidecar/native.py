@@ -3,8 +3,9 @@
 Each has a pure-Python twin with the same results, used when the extension was not built or
 when `LLM_HEC_SIDECAR_PURE=1` is set (tests and A/B benchmarks): `sidecar.parse._bodyscan`
 (sidecar/parse/body.py), `sidecar.sources._splitlines` (sidecar/sources/lines.py),
-`sidecar.parse._textscan` (sidecar/parse/textscan.py: the text mode's walk) and
-`sidecar.parse._accessscan` (sidecar/parse/access.py).
+`sidecar.parse._textscan` (sidecar/parse/textscan.py: the text mode's walk),
+`sidecar.parse._accessscan` (sidecar/parse/access.py) and `sidecar.join._bodylines`
+(sidecar/join/bodylines.py).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from sidecar.errors import ParseError
 from sidecar.join import Joiner, line_ts, may_read
 from sidecar.parse.body import (
     decode_bodies_lines,
+    decode_chunk_block,
     decode_chunk_lines,
 )
 from sidecar.sources.tail import LineBatch, Tailer
@@ -126,8 +127,14 @@ class ReadersMixin:
         async for batch in src.body_tail.batches(follow=not self.once, stop=stop):
             mine.busy()
             out: list[Completed] = []
-            t.counters["body_lines_total"] += len(batch.lines)
-            dec = (decode_bodies_lines if bodies_style else decode_chunk_lines)(batch.lines)
+            if bodies_style:
+                dec = decode_bodies_lines(batch.lines)
+            elif batch.block is not None:  # scanned as read: no object per line
+                dec = decode_chunk_block(batch.head, batch.block, batch.block_from, batch.block_to)
+                batch.count = dec.nlines  # counted by the scan
+            else:
+                dec = decode_chunk_lines(batch.lines)
+            t.counters["body_lines_total"] += batch.count
             replay = self._replaying(batch)
             if replay is not None:
                 self._replay_filter(dec, replay)
@@ -137,7 +144,7 @@ class ReadersMixin:
                 t.counters["body_lines_lossy_utf8_total"] += dec.lossy
             if dec.invalid_ts:
                 self.telemetry.field_invalid("body.ts", dec.invalid_ts)
-            first, last = _batch_times(batch.lines, dec.records)
+            first, last = _batch_times(batch, dec.records)
 
             def go(first: float | None = first) -> bool:
                 # event time, then memory: an over-full join waits for the access reader
@@ -151,10 +158,10 @@ class ReadersMixin:
             if not go():
                 await self._wait(src, "body", stop, go)
             try:
-                joiner.add_chunks(dec.groups, dec.records, name, out, dec.sizes)
+                joiner.add_chunks(dec.groups, dec.records, name, out, dec.sizes, dec.counts)
             except Exception as exc:  # a bug must cost this batch's lines, never the pipeline
                 self._stage_failed_once("join", exc)
-                for i in range(len(batch.lines)):
+                for i in range(batch.count):
                     self._set_aside(ParseError("join_failed", repr(exc)), batch, i)
             mine.advance(last)
             if last is None and mine.front == -math.inf:
@@ -260,10 +267,11 @@ def completed_bytes(batch: list[Completed]) -> int:
     return sum(c.raw_bytes for c in batch)
 
 
-def _batch_times(lines: list[bytes], records: list[Any]) -> tuple[float | None, float | None]:
+def _batch_times(batch: LineBatch, records: list[Any]) -> tuple[float | None, float | None]:
     """Log times of a body batch's first and last records (two lines looked at, not all)."""
-    first = line_ts(lines[0]) if lines else None
-    last = line_ts(lines[-1]) if lines else None
+    head, tail = batch.edge_lines()
+    first = line_ts(head) if head is not None else None
+    last = line_ts(tail) if tail is not None else None
     if first is None or last is None:
         times = [r.ts for r in records if isinstance(r.ts, int | float)]
         if times:
