@@ -308,6 +308,16 @@ def decode_chunk_block(head: list[bytes], block: bytes, start: int, end: int) ->
     return dec
 
 
+def decode_chunk_batch(batch: Any) -> Decoded:
+    """A tailer's batch (`LineBatch`, sources/lines.py) -> `Decoded`: its read block scanned
+    as it is when it kept one (then `batch.count` is set from the scan), else its lines."""
+    if batch.block is None:
+        return decode_chunk_lines(batch.lines)
+    dec = decode_chunk_block(batch.head, batch.block, batch.block_from, batch.block_to)
+    batch.count = dec.nlines
+    return dec
+
+
 def _with_odd(dec: Decoded, odd: list[bytes], lines: Callable[[], list[bytes]]) -> Decoded:
     """The grouped batch `dec` with its other lines read one by one (end records, mostly); any
     that fails or is data takes the whole batch (`lines()`) to `_decode_each`."""

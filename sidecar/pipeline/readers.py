@@ -16,8 +16,7 @@ from sidecar.errors import ParseError
 from sidecar.join import Joiner, line_ts, may_read
 from sidecar.parse.body import (
     decode_bodies_lines,
-    decode_chunk_block,
-    decode_chunk_lines,
+    decode_chunk_batch,
 )
 from sidecar.sources.tail import LineBatch, Tailer
 from sidecar.types import Completed
@@ -127,13 +126,8 @@ class ReadersMixin:
         async for batch in src.body_tail.batches(follow=not self.once, stop=stop):
             mine.busy()
             out: list[Completed] = []
-            if bodies_style:
-                dec = decode_bodies_lines(batch.lines)
-            elif batch.block is not None:  # scanned as read: no object per line
-                dec = decode_chunk_block(batch.head, batch.block, batch.block_from, batch.block_to)
-                batch.count = dec.nlines  # counted by the scan
-            else:
-                dec = decode_chunk_lines(batch.lines)
+            # a chunks log's block is scanned as read: no object per line
+            dec = decode_bodies_lines(batch.lines) if bodies_style else decode_chunk_batch(batch)
             t.counters["body_lines_total"] += batch.count
             replay = self._replaying(batch)
             if replay is not None:
