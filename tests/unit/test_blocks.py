@@ -350,8 +350,6 @@ def _run(chunked_join: bool, n_req: int, per_req: int, **kw: object) -> list:
         for rid in rids:
             ts += 0.001
             lines.append(_line(rid, step, ts))
-        if step % 3 == 2 or step == per_req - 1:  # a batch every three steps
-            pass
         block = b"\n".join(lines)
         if chunked_join:
             dec = body.decode_chunk_block([], block, 0, len(block))
