@@ -16,6 +16,7 @@ setup(
             ("sidecar.parse._accessscan", "sidecar/parse/_accessscan.c"),
             ("sidecar.enrich._ratelimit", "sidecar/enrich/_ratelimit.c"),
             ("sidecar.parse._tailscan", "sidecar/parse/_tailscan.c"),
+            ("sidecar.join._bodylines", "sidecar/join/_bodylines.c"),
         ]
     ]
 )

@@ -8,16 +8,17 @@ then measures, best of `--repeat` interleaved runs each:
 - baseline: `for line in file: json.loads(line)` (what a naive tailer does, no real work);
 - orjson:   `for line in file: orjson.loads(line)` (the floor for one decode per line);
 - body path: the sidecar's own hot path on the same bytes: `Tailer` block reads,
-  `decode_chunk_lines`, `Joiner.add_chunks`, and at each request's completion the provider
-  parser (`parse_completed`, usage extraction). Access records are fed first so every
-  request completes when its body ends;
+  `decode_chunk_batch` (the block scanned as read), `Joiner.add_chunks`, and at each
+  request's completion the provider parser (`parse_completed`, usage extraction). Access
+  records are fed first so every request completes when its body ends;
 - pipeline: the whole `run --once` (tail both logs, join, parse, enrich with pricing and rate
   limits, write NDJSON to a temporary file).
 
 `--split-only` / `--decode-only PATH`: just the body log's first per-line stages on the first
 `--lines` lines of PATH (e.g. bench/data/large-*/body.log), for `valgrind --tool=callgrind`
 instruction counts (deterministic on a noisy machine): `Lines.feed` on 1 MiB blocks as the
-tailer reads them, then (decode-only) `decode_chunk_lines` per batch. Run with and without
+tailer reads them (a batch keeps its block; split-only counts its lines), then (decode-only)
+`decode_chunk_batch` per batch. Run with and without
 `LLM_HEC_SIDECAR_PURE=1` (the C scanner vs its Python twin); `--split-only` is the fixed part to
 subtract. `--pipeline-only DIR`: one `run --once` (file sink) on DIR/access.log + DIR/body.log
 (e.g. written by `examples/generate.py --mix large --requests 1000 --seed 7 --out DIR`), for
@@ -52,7 +53,7 @@ sys.path.insert(0, str(REPO))
 from sidecar import config as C  # noqa: E402
 from sidecar.join import Joiner  # noqa: E402
 from sidecar.parse.access import parse_nginx_json  # noqa: E402
-from sidecar.parse.body import assemble_escaped, decode_chunk_lines  # noqa: E402
+from sidecar.parse.body import assemble_escaped, decode_chunk_batch  # noqa: E402
 from sidecar.parse.response import parse_completed  # noqa: E402
 from sidecar.pipeline import Pipeline  # noqa: E402
 from sidecar.sources.tail import Tailer  # noqa: E402
@@ -103,8 +104,8 @@ def bench_body_path(access: Path, body: Path) -> tuple[float, int, int]:
         tailer = Tailer([str(body)])
         async for batch in tailer.batches(follow=False):
             done: list = []
-            dec = decode_chunk_lines(batch.lines)
-            joiner.add_chunks(dec.groups, dec.records, "s", done)
+            dec = decode_chunk_batch(batch)
+            joiner.add_chunks(dec.groups, dec.records, "s", done, dec.sizes, dec.counts)
             for c in done:
                 p = parse_completed(c, provider=None)
                 parsed_n += 1
@@ -159,7 +160,7 @@ def bench_readers(data: Path) -> float:
 
 
 def bench_decode(path: Path, n_lines: int, decode: bool) -> None:
-    """`Lines.feed` + `decode_chunk_lines` on the first `n_lines` lines of `path` (see above)."""
+    """`Lines.feed` + `decode_chunk_batch` on the first `n_lines` lines of `path` (see above)."""
     from sidecar.parse import body as B
     from sidecar.sources.lines import Lines
 
@@ -172,9 +173,9 @@ def bench_decode(path: Path, n_lines: int, decode: bool) -> None:
     n = groups = 0
     for i, block in enumerate(blocks):
         for batch in cut.feed(block, i << 20, "body.log", "k"):
-            n += len(batch.lines)
             if decode:
-                groups += len(B.decode_chunk_lines(batch.lines).groups)
+                groups += len(B.decode_chunk_batch(batch).groups)
+            n += batch.count
     secs = time.process_time() - t0
     what = f"decode ({'C' if B.NATIVE else 'pure Python'})" if decode else "split only"
     print(f"{what}: {n:,} lines, {groups:,} groups, {secs:.3f} CPU s, {n / secs:,.0f} lines/s")

@@ -7,7 +7,7 @@ Data: the example generator's large mode (streams of 20 to 400 events, median 12
 
 1. Open streams. The body-log records of `--streams` requests, with neither their end record
    nor their access line, are fed to a `Joiner` set up as the pipeline sets it up (the real hot
-   path: `decode_chunk_lines`, `add_chunks`, compaction through `parse.compact`, the byte bound
+   path: `decode_chunk_block`, `add_chunks`, compaction through `parse.compact`, the byte bound
    with the default `join.max_pending_bytes`). All of them are open at once at the end. Reported:
    RSS before (the baseline, same process), peak RSS, RSS per open stream, the join's own byte
    count, and what gave way (compactions, evictions).
@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO / "examples"))
 
 from sidecar import config as C  # noqa: E402
 from sidecar.join import Joiner  # noqa: E402
-from sidecar.parse.body import assemble_escaped, decode_chunk_lines  # noqa: E402
+from sidecar.parse.body import assemble_escaped, decode_chunk_block  # noqa: E402
 from sidecar.parse.compact import compact_stream  # noqa: E402
 
 DATA = REPO / "bench" / "data"
@@ -88,8 +88,9 @@ def open_streams(n: int) -> None:
             # keep every stream open: no end record (and no access line)
             lines = [ln for ln in lines if b'"end":' not in ln[-40:]]
             raw += sum(map(len, lines))
-            dec = decode_chunk_lines(lines)
-            j.add_chunks(dec.groups, dec.records, "proxy", out)
+            block = b"\n".join(lines)  # as read: one scan, a chunk per request
+            dec = decode_chunk_block([], block, 0, len(block))
+            j.add_chunks(dec.groups, dec.records, "proxy", out, dec.sizes, dec.counts)
             blocks += 1
             if j.over_budget() or blocks % 16 == 0:  # as the body reader: about every second
                 j.expire(out)

@@ -5,8 +5,8 @@ when `LLM_HEC_SIDECAR_PURE=1` is set (tests and A/B benchmarks): `sidecar.parse.
 (sidecar/parse/body.py), `sidecar.sources._splitlines` (sidecar/sources/lines.py),
 `sidecar.parse._textscan` (sidecar/parse/textscan.py: the text mode's walk),
 `sidecar.parse._accessscan` (sidecar/parse/access.py), `sidecar.enrich._ratelimit`
-(sidecar/enrich/ratelimit.py) and `sidecar.parse._tailscan` (sidecar/parse/tailscan.py: a chat
-stream's usual end).
+(sidecar/enrich/ratelimit.py), `sidecar.parse._tailscan` (sidecar/parse/tailscan.py: a chat
+stream's usual end) and `sidecar.join._bodylines` (sidecar/join/bodylines.py).
 """
 
 from __future__ import annotations

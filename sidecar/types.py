@@ -15,7 +15,7 @@ sibling.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,7 +201,9 @@ class Completed:
     source_path: str | None = None  # the access log path (HEC `source`)
     body_bad_parts: int = 0  # body-log data records that were not valid JSON strings (dropped)
     body_lossy: bool = False  # invalid UTF-8 in the body was replaced
-    parts: list[Any] | None = None
+    # body-log lines: a list, or a sequence that cuts them from the join's chunks where read
+    # (join/bodylines.py); len, indexes from both ends, slices (lists), iteration
+    parts: Sequence[Any] | None = None
     # A long open stream compacted by the join (contract 4): the estimation inputs of the
     # decoded prefix that is no longer in `parts`.
     prior_text: list[str] = field(default_factory=list)

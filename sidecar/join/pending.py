@@ -22,10 +22,14 @@ ACCESS_OVERHEAD = 1500
 @dataclass(slots=True)
 class Pending:
     source: str
-    parts: list = field(default_factory=list)  # raw parts since the head / last compaction
-    size: int = 0  # bytes in parts
+    # raw parts since the head / last compaction: body-log lines, or a read block's lines of the
+    # request joined by b"\n" in one bytes object (a *chunk*, see `chunk_lines`)
+    parts: list = field(default_factory=list)
+    size: int = 0  # bytes in parts (the lines', without the newlines between them)
+    lines: int = 0  # body-log lines in parts
     packed: list[bytes] | None = None  # the parts before `parts`, zlib-packed (join/storage.py)
     packed_raw: int = 0  # their raw bytes
+    packed_lines: int = 0  # their lines
     packed_size: int = 0  # what the packed blobs cost
     packable: bool = True  # False: a part could not be packed (not bytes, or a newline in it)
     text: str | None = None  # a whole body (`bodies` style)
@@ -61,7 +65,7 @@ def settle(p: Pending) -> None:
     if p.ts_due:
         p.ts_due = False
         if p.parts:
-            ts = line_ts(p.parts[-1])
+            ts = line_ts(last_line(p.parts[-1]))
             if ts is not None:
                 p.last_ts = p.seen = ts
 
@@ -69,6 +73,32 @@ def settle(p: Pending) -> None:
 def has_data(p: Pending) -> bool:
     """Has body data been seen for `p` (raw, packed or compacted)?"""
     return bool(p.parts) or p.packed is not None or p.head is not None
+
+
+def last_line(chunk: Any) -> Any:
+    """The last body-log line of a part (a chunk's after its last newline; else the part)."""
+    if type(chunk) is bytes:
+        return chunk[chunk.rfind(b"\n") + 1 :]  # the whole part: the same object, no copy
+    return chunk
+
+
+def chunk_lines(chunk: Any) -> list:
+    """A part's body-log lines. Lines never hold a newline (the tailer cuts at them, the careful
+    path and compaction escape them), so a bytes part holding some is a chunk: one request's
+    lines of a read block, joined (parse/body.py, `decode_chunk_block`)."""
+    if type(chunk) is bytes and b"\n" in chunk:
+        return chunk.split(b"\n")
+    return [chunk]
+
+
+def lines_of(parts: list) -> list:
+    """The body-log lines of `parts`, chunks cut (the paths that read every line)."""
+    if not any(type(x) is bytes and b"\n" in x for x in parts):
+        return parts
+    out: list = []
+    for x in parts:
+        out += chunk_lines(x)
+    return out
 
 
 def join_str(parts: list) -> tuple[str, int, int]:

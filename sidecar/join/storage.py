@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from sidecar.join.pending import Pending, settle
+from sidecar.join.pending import Pending, lines_of, settle
 from sidecar.types import NOT_A_STREAM, Compacted
 
 # compact(parts, head) -> Compacted | NOT_A_STREAM | None (no event boundary to cut at yet)
@@ -43,14 +43,11 @@ def _held(p: Pending) -> int:
 
 
 def unpacked(p: Pending) -> list:
-    """`p`'s raw parts, its packed ones first (a new list when any are packed)."""
+    """`p`'s raw parts, its packed ones first (a new list when any are packed): each packed
+    blob comes back as one chunk, its lines joined by b"\n" (see `chunk_lines`)."""
     if not p.packed:
         return p.parts
-    out: list = []
-    for blob in p.packed:
-        out += zlib.decompress(blob).split(b"\n")
-    out += p.parts
-    return out
+    return [zlib.decompress(blob) for blob in p.packed] + p.parts
 
 
 class Storage:
@@ -102,15 +99,16 @@ class Storage:
 
     def _pack(self, p: Pending) -> None:
         """Pack `p`'s raw parts into one zlib blob (lossless; see the module docstring). Parts
-        are body-log lines, so a newline joins them; a part that is not bytes or holds a
-        newline (not from the tailer) leaves the request unpacked for good."""
+        are body-log lines or chunks of them, so a newline joins them; a part that is not bytes
+        or a line that holds a newline (not from the tailer) leaves the request unpacked for
+        good."""
         settle(p)  # before its last part goes
         parts = p.parts
         if not all(type(x) is bytes for x in parts):
             p.packable = False
             return
         raw = b"\n".join(parts)
-        if raw.count(b"\n") != len(parts) - 1:
+        if raw.count(b"\n") != p.lines - 1:
             p.packable = False
             return
         blob = zlib.compress(raw, 1)
@@ -119,26 +117,29 @@ class Storage:
             p.packed = []
         p.packed.append(blob)
         p.packed_raw += p.size
+        p.packed_lines += p.lines
         p.packed_size += len(blob) + BLOB_OVERHEAD
         p.parts = []
-        p.size = 0
+        p.size = p.lines = 0
         self._recost(p)
 
     def _unpack(self, p: Pending) -> None:
         """Make `p`'s packed parts raw again (before compaction decodes them)."""
         p.parts = unpacked(p)
         p.size += p.packed_raw
+        p.lines += p.packed_lines
         p.packed = None
-        p.packed_raw = p.packed_size = 0
+        p.packed_raw = p.packed_size = p.packed_lines = 0
 
     def _cap(self, p: Pending, parts: list) -> None:
         """Keep what fits of a body that cannot be compacted (not a stream, or one event larger
-        than max_body_bytes)."""
+        than max_body_bytes); `parts` are lines."""
         for part in parts:
             if p.packed_raw + p.size + len(part) > self.max_body_bytes:
                 break
             p.parts.append(part)
             p.size += len(part)
+            p.lines += 1
         if not p.truncated:
             p.truncated = True
             self.stats["bodies_truncated"] += 1
@@ -151,7 +152,7 @@ class Storage:
         settle(p)  # before its last part is re-encoded without its time
         if p.packed:
             self._unpack(p)
-        parts = p.parts + more if more else p.parts
+        parts = lines_of(p.parts) + more if more else lines_of(p.parts)
         r = self._compact(parts, p.head)
         if r is NOT_A_STREAM:
             p.nocompact = True
@@ -169,6 +170,7 @@ class Storage:
             p.head_size = len(r.head)
         p.parts = r.tail
         p.size = sum(map(len, r.tail))
+        p.lines = len(r.tail)
         p.floor = p.size * 2
         if r.text:
             # kept as one UTF-8 string per compaction: thousands of small str objects cost more

@@ -36,14 +36,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sidecar.join.bodylines import BodyLines
 from sidecar.join.clock import Frontier
 from sidecar.join.expiry import Expiry
 from sidecar.join.pending import (
     ACCESS_OVERHEAD,
     PENDING_OVERHEAD,
     Pending,
+    chunk_lines,
     has_data,
     join_str,
+    last_line,
     line_ts,
     settle,
 )
@@ -186,13 +189,17 @@ class Joiner(Storage, Expiry, PositionNotes):
         source: str,
         out: list[Completed],
         sizes: list[int] | None = None,
+        counts: list[int] | None = None,
     ) -> None:
-        """The hot path: a batch from `parse.body.decode_chunk_lines`.
+        """The hot path: a batch from `parse.body.decode_chunk_block` (or `decode_chunk_lines`).
 
         `groups` holds each request's data parts of the batch (appended in one step per request,
-        nothing done per chunk but for the first line's time); `sizes`, when given, their bytes
-        per group in `groups` order (`Decoded.sizes`; else counted here); `records` are the
-        batch's end records and whole bodies, which take the general path after the data."""
+        nothing done per chunk but for the first line's time): a list of lines, or with
+        `counts` (their number per group, in `groups` order) one bytes object of the lines
+        joined by b"\n", kept as it is (a chunk: see `chunk_lines`); `sizes`, when given, the
+        lines' bytes per group in `groups` order (`Decoded.sizes`; else counted here); `records`
+        are the batch's end records and whole bodies, which take the general path after the
+        data."""
         pending = self._pending
         now = self._clock()
         self._out = out
@@ -206,7 +213,9 @@ class Joiner(Storage, Expiry, PositionNotes):
         done_ends: list[BodyRecord] = []
         if sizes is None:
             sizes = [sum(map(len, parts)) for parts in groups.values()]
-        for (rid, parts), n in zip(groups.items(), sizes, strict=True):
+        if counts is None:
+            counts = [len(parts) for parts in groups.values()]
+        for (rid, parts), n, lines in zip(groups.items(), sizes, counts, strict=True):
             if ends and rid in ends and self._split_at_ends(rid, parts, ends[rid], source, out):
                 done_ends += ends[rid]
                 continue
@@ -218,14 +227,18 @@ class Joiner(Storage, Expiry, PositionNotes):
             elif p.end is not None:
                 p = self._restart_if_ended(rid, p, source)
             p.touched = now
-            if p.first_ts is None:
-                p.first_ts = line_ts(parts[0])
-            p.records += len(parts)
+            chunk = type(parts) is bytes
+            if p.first_ts is None:  # a chunk starts with its first line; line_ts reads only
+                # up to the first comma after `{"ts":`, and a grouped line has one (`","data"`)
+                p.first_ts = line_ts(parts if chunk else parts[0])
+            p.records += lines
             raw = p.packed_raw + p.size + n
             if raw <= max_body:
-                p.ts_due = True  # last_ts / seen: parts[-1]'s time, read when needed
+                p.ts_due = True  # last_ts / seen: the last line's time, read when needed
             else:
                 settle(p)
+                if chunk:
+                    parts = chunk_lines(parts)
                 ts = line_ts(parts[-1])
                 if ts is not None:
                     p.last_ts = p.seen = ts
@@ -233,8 +246,12 @@ class Joiner(Storage, Expiry, PositionNotes):
                     self._cap(p, parts)
                 self._recost(p)
                 continue
-            p.parts += parts
+            if chunk:
+                p.parts.append(parts)
+            else:
+                p.parts += parts
             p.size += n
+            p.lines += lines
             if raw > threshold and raw > p.floor and not p.nocompact:
                 self._try_compact(p, [])
                 self._recost(p)
@@ -248,17 +265,22 @@ class Joiner(Storage, Expiry, PositionNotes):
                 self.add_body(rec, source, out, now=now)
 
     def _split_at_ends(
-        self, rid: str, parts: list, ends: list[BodyRecord], source: str, out: list[Completed]
+        self, rid: str, parts: Any, ends: list[BodyRecord], source: str, out: list[Completed]
     ) -> bool:
         """Data for `rid` after its end record in the same batch: a second request with the
         same id. The batch's grouping lost the order, the times give it back: data up to each
-        end's time goes before that end. False when there is nothing to split (the usual)."""
+        end's time goes before that end. False when there is nothing to split (the usual).
+        `parts`: the group's lines, or one chunk of them (see `add_chunks`)."""
         t_end = ends[0].ts
         if t_end is None:
             return False
-        last = line_ts(parts[-1])  # the usual: the end is the request's last record, >= last
+        chunk = type(parts) is bytes
+        # the usual: the end is the request's last record, >= last
+        last = line_ts(last_line(parts) if chunk else parts[-1])
         if last is None or not t_end < last:
             return False
+        if chunk:
+            parts = chunk_lines(parts)
         first = line_ts(parts[0])
         if first is None or not first <= t_end:
             return False  # no data after the end (times that disagree: keep the batch order)
@@ -305,9 +327,9 @@ class Joiner(Storage, Expiry, PositionNotes):
             p.end = rec.end
         else:  # BODY_WHOLE
             p.parts = []
-            p.size = 0
+            p.size = p.lines = 0
             p.packed = None
-            p.packed_raw = p.packed_size = 0
+            p.packed_raw = p.packed_size = p.packed_lines = 0
             p.text = rec.data
             p.end = rec.end
             p.content_type = rec.content_type
@@ -408,9 +430,12 @@ class Joiner(Storage, Expiry, PositionNotes):
         if p.dup and p.access is not None:
             self.stats["duplicate_request_id"] += 1
         body: str | None = p.text
-        parts = unpacked(p)
+        parts: list | BodyLines = unpacked(p)
         if p.head is not None:
             parts = [p.head, *parts]
+        n = p.lines + p.packed_lines + (p.head is not None)
+        if n != len(parts):  # chunks among them: lines cut where read (join/bodylines.py)
+            parts = BodyLines(parts, n)  # type: ignore[arg-type]
         if body is None and not parts and p.end is not None:
             body = ""  # an end record and no data: an empty body
         content_type = p.content_type

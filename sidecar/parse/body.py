@@ -20,6 +20,7 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -44,7 +45,7 @@ class Decoded:
     bodies) in file order: they apply after the batch's data, which is where they stand in the
     file for their own request. `errors` are (line index, reason) of unusable lines."""
 
-    groups: dict[str, list[bytes]]
+    groups: dict[str, Any]  # rid -> list of lines; with `counts`: one bytes of joined lines
     records: list[BodyRecord]
     errors: list[tuple[int, ParseError]]
     lossy: int
@@ -52,6 +53,29 @@ class Decoded:
     # bytes of each group's lines, in `groups` order (the C scanner counts them as it goes);
     # None: not counted (the join counts them)
     sizes: list[int] | None = None
+    # lines of each group, in `groups` order, when each group is ONE bytes object holding its
+    # lines joined by b"\n" (`decode_chunk_block`); None: each group is a list of lines
+    counts: list[int] | None = None
+    nlines: int = -1  # lines in the batch (`decode_chunk_block`; -1: not counted)
+
+    def keep(self, ids: set[str]) -> int:
+        """Keep only the requests in `ids` (a replay below the checkpoint); the number of lines
+        dropped."""
+        before = (
+            sum(self.counts) if self.counts is not None else sum(map(len, self.groups.values()))
+        )
+        kept = [i for i, rid in enumerate(self.groups) if rid in ids]
+        items = list(self.groups.items())
+        self.groups = dict(items[i] for i in kept)
+        if self.sizes is not None:
+            self.sizes = [self.sizes[i] for i in kept]
+        if self.counts is not None:
+            self.counts = [self.counts[i] for i in kept]
+        after = sum(self.counts) if self.counts is not None else sum(map(len, self.groups.values()))
+        records = [r for r in self.records if r.request_id in ids]
+        dropped = before - after + len(self.records) - len(records)
+        self.records, self.errors = records, []
+        return dropped
 
 
 _RID = b',"request_id":"'
@@ -91,7 +115,11 @@ def assemble_escaped(parts: list[bytes]) -> tuple[str, int, int]:
     3. A part that is not a valid JSON string (a torn or hand-edited line): decode part by part,
        drop the bad ones and count them in `bad`.
     """
-    joined = _join_escaped(parts)
+    if type(parts) is list:
+        joined = _join_escaped(parts)
+    else:  # a sequence over the join's chunks (join/bodylines.py): cut in one pass, in C
+        chunks = getattr(parts, "chunks", None)
+        joined = _join_escaped(parts) if chunks is None else _join_escaped_lines(chunks)
     try:
         return _loads(joined), 0, 0
     except _JSONDecodeError:
@@ -102,7 +130,7 @@ def assemble_escaped(parts: list[bytes]) -> tuple[str, int, int]:
         pass
     out: list[str] = []
     bad = 0
-    for part in _cut_data(parts):
+    for part in _cut_data(list(parts)):
         try:
             out.append(_loads(b'"' + part.decode("utf-8", "replace").encode() + b'"'))
         except _JSONDecodeError:
@@ -119,6 +147,11 @@ def _cut_data(parts: list[bytes]) -> list[bytes]:
 def _join_escaped_pure(parts: list[bytes]) -> bytes:
     """The parts' `data` as one JSON string (quotes around). `_bodyscan.c` is this in C."""
     return b'"' + b"".join(_cut_data(parts)) + b'"'
+
+
+def _join_escaped_lines_pure(parts: list[bytes]) -> bytes:
+    """`_join_escaped_pure` of every part's lines (`p.split(b"\\n")`: the join's chunks)."""
+    return _join_escaped_pure([line for p in parts for line in p.split(b"\n")])
 
 
 _JSONDecodeError = orjson.JSONDecodeError
@@ -204,13 +237,36 @@ def _group_pure(
     return out, odd, [sum(map(len, parts)) for parts in out.values()]
 
 
-_bodyscan = native.load("sidecar.parse._bodyscan")  # C twins of the two _pure ones, if built
+def _scan_block_pure(
+    head: list[bytes], block: bytes, start: int, end: int
+) -> tuple[dict[str, bytes], list[bytes], list[int], list[int], int] | None:
+    """`_group_pure` of the lines `head + block[start:end].split(b"\\n")`, each group's lines
+    joined by b"\\n" into one bytes object -> (groups, odd lines, each group's bytes without the
+    newlines, each group's line count, the number of lines), or None. `_bodyscan.c`'s
+    `scan_block` is this in C, without an object per line."""
+    lines = head + block[start:end].split(b"\n")
+    grouped = _group_pure(lines)
+    if grouped is None:
+        return None
+    groups, odd, sizes = grouped
+    counts = [len(parts) for parts in groups.values()]
+    joined = {rid: b"\n".join(parts) for rid, parts in groups.items()}
+    return joined, odd, sizes, counts, len(lines)
+
+
+_bodyscan = native.load("sidecar.parse._bodyscan")  # C twins of the _pure ones, if built
 NATIVE = _bodyscan is not None  # which ones the hot path uses (tests, `bench/`)
 _group: Callable[[list[bytes]], tuple[dict, list[bytes], list[int]] | None] = (
     _bodyscan.group_chunk_lines if _bodyscan else _group_pure
 )
+_scan_block: Callable[[list[bytes], bytes, int, int], tuple | None] = (
+    _bodyscan.scan_block if _bodyscan else _scan_block_pure
+)
 _join_escaped: Callable[[list[bytes]], bytes] = (
     _bodyscan.join_escaped if _bodyscan else _join_escaped_pure
+)
+_join_escaped_lines: Callable[[list[bytes]], bytes] = (
+    _bodyscan.join_escaped_lines if _bodyscan else _join_escaped_lines_pure
 )
 
 
@@ -228,16 +284,52 @@ def decode_chunk_lines(lines: list[bytes]) -> Decoded:
     if grouped is None:
         return _decode_each(lines)
     out, odd, sizes = grouped
-    dec = Decoded(out, [], [], 0, 0, sizes)
+    return _with_odd(Decoded(out, [], [], 0, 0, sizes), odd, lambda: lines)
+
+
+def decode_chunk_block(head: list[bytes], block: bytes, start: int, end: int) -> Decoded:
+    """`decode_chunk_lines` of the lines `head + block[start:end].split(b"\\n")` (a read block's
+    batch, sources/lines.py), without an object per line: each request's lines of the block
+    come as ONE bytes object, joined by b"\\n" (`Decoded.counts` says how many). Whatever sends
+    `decode_chunk_lines` to its per-line path cuts the lines and takes it here too.
+    `Decoded.nlines` is the number of lines."""
+    scanned = _scan_block(head, block, start, end)
+
+    def lines() -> list[bytes]:
+        return head + block[start:end].split(b"\n")
+
+    if scanned is None:
+        dec = _decode_each(lines())
+    else:
+        out, odd, sizes, counts, n = scanned
+        dec = _with_odd(Decoded(out, [], [], 0, 0, sizes, counts, n), odd, lines)
+    if dec.nlines < 0:
+        dec.nlines = len(head) + block.count(b"\n", start, end) + 1  # the per-line path's
+    return dec
+
+
+def decode_chunk_batch(batch: Any) -> Decoded:
+    """A tailer's batch (`LineBatch`, sources/lines.py) -> `Decoded`: its read block scanned
+    as it is when it kept one (then `batch.count` is set from the scan), else its lines."""
+    if batch.block is None:
+        return decode_chunk_lines(batch.lines)
+    dec = decode_chunk_block(batch.head, batch.block, batch.block_from, batch.block_to)
+    batch.count = dec.nlines
+    return dec
+
+
+def _with_odd(dec: Decoded, odd: list[bytes], lines: Callable[[], list[bytes]]) -> Decoded:
+    """The grouped batch `dec` with its other lines read one by one (end records, mostly); any
+    that fails or is data takes the whole batch (`lines()`) to `_decode_each`."""
     for line in odd:
         if not line.strip():
             continue
         try:
             rec, was_lossy, bad_ts = parse_chunks_checked(line)
         except Exception:  # the error needs its line index: the per-line path has it
-            return _decode_each(lines)
+            return _decode_each(lines())
         if rec.kind == BODY_DATA:  # its place among the request's parts: per line too
-            return _decode_each(lines)
+            return _decode_each(lines())
         dec.records.append(rec)
         dec.lossy += was_lossy
         dec.invalid_ts += bad_ts

@@ -42,11 +42,7 @@ class HandbackMixin:
 
     def _replay_filter(self, dec: Any, replay: set[str]) -> None:
         """Below the checkpoint's read offset: keep only requests still to be rebuilt."""
-        groups = {rid: g for rid, g in dec.groups.items() if rid in replay}
-        records = [r for r in dec.records if r.request_id in replay]
-        skipped = sum(len(g) for g in dec.groups.values()) - sum(len(g) for g in groups.values())
-        self.ledger.replay_lines_skipped += skipped + len(dec.records) - len(records)
-        dec.groups, dec.records, dec.errors, dec.sizes = groups, records, [], None
+        self.ledger.replay_lines_skipped += dec.keep(replay)
 
     def _hold(
         self, joiner: Joiner, batch: LineBatch, rids: list[str], out: list[Completed]

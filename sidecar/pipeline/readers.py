@@ -16,7 +16,7 @@ from sidecar.errors import ParseError
 from sidecar.join import Joiner, line_ts, may_read
 from sidecar.parse.body import (
     decode_bodies_lines,
-    decode_chunk_lines,
+    decode_chunk_batch,
 )
 from sidecar.sources.tail import LineBatch, Tailer
 from sidecar.types import Completed
@@ -126,8 +126,9 @@ class ReadersMixin:
         async for batch in src.body_tail.batches(follow=not self.once, stop=stop):
             mine.busy()
             out: list[Completed] = []
-            t.counters["body_lines_total"] += len(batch.lines)
-            dec = (decode_bodies_lines if bodies_style else decode_chunk_lines)(batch.lines)
+            # a chunks log's block is scanned as read: no object per line
+            dec = decode_bodies_lines(batch.lines) if bodies_style else decode_chunk_batch(batch)
+            t.counters["body_lines_total"] += batch.count
             replay = self._replaying(batch)
             if replay is not None:
                 self._replay_filter(dec, replay)
@@ -137,7 +138,7 @@ class ReadersMixin:
                 t.counters["body_lines_lossy_utf8_total"] += dec.lossy
             if dec.invalid_ts:
                 self.telemetry.field_invalid("body.ts", dec.invalid_ts)
-            first, last = _batch_times(batch.lines, dec.records, dec.errors)
+            first, last = _batch_times(batch, dec.records, dec.errors)
 
             def go(first: float | None = first) -> bool:
                 # event time, then memory: an over-full join waits for the access reader
@@ -151,10 +152,10 @@ class ReadersMixin:
             if not go():
                 await self._wait(src, "body", stop, go)
             try:
-                joiner.add_chunks(dec.groups, dec.records, name, out, dec.sizes)
+                joiner.add_chunks(dec.groups, dec.records, name, out, dec.sizes, dec.counts)
             except Exception as exc:  # a bug must cost this batch's lines, never the pipeline
                 self._stage_failed_once("join", exc)
-                for i in range(len(batch.lines)):
+                for i in range(batch.count):
                     self._set_aside(ParseError("join_failed", repr(exc)), batch, i)
             mine.advance(last)
             if last is None and mine.front == -math.inf:
@@ -261,19 +262,23 @@ def completed_bytes(batch: list[Completed]) -> int:
 
 
 def _batch_times(
-    lines: list[bytes], records: list[Any], errors: list[tuple[int, Any]]
+    batch: LineBatch, records: list[Any], errors: list[tuple[int, Any]]
 ) -> tuple[float | None, float | None]:
     """Log times of a body batch's first and last records (two lines looked at, not all).
     A line set aside (`errors`) is not a record: its `ts` must not move the join's clock."""
-    i, j = 0, len(lines) - 1
-    if errors:
+    if not errors:
+        head, tail = batch.edge_lines()
+    else:  # rare: the lines were cut for the per-line path already
+        lines = batch.lines
         bad = {k for k, _ in errors}
+        i, j = 0, len(lines) - 1
         while i <= j and i in bad:
             i += 1
         while j >= i and j in bad:
             j -= 1
-    first = line_ts(lines[i]) if i <= j else None
-    last = line_ts(lines[j]) if i <= j else None
+        head, tail = (lines[i], lines[j]) if i <= j else (None, None)
+    first = line_ts(head) if head is not None else None
+    last = line_ts(tail) if tail is not None else None
     if first is None or last is None:
         times = [r.ts for r in records if isinstance(r.ts, int | float)]
         if times:

@@ -13,7 +13,6 @@ and the rest of the line is skipped up to its newline, then reported in `LineBat
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from sidecar import native
 
@@ -22,18 +21,128 @@ def _split_pure(block: bytes) -> list[bytes]:
     return block.split(b"\n")
 
 
+def _count_pure(block: bytes, start: int, end: int) -> int:
+    return block.count(b"\n", start, end) + 1
+
+
 _splitlines = native.load("sidecar.sources._splitlines")
 _split: Callable[[bytes], list[bytes]] = _splitlines.split_newlines if _splitlines else _split_pure
+# count_lines(block, start, end) -> len(block[start:end].split(b"\n")), without the pieces
+count_lines: Callable[[bytes, int, int], int] = (
+    _splitlines.count_lines if _splitlines else _count_pure
+)
 
 
-@dataclass(slots=True)
 class LineBatch:
-    path: str
-    key: str  # "<tailer name>|<identity key>": the ledger's file key
-    lines: list[bytes]
-    start_offset: int  # offset of the first line
-    end_offset: int  # offset just past the last line (and its newline, if it had one)
-    skipped: list[tuple[int, int]] = field(default_factory=list)  # over-long lines (off, len)
+    """Whole lines of one file, contiguous from `start_offset` to `end_offset`.
+
+    A batch cut from one read block keeps the block instead of a list of its lines: its lines
+    are `head` (the partial line the block completed, if any) and then the pieces of
+    `block[block_from:block_to]` between newlines. `lines` cuts them on first use (a list of
+    bytes, as always); the body reader scans the block itself (parse/body.py,
+    `decode_chunk_block`) and never makes an object per line. `count` is the number of lines."""
+
+    __slots__ = (
+        "_count",
+        "_lines",
+        "block",
+        "block_from",
+        "block_to",
+        "end_offset",
+        "head",
+        "key",
+        "path",
+        "skipped",
+        "start_offset",
+    )
+
+    def __init__(
+        self,
+        path: str,
+        key: str,  # "<tailer name>|<identity key>": the ledger's file key
+        lines: list[bytes],  # every line; with `block`: the lines before the block's
+        start_offset: int,  # offset of the first line
+        end_offset: int,  # offset just past the last line (and its newline, if it had one)
+        skipped: list[tuple[int, int]] | None = None,  # over-long lines (offset, length)
+        *,
+        block: bytes | None = None,
+        block_from: int = 0,
+        block_to: int = 0,
+        count: int | None = None,
+    ) -> None:
+        self.path = path
+        self.key = key
+        self.start_offset = start_offset
+        self.end_offset = end_offset
+        self.skipped = [] if skipped is None else skipped
+        self.block = block
+        self.block_from = block_from
+        self.block_to = block_to
+        if block is None:
+            self._lines: list[bytes] | None = lines
+            self.head: list[bytes] = []
+            self._count: int | None = len(lines)
+        else:
+            self._lines = None
+            self.head = lines
+            self._count = count
+
+    @property
+    def count(self) -> int:
+        """The number of lines (counted on first use, unless the reader that scanned the block
+        set it: `count = n`)."""
+        if self._count is None:
+            if self._lines is not None:
+                self._count = len(self._lines)
+            else:
+                assert self.block is not None
+                self._count = len(self.head) + count_lines(
+                    self.block, self.block_from, self.block_to
+                )
+        return self._count
+
+    @count.setter
+    def count(self, n: int) -> None:
+        self._count = n
+
+    @property
+    def lines(self) -> list[bytes]:
+        """The batch's lines (cut from the block on first use)."""
+        if self._lines is None:
+            assert self.block is not None
+            self._lines = self.head + _split(self.block[self.block_from : self.block_to])
+        return self._lines
+
+    def edge_lines(self) -> tuple[bytes | None, bytes | None]:
+        """(first line, last line), without cutting every line; None when there are none."""
+        if self._lines is not None or self.block is None:
+            lines = self.lines
+            return (lines[0], lines[-1]) if lines else (None, None)
+        block, a, b = self.block, self.block_from, self.block_to
+        nl = block.find(b"\n", a, b)
+        first = block[a : b if nl < 0 else nl]
+        nl = block.rfind(b"\n", a, b)
+        last = block[nl + 1 if nl >= 0 else a : b]
+        return (self.head[0] if self.head else first), last
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LineBatch):
+            return NotImplemented
+        return (self.path, self.key, self.lines, self.start_offset, self.end_offset) == (
+            other.path,
+            other.key,
+            other.lines,
+            other.start_offset,
+            other.end_offset,
+        ) and self.skipped == other.skipped
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"LineBatch({self.path!r}, {self.key!r}, {self.count} lines, {self.start_offset}, "
+            f"{self.end_offset}, {self.skipped!r})"
+        )
 
 
 class Lines:
@@ -76,6 +185,25 @@ class Lines:
             pos = nl + 1
         start = self.start if lines else base + pos
         last = block.rfind(b"\n", pos)
+        if last >= 0 and last - pos <= self.max_line_bytes:  # no line can be too long
+            self.start = end = base + last + 1
+            out.append(
+                LineBatch(
+                    path,
+                    key,
+                    lines,
+                    start,
+                    end,
+                    skipped,
+                    block=block,
+                    block_from=pos,
+                    block_to=last,
+                )
+            )
+            rest = block[last + 1 :]
+            if rest:
+                self._grow(rest)
+            return out
         if last >= 0:
             mid = _split(block)  # the whole block: no copy of it first
             rest = mid.pop()  # after the last newline

@@ -1,9 +1,9 @@
 """Tail files: read from the start (or the end, or a checkpoint), follow, survive rotation.
 
 A source knows nothing of the data: it yields `LineBatch(path, key, lines, start_offset,
-end_offset, skipped)`: whole lines without their newline, read in large blocks and split with
-`bytes.split` (the per-line cost is one slice). `key` names the file identity (see
-fingerprint.py), never its path.
+end_offset, skipped)`: whole lines without their newline, read in large blocks; a batch keeps
+its block and cuts the lines only when asked (`LineBatch.lines`: the body reader scans the
+block itself). `key` names the file identity (see fingerprint.py), never its path.
 
 Rotation, the Fluent Bit in_tail way:
 - rename + create: the path names another file at the next scan; the old file keeps being read
@@ -290,7 +290,6 @@ class Tailer:
     def _split(self, f: _File, block: bytes, base: int) -> list[LineBatch]:
         out = f.lines.feed(block, base, f.path, f"{self.name}|{f.ident.key}")  # type: ignore[union-attr]
         for b in out:
-            self.lines_read += len(b.lines)
             self.lines_too_long += len(b.skipped)
         return out
 
@@ -301,7 +300,6 @@ class Tailer:
         b = f.lines.flush(f.offset, f.path, f"{self.name}|{f.ident.key}")
         if b is None:
             return None
-        self.lines_read += len(b.lines)
         self.lines_too_long += len(b.skipped)
         return [b]
 
@@ -312,7 +310,10 @@ class Tailer:
         """Yield line batches. With `follow=False`, stop at EOF of every file (`run --once`)."""
         try:
             async for b in self._follow(follow, stop):
-                yield b
+                try:
+                    yield b
+                finally:  # once read: a reader that scanned the block has set its count
+                    self.lines_read += b.count
         finally:
             self.close()
 
