@@ -42,6 +42,7 @@ as the model name. The window had the same limit.)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -132,12 +133,43 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
     return _finish(parsed, c, provider, api)
 
 
+def _edge_records(parts: Sequence | None, head_bytes: int, tail_bytes: int) -> Any:
+    """The records `tailscan` reads, as the list it takes: `parts` itself when it is a list;
+    for the join's `BodyLines` (a request's lines kept as one bytes object per read block) the
+    head's lines (the first ones that reach `head_bytes`) and the tail's (the last ones that
+    reach `tail_bytes`), read from both ends without cutting the rest; every line when the
+    two meet. `tailscan` picks the same head and tail records from either list: its head is
+    the shortest prefix of at least `head_bytes`, its tail the shortest suffix of at least
+    `tail_bytes` after the head, both inside the edges taken here. Anything else (None) is
+    passed on: `tailscan` declines it."""
+    if parts is None or type(parts) is list:
+        return parts
+    n = len(parts)
+    head: list = []
+    size = 0
+    while len(head) < n and size < head_bytes:
+        line = parts[len(head)]
+        head.append(line)
+        size += len(line)
+    tail: list = []
+    size = 0
+    while len(tail) < n and size < tail_bytes:
+        line = parts[n - 1 - len(tail)]
+        tail.append(line)
+        size += len(line)
+    if len(head) + len(tail) >= n:
+        return list(parts)
+    tail.reverse()
+    return head + tail
+
+
 def _chat_raw_tail(c: Completed, provider: str, api: str) -> ParsedBody | None:
     """`_parse_edges` of a chat stream that ends the usual way, read in C from the raw records
     (`tailscan.chat_tail`: the same parts, checks and fields), or None: `_parse_edges` decides.
     The `ParsedBody` `openai_chat.parse_tail` fills (its `usage_from` and `_finalise` for a
     usage with plain counts and a reasoning count), already as `_finish` leaves it."""
-    got = _chat_tail(c.parts, WINDOW_HEAD_BYTES, _EDGE_TAILS[0])  # type: ignore[misc]
+    parts = _edge_records(c.parts, WINDOW_HEAD_BYTES, _EDGE_TAILS[0])
+    got = _chat_tail(parts, WINDOW_HEAD_BYTES, _EDGE_TAILS[0])  # type: ignore[misc]
     if got is None:
         return None
     model, rid, tier, finish, prompt, cached, write, completion, reasoning = got
@@ -170,7 +202,8 @@ def _anthropic_raw_edges(c: Completed, provider: str, api: str) -> ParsedBody | 
     payloads cut in C from the raw records (`tailscan.anthropic_edges`: the same records and
     cuts as the first try), read by `anthropic.read_edges`; or None: `_parse_edges` decides."""
     first_tail = min(_SHORT_TAILS[MESSAGES], _EDGE_TAILS[0])  # the first size `_parse_edges` tries
-    got = _anthropic_edges(c.parts, WINDOW_HEAD_BYTES, first_tail)  # type: ignore[misc]
+    parts = _edge_records(c.parts, WINDOW_HEAD_BYTES, first_tail)
+    got = _anthropic_edges(parts, WINDOW_HEAD_BYTES, first_tail)  # type: ignore[misc]
     if got is None:
         return None
     pb = ParsedBody(provider=provider, api=api, truncated=c.body_truncated, is_stream=True)

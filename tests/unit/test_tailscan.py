@@ -624,3 +624,62 @@ def test_anthropic_payloads_not_utf8_or_with_other_escapes_step_aside() -> None:
     big = claude(start=dumps({"type": "message_start", "message": {"pad": "p" * 20000}}))
     head = big.index("event: content_block_delta")  # one head record beyond the stack buffer
     assert check(records(big, [head, *[300] * 20]), MESSAGES)
+
+
+def _as_body_lines(kind: Any, lines: list[bytes], rnd: random.Random) -> Any:
+    """`lines` kept as the join keeps them: runs of lines joined into one bytes object each."""
+    chunks, at = [], 0
+    while at < len(lines):
+        k = rnd.randint(1, 40)
+        run = lines[at : at + k]
+        chunks.append(b"\n".join(run) if len(run) > 1 else run[0])
+        at += k
+    return kind(chunks, len(lines))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(sorted(BODIES)),
+    seed=st.integers(min_value=0, max_value=2**32),
+    pieces=st.integers(min_value=0, max_value=150),
+)
+def test_the_join_s_body_lines_are_read_as_their_list(name: str, seed: int, pieces: int) -> None:
+    """`Completed.parts` may be the join's `BodyLines` (a request's lines kept per read block):
+    the C readers get the head and tail lines (`_edge_records`) and answer exactly as they do
+    for the whole list, and the parse is the same."""
+    from sidecar.join.bodylines import BodyLines, PureBodyLines
+
+    body = BODIES[name]
+    provider, api = hints(body)
+    if provider not in ("openai", "azure", "anthropic"):
+        return
+    path = PATHS.get(api, "/v1/x")
+    rnd = random.Random(seed)
+    lines = lines_for(body, rnd, pieces, False)
+    head, tail = response.WINDOW_HEAD_BYTES, (896 if path == MESSAGES else response._EDGE_TAILS[0])
+    read = tailscan.anthropic_edges if path == MESSAGES else tailscan.chat_tail
+    want = read(lines, head, tail)
+    base = outcome(completed(lines, path))
+    for kind in {BodyLines, PureBodyLines}:
+        parts = _as_body_lines(kind, lines, rnd)
+        edges = response._edge_records(parts, head, tail)
+        assert type(edges) is list and read(edges, head, tail) == want
+        assert outcome(completed(parts, path)) == base
+
+
+def test_body_lines_of_a_long_stream_are_read_in_c_from_their_edges() -> None:
+    """Not vacuous: a long stream kept as `BodyLines` is answered in C from a few lines at each
+    end, exactly as from its whole list (the C twin and the pure one)."""
+    from sidecar.join.bodylines import BodyLines, PureBodyLines
+
+    head, tail = response.WINDOW_HEAD_BYTES, response._EDGE_TAILS[0]
+    for seed in range(20):
+        for lines in cut_each(usual(words=400), seed):
+            want = tailscan.chat_tail(lines, head, tail)
+            assert want is not None
+            for kind in {BodyLines, PureBodyLines}:
+                edges = response._edge_records(
+                    _as_body_lines(kind, lines, random.Random(seed)), head, tail
+                )
+                assert len(edges) < len(lines) // 2
+                assert tailscan.chat_tail(edges, head, tail) == want
