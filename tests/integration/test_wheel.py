@@ -50,7 +50,15 @@ def test_wheel_installs_and_runs_on_a_host(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         exts = sorted(n.split("/")[-1].split(".")[0] for n in zf.namelist() if n.endswith(".so"))
     assert exts == (
-        ["_accessscan", "_bodyscan", "_ratelimit", "_splitlines", "_tailscan", "_textscan"]
+        [
+            "_accessscan",
+            "_bodylines",
+            "_bodyscan",
+            "_ratelimit",
+            "_splitlines",
+            "_tailscan",
+            "_textscan",
+        ]
         if built
         else []
     )
