@@ -97,13 +97,6 @@ def _go_duration(value: str) -> float | None:
         seconds = _seconds(value)
         if seconds is not None:
             return seconds
-    # One part (`504ms`, `2.298s`): what the loop below reads, without the regex.
-    unit = _UNIT_SECS.get(value[-2:]) if value[-2:-1].isalpha() else _UNIT_SECS.get(value[-1:])
-    if unit is not None:
-        number = value[: -2 if value[-2:-1].isalpha() else -1]
-        if number.isascii() and number.replace(".", "", 1).isdigit():
-            total = float(number) * unit
-            return round(total, 6) if math.isfinite(total) else None
     pos = 0
     total = 0.0
     for match in _DURATION_PART.finditer(value):

@@ -49,12 +49,11 @@ import orjson
 
 from sidecar.parse.body import assemble_escaped
 from sidecar.parse.detect import EMBEDDINGS, GENERATE, MESSAGES, detect, model_from_path
-from sidecar.parse.providers import NOT_CHAT, anthropic, parse_body, parse_stream_edges
-from sidecar.parse.providers._common import is_reasoning_model, subset_clamped
+from sidecar.parse.providers import NOT_CHAT, anthropic, openai_chat, parse_body, parse_stream_edges
 from sidecar.parse.sse import normalise_newlines
 from sidecar.parse.tailscan import anthropic_edges as _anthropic_edges
 from sidecar.parse.tailscan import chat_tail as _chat_tail
-from sidecar.types import Completed, ParsedBody, Usage
+from sidecar.types import Completed, ParsedBody
 
 WINDOW_HEAD_BYTES = 1024  # body-log bytes decoded from the start of a long stream ...
 WINDOW_TAIL_BYTES = 2048  # ... and from its end
@@ -165,54 +164,43 @@ def _edge_records(parts: Sequence | None, head_bytes: int, tail_bytes: int) -> A
 
 def _chat_raw_tail(c: Completed, provider: str, api: str) -> ParsedBody | None:
     """`_parse_edges` of a chat stream that ends the usual way, read in C from the raw records
-    (`tailscan.chat_tail`: the same parts, checks and fields), or None: `_parse_edges` decides.
-    The `ParsedBody` `openai_chat.parse_tail` fills (its `usage_from` and `_finalise` for a
-    usage with plain counts and a reasoning count), already as `_finish` leaves it."""
-    parts = _edge_records(c.parts, WINDOW_HEAD_BYTES, _EDGE_TAILS[0])
-    got = _chat_tail(parts, WINDOW_HEAD_BYTES, _EDGE_TAILS[0])  # type: ignore[misc]
+    (`tailscan.chat_tail`: the same parts, checks and fields, filled in by
+    `openai_chat.read_tail`), or None: `_parse_edges` decides."""
+    first_tail = _first_tail(api)
+    got = _chat_tail(
+        _edge_records(c.parts, WINDOW_HEAD_BYTES, first_tail), WINDOW_HEAD_BYTES, first_tail
+    )  # type: ignore[misc]
     if got is None:
         return None
-    model, rid, tier, finish, prompt, cached, write, completion, reasoning = got
-    usage = subset_clamped(
-        Usage(
-            input_tokens=prompt,
-            cached_input_tokens=cached or 0,
-            cache_write_input_tokens=write or 0,
-            output_tokens=completion,
-            reasoning_tokens=reasoning,
-        )
-    )
-    return ParsedBody(
-        provider=provider,
-        api=api,
-        model=model,
-        provider_request_id=rid,
-        is_stream=True,
-        usage=usage,
-        finish_reason=finish,
-        service_tier=tier,
-        terminal_seen=True,
-        reasoning_model_hint=usage.reasoning_tokens > 0 or is_reasoning_model(model),
-        truncated=c.body_truncated,
-    )
+    pb = ParsedBody(provider=provider, api=api, truncated=c.body_truncated, is_stream=True)
+    openai_chat.read_tail(pb, *got)
+    return pb
 
 
 def _anthropic_raw_edges(c: Completed, provider: str, api: str) -> ParsedBody | None:
     """`_parse_edges` of an Anthropic stream that starts and ends the usual way, its three
     payloads cut in C from the raw records (`tailscan.anthropic_edges`: the same records and
     cuts as the first try), read by `anthropic.read_edges`; or None: `_parse_edges` decides."""
-    first_tail = min(_SHORT_TAILS[MESSAGES], _EDGE_TAILS[0])  # the first size `_parse_edges` tries
+    first_tail = _first_tail(api)
     parts = _edge_records(c.parts, WINDOW_HEAD_BYTES, first_tail)
     got = _anthropic_edges(parts, WINDOW_HEAD_BYTES, first_tail)  # type: ignore[misc]
     if got is None:
         return None
     pb = ParsedBody(provider=provider, api=api, truncated=c.body_truncated, is_stream=True)
     try:
-        if anthropic.read_edges(pb, *got) and not pb.read_text:
-            return pb
+        return pb if anthropic.read_edges(pb, *got) else None
     except Exception:  # as in `parse_stream_edges`: the edges path decides (and counts it)
         return None
-    return None
+
+
+def _tails(api: str) -> tuple[int, ...]:
+    """The tail sizes `_parse_edges` tries, in order (the C readers answer on the first only)."""
+    short = _SHORT_TAILS.get(api)
+    return (short, *_EDGE_TAILS) if short is not None and short < _EDGE_TAILS[0] else _EDGE_TAILS
+
+
+def _first_tail(api: str) -> int:
+    return _tails(api)[0]
 
 
 def _parse_edges(c: Completed, provider: str, api: str) -> ParsedBody | None:
@@ -253,11 +241,7 @@ def _parse_edges(c: Completed, provider: str, api: str) -> ParsedBody | None:
     if bad or not first or first[0] in _NOT_SSE_START:
         return None  # a JSON, gzip or blank-led body, or a torn part: not for the edges
     t = n
-    tails = _EDGE_TAILS
-    short = _SHORT_TAILS.get(api)
-    if short is not None and short < tails[0]:
-        tails = (short, *tails)
-    for want in tails:
+    for want in _tails(api):
         if t == h:
             return None  # the tail already reaches the head: nothing more to try
         size = 0

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from sidecar import native
 
 
-def _split_pure(block: bytes) -> list[bytes]:
-    return block.split(b"\n")
+def _split_pure(block: bytes, start: int = 0, end: int | None = None) -> list[bytes]:
+    return (block[start:end] if start or end is not None else block).split(b"\n")
 
 
 def _count_pure(block: bytes, start: int, end: int) -> int:
@@ -26,7 +26,8 @@ def _count_pure(block: bytes, start: int, end: int) -> int:
 
 
 _splitlines = native.load("sidecar.sources._splitlines")
-_split: Callable[[bytes], list[bytes]] = _splitlines.split_newlines if _splitlines else _split_pure
+# split(block[, start, end]) -> block[start:end].split(b"\n"), the range not copied first (C)
+_split: Callable[..., list[bytes]] = _splitlines.split_newlines if _splitlines else _split_pure
 # count_lines(block, start, end) -> len(block[start:end].split(b"\n")), without the pieces
 count_lines: Callable[[bytes, int, int], int] = (
     _splitlines.count_lines if _splitlines else _count_pure
@@ -110,7 +111,7 @@ class LineBatch:
         """The batch's lines (cut from the block on first use)."""
         if self._lines is None:
             assert self.block is not None
-            self._lines = self.head + _split(self.block[self.block_from : self.block_to])
+            self._lines = self.head + _split(self.block, self.block_from, self.block_to)
         return self._lines
 
     def edge_lines(self) -> tuple[bytes | None, bytes | None]:

@@ -275,6 +275,17 @@ def test_split_equals_bytes_split(block: bytes) -> None:
     assert split_c(block) == block.split(b"\n")
 
 
+@settings(max_examples=1000)
+@given(block=blocks, start=st.integers(0, 1000), end=st.integers(0, 1000))
+def test_split_of_a_range_equals_the_slice_split(block: bytes, start: int, end: int) -> None:
+    want = block[start:end].split(b"\n")
+    assert split_c(block, start, end) == want == L._split_pure(block, start, end)
+    with pytest.raises(ValueError):
+        split_c(block, -1, end)
+    with pytest.raises(TypeError):
+        split_c(block, start)
+
+
 def test_split_edges() -> None:
     for block in [
         b"",

@@ -55,16 +55,46 @@ def usage_from(u: dict[str, Any]) -> Usage:
         and (reasoning is None or (type(reasoning) is int and 0 <= reasoning <= COUNT_MAX))
     ):
         # The usual usage: plain counts, read as `_usage_from` reads them, without its checks.
-        return subset_clamped(
-            Usage(
-                input_tokens=prompt_tokens,
-                cached_input_tokens=cached or 0,
-                cache_write_input_tokens=write or 0,
-                output_tokens=completion_tokens,
-                reasoning_tokens=reasoning or 0,
-            )
-        )
+        return _plain_usage(prompt_tokens, cached, write, completion_tokens, reasoning)
     return _usage_from(u)
+
+
+def _plain_usage(
+    prompt: int, cached: int | None, write: int | None, completion: int, reasoning: int | None
+) -> Usage:
+    """The usage of plain, checked counts (`usage_from`'s fast path, `read_tail`)."""
+    return subset_clamped(
+        Usage(
+            input_tokens=prompt,
+            cached_input_tokens=cached or 0,
+            cache_write_input_tokens=write or 0,
+            output_tokens=completion,
+            reasoning_tokens=reasoning or 0,
+        )
+    )
+
+
+def read_tail(
+    pb: ParsedBody,
+    model: str,
+    rid: str,
+    tier: str | None,
+    finish: str,
+    prompt: int,
+    cached: int | None,
+    write: int | None,
+    completion: int,
+    reasoning: int,
+) -> None:
+    """Fill `pb` as `parse_tail` does from what `tailscan.chat_tail` read in C (the usual end:
+    plain counts, a reasoning count given, so `_finalise` only sets the reasoning hint)."""
+    pb.model = model
+    pb.provider_request_id = rid
+    pb.service_tier = tier
+    pb.finish_reason = finish
+    pb.usage = _plain_usage(prompt, cached, write, completion, reasoning)
+    pb.terminal_seen = True
+    _finalise(pb, None, "")
 
 
 def _usage_from(u: dict[str, Any]) -> Usage:
