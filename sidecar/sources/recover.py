@@ -1,15 +1,17 @@
-"""After a restart: find the files that were rotated away while the sidecar was down.
+"""Find files that were rotated away before the tailer read them.
 
 Two cases, both only in the folders of the configured paths:
-- a checkpointed file that the patterns no longer match was renamed (logrotate's
-  `access.log` -> `access.log.1`): it is found by its inode (and device) and read from its
-  checkpoint to its end;
+- after a restart, a checkpointed file that the patterns no longer match was renamed
+  (logrotate's `access.log` -> `access.log.1`): it is found by its inode (and device) and read
+  from its checkpoint to its end (`rotated_while_down`);
 - a file that came to a plain configured path and was renamed away before we saw it (rotation
-  faster than a restart, or while the reader was held back) was never read: a sibling named
-  `<path>.<suffix>`, `<path>-<suffix>` or `<path>_<suffix>` with an unknown identity, modified
-  no earlier than the newest file we knew at that path, is read from its start. (Rotated files
-  are written one after the other, so everything after the last file we knew is newer.)
-  Compressed names are never read.
+  faster than a restart, or than a scan while the reader was held back) was never read: a
+  sibling named `<path>.<suffix>`, `<path>-<suffix>` or `<path>_<suffix>` with an unknown
+  identity, modified no earlier than the oldest file we still remember at that path, is read
+  from its start. Rotated files are written one after the other, so a file newer than one we
+  knew was either known too or missed; files older than all we remember were there before us.
+  The tailer looks for these at a restart and whenever a plain path names a new file
+  (`missed_siblings`). Compressed names are never read.
 
 Nothing is found on a first start (no checkpoint): `start_at` applies then.
 """
@@ -19,63 +21,77 @@ from __future__ import annotations
 import glob
 import os
 import stat
+from collections.abc import Iterable
 
 from sidecar.sources.checkpoint import FileEntry
 from sidecar.sources.fingerprint import is_compressed
+
+_Listing = list[tuple[os.DirEntry[str], os.stat_result]]
+_Found = dict[tuple[int, int], tuple[float, str]]  # (dev, ino) -> (mtime, path)
 
 
 def rotated_while_down(
     patterns: list[str], known: dict[str, FileEntry], matched: set[tuple[int, int]]
 ) -> list[str]:
-    """The paths of files to read to their end (from their checkpoint or start), oldest first."""
+    """At a restart: the paths of files to read to their end (from their checkpoint or
+    start), oldest first. `matched`: the files the patterns match (opened anyway)."""
     if not known:
         return []
-    found: dict[tuple[int, int], tuple[float, str]] = {}
-    by_inode = {(e.dev, e.ino): e for e in known.values()}
-    folders = {os.path.dirname(e.path) or "." for e in known.values()}
     plain = [p for p in patterns if not glob.has_magic(p)]
-    folders |= {os.path.dirname(p) or "." for p in plain}
-    listings: list[tuple[os.DirEntry[str], os.stat_result]] = []
-    for folder in folders:
-        try:
-            listing = list(os.scandir(folder))
-        except OSError:
-            continue
-        for de in listing:
-            try:
-                listings.append((de, de.stat()))
-            except OSError:
-                continue
-    since = _newest_known(plain, known, listings)
-    for de, st in listings:
-        if is_compressed(de.name):
-            continue
+    listing = _list({os.path.dirname(e.path) or "." for e in known.values()} | _folders(plain))
+    by_inode = {(e.dev, e.ino): e for e in known.values()}
+    found: _Found = {}
+    for de, st in listing:
         did = (st.st_dev, st.st_ino)
-        if did in matched or did in found or not stat.S_ISREG(st.st_mode):
-            continue
         entry = by_inode.get(did)
-        if entry is not None:
-            if st.st_size > entry.offset:
-                found[did] = (st.st_mtime, de.path)
-        elif _sibling(de.path, plain, since, st.st_mtime):
+        if (
+            entry is not None
+            and did not in matched
+            and st.st_size > entry.offset
+            and stat.S_ISREG(st.st_mode)
+            and not is_compressed(de.name)
+        ):
             found[did] = (st.st_mtime, de.path)
-    return [path for _, path in sorted(found.values())]
+    found.update(_missed(plain, known, matched | set(found), listing))
+    return _oldest_first(found)
 
 
-def _newest_known(
-    plain: list[str],
-    known: dict[str, FileEntry],
-    listings: list[tuple[os.DirEntry[str], os.stat_result]],
+def missed_siblings(
+    plain: list[str], known: dict[str, FileEntry], open_files: set[tuple[int, int]]
+) -> list[str]:
+    """While following, after `plain` paths came to name new files: the siblings rotated away
+    unread since the last scan, oldest first. `open_files`: the files the tailer has open."""
+    return _oldest_first(_missed(plain, known, open_files, _list(_folders(plain))))
+
+
+def _missed(
+    plain: list[str], known: dict[str, FileEntry], skip: set[tuple[int, int]], listing: _Listing
+) -> _Found:
+    since = _oldest_known(plain, known, listing)
+    known_ids = {(e.dev, e.ino) for e in known.values()}
+    found: _Found = {}
+    for de, st in listing:
+        did = (st.st_dev, st.st_ino)
+        if did in skip or did in known_ids or did in found or is_compressed(de.name):
+            continue
+        if stat.S_ISREG(st.st_mode) and _sibling(de.path, plain, since, st.st_mtime):
+            found[did] = (st.st_mtime, de.path)
+    return found
+
+
+def _oldest_known(
+    plain: list[str], known: dict[str, FileEntry], listing: _Listing
 ) -> dict[str, float]:
-    """Per plain path: the modification time of the newest file we knew at that path."""
-    mtimes = {(st.st_dev, st.st_ino): st.st_mtime for _, st in listings}
+    """Per plain path: the modification time of the oldest file we remember at that path (a
+    file rotated away keeps the path it was read under in its entry)."""
+    mtimes = {(st.st_dev, st.st_ino): st.st_mtime for _, st in listing}
     out: dict[str, float] = {}
     for p in plain:
         entries = [e for e in known.values() if e.path == p]
         if not entries:
             continue
         on_disk = [mtimes[(e.dev, e.ino)] for e in entries if (e.dev, e.ino) in mtimes]
-        out[p] = max(on_disk) if on_disk else max(e.seen for e in entries) - 1.0
+        out[p] = min(on_disk) if on_disk else min(e.seen for e in entries) - 1.0
     return out
 
 
@@ -84,3 +100,26 @@ def _sibling(path: str, plain: list[str], since: dict[str, float], mtime: float)
         if path.startswith(p) and len(path) > len(p) and path[len(p)] in ".-_":
             return p in since and mtime >= since[p]
     return False
+
+
+def _folders(paths: Iterable[str]) -> set[str]:
+    return {os.path.dirname(p) or "." for p in paths}
+
+
+def _list(folders: Iterable[str]) -> _Listing:
+    listing: _Listing = []
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for de in entries:
+            try:
+                listing.append((de, de.stat()))
+            except OSError:
+                continue
+    return listing
+
+
+def _oldest_first(found: _Found) -> list[str]:
+    return [path for _, path in sorted(found.values())]

@@ -14,6 +14,9 @@ Rotation, the Fluent Bit in_tail way:
   line, another inode) is matched by the patterns too, it resumes at the old offset instead of
   being read twice.
 - delete + recreate, a file that appears later: found by the next scan (read from the start).
+- rotated twice between two scans (a reader held back, a busy machine): when a plain path names
+  a new file, its siblings rotated away unread are found and read first (recover.py), as after
+  a restart.
 - symlinks: followed; the identity is the target's. Two paths to one file are read once.
 - compressed rotated names (`.gz`, `.zst`, `.bz2`, `.xz`) are never read.
 
@@ -38,7 +41,7 @@ from dataclasses import dataclass, field
 from sidecar.sources.checkpoint import FileEntry
 from sidecar.sources.fingerprint import Identity, identify, is_compressed, same_fingerprint
 from sidecar.sources.lines import LineBatch, Lines
-from sidecar.sources.recover import rotated_while_down
+from sidecar.sources.recover import missed_siblings, rotated_while_down
 
 log = logging.getLogger("sidecar.sources.tail")
 
@@ -100,6 +103,7 @@ class Tailer:
         self._copies: dict[tuple[str, int], tuple[int, int, int]] = {}
         self._left: dict[str, int] = {}  # identity key of a file let go -> offset read
         self._first_scan = True
+        self._plain = {p for p in patterns if not glob.has_magic(p)}
         self._missing_warned: set[str] = set()
         self.bytes_read = 0
         self.lines_read = 0
@@ -129,6 +133,7 @@ class Tailer:
     def _scan(self) -> None:
         now = time.monotonic()
         seen: set[tuple[int, int]] = set()
+        renewed: list[str] = []  # plain paths that name a file newly opened
         matches = self._matches()
         for path in set(self._blocked) - set(matches):
             del self._blocked[path]  # an unreadable file that went away
@@ -147,7 +152,8 @@ class Tailer:
             if f is not None:
                 f.path, f.draining = path, False
                 continue
-            self._open(path, now, st.st_mtime)
+            if self._open(path, now, st.st_mtime) and path in self._plain:
+                renewed.append(path)
         for did, f in self._files.items():
             if did not in seen and not f.draining:
                 f.draining = True  # renamed away or deleted: read to its end, then let go
@@ -157,16 +163,19 @@ class Tailer:
         if self._first_scan:
             self._first_scan = False
             self._find_rotated_while_down()
+        elif renewed:
+            self._find_missed(renewed)
 
-    def _open(self, path: str, now: float, mtime: float, *, rotated: bool = False) -> None:
+    def _open(self, path: str, now: float, mtime: float, *, rotated: bool = False) -> bool:
+        """Open and place a file; whether it is newly open."""
         blocked = self._blocked.get(path)
         if blocked is not None and now < blocked.next_try:
-            return
+            return False
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
             self._cannot_open(path, exc, now, blocked)
-            return
+            return False
         if blocked is not None:
             del self._blocked[path]
             log.info("The log file %s can be read now.", path)
@@ -174,7 +183,7 @@ class Tailer:
         did = (st.st_dev, st.st_ino)
         if did in self._files:
             os.close(fd)
-            return
+            return False
         f = _File(path, fd, st.st_dev, st.st_ino, mtime, last_data=now)
         f.lines = Lines(self.max_line_bytes)
         self._files[did] = f
@@ -186,6 +195,7 @@ class Tailer:
         elif self._first_scan and self.start_at == "end":
             f.offset = st.st_size
             f.lines.reset(f.offset)
+        return True
 
     def _place(self, f: _File, size: int) -> None:
         """Pick the start offset of a file whose identity just became known."""
@@ -222,6 +232,19 @@ class Tailer:
             with contextlib.suppress(OSError):
                 self._open(path, time.monotonic(), os.stat(path).st_mtime, rotated=True)
                 log.info("Reading %s, rotated while the sidecar was stopped.", path)
+
+    def _find_missed(self, renewed: list[str]) -> None:
+        """Files rotated away from `renewed` paths since the last scan, never seen: read them
+        (before the new files: they are older)."""
+        for path in missed_siblings(renewed, self.known, set(self._files)):
+            with contextlib.suppress(OSError):
+                if self._open(path, time.monotonic(), os.stat(path).st_mtime, rotated=True):
+                    self.rotations += 1
+                    log.warning(
+                        "Reading %s: it was rotated away before it was read (rotation faster "
+                        "than the reader).",
+                        path,
+                    )
 
     def _cannot_open(self, path: str, exc: OSError, now: float, b: _Blocked | None) -> None:
         if b is None:

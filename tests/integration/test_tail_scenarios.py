@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.sources.checkpoint import FileEntry
+from sidecar.sources.fingerprint import identify
 from sidecar.sources.tail import LineBatch, Tailer
 
 
@@ -276,3 +278,78 @@ def test_partial_last_line_of_a_rotated_file_is_flushed_when_let_go(tmp_path: Pa
         len(numbered("a", 0, 5)),
         len(numbered("a", 0, 5)) + 9,
     )
+
+
+def test_a_file_rotated_away_between_two_scans_is_read_before_the_new_one(
+    tmp_path: Path,
+) -> None:
+    """The reader is held back (the join waits for the other log, the machine is busy) while the
+    proxy rotates twice: the file in between was never at the path when a scan looked."""
+    log = tmp_path / "access.log"
+    before = tmp_path / "access.log.0"  # rotated before the sidecar started: not ours to read
+    before.write_bytes(numbered("z", 0, 5))
+    os.utime(before, (1_000_000, 1_000_000))
+    log.write_bytes(numbered("a", 0, 20))
+    t = tailer([log])
+    got: list[bytes] = []
+
+    async def main() -> None:
+        stop, resume = asyncio.Event(), asyncio.Event()
+
+        async def consume() -> None:
+            async for b in t.batches(follow=True, stop=stop):
+                got.extend(b.lines)
+                if len(got) >= 20:
+                    await resume.wait()  # held back: the tailer is not iterated, nor scans
+
+        task = asyncio.create_task(consume())
+        while len(got) < 20:
+            await asyncio.sleep(0.01)
+        os.rename(log, tmp_path / "access.log.1")
+        log.write_bytes(numbered("b", 0, 30))
+        os.rename(log, tmp_path / "access.log.2")
+        log.write_bytes(numbered("c", 0, 10))
+        resume.set()
+        end = time.monotonic() + 10
+        while len(got) < 60 and time.monotonic() < end:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # several scans more: nothing else is read
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+    assert got == names("a", 0, 20) + names("b", 0, 30) + names("c", 0, 10)
+    assert t.rotations == 2
+    assert {e.path for e in t.known.values()} == {str(log), str(tmp_path / "access.log.2")}
+
+
+def test_after_a_restart_a_file_missed_between_two_known_ones_is_read(tmp_path: Path) -> None:
+    """State left by a run that missed a rotated file (it knew the files before and after it):
+    the restart reads the missed one, not the files older than all it knew."""
+    log = tmp_path / "access.log"
+    files = {
+        "access.log.0": (numbered("z", 0, 5), 500_000_000),  # older than anything known
+        "access.log.1": (numbered("a", 0, 20), 1_000_000_000),  # known, read to its end
+        "access.log.2": (numbered("b", 0, 30), 1_100_000_000),  # missed
+        "access.log": (numbered("c", 0, 10), 1_200_000_000),  # known, read up to line 4
+    }
+    for name, (data, mtime) in files.items():
+        (tmp_path / name).write_bytes(data)
+        os.utime(tmp_path / name, (mtime, mtime))
+    known = {}
+    for name, offset in (("access.log.1", len(numbered("a", 0, 20))), ("access.log", 0)):
+        fd = os.open(tmp_path / name, os.O_RDONLY)
+        ident = identify(fd)
+        os.close(fd)
+        assert ident is not None
+        if name == "access.log":
+            offset = len(numbered("c", 0, 4))
+        known[ident.key] = FileEntry(
+            str(log), ident.dev, ident.ino, ident.fp, ident.fp_len, offset, offset, [], 1.0
+        )
+    t = tailer([log], checkpoint=known)
+
+    async def go() -> list[bytes]:
+        return [x async for b in t.batches(follow=False) for x in b.lines]
+
+    assert asyncio.run(go()) == names("b", 0, 30) + names("c", 4, 10)
