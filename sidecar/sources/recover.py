@@ -4,20 +4,22 @@ Two cases, both only in the folders of the configured paths:
 - after a restart, a checkpointed file that the patterns no longer match was renamed
   (logrotate's `access.log` -> `access.log.1`): it is found by its inode (and device) and read
   from its checkpoint to its end (`rotated_while_down`);
-- a file that came to a plain configured path and was renamed away before we saw it (rotation
-  faster than a restart, or than a scan while the reader was held back) was never read: a
-  sibling named `<path>.<suffix>`, `<path>-<suffix>` or `<path>_<suffix>` with an unknown
-  identity, modified no earlier than the oldest file we still remember at that path, is read
-  from its start. Rotated files are written one after the other, so a file newer than one we
-  knew was either known too or missed; files older than all we remember were there before us.
-  The tailer looks for these at a restart and whenever a plain path names a new file
-  (`missed_siblings`). Compressed names are never read.
+- a file that came to a path the patterns match (a plain path, or a name a glob matched) and
+  was renamed away before we saw it (rotation faster than a restart, or than a scan while the
+  reader was held back) was never read: a sibling named `<path>.<suffix>`, `<path>-<suffix>`
+  or `<path>_<suffix>` with an unknown identity, modified no earlier than the oldest file we
+  still remember at that path, is read from its start. Rotated files are written one after
+  the other, so a file newer than one we knew was either known too or missed; files older
+  than all we remember were there before us. The tailer looks for these at a restart and
+  whenever a matched path names a new file (`missed_siblings`). Compressed names are never
+  read.
 
 Nothing is found on a first start (no checkpoint): `start_at` applies then.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import stat
@@ -37,8 +39,8 @@ def rotated_while_down(
     start), oldest first. `matched`: the files the patterns match (opened anyway)."""
     if not known:
         return []
-    plain = [p for p in patterns if not glob.has_magic(p)]
-    listing = _list({os.path.dirname(e.path) or "." for e in known.values()} | _folders(plain))
+    bases = _bases(patterns, known)
+    listing = _list({os.path.dirname(e.path) or "." for e in known.values()} | _folders(bases))
     by_inode = {(e.dev, e.ino): e for e in known.values()}
     found: _Found = {}
     for de, st in listing:
@@ -52,41 +54,52 @@ def rotated_while_down(
             and not is_compressed(de.name)
         ):
             found[did] = (st.st_mtime, de.path)
-    found.update(_missed(plain, known, matched | set(found), listing))
+    found.update(_missed(bases, known, matched | set(found), listing))
     return _oldest_first(found)
 
 
 def missed_siblings(
-    plain: list[str], known: dict[str, FileEntry], open_files: set[tuple[int, int]]
+    paths: list[str], known: dict[str, FileEntry], open_files: set[tuple[int, int]]
 ) -> list[str]:
-    """While following, after `plain` paths came to name new files: the siblings rotated away
-    unread since the last scan, oldest first. `open_files`: the files the tailer has open."""
-    return _oldest_first(_missed(plain, known, open_files, _list(_folders(plain))))
+    """While following, after matched `paths` came to name new files: the siblings rotated
+    away unread since the last scan, oldest first. `open_files`: the files the tailer has
+    open."""
+    return _oldest_first(_missed(paths, known, open_files, _list(_folders(paths))))
+
+
+def _bases(patterns: list[str], known: dict[str, FileEntry]) -> list[str]:
+    """The paths whose siblings may be missed files: the plain patterns, and the paths of
+    remembered files that a glob matched."""
+    globs = [p for p in patterns if glob.has_magic(p)]
+    bases = {p for p in patterns if not glob.has_magic(p)}
+    bases |= {e.path for e in known.values() if any(fnmatch.fnmatch(e.path, g) for g in globs)}
+    return sorted(bases)
 
 
 def _missed(
-    plain: list[str], known: dict[str, FileEntry], skip: set[tuple[int, int]], listing: _Listing
+    bases: list[str], known: dict[str, FileEntry], skip: set[tuple[int, int]], listing: _Listing
 ) -> _Found:
-    since = _oldest_known(plain, known, listing)
+    since = _oldest_known(bases, known, listing)
     known_ids = {(e.dev, e.ino) for e in known.values()}
     found: _Found = {}
     for de, st in listing:
         did = (st.st_dev, st.st_ino)
         if did in skip or did in known_ids or did in found or is_compressed(de.name):
             continue
-        if stat.S_ISREG(st.st_mode) and _sibling(de.path, plain, since, st.st_mtime):
+        if stat.S_ISREG(st.st_mode) and _sibling(de.path, since, st.st_mtime):
             found[did] = (st.st_mtime, de.path)
     return found
 
 
 def _oldest_known(
-    plain: list[str], known: dict[str, FileEntry], listing: _Listing
+    bases: list[str], known: dict[str, FileEntry], listing: _Listing
 ) -> dict[str, float]:
-    """Per plain path: the modification time of the oldest file we remember at that path (a
-    file rotated away keeps the path it was read under in its entry)."""
+    """Per path: the modification time of the oldest file we remember at that path (a file
+    rotated away keeps the path it was read under in its entry); paths without one are left
+    out (nothing of theirs can have been missed)."""
     mtimes = {(st.st_dev, st.st_ino): st.st_mtime for _, st in listing}
     out: dict[str, float] = {}
-    for p in plain:
+    for p in bases:
         entries = [e for e in known.values() if e.path == p]
         if not entries:
             continue
@@ -95,11 +108,11 @@ def _oldest_known(
     return out
 
 
-def _sibling(path: str, plain: list[str], since: dict[str, float], mtime: float) -> bool:
-    for p in plain:
-        if path.startswith(p) and len(path) > len(p) and path[len(p)] in ".-_":
-            return p in since and mtime >= since[p]
-    return False
+def _sibling(path: str, since: dict[str, float], mtime: float) -> bool:
+    return any(
+        path.startswith(p) and len(path) > len(p) and path[len(p)] in ".-_" and mtime >= t
+        for p, t in since.items()
+    )
 
 
 def _folders(paths: Iterable[str]) -> set[str]:

@@ -14,9 +14,9 @@ Rotation, the Fluent Bit in_tail way:
   line, another inode) is matched by the patterns too, it resumes at the old offset instead of
   being read twice.
 - delete + recreate, a file that appears later: found by the next scan (read from the start).
-- rotated twice between two scans (a reader held back, a busy machine): when a plain path names
-  a new file, its siblings rotated away unread are found and read first (recover.py), as after
-  a restart.
+- rotated twice between two scans (a reader held back, a busy machine): when a matched path
+  names a new file, its siblings rotated away unread are found and read first (recover.py),
+  as after a restart.
 - symlinks: followed; the identity is the target's. Two paths to one file are read once.
 - compressed rotated names (`.gz`, `.zst`, `.bz2`, `.xz`) are never read.
 
@@ -103,7 +103,6 @@ class Tailer:
         self._copies: dict[tuple[str, int], tuple[int, int, int]] = {}
         self._left: dict[str, int] = {}  # identity key of a file let go -> offset read
         self._first_scan = True
-        self._plain = {p for p in patterns if not glob.has_magic(p)}
         self._missing_warned: set[str] = set()
         self.bytes_read = 0
         self.lines_read = 0
@@ -133,7 +132,7 @@ class Tailer:
     def _scan(self) -> None:
         now = time.monotonic()
         seen: set[tuple[int, int]] = set()
-        renewed: list[str] = []  # plain paths that name a file newly opened
+        renewed: list[str] = []  # matched paths that name a file newly opened
         matches = self._matches()
         for path in set(self._blocked) - set(matches):
             del self._blocked[path]  # an unreadable file that went away
@@ -152,7 +151,7 @@ class Tailer:
             if f is not None:
                 f.path, f.draining = path, False
                 continue
-            if self._open(path, now, st.st_mtime) and path in self._plain:
+            if self._open(path, now, st.st_mtime):
                 renewed.append(path)
         for did, f in self._files.items():
             if did not in seen and not f.draining:

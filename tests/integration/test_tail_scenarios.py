@@ -280,8 +280,9 @@ def test_partial_last_line_of_a_rotated_file_is_flushed_when_let_go(tmp_path: Pa
     )
 
 
+@pytest.mark.parametrize("pattern", ["access.log", "*.log"])
 def test_a_file_rotated_away_between_two_scans_is_read_before_the_new_one(
-    tmp_path: Path,
+    tmp_path: Path, pattern: str
 ) -> None:
     """The reader is held back (the join waits for the other log, the machine is busy) while the
     proxy rotates twice: the file in between was never at the path when a scan looked."""
@@ -290,7 +291,7 @@ def test_a_file_rotated_away_between_two_scans_is_read_before_the_new_one(
     before.write_bytes(numbered("z", 0, 5))
     os.utime(before, (1_000_000, 1_000_000))
     log.write_bytes(numbered("a", 0, 20))
-    t = tailer([log])
+    t = tailer([tmp_path / pattern])
     got: list[bytes] = []
 
     async def main() -> None:
@@ -323,7 +324,10 @@ def test_a_file_rotated_away_between_two_scans_is_read_before_the_new_one(
     assert {e.path for e in t.known.values()} == {str(log), str(tmp_path / "access.log.2")}
 
 
-def test_after_a_restart_a_file_missed_between_two_known_ones_is_read(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pattern", ["access.log", "*.log"])
+def test_after_a_restart_a_file_missed_between_two_known_ones_is_read(
+    tmp_path: Path, pattern: str
+) -> None:
     """State left by a run that missed a rotated file (it knew the files before and after it):
     the restart reads the missed one, not the files older than all it knew."""
     log = tmp_path / "access.log"
@@ -347,7 +351,7 @@ def test_after_a_restart_a_file_missed_between_two_known_ones_is_read(tmp_path: 
         known[ident.key] = FileEntry(
             str(log), ident.dev, ident.ino, ident.fp, ident.fp_len, offset, offset, [], 1.0
         )
-    t = tailer([log], checkpoint=known)
+    t = tailer([tmp_path / pattern], checkpoint=known)
 
     async def go() -> list[bytes]:
         return [x async for b in t.batches(follow=False) for x in b.lines]
