@@ -26,7 +26,7 @@ import stat
 from collections.abc import Iterable
 
 from sidecar.sources.checkpoint import FileEntry
-from sidecar.sources.fingerprint import is_compressed
+from sidecar.sources.fingerprint import is_compressed, same_fingerprint
 
 _Listing = list[tuple[os.DirEntry[str], os.stat_result]]
 _Found = dict[tuple[int, int], tuple[float, str]]  # (dev, ino) -> (mtime, path)
@@ -41,20 +41,14 @@ def rotated_while_down(
         return []
     bases = _bases(patterns, known)
     listing = _list({os.path.dirname(e.path) or "." for e in known.values()} | _folders(bases))
-    by_inode = {(e.dev, e.ino): e for e in known.values()}
+    which = _recognise(listing, known)
     found: _Found = {}
     for de, st in listing:
         did = (st.st_dev, st.st_ino)
-        entry = by_inode.get(did)
-        if (
-            entry is not None
-            and did not in matched
-            and st.st_size > entry.offset
-            and stat.S_ISREG(st.st_mode)
-            and not is_compressed(de.name)
-        ):
+        entry = which.get(did)
+        if entry is not None and did not in matched and st.st_size > entry.offset:
             found[did] = (st.st_mtime, de.path)
-    found.update(_missed(bases, known, matched | set(found), listing))
+    found.update(_missed(bases, known, which, matched | set(found), listing))
     return _oldest_first(found)
 
 
@@ -64,7 +58,8 @@ def missed_siblings(
     """While following, after matched `paths` came to name new files: the siblings rotated
     away unread since the last scan, oldest first. `open_files`: the files the tailer has
     open."""
-    return _oldest_first(_missed(paths, known, open_files, _list(_folders(paths))))
+    listing = _list(_folders(paths))
+    return _oldest_first(_missed(paths, known, _recognise(listing, known), open_files, listing))
 
 
 def _bases(patterns: list[str], known: dict[str, FileEntry]) -> list[str]:
@@ -76,15 +71,47 @@ def _bases(patterns: list[str], known: dict[str, FileEntry]) -> list[str]:
     return sorted(bases)
 
 
+def _recognise(listing: _Listing, known: dict[str, FileEntry]) -> dict[tuple[int, int], FileEntry]:
+    """The listed files we remember: same device and inode AND the same first line (an inode
+    freed by deleting an old rotated file is soon reused by a new file, often the next one at
+    the path). A file that cannot be opened counts as the one remembered (as before)."""
+    by_inode: dict[tuple[int, int], list[FileEntry]] = {}
+    for e in known.values():
+        by_inode.setdefault((e.dev, e.ino), []).append(e)
+    out: dict[tuple[int, int], FileEntry] = {}
+    for de, st in listing:
+        did = (st.st_dev, st.st_ino)
+        entries = by_inode.get(did)
+        if not entries or not stat.S_ISREG(st.st_mode) or is_compressed(de.name):
+            continue
+        try:
+            fd = os.open(de.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            out[did] = entries[0]
+            continue
+        try:
+            same = [e for e in entries if same_fingerprint(fd, e.fp, e.fp_len)]
+        except OSError:
+            same = entries[:1]
+        finally:
+            os.close(fd)
+        if same:
+            out[did] = same[0]
+    return out
+
+
 def _missed(
-    bases: list[str], known: dict[str, FileEntry], skip: set[tuple[int, int]], listing: _Listing
+    bases: list[str],
+    known: dict[str, FileEntry],
+    which: dict[tuple[int, int], FileEntry],
+    skip: set[tuple[int, int]],
+    listing: _Listing,
 ) -> _Found:
-    since = _oldest_known(bases, known, listing)
-    known_ids = {(e.dev, e.ino) for e in known.values()}
+    since = _oldest_known(bases, known, which, listing)
     found: _Found = {}
     for de, st in listing:
         did = (st.st_dev, st.st_ino)
-        if did in skip or did in known_ids or did in found or is_compressed(de.name):
+        if did in skip or did in which or did in found or is_compressed(de.name):
             continue
         if stat.S_ISREG(st.st_mode) and _sibling(de.path, since, st.st_mtime):
             found[did] = (st.st_mtime, de.path)
@@ -92,20 +119,25 @@ def _missed(
 
 
 def _oldest_known(
-    bases: list[str], known: dict[str, FileEntry], listing: _Listing
+    bases: list[str],
+    known: dict[str, FileEntry],
+    which: dict[tuple[int, int], FileEntry],
+    listing: _Listing,
 ) -> dict[str, float]:
-    """Per path: the modification time of the oldest file we remember at that path (a file
-    rotated away keeps the path it was read under in its entry); paths without one are left
-    out (nothing of theirs can have been missed)."""
-    mtimes = {(st.st_dev, st.st_ino): st.st_mtime for _, st in listing}
-    out: dict[str, float] = {}
-    for p in bases:
-        entries = [e for e in known.values() if e.path == p]
-        if not entries:
-            continue
-        on_disk = [mtimes[(e.dev, e.ino)] for e in entries if (e.dev, e.ino) in mtimes]
-        out[p] = min(on_disk) if on_disk else min(e.seen for e in entries) - 1.0
-    return out
+    """Per path: the modification time of the oldest remembered file on disk that was read at
+    that path (a file rotated away keeps that path in its entry), or, when all of them are
+    gone, a second before the oldest was last seen; paths without any are left out (nothing
+    of theirs can have been missed)."""
+    on_disk: dict[str, float] = {}
+    for _, st in listing:
+        e = which.get((st.st_dev, st.st_ino))
+        if e is not None and e.path in bases:
+            on_disk[e.path] = min(on_disk.get(e.path, st.st_mtime), st.st_mtime)
+    gone: dict[str, float] = {}
+    for e in known.values():
+        if e.path in bases and e.path not in on_disk:
+            gone[e.path] = min(gone.get(e.path, e.seen), e.seen - 1.0)
+    return on_disk | gone
 
 
 def _sibling(path: str, since: dict[str, float], mtime: float) -> bool:

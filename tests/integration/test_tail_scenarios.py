@@ -357,3 +357,36 @@ def test_after_a_restart_a_file_missed_between_two_known_ones_is_read(
         return [x async for b in t.batches(follow=False) for x in b.lines]
 
     assert asyncio.run(go()) == names("b", 0, 30) + names("c", 4, 10)
+
+
+def test_an_inode_reused_by_a_missed_file_is_not_taken_for_the_remembered_one(
+    tmp_path: Path,
+) -> None:
+    """logrotate deletes the oldest rotated file and the next file created often gets its inode:
+    a remembered entry with that inode but another first line is not the file on disk."""
+    log = tmp_path / "access.log"
+    for name, data, mtime in (
+        ("access.log.1", numbered("a", 0, 20), 1_000_000_000),  # known, read to its end
+        ("access.log.2", numbered("b", 0, 30), 1_100_000_000),  # missed; its inode was F0's
+        ("access.log", numbered("c", 0, 10), 1_200_000_000),  # known, read to its end
+    ):
+        (tmp_path / name).write_bytes(data)
+        os.utime(tmp_path / name, (mtime, mtime))
+    known = {}
+    for name in ("access.log.1", "access.log.2", "access.log"):
+        fd = os.open(tmp_path / name, os.O_RDONLY)
+        ident = identify(fd)
+        os.close(fd)
+        assert ident is not None
+        size = (tmp_path / name).stat().st_size
+        fp, fp_len = ident.fp, ident.fp_len
+        if name == "access.log.2":  # F0, deleted since, was read past this file's size
+            fp, fp_len, size = "0123456789abcdef", 24, 1 << 20
+        e = FileEntry(str(log), ident.dev, ident.ino, fp, fp_len, size, size, [], 1.0)
+        known[e.key] = e
+    t = tailer([log], checkpoint=known)
+
+    async def go() -> list[bytes]:
+        return [x async for b in t.batches(follow=False) for x in b.lines]
+
+    assert asyncio.run(go()) == names("b", 0, 30)
