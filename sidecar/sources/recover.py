@@ -1,20 +1,25 @@
-"""Find files that were rotated away before the tailer read them.
+"""Find files that were rotated away before the tailer read them (all of them).
 
-Two cases, both only in the folders of the configured paths:
-- after a restart, a checkpointed file that the patterns no longer match was renamed
-  (logrotate's `access.log` -> `access.log.1`): it is found by its inode (and device) and read
-  from its checkpoint to its end (`rotated_while_down`);
-- a file that came to a path the patterns match (a plain path, or a name a glob matched) and
-  was renamed away before we saw it (rotation faster than a restart, or than a scan while the
-  reader was held back) was never read: a sibling named `<path>.<suffix>`, `<path>-<suffix>`
-  or `<path>_<suffix>` with an unknown identity, modified no earlier than the oldest file we
-  still remember at that path, is read from its start. Rotated files are written one after
-  the other, so a file newer than one we knew was either known too or missed; files older
-  than all we remember were there before us. The tailer looks for these at a restart and
-  whenever a matched path names a new file (`missed_siblings`). Compressed names are never
-  read.
+Only in the folders of the configured paths; compressed names are never read. Three cases:
+- **renamed** (logrotate's `access.log` -> `access.log.1`) while the sidecar was down: a file
+  we remember is found by its device, inode AND first line (an inode freed by deleting an old
+  rotated file is soon reused by a new one) and read from its checkpoint to its end;
+- **missed**: a file came to a path the patterns match (a plain path, or a name a glob
+  matched) and was renamed away before a scan saw it (rotation faster than a restart, or than
+  a scan while the reader was held back). A sibling named `<path>.<suffix>`, `<path>-<suffix>`
+  or `<path>_<suffix>`, unknown, modified no earlier than the oldest file we remember at that
+  path, is read from its start. Rotated files are written one after the other, so a file newer
+  than one we knew was either known too or missed; files older than all we remember were there
+  before us. A sibling that starts with the first line of a file we remember is a copy, not a
+  missed file (`cp access.log access.log.bak` is not read again);
+- **copied, then truncated** (copytruncate): the lines written between our last read and the
+  cut are only in the copy, a sibling starting with the truncated file's first line: it is read
+  from the offset we had reached (`copies_of`; at a restart, for remembered files whose inode
+  is gone or starts with another line now).
 
-Nothing is found on a first start (no checkpoint): `start_at` applies then.
+The tailer looks at a restart (`rotated_while_down`), whenever a matched path names a new file
+(`missed_siblings`) and when a file was truncated (`copies_of`). Nothing is found on a first
+start (no checkpoint): `start_at` applies then.
 """
 
 from __future__ import annotations
@@ -24,42 +29,111 @@ import glob
 import os
 import stat
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sidecar.sources.checkpoint import FileEntry
-from sidecar.sources.fingerprint import is_compressed, same_fingerprint
+from sidecar.sources.fingerprint import fingerprint, is_compressed
 
-_Listing = list[tuple[os.DirEntry[str], os.stat_result]]
-_Found = dict[tuple[int, int], tuple[float, str]]  # (dev, ino) -> (mtime, path)
+_Id = tuple[int, int]  # (dev, ino)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    path: str
+    mtime: float
+    copy_of: FileEntry | None = None  # a copy: resume at this entry's offset
+
+
+@dataclass(slots=True)
+class _Folder:
+    """The files of the folders looked at, with what we know of each."""
+
+    files: list[tuple[str, os.stat_result]]
+    known: dict[_Id, FileEntry]  # the listed files we remember (inode and first line)
+    fps: set[tuple[str, int]]  # the first lines of every file we remember
 
 
 def rotated_while_down(
-    patterns: list[str], known: dict[str, FileEntry], matched: set[tuple[int, int]]
-) -> list[str]:
-    """At a restart: the paths of files to read to their end (from their checkpoint or
-    start), oldest first. `matched`: the files the patterns match (opened anyway)."""
+    patterns: list[str], known: dict[str, FileEntry], matched: set[_Id]
+) -> list[Found]:
+    """At a restart: the files to read to their end, oldest first. `matched`: the files the
+    patterns match (opened anyway)."""
     if not known:
         return []
     bases = _bases(patterns, known)
-    listing = _list({os.path.dirname(e.path) or "." for e in known.values()} | _folders(bases))
-    which = _recognise(listing, known)
-    found: _Found = {}
-    for de, st in listing:
+    d = _look(_folders([e.path for e in known.values()] + bases), known)
+    found: dict[_Id, Found] = {}
+    for path, st in d.files:
         did = (st.st_dev, st.st_ino)
-        entry = which.get(did)
+        entry = d.known.get(did)
         if entry is not None and did not in matched and st.st_size > entry.offset:
-            found[did] = (st.st_mtime, de.path)
-    found.update(_missed(bases, known, which, matched | set(found), listing))
+            found[did] = Found(path, st.st_mtime)
+    gone = [e for e in known.values() if d.known.get((e.dev, e.ino)) is not e]
+    for e in gone:  # truncated (or deleted): a copy holds what came after our offset
+        for did, path, mtime in _copies(d, e.path, (e.fp, e.fp_len), matched):
+            found.setdefault(did, Found(path, mtime, copy_of=e))
+    found.update(_missed(bases, known, d, matched | set(found)))
     return _oldest_first(found)
 
 
 def missed_siblings(
-    paths: list[str], known: dict[str, FileEntry], open_files: set[tuple[int, int]]
-) -> list[str]:
+    paths: list[str], known: dict[str, FileEntry], open_files: set[_Id]
+) -> list[Found]:
     """While following, after matched `paths` came to name new files: the siblings rotated
-    away unread since the last scan, oldest first. `open_files`: the files the tailer has
-    open."""
-    listing = _list(_folders(paths))
-    return _oldest_first(_missed(paths, known, _recognise(listing, known), open_files, listing))
+    away unread since the last scan, oldest first."""
+    return _oldest_first(_missed(paths, known, _look(_folders(paths), known), open_files))
+
+
+def copies_of(
+    path: str, fp: str, fp_len: int, known: dict[str, FileEntry], open_files: set[_Id]
+) -> list[Found]:
+    """After `path` was truncated: its copies (siblings starting with the line `fp` names)."""
+    d = _look(_folders([path]), known)
+    copies = _copies(d, path, (fp, fp_len), open_files)
+    return _oldest_first({did: Found(p, mtime) for did, p, mtime in copies})
+
+
+def _copies(
+    d: _Folder, base: str, fp: tuple[str, int], skip: set[_Id]
+) -> Iterable[tuple[_Id, str, float]]:
+    for path, st in d.files:
+        did = (st.st_dev, st.st_ino)
+        if did in skip or did in d.known or not _named_after(path, base):
+            continue
+        if _fingerprint(path) == fp:
+            yield did, path, st.st_mtime
+
+
+def _missed(
+    bases: list[str], known: dict[str, FileEntry], d: _Folder, skip: set[_Id]
+) -> dict[_Id, Found]:
+    since = _oldest_known(bases, known, d)
+    found: dict[_Id, Found] = {}
+    for path, st in d.files:
+        did = (st.st_dev, st.st_ino)
+        if did in skip or did in d.known:
+            continue
+        newer = any(_named_after(path, p) and st.st_mtime >= t for p, t in since.items())
+        if newer and _fingerprint(path) not in d.fps:  # a copy of a file we read is not missed
+            found[did] = Found(path, st.st_mtime)
+    return found
+
+
+def _oldest_known(bases: list[str], known: dict[str, FileEntry], d: _Folder) -> dict[str, float]:
+    """Per path: the modification time of the oldest remembered file on disk that was read at
+    that path (a file rotated away keeps that path in its entry), or, when all of them are
+    gone, a second before the oldest was last seen; paths without any are left out (nothing
+    of theirs can have been missed)."""
+    on_disk: dict[str, float] = {}
+    for _, st in d.files:
+        e = d.known.get((st.st_dev, st.st_ino))
+        if e is not None and e.path in bases:
+            on_disk[e.path] = min(on_disk.get(e.path, st.st_mtime), st.st_mtime)
+    gone: dict[str, float] = {}
+    for e in known.values():
+        if e.path in bases and e.path not in on_disk:
+            gone[e.path] = min(gone.get(e.path, e.seen), e.seen - 1.0)
+    return on_disk | gone
 
 
 def _bases(patterns: list[str], known: dict[str, FileEntry]) -> list[str]:
@@ -71,88 +145,9 @@ def _bases(patterns: list[str], known: dict[str, FileEntry]) -> list[str]:
     return sorted(bases)
 
 
-def _recognise(listing: _Listing, known: dict[str, FileEntry]) -> dict[tuple[int, int], FileEntry]:
-    """The listed files we remember: same device and inode AND the same first line (an inode
-    freed by deleting an old rotated file is soon reused by a new file, often the next one at
-    the path). A file that cannot be opened counts as the one remembered (as before)."""
-    by_inode: dict[tuple[int, int], list[FileEntry]] = {}
-    for e in known.values():
-        by_inode.setdefault((e.dev, e.ino), []).append(e)
-    out: dict[tuple[int, int], FileEntry] = {}
-    for de, st in listing:
-        did = (st.st_dev, st.st_ino)
-        entries = by_inode.get(did)
-        if not entries or not stat.S_ISREG(st.st_mode) or is_compressed(de.name):
-            continue
-        try:
-            fd = os.open(de.path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            out[did] = entries[0]
-            continue
-        try:
-            same = [e for e in entries if same_fingerprint(fd, e.fp, e.fp_len)]
-        except OSError:
-            same = entries[:1]
-        finally:
-            os.close(fd)
-        if same:
-            out[did] = same[0]
-    return out
-
-
-def _missed(
-    bases: list[str],
-    known: dict[str, FileEntry],
-    which: dict[tuple[int, int], FileEntry],
-    skip: set[tuple[int, int]],
-    listing: _Listing,
-) -> _Found:
-    since = _oldest_known(bases, known, which, listing)
-    found: _Found = {}
-    for de, st in listing:
-        did = (st.st_dev, st.st_ino)
-        if did in skip or did in which or did in found or is_compressed(de.name):
-            continue
-        if stat.S_ISREG(st.st_mode) and _sibling(de.path, since, st.st_mtime):
-            found[did] = (st.st_mtime, de.path)
-    return found
-
-
-def _oldest_known(
-    bases: list[str],
-    known: dict[str, FileEntry],
-    which: dict[tuple[int, int], FileEntry],
-    listing: _Listing,
-) -> dict[str, float]:
-    """Per path: the modification time of the oldest remembered file on disk that was read at
-    that path (a file rotated away keeps that path in its entry), or, when all of them are
-    gone, a second before the oldest was last seen; paths without any are left out (nothing
-    of theirs can have been missed)."""
-    on_disk: dict[str, float] = {}
-    for _, st in listing:
-        e = which.get((st.st_dev, st.st_ino))
-        if e is not None and e.path in bases:
-            on_disk[e.path] = min(on_disk.get(e.path, st.st_mtime), st.st_mtime)
-    gone: dict[str, float] = {}
-    for e in known.values():
-        if e.path in bases and e.path not in on_disk:
-            gone[e.path] = min(gone.get(e.path, e.seen), e.seen - 1.0)
-    return on_disk | gone
-
-
-def _sibling(path: str, since: dict[str, float], mtime: float) -> bool:
-    return any(
-        path.startswith(p) and len(path) > len(p) and path[len(p)] in ".-_" and mtime >= t
-        for p, t in since.items()
-    )
-
-
-def _folders(paths: Iterable[str]) -> set[str]:
-    return {os.path.dirname(p) or "." for p in paths}
-
-
-def _list(folders: Iterable[str]) -> _Listing:
-    listing: _Listing = []
+def _look(folders: Iterable[str], known: dict[str, FileEntry]) -> _Folder:
+    """List the regular, uncompressed files of `folders`; recognise those we remember."""
+    files: list[tuple[str, os.stat_result]] = []
     for folder in folders:
         try:
             entries = list(os.scandir(folder))
@@ -160,11 +155,48 @@ def _list(folders: Iterable[str]) -> _Listing:
             continue
         for de in entries:
             try:
-                listing.append((de, de.stat()))
+                st = de.stat()
             except OSError:
                 continue
-    return listing
+            if stat.S_ISREG(st.st_mode) and not is_compressed(de.name):
+                files.append((de.path, st))
+    by_inode: dict[_Id, list[FileEntry]] = {}
+    for e in known.values():
+        by_inode.setdefault((e.dev, e.ino), []).append(e)
+    recognised: dict[_Id, FileEntry] = {}
+    for path, st in files:
+        did = (st.st_dev, st.st_ino)
+        entries = by_inode.get(did)
+        if entries:
+            fp = _fingerprint(path)
+            same = [e for e in entries if (e.fp, e.fp_len) == fp]
+            if fp is None or same:  # unreadable: taken for the one remembered
+                recognised[did] = same[0] if same else entries[0]
+    return _Folder(files, recognised, {(e.fp, e.fp_len) for e in known.values()})
 
 
-def _oldest_first(found: _Found) -> list[str]:
-    return [path for _, path in sorted(found.values())]
+def _named_after(path: str, base: str) -> bool:
+    """`base.<suffix>`, `base-<suffix>` or `base_<suffix>`: what rotation names a file."""
+    return path.startswith(base) and path[len(base) : len(base) + 1] in (".", "-", "_")
+
+
+def _fingerprint(path: str) -> tuple[str, int] | None:
+    """The file's first-line fingerprint; None when it cannot be read or is not whole yet."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return fingerprint(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _folders(paths: Iterable[str]) -> set[str]:
+    return {os.path.dirname(p) or "." for p in paths}
+
+
+def _oldest_first(found: dict[_Id, Found]) -> list[Found]:
+    return sorted(found.values(), key=lambda f: (f.mtime, f.path))

@@ -10,9 +10,9 @@ Rotation, the Fluent Bit in_tail way:
   (first: a request that straddles the rotation is read in order) and is let go once it has had
   no new data for `rotate_wait_secs`; its partial last line is then flushed.
 - copytruncate: the size drops below the offset, or the first line changed (truncated and
-  regrown past the old size between two polls): read again from 0. If the copy (same first
-  line, another inode) is matched by the patterns too, it resumes at the old offset instead of
-  being read twice.
+  regrown past the old size between two polls): read again from 0. The copy (same first line,
+  another inode: `<path>.1`, or any file the patterns match) resumes at the old offset: it
+  holds the lines written between our last read and the cut, and is not read twice.
 - delete + recreate, a file that appears later: found by the next scan (read from the start).
 - rotated twice between two scans (a reader held back, a busy machine): when a matched path
   names a new file, its siblings rotated away unread are found and read first (recover.py),
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from sidecar.sources.checkpoint import FileEntry
 from sidecar.sources.fingerprint import Identity, identify, is_compressed, same_fingerprint
 from sidecar.sources.lines import LineBatch, Lines
-from sidecar.sources.recover import missed_siblings, rotated_while_down
+from sidecar.sources.recover import Found, copies_of, missed_siblings, rotated_while_down
 
 log = logging.getLogger("sidecar.sources.tail")
 
@@ -227,23 +227,24 @@ class Tailer:
     def _find_rotated_while_down(self) -> None:
         """Files renamed away while we were down (see recover.py): read them to their end."""
         matched = {(f.dev, f.ino) for f in self._files.values()}
-        for path in rotated_while_down(self.patterns, self._restored, matched):
-            with contextlib.suppress(OSError):
-                self._open(path, time.monotonic(), os.stat(path).st_mtime, rotated=True)
-                log.info("Reading %s, rotated while the sidecar was stopped.", path)
+        for found in rotated_while_down(self.patterns, self._restored, matched):
+            e = found.copy_of
+            if e is not None:  # the copy of a file truncated meanwhile: resume at our offset
+                self._copies[(e.fp, e.fp_len)] = (e.offset, e.dev, e.ino)
+            self._open_rotated(found, "rotated while the sidecar was stopped")
 
     def _find_missed(self, renewed: list[str]) -> None:
         """Files rotated away from `renewed` paths since the last scan, never seen: read them
         (before the new files: they are older)."""
-        for path in missed_siblings(renewed, self.known, set(self._files)):
-            with contextlib.suppress(OSError):
-                if self._open(path, time.monotonic(), os.stat(path).st_mtime, rotated=True):
-                    self.rotations += 1
-                    log.warning(
-                        "Reading %s: it was rotated away before it was read (rotation faster "
-                        "than the reader).",
-                        path,
-                    )
+        for found in missed_siblings(renewed, self.known, set(self._files)):
+            if self._open_rotated(found, "rotated away before it was read"):
+                self.rotations += 1
+
+    def _open_rotated(self, found: Found, why: str) -> bool:
+        opened = self._open(found.path, time.monotonic(), found.mtime, rotated=True)
+        if opened:
+            log.info("Reading %s, %s.", found.path, why)
+        return opened
 
     def _cannot_open(self, path: str, exc: OSError, now: float, b: _Blocked | None) -> None:
         if b is None:
@@ -301,13 +302,17 @@ class Tailer:
     def _truncated(self, f: _File) -> None:
         self.truncations += 1
         log.warning("The file %s was truncated; reading it again from the start.", f.path)
-        if f.ident is not None:
-            self._copies[(f.ident.fp, f.ident.fp_len)] = (f.lines.start, f.dev, f.ino)
+        old = f.ident
+        if old is not None:
+            self._copies[(old.fp, old.fp_len)] = (f.lines.start, f.dev, f.ino)
         f.ident = identify(f.fd)
         f.offset = f.replay_until = 0
         f.lines.reset(0)
         if f.ident is not None:
             self._place(f, os.fstat(f.fd).st_size)
+        if old is not None:  # the copy holds what was written between our last read and the cut
+            for found in copies_of(f.path, old.fp, old.fp_len, self.known, set(self._files)):
+                self._open_rotated(found, f"the copy of {f.path} (the rest of what it held)")
 
     def _split(self, f: _File, block: bytes, base: int) -> list[LineBatch]:
         out = f.lines.feed(block, base, f.path, f"{self.name}|{f.ident.key}")  # type: ignore[union-attr]

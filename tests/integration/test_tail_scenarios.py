@@ -80,6 +80,37 @@ def tailer(patterns: list[Path | str], **kw: object) -> Tailer:
     return Tailer([str(p) for p in patterns], **kw)  # type: ignore[arg-type]
 
 
+def held_back(t: Tailer, first: int, act: Callable[[], None], total: int) -> list[bytes]:
+    """Follow with `t`; once `first` lines are read, stop iterating it (a reader held back by the
+    join or a busy machine: the tailer neither reads nor scans), `act`, then go on until `total`
+    lines and a few scans more. The lines read, in order."""
+    got: list[bytes] = []
+
+    async def main() -> None:
+        stop, resume = asyncio.Event(), asyncio.Event()
+
+        async def consume() -> None:
+            async for b in t.batches(follow=True, stop=stop):
+                got.extend(b.lines)
+                if len(got) >= first:
+                    await resume.wait()
+
+        task = asyncio.create_task(consume())
+        while len(got) < first and not task.done():
+            await asyncio.sleep(0.01)
+        act()
+        resume.set()
+        end = time.monotonic() + 10
+        while len(got) < total and time.monotonic() < end:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # several scans more: nothing else is read
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+    return got
+
+
 def test_rename_rotation_reads_the_old_file_to_its_end_first(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     log.write_bytes(numbered("a", 0, 100))
@@ -292,33 +323,14 @@ def test_a_file_rotated_away_between_two_scans_is_read_before_the_new_one(
     os.utime(before, (1_000_000, 1_000_000))
     log.write_bytes(numbered("a", 0, 20))
     t = tailer([tmp_path / pattern])
-    got: list[bytes] = []
 
-    async def main() -> None:
-        stop, resume = asyncio.Event(), asyncio.Event()
-
-        async def consume() -> None:
-            async for b in t.batches(follow=True, stop=stop):
-                got.extend(b.lines)
-                if len(got) >= 20:
-                    await resume.wait()  # held back: the tailer is not iterated, nor scans
-
-        task = asyncio.create_task(consume())
-        while len(got) < 20:
-            await asyncio.sleep(0.01)
+    def rotate_twice() -> None:
         os.rename(log, tmp_path / "access.log.1")
         log.write_bytes(numbered("b", 0, 30))
         os.rename(log, tmp_path / "access.log.2")
         log.write_bytes(numbered("c", 0, 10))
-        resume.set()
-        end = time.monotonic() + 10
-        while len(got) < 60 and time.monotonic() < end:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.3)  # several scans more: nothing else is read
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
-    asyncio.run(main())
+    got = held_back(t, 20, rotate_twice, 60)
     assert got == names("a", 0, 20) + names("b", 0, 30) + names("c", 0, 10)
     assert t.rotations == 2
     assert {e.path for e in t.known.values()} == {str(log), str(tmp_path / "access.log.2")}
@@ -390,3 +402,60 @@ def test_an_inode_reused_by_a_missed_file_is_not_taken_for_the_remembered_one(
         return [x async for b in t.batches(follow=False) for x in b.lines]
 
     assert asyncio.run(go()) == names("b", 0, 30)
+
+
+def test_copytruncate_while_held_back_reads_the_rest_from_the_copy(tmp_path: Path) -> None:
+    """Lines written after our last read and before logrotate's cut are only in the copy."""
+    log = tmp_path / "access.log"
+    log.write_bytes(numbered("a", 0, 20))
+    t = tailer([log])
+
+    def copytruncate() -> None:
+        append(log, numbered("a", 20, 35))
+        (tmp_path / "access.log.1").write_bytes(log.read_bytes())
+        with log.open("r+b") as fh:
+            fh.truncate(0)
+        append(log, numbered("b", 0, 5))
+
+    got = held_back(t, 20, copytruncate, 40)
+    assert got == names("a", 0, 35) + names("b", 0, 5)
+    assert t.truncations == 1
+
+
+def test_a_copy_of_a_file_read_is_not_taken_for_a_missed_one(tmp_path: Path) -> None:
+    """`cp access.log access.log.bak` is newer than the files remembered, named like a rotated
+    file, and unknown: its first line says it is a copy of what was read."""
+    log = tmp_path / "access.log"
+    log.write_bytes(numbered("a", 0, 20))
+    t = tailer([log])
+
+    def copy_then_rotate() -> None:
+        (tmp_path / "access.log.bak").write_bytes(log.read_bytes())
+        os.rename(log, tmp_path / "access.log.1")
+        log.write_bytes(numbered("b", 0, 10))
+
+    got = held_back(t, 20, copy_then_rotate, 30)
+    assert got == names("a", 0, 20) + names("b", 0, 10)
+
+
+def test_after_a_restart_the_copy_of_a_file_truncated_meanwhile_is_read_from_our_offset(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(numbered("a", 0, 35))
+    fd = os.open(log, os.O_RDONLY)
+    ident = identify(fd)
+    os.close(fd)
+    assert ident is not None
+    offset = len(numbered("a", 0, 20))  # where the last run's checkpoint stood
+    e = FileEntry(str(log), ident.dev, ident.ino, ident.fp, ident.fp_len, offset, offset, [], 1.0)
+    (tmp_path / "access.log.1").write_bytes(log.read_bytes())  # copytruncate while down
+    with log.open("r+b") as fh:
+        fh.truncate(0)
+    append(log, numbered("b", 0, 5))
+    t = tailer([log], checkpoint={e.key: e})
+
+    async def go() -> list[bytes]:
+        return [x async for b in t.batches(follow=False) for x in b.lines]
+
+    assert asyncio.run(go()) == names("a", 20, 35) + names("b", 0, 5)
