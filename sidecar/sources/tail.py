@@ -20,7 +20,8 @@ Rotation, the Fluent Bit in_tail way:
 - symlinks: followed; the identity is the target's. Two paths to one file are read once.
 - compressed rotated names (`.gz`, `.zst`, `.bz2`, `.xz`) are never read.
 
-Files that cannot be opened are warned about once (then at most every `WARN_EVERY_SECS`), with
+The files are first looked at when the tailer is made (the sidecar's start), not at its first
+read. Files that cannot be opened are warned about once (then at most every `WARN_EVERY_SECS`), with
 the fix, and retried with a growing back-off; the other files go on. A line longer than
 `max_line_bytes` is skipped up to its newline without being held in memory and reported in
 `LineBatch.skipped` as (offset, length) so it can be set aside.
@@ -110,6 +111,9 @@ class Tailer:
         self.truncations = 0
         self.lines_too_long = 0
         self.idle_since: float | None = None  # monotonic time it caught up (follow); None: busy
+        # The first look, now rather than at the first read (after the rest of start-up): a
+        # file rotated away in between is then a rotation like any other, read to its end.
+        self._scan()
 
     @property
     def unreadable(self) -> int:
@@ -350,7 +354,7 @@ class Tailer:
 
     async def _follow(self, follow: bool, stop: asyncio.Event | None) -> AsyncIterator[LineBatch]:
         loop = asyncio.get_running_loop()
-        self._scan()
+        self._scan()  # what changed since the first look
         last_scan = loop.time()
         while True:
             got = None

@@ -67,6 +67,18 @@ def wait_working(ckpt: Path, started: float, out: Path, size0: int, writing: boo
     raise AssertionError("the sidecar wrote no checkpoint or no event")
 
 
+def wait_started(err_log: Path, proc: subprocess.Popen) -> None:
+    """Until the sidecar has started (it logs its /health endpoint, or that it cannot listen,
+    once its readers have been made: their files are open)."""
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        if b"/health and /metrics" in err_log.read_bytes():
+            return
+        assert proc.poll() is None, err_log.read_text(errors="replace")[-2000:]
+        time.sleep(0.05)
+    raise AssertionError("the sidecar did not start")
+
+
 def read_events(path: Path) -> tuple[list[dict], int]:
     events, torn = [], 0
     if path.exists():
@@ -122,22 +134,29 @@ def test_sigkill_and_rotation_lose_nothing_and_duplicate_only_whole_events(
     err_log = tmp_path / "sidecar.stderr"
     rng = random.Random(8)
 
-    writer = subprocess.Popen(
-        [
-            sys.executable,
-            str(Path(__file__).parent / "chaos_writer.py"),
-            str(src),
-            str(logs),
-            str(WRITE_SECS),
-            str(ROTATE_SECS),
-            "8",
-        ]
-    )
     ckpt = tmp_path / "state" / "checkpoints.json"
     started, size0 = time.time(), 0
+    # The sidecar looks at the logs first (the proxy's, empty): on a first start, a file rotated
+    # away before its first look is history (`start_at` applies), and a loaded machine can take
+    # longer than a rotation to start.
+    for name in ("access.log", "body.log"):
+        (logs / name).touch()
     proc = start_sidecar(cfg_path, err_log)
+    writer = None
     kills = 0
     try:
+        wait_started(err_log, proc)
+        writer = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).parent / "chaos_writer.py"),
+                str(src),
+                str(logs),
+                str(WRITE_SECS),
+                str(ROTATE_SECS),
+                "8",
+            ]
+        )
         while writer.poll() is None or kills < MIN_KILLS:
             # A random moment while it works: once this run has written a checkpoint and events
             # (start-up, a few seconds on a busy machine, is not an interesting moment to die).
@@ -162,7 +181,7 @@ def test_sigkill_and_rotation_lose_nothing_and_duplicate_only_whole_events(
         assert proc.wait(timeout=30) == 0
     finally:
         for p in (proc, writer):
-            if p.poll() is None:
+            if p is not None and p.poll() is None:
                 p.kill()
                 p.wait()
 

@@ -459,3 +459,18 @@ def test_after_a_restart_the_copy_of_a_file_truncated_meanwhile_is_read_from_our
         return [x async for b in t.batches(follow=False) for x in b.lines]
 
     assert asyncio.run(go()) == names("a", 20, 35) + names("b", 0, 5)
+
+
+def test_a_file_rotated_between_start_up_and_the_first_read_is_read(tmp_path: Path) -> None:
+    """The sidecar's start-up (spool replay, sinks) comes between making the tailer and its
+    first read: the file at the path when it was made is the first one read."""
+    log = tmp_path / "access.log"
+    log.write_bytes(numbered("a", 0, 20))
+    t = tailer([log])
+    os.rename(log, tmp_path / "access.log.1")
+    log.write_bytes(numbered("b", 0, 10))
+
+    async def go() -> list[bytes]:
+        return [x async for b in t.batches(follow=False) for x in b.lines]
+
+    assert asyncio.run(go()) == names("a", 0, 20) + names("b", 0, 10)
