@@ -46,7 +46,7 @@ from sidecar.join.pending import (
     chunk_lines,
     has_data,
     join_str,
-    last_line,
+    last_ts,
     line_ts,
     settle,
 )
@@ -276,7 +276,7 @@ class Joiner(Storage, Expiry, PositionNotes):
             return False
         chunk = type(parts) is bytes
         # the usual: the end is the request's last record, >= last
-        last = line_ts(last_line(parts) if chunk else parts[-1])
+        last = last_ts(parts) if chunk else line_ts(parts[-1])
         if last is None or not t_end < last:
             return False
         if chunk:
