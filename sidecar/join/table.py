@@ -315,12 +315,14 @@ class Joiner(Storage, Expiry, PositionNotes):
                 p.records += 1
         if p is None:
             return
-        settle(p)
         ts = rec.ts
         if ts is not None:
+            p.ts_due = False  # the record's time replaces what `settle` would read
             if p.first_ts is None:
                 p.first_ts = ts
             p.last_ts = p.seen = ts
+        else:
+            settle(p)
         if kind == BODY_DATA:
             return
         if kind == BODY_END:

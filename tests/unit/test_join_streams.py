@@ -288,6 +288,22 @@ def test_times_of_data_read_lazily_are_the_last_lines() -> None:
     assert out[0].parts == lines
 
 
+def test_an_end_record_s_time_is_the_request_s_last_time_else_its_data_s() -> None:
+    """The end record in the same batch as the data: its time is the last time (the data's
+    is not read for it); an end without a readable time leaves the last data line's."""
+    for end_ts, want in ((1000.9, 1000.9), (None, 1000.5)):
+        lines = [line(1000.0 + k / 10, "data: {}\n\n") for k in range(6)]
+        raw_end = end_line(0.0).replace(
+            b'"ts":0.0', b'"ts":%.1f' % end_ts if end_ts else b'"ts":"x"'
+        )
+        out: list[Completed] = []
+        j = Joiner()
+        dec = decode_chunk_lines([*lines, raw_end])
+        j.add_chunks(dec.groups, dec.records, "s", out)
+        j.add_access(AccessRecord(RID, time=1001.0, status=200), "s", None, out)
+        assert [(c.first_ts, c.last_ts, c.end) for c in out] == [(1000.0, want, "complete")]
+
+
 _TS_PIECES = [
     b'{"ts":1700000000.5,"request_id":"r","data":"x"}',
     b'{"ts":1700000001,"request_id":"r"}',
