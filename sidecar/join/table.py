@@ -155,7 +155,9 @@ class Joiner(Storage, Expiry, PositionNotes):
 
     def _new(self, rid: str, source: str, *, dup: bool) -> Pending:
         """Start a pending request (`dup`: a request with this id was already emitted)."""
-        p = Pending(source, dup=dup, cost=PENDING_OVERHEAD)
+        p = Pending(source)  # no keywords: see types.stream_parsed
+        p.dup = dup
+        p.cost = PENDING_OVERHEAD
         self.pending_bytes += PENDING_OVERHEAD
         self._pending[rid] = p
         return p

@@ -53,7 +53,7 @@ from sidecar.parse.providers import NOT_CHAT, anthropic, openai_chat, parse_body
 from sidecar.parse.sse import normalise_newlines
 from sidecar.parse.tailscan import anthropic_edges as _anthropic_edges
 from sidecar.parse.tailscan import chat_tail as _chat_tail
-from sidecar.types import Completed, ParsedBody
+from sidecar.types import Completed, ParsedBody, stream_parsed
 
 WINDOW_HEAD_BYTES = 1024  # body-log bytes decoded from the start of a long stream ...
 WINDOW_TAIL_BYTES = 2048  # ... and from its end
@@ -168,7 +168,7 @@ def _chat_raw_tail(c: Completed, provider: str, api: str) -> ParsedBody | None:
     )  # type: ignore[misc]
     if got is None:
         return None
-    pb = ParsedBody(provider=provider, api=api, truncated=c.body_truncated, is_stream=True)
+    pb = stream_parsed(provider, api, c.body_truncated)
     openai_chat.read_tail(pb, *got)
     return pb
 
@@ -182,7 +182,7 @@ def _anthropic_raw_edges(c: Completed, provider: str, api: str) -> ParsedBody | 
     got = _anthropic_edges(parts, WINDOW_HEAD_BYTES, first_tail)  # type: ignore[misc]
     if got is None:
         return None
-    pb = ParsedBody(provider=provider, api=api, truncated=c.body_truncated, is_stream=True)
+    pb = stream_parsed(provider, api, c.body_truncated)
     try:
         return pb if anthropic.read_edges(pb, *got) else None
     except Exception:  # as in `parse_stream_edges`: the edges path decides (and counts it)

@@ -827,3 +827,25 @@ def test_plain_usage_is_the_general_usage_clamped(
         )
     )
     assert openai_chat._plain_usage(prompt, cached, write, completion, reasoning) == want
+
+
+def test_usage_and_parsed_body_field_order_the_positional_calls_rely_on() -> None:
+    """The hot paths build `Usage` positionally (openai_chat, anthropic, gemini) and a
+    stream's `ParsedBody` from (provider, api): their fields must stay in this order."""
+    import dataclasses
+
+    from sidecar.types import ParsedBody, stream_parsed
+
+    assert [f.name for f in dataclasses.fields(Usage)][:6] == [
+        "input_tokens",
+        "cached_input_tokens",
+        "cache_write_input_tokens",
+        "cache_write_1h_input_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+    ]
+    for truncated in (False, True):
+        want = ParsedBody(provider="openai", api="responses", truncated=truncated, is_stream=True)
+        assert stream_parsed("openai", "responses", truncated) == want
+    a, b = stream_parsed("x", "y", False), stream_parsed("x", "y", False)
+    assert a.output_text is not b.output_text and a.billing_parts is not b.billing_parts
