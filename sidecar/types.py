@@ -123,6 +123,16 @@ class ParsedBody:
     usage_partial: bool = False
 
 
+def stream_parsed(provider: str | None, api: str | None, truncated: bool) -> ParsedBody:
+    """`ParsedBody(provider=provider, api=api, truncated=truncated, is_stream=True)`, the
+    parsers' start on a stream, without keywords: a class called with keywords first builds a
+    dict of them, a third of the call (once per stream)."""
+    pb = ParsedBody(provider, api)
+    pb.is_stream = True
+    pb.truncated = truncated
+    return pb
+
+
 @dataclass(slots=True)
 class AccessRecord:
     """One access-log line mapped onto the canonical fields (DESIGN.md section 3)."""

@@ -346,7 +346,9 @@ class Enricher:
         body["calibration_ratio"] = calibration_ratio
         body["estimate_lower_bound"] = lower_bound
         body["flags"] = flags
-        return OutEvent(body, end_time, c.source_path, positions=c.positions)
+        ev = OutEvent(body, end_time, c.source_path)  # no keyword: see types.stream_parsed
+        ev.positions = c.positions
+        return ev
 
     @staticmethod
     def _end_time(c: Completed) -> float:

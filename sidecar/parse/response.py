@@ -53,7 +53,7 @@ from sidecar.parse.providers import NOT_CHAT, anthropic, openai_chat, parse_body
 from sidecar.parse.sse import normalise_newlines
 from sidecar.parse.tailscan import anthropic_edges as _anthropic_edges
 from sidecar.parse.tailscan import chat_tail as _chat_tail
-from sidecar.types import Completed, ParsedBody
+from sidecar.types import Completed, ParsedBody, stream_parsed
 
 WINDOW_HEAD_BYTES = 1024  # body-log bytes decoded from the start of a long stream ...
 WINDOW_TAIL_BYTES = 2048  # ... and from its end
@@ -144,22 +144,18 @@ def _edge_records(parts: Sequence | None, head_bytes: int, tail_bytes: int) -> A
     if parts is None or type(parts) is list:
         return parts
     n = len(parts)
-    head: list = []
+    h = size = 0  # the head: parts[:h]
+    while h < n and size < head_bytes:
+        size += len(parts[h])
+        h += 1
+    t = n  # the tail: parts[t:], never into the head
     size = 0
-    while len(head) < n and size < head_bytes:
-        line = parts[len(head)]
-        head.append(line)
-        size += len(line)
-    tail: list = []
-    size = 0
-    while len(tail) < n and size < tail_bytes:
-        line = parts[n - 1 - len(tail)]
-        tail.append(line)
-        size += len(line)
-    if len(head) + len(tail) >= n:
+    while t > h and size < tail_bytes:
+        t -= 1
+        size += len(parts[t])
+    if t <= h:
         return list(parts)
-    tail.reverse()
-    return head + tail
+    return parts[:h] + parts[t:]
 
 
 def _chat_raw_tail(c: Completed, provider: str, api: str) -> ParsedBody | None:
@@ -172,7 +168,7 @@ def _chat_raw_tail(c: Completed, provider: str, api: str) -> ParsedBody | None:
     )  # type: ignore[misc]
     if got is None:
         return None
-    pb = ParsedBody(provider=provider, api=api, truncated=c.body_truncated, is_stream=True)
+    pb = stream_parsed(provider, api, c.body_truncated)
     openai_chat.read_tail(pb, *got)
     return pb
 
@@ -186,7 +182,7 @@ def _anthropic_raw_edges(c: Completed, provider: str, api: str) -> ParsedBody | 
     got = _anthropic_edges(parts, WINDOW_HEAD_BYTES, first_tail)  # type: ignore[misc]
     if got is None:
         return None
-    pb = ParsedBody(provider=provider, api=api, truncated=c.body_truncated, is_stream=True)
+    pb = stream_parsed(provider, api, c.body_truncated)
     try:
         return pb if anthropic.read_edges(pb, *got) else None
     except Exception:  # as in `parse_stream_edges`: the edges path decides (and counts it)
@@ -199,8 +195,11 @@ def _tails(api: str) -> tuple[int, ...]:
     return (short, *_EDGE_TAILS) if short is not None and short < _EDGE_TAILS[0] else _EDGE_TAILS
 
 
+_FIRST_TAILS = {api: _tails(api)[0] for api in _SHORT_TAILS}
+
+
 def _first_tail(api: str) -> int:
-    return _tails(api)[0]
+    return _FIRST_TAILS.get(api, _EDGE_TAILS[0])
 
 
 def _parse_edges(c: Completed, provider: str, api: str) -> ParsedBody | None:

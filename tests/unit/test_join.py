@@ -242,3 +242,38 @@ def test_the_same_access_line_read_twice_is_late_not_a_duplicate() -> None:
     j.add_access(acc("a", t=5.0), "s", "/l/access.log.1", out, offset=300)
     j.flush(out)
     assert len(out) == 1 and j.late_records == 1 and j.stats["duplicate_request_id"] == 0
+
+
+def test_completed_is_built_in_field_order() -> None:
+    """`Joiner._complete` builds `Completed` positionally: each value lands in its field
+    (a duplicate id, so that the duplicate key is set too; a content type from the headers)."""
+    import dataclasses
+
+    assert [f.name for f in dataclasses.fields(Completed)] == [
+        "request_id", "source", "access", "body", "end", "content_type", "body_truncated",
+        "expired", "first_ts", "last_ts", "source_path", "body_bad_parts", "body_lossy", "parts",
+        "prior_text", "prior_extra_tokens", "assemble", "positions", "duplicate_key", "raw_bytes",
+    ]  # fmt: skip
+    j, out = Joiner(), []
+    for rid_time in (2.0, 5.0):  # the second request with id "a" is a duplicate
+        j.add_body(data("a", "data: 1\n", ts=rid_time - 1.5), "src", out)
+        j.add_body(data("a", "data: 22\n", ts=rid_time - 0.5), "src", out)
+        j.add_body(end("a", "complete", ts=rid_time), "src", out)
+        rec = AccessRecord("a", time=rid_time, status=200)
+        rec.response_headers = {"content-type": "text/event-stream"}
+        j.add_access(rec, "src", "/l/access.log", out, offset=77)
+    assert len(out) == 2
+    c = out[1]
+    assert (c.request_id, c.source, c.access, c.body, c.end, c.content_type) == (
+        "a", "src", rec, None, "complete", "text/event-stream",
+    )  # fmt: skip
+    assert (c.body_truncated, c.expired, c.first_ts, c.last_ts, c.source_path) == (
+        False, False, 3.5, 5.0, "/l/access.log",
+    )  # fmt: skip
+    assert (c.body_bad_parts, c.body_lossy, list(c.parts), c.prior_text) == (
+        0, False, ["data: 1\n", "data: 22\n"], [],
+    )  # fmt: skip
+    assert (c.prior_extra_tokens, c.assemble, c.duplicate_key, c.raw_bytes) == (
+        0, j._assemble, "5.0@77", 17,
+    )  # fmt: skip
+    assert c.text() == "data: 1\ndata: 22\n" and out[0].duplicate_key is None

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sidecar.join import Joiner
 from sidecar.parse.body import assemble_escaped, decode_chunk_lines
@@ -284,3 +286,53 @@ def test_times_of_data_read_lazily_are_the_last_lines() -> None:
     j.expire(out, now=0.0)
     assert [(c.first_ts, c.last_ts, c.expired) for c in out] == [(1000.0, 1000.5, True)]
     assert out[0].parts == lines
+
+
+def test_an_end_record_s_time_is_the_request_s_last_time_else_its_data_s() -> None:
+    """The end record in the same batch as the data: its time is the last time (the data's
+    is not read for it); an end without a readable time leaves the last data line's."""
+    for end_ts, want in ((1000.9, 1000.9), (None, 1000.5)):
+        lines = [line(1000.0 + k / 10, "data: {}\n\n") for k in range(6)]
+        raw_end = end_line(0.0).replace(
+            b'"ts":0.0', b'"ts":%.1f' % end_ts if end_ts else b'"ts":"x"'
+        )
+        out: list[Completed] = []
+        j = Joiner()
+        dec = decode_chunk_lines([*lines, raw_end])
+        j.add_chunks(dec.groups, dec.records, "s", out)
+        j.add_access(AccessRecord(RID, time=1001.0, status=200), "s", None, out)
+        assert [(c.first_ts, c.last_ts, c.end) for c in out] == [(1000.0, want, "complete")]
+
+
+_TS_PIECES = [
+    b'{"ts":1700000000.5,"request_id":"r","data":"x"}',
+    b'{"ts":1700000001,"request_id":"r"}',
+    b'{"ts":1e999,"x":1}',
+    b'{"ts":NaN,"x":1}',
+    b'{"ts":-5,"x":1}',
+    b'{"ts":1700000000.25}',
+    b'{"ts":1700000000.25',
+    b'{"ts": 1700000002 ,"x":1}',
+    b'{"ts":"1700000000","x":1}',
+    b'{"ts":',
+    b'{"ts":,',
+    b'{"t":1700000000,"x":1}',
+    b'  {"ts":1700000000,"x":1}',
+    b'{"ts":1_700_000_000,"x":1}',
+    b'{"ts":\xff\xfe,"x":1}',
+    b"",
+    b"\n",
+    b"x",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_TS_PIECES) | st.binary(max_size=40), max_size=5))
+def test_last_ts_reads_the_last_line_s_time_as_line_ts_does(pieces: list[bytes]) -> None:
+    """`last_ts` (the join's time of a part's last line, read in place) is `line_ts` of the
+    line `last_line` cuts, for any bytes: chunks, single lines, odd and hostile times."""
+    from sidecar.join.pending import last_line, last_ts, line_ts
+
+    part = b"\n".join(pieces)
+    assert last_ts(part) == line_ts(last_line(part))
+    assert last_ts(part.decode("latin-1")) is None  # not a raw line: no time, as line_ts

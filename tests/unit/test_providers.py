@@ -6,12 +6,15 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sidecar.parse.providers import is_rate_limit_error, parse_body
 from sidecar.parse.providers._common import (
     ANTHROPIC_MESSAGE_TOKENS,
     ANTHROPIC_TOOL_PARAM_TOKENS,
     ANTHROPIC_TOOL_USE_TOKENS,
+    subset_clamped,
 )
 from sidecar.types import Usage
 
@@ -794,3 +797,55 @@ def test_retry_delay_forms() -> None:
     assert parse_duration_secs({"seconds": 2, "nanos": 500_000_000}) == 2.5
     assert parse_duration_secs("soon") is None
     assert parse_duration_secs(None) is None
+
+
+_PLAIN_COUNT = st.integers(min_value=0, max_value=1 << 53)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    prompt=_PLAIN_COUNT,
+    cached=st.none() | _PLAIN_COUNT | st.sampled_from([0, 1, 5]),
+    write=st.none() | _PLAIN_COUNT | st.sampled_from([0, 1, 5]),
+    completion=_PLAIN_COUNT | st.sampled_from([0, 3]),
+    reasoning=st.none() | _PLAIN_COUNT | st.sampled_from([0, 2, 4]),
+)
+def test_plain_usage_is_the_general_usage_clamped(
+    prompt: int, cached: int | None, write: int | None, completion: int, reasoning: int | None
+) -> None:
+    """`openai_chat._plain_usage` (the chat fast paths' usage, built positionally and clamped
+    inline) is the `Usage` of its counts by keyword, clamped by `subset_clamped`."""
+    from sidecar.parse.providers import openai_chat
+
+    want = subset_clamped(
+        Usage(
+            input_tokens=prompt,
+            cached_input_tokens=cached or 0,
+            cache_write_input_tokens=write or 0,
+            output_tokens=completion,
+            reasoning_tokens=reasoning or 0,
+        )
+    )
+    assert openai_chat._plain_usage(prompt, cached, write, completion, reasoning) == want
+
+
+def test_usage_and_parsed_body_field_order_the_positional_calls_rely_on() -> None:
+    """The hot paths build `Usage` positionally (openai_chat, anthropic, gemini) and a
+    stream's `ParsedBody` from (provider, api): their fields must stay in this order."""
+    import dataclasses
+
+    from sidecar.types import ParsedBody, stream_parsed
+
+    assert [f.name for f in dataclasses.fields(Usage)][:6] == [
+        "input_tokens",
+        "cached_input_tokens",
+        "cache_write_input_tokens",
+        "cache_write_1h_input_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+    ]
+    for truncated in (False, True):
+        want = ParsedBody(provider="openai", api="responses", truncated=truncated, is_stream=True)
+        assert stream_parsed("openai", "responses", truncated) == want
+    a, b = stream_parsed("x", "y", False), stream_parsed("x", "y", False)
+    assert a.output_text is not b.output_text and a.billing_parts is not b.billing_parts

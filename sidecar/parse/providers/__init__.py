@@ -22,7 +22,7 @@ from sidecar.parse.providers import (
     openai_responses,
 )
 from sidecar.parse.providers._common import Chunks, EdgeChunks, as_dict, is_unset, loads
-from sidecar.types import ParsedBody
+from sidecar.types import ParsedBody, stream_parsed
 
 __all__ = ["NOT_CHAT", "EdgeChunks", "is_rate_limit_error", "parse_body", "parse_stream_edges"]
 
@@ -110,7 +110,7 @@ def parse_stream_edges(
     `EdgeChunks`). The answer `parse_body` gives for the whole body, or None when the edges
     cannot tell it (a parser walked past an edge, or read the body's text). `provider` and
     `api` must be known: sniffing them reads the whole body. Never raises (None)."""
-    pb = ParsedBody(provider=provider, api=api, truncated=truncated, is_stream=True)
+    pb = stream_parsed(provider, api, truncated)
     _, read_tail, with_head = _STREAMS.get(api, _CHAT_STREAM)
     try:
         # A stream that starts and ends the usual way is read straight from its text (each

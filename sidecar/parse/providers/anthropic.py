@@ -47,13 +47,13 @@ def usage_from(u: dict[str, Any]) -> Usage:
         write = n(split.get("ephemeral_5m_input_tokens")) + write_1h
     details = as_dict(u.get("output_tokens_details"))
     return n.usage(
-        Usage(
-            input_tokens=inp + read + write,
-            cached_input_tokens=read,
-            cache_write_input_tokens=write,
-            cache_write_1h_input_tokens=min(write_1h, write),
-            output_tokens=n(u.get("output_tokens")),
-            reasoning_tokens=n(details.get("thinking_tokens")),
+        Usage(  # positional, in Usage's field order (no keyword dict: a test checks it)
+            inp + read + write,  # input_tokens
+            read,  # cached_input_tokens
+            write,  # cache_write_input_tokens
+            min(write_1h, write),  # cache_write_1h_input_tokens
+            n(u.get("output_tokens")),  # output_tokens
+            n(details.get("thinking_tokens")),  # reasoning_tokens
         )
     )
 

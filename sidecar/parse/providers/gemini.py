@@ -47,11 +47,13 @@ def usage_from(m: dict[str, Any]) -> Usage:
     thoughts = n(m.get("thoughtsTokenCount"))
     prompt = n(m.get("promptTokenCount")) + n(m.get("toolUsePromptTokenCount"))
     return n.usage(
-        Usage(
-            input_tokens=prompt,
-            cached_input_tokens=n(m.get("cachedContentTokenCount")),
-            output_tokens=n(m.get("candidatesTokenCount")) + thoughts,
-            reasoning_tokens=thoughts,
+        Usage(  # positional, in Usage's field order (no keyword dict: a test checks it)
+            prompt,  # input_tokens
+            n(m.get("cachedContentTokenCount")),  # cached_input_tokens
+            0,  # cache_write_input_tokens
+            0,  # cache_write_1h_input_tokens
+            n(m.get("candidatesTokenCount")) + thoughts,  # output_tokens
+            thoughts,  # reasoning_tokens
         )
     )
 

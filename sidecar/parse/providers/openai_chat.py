@@ -26,7 +26,6 @@ from sidecar.parse.providers._common import (
     as_str,
     is_reasoning_model,
     loads,
-    subset_clamped,
     tool_call_overhead,
 )
 from sidecar.types import ParsedBody, Usage
@@ -62,16 +61,12 @@ def usage_from(u: dict[str, Any]) -> Usage:
 def _plain_usage(
     prompt: int, cached: int | None, write: int | None, completion: int, reasoning: int | None
 ) -> Usage:
-    """The usage of plain, checked counts (`usage_from`'s fast path, `read_tail`)."""
-    return subset_clamped(
-        Usage(
-            input_tokens=prompt,
-            cached_input_tokens=cached or 0,
-            cache_write_input_tokens=write or 0,
-            output_tokens=completion,
-            reasoning_tokens=reasoning or 0,
-        )
-    )
+    """The usage of plain, checked counts (`usage_from`'s fast path, `read_tail`): each one
+    0..COUNT_MAX or None, clamped as `subset_clamped` clamps them (then the 1h cache writes,
+    none here, stay 0), built positionally in Usage's field order (a test checks it)."""
+    cached = min(cached or 0, prompt)
+    write = min(write or 0, prompt - cached)
+    return Usage(prompt, cached, write, 0, completion, min(reasoning or 0, completion))
 
 
 def read_tail(
