@@ -33,9 +33,12 @@ import contextlib
 import logging
 import os
 import time
+from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable
+from itertools import accumulate
 
-from sidecar.spool.reader import SpoolReader
+from sidecar.spool.reader import RecentRun, SpoolReader
 from sidecar.spool.segment import (
     HEADER_SIZE,
     SUFFIX,
@@ -108,12 +111,11 @@ class Spool:
         self._cursors_dirty = False
         self._cursors_saved_at = 0.0
         self._segdir = os.path.join(directory, "segments")
-        # The latest records this process wrote and fsync'd: seq -> (payload, segment, offset
-        # after the record), consecutive sequence numbers from `_recent_first`, at most
-        # RECENT_BYTES of payload. A reader that keeps up takes its records from here: the
-        # bytes that were written, without reading the file back (reader.py).
-        self.recent: dict[int, tuple[bytes, Segment, int]] = {}
-        self._recent_first = 0
+        # The latest records this process wrote and fsync'd, in runs as they were written (one
+        # per batch and segment), at most RECENT_BYTES of payload. A reader that keeps up takes
+        # its records from here: the bytes that were written, without reading the file back
+        # (reader.py), a run at a time rather than a record at a time.
+        self.recent: deque[RecentRun] = deque()
         self._recent_bytes = 0
 
     # -- state ------------------------------------------------------------------------------
@@ -296,22 +298,43 @@ class Spool:
         """Keep durable records for the readers (`recent`), dropping the oldest beyond
         RECENT_BYTES. `placed`: (segment, offset, count) of each run of records written."""
         recent = self.recent
-        if not recent:
-            self._recent_first = first_seq
         seq = first_seq
         i = 0
-        size = self._recent_bytes
         for seg, off, count in placed:
-            for p in payloads[i : i + count]:
-                off += HEADER_SIZE + len(p)
-                recent[seq] = (p, seg, off)
-                size += len(p)
-                seq += 1
+            chunk = payloads if count == len(payloads) else payloads[i : i + count]
+            if chunk:
+                run = RecentRun(seq, chunk, seg, off, list(accumulate(map(len, chunk))))
+                recent.append(run)
+                self._recent_bytes += run.ends[-1]
+            seq += count
             i += count
-        while size > RECENT_BYTES and recent:
-            size -= len(recent.pop(self._recent_first)[0])
-            self._recent_first += 1
-        self._recent_bytes = size
+        excess = self._recent_bytes - RECENT_BYTES
+        while excess > 0 and recent:
+            run = recent[0]
+            k = bisect_left(run.ends, excess) + 1  # the fewest oldest records that make it up
+            if k >= len(run.ends):
+                recent.popleft()
+                dropped = run.ends[-1]
+            else:
+                recent[0] = run.without_first(k)
+                dropped = run.ends[k - 1]
+            excess -= dropped
+            self._recent_bytes -= dropped
+
+    def recent_run(self, seq: int) -> RecentRun | None:
+        """The run of `recent` that holds `seq` (readers keeping up ask for the newest)."""
+        for run in reversed(self.recent):
+            if seq >= run.first:
+                return run if seq - run.first < len(run.payloads) else None
+        return None
+
+    @property
+    def recent_seqs(self) -> range:
+        """The sequence numbers `recent` holds."""
+        if not self.recent:
+            return range(0)
+        last = self.recent[-1]
+        return range(self.recent[0].first, last.first + len(last.payloads))
 
     def _write(
         self, records: list[bytes], placed: list[tuple[Segment, int, int]] | None = None

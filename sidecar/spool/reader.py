@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
-from sidecar.spool.segment import Segment, decode_event, read_records
+from sidecar.spool.segment import HEADER_SIZE, Segment, decode_event, read_records
 from sidecar.types import OutEvent
 
 if TYPE_CHECKING:
@@ -30,6 +31,29 @@ class SpoolEntry:
         """The event, decoded on each access: a sink decodes the events of a batch one at a
         time, so that a thousand decoded events are never alive at once."""
         return decode_event(self.payload)
+
+
+@dataclass(slots=True)
+class RecentRun:
+    """Records the spool wrote in one go into one segment, kept in memory (`Spool.recent`)."""
+
+    first: int  # sequence number of payloads[0]
+    payloads: list[bytes]
+    seg: Segment
+    start: int  # offset of payloads[0]'s record in the segment
+    ends: list[int]  # payload bytes of payloads[: k + 1], for each k
+
+    def offset_after(self, k: int) -> int:
+        """The segment offset after the record of payloads[k]."""
+        return self.start + (k + 1) * HEADER_SIZE + self.ends[k]
+
+    def without_first(self, k: int) -> RecentRun:
+        """The run less its first `k` records."""
+        drop = self.ends[k - 1]
+        ends = [e - drop for e in self.ends[k:]]
+        return RecentRun(
+            self.first + k, self.payloads[k:], self.seg, self.offset_after(k - 1), ends
+        )
 
 
 @dataclass
@@ -79,9 +103,9 @@ class SpoolReader:
     def _read_now(self, max_events: int, max_bytes: int) -> list[SpoolEntry]:
         out: list[SpoolEntry] = []
         size = 0
-        recent = self.spool.recent
+        recent_run = self.spool.recent_run
         while len(out) < max_events and size < max_bytes and self.unread:
-            if self._next_seq in recent:
+            if recent_run(self._next_seq) is not None:
                 size = self._take_recent(out, size, max_events, max_bytes)
                 continue
             seg = self._current_segment()
@@ -109,27 +133,39 @@ class SpoolReader:
     ) -> int:
         """Records from `spool.recent` (this process wrote them; they are durable), from
         `_next_seq` on while they are there: the same records, in the same order, as reading
-        the segment file would give, without reading it back. The reader's place in the file
-        (`_seg`, `_off`) follows them, so that it goes on from the file where memory ends.
-        Returns the payload bytes in `out`."""
-        recent = self.spool.recent
+        the segment file would give, without reading it back, a slice of a run at a time. The
+        reader's place in the file (`_seg`, `_off`) follows them, so that it goes on from the
+        file where memory ends. Returns the payload bytes in `out`."""
+        spool = self.spool
         seq = self._next_seq
         watermark, released = self.watermark, self._released
-        seg = self._seg
-        off = self._off
-        hit = recent.get(seq)
-        while hit is not None and len(out) < max_events and size < max_bytes:
-            payload, in_seg, off = hit
-            if in_seg is not seg:
+        run = spool.recent_run(seq)
+        while run is not None and len(out) < max_events and size < max_bytes:
+            if run.seg is not self._seg:
                 self._close_fh()  # opened again only if the file must be read
-                seg = self._seg = in_seg
-            if seq >= watermark and seq not in released:  # else released before a restart
-                out.append(SpoolEntry(seq, payload))
-                size += len(payload)
-            seq += 1
-            hit = recent.get(seq)
+                self._seg = run.seg
+            ends, payloads = run.ends, run.payloads
+            i = seq - run.first
+            base = ends[i - 1] if i else 0
+            # at most max_events in all, through the record that reaches max_bytes
+            j = min(
+                len(ends),
+                i + max_events - len(out),
+                bisect_left(ends, base + max_bytes - size, i) + 1,
+            )
+            if seq >= watermark and not released:  # the usual case
+                out.extend(map(SpoolEntry, range(seq, seq + j - i), payloads[i:j]))
+                size += ends[j - 1] - base
+            else:  # some were released before a restart
+                for k in range(i, j):
+                    s = run.first + k
+                    if s >= watermark and s not in released:
+                        out.append(SpoolEntry(s, payloads[k]))
+                        size += len(payloads[k])
+            self._off = run.offset_after(j - 1)
+            seq = run.first + j
+            run = spool.recent_run(seq)
         self._next_seq = seq
-        self._off = off
         return size
 
     def _current_segment(self) -> Segment | None:

@@ -103,8 +103,11 @@ def record_crc(seq: int, payload: bytes) -> int:
 
 def encode_records(first_seq: int, payloads: list[bytes]) -> list[bytes]:
     """Each payload as a record (header + payload), numbered from `first_seq`."""
-    pack = HEADER.pack
-    return [pack(len(p), record_crc(seq, p), seq) + p for seq, p in enumerate(payloads, first_seq)]
+    pack, seq_pack, crc32 = HEADER.pack, _SEQ.pack, zlib.crc32  # record_crc, inline
+    return [
+        pack(len(p), crc32(p, crc32(seq_pack(seq))), seq) + p
+        for seq, p in enumerate(payloads, first_seq)
+    ]
 
 
 @dataclass

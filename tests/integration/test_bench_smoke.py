@@ -73,3 +73,21 @@ def test_naive_baseline_delivers_the_truth(e2e: ModuleType, tmp_path: Path) -> N
     accepted.write_text("".join(json.dumps({"event": e}) + "\n" for e in hec.events))
     res = e2e.verify(LOGS / "truth.json", accepted, "naive")
     assert res["exact"], res
+
+
+def test_delivery_bench_delivers_every_event_through_each_sink(tmp_path: Path) -> None:
+    """bench_delivery.py: the spool and each sink deliver every event (its children check the
+    count), and it prints a figure per sink."""
+    run_once("-c", str(file_sink_config(tmp_path, LOGS)), cwd=REPO)
+    argv = [
+        sys.executable,
+        str(REPO / "bench" / "bench_delivery.py"),
+        str(tmp_path / "events.ndjson"),
+    ]
+    argv += ["--repeat=1", "--batch=20", "--period-ms=1"]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, cwd=REPO).stdout
+    for kind in ("null", "file", "hec"):
+        assert f"{kind:5s} 200 events, delivery CPU" in out.replace("round 1/1 ", ""), out
+        assert any(
+            line.startswith(f"{kind:5s} ") and "us per event" in line for line in out.splitlines()
+        )

@@ -367,7 +367,7 @@ def test_readers_take_the_latest_records_from_memory_and_the_rest_from_the_file(
             assert [e.payload for e in entries] == written[start:]
             fast.release(e.seq for e in entries)
         assert not file_reads
-        assert len(sp.recent) < 20 and max(sp.recent) == 99
+        assert len(sp.recent_seqs) < 20 and sp.recent_seqs[-1] == 99
         # mid goes on from the file where memory left it (in the middle of a segment)
         rest = await mid.read(200, 1 << 20)
         assert [(e.seq, e.payload) for e in rest] == list(enumerate(written))[5:]
@@ -385,10 +385,10 @@ def test_readers_take_the_latest_records_from_memory_and_the_rest_from_the_file(
         assert [e.seq for e in got] == list(range(101))
         assert [e.payload for e in got] == written
         assert file_reads and file_reads == list(range(len(file_reads)))  # each read once
-        assert min(sp.recent) <= len(file_reads)  # the rest came from memory
+        assert sp.recent_seqs[0] <= len(file_reads)  # the rest came from memory
         assert [e.seq for e in await fast.read(10, 1 << 20)] == [100]
         await sp.close()
-        assert sp.recent == {}
+        assert not sp.recent
 
         # after a restart what is left comes from the file
         sp2 = make(tmp_path)
@@ -400,3 +400,62 @@ def test_readers_take_the_latest_records_from_memory_and_the_rest_from_the_file(
         await sp2.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_memory_and_file_paths_give_the_same_records_under_random_limits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """Random batches, payload sizes, read limits and releases, with `Spool.recent` small
+    enough that readers go from memory to the file and back, and a restart: each reader gets
+    every record it has not released exactly once, in order, with the bytes written, never more
+    than `max_events` nor (past the first record) `max_bytes`; the memory holds the newest
+    records, at most RECENT_BYTES of payload."""
+    import random
+
+    from sidecar.spool import disk, segment
+
+    rng = random.Random(seed)
+    monkeypatch.setattr(disk, "RECENT_BYTES", rng.choice([600, 2_000, 9_000]))
+    written: list[bytes] = []
+
+    async def run() -> None:
+        sp = make(tmp_path)
+        readers = [sp.reader(n) for n in ("a", "b", "c")]
+        expect: dict[str, list[int]] = {}
+        for r in readers:  # some released before (out of order): skipped, memory or file
+            left = range(r.watermark, len(written))
+            before = {s for s in left if rng.random() < 0.3}
+            r.release(before)
+            expect[r.name] = [s for s in left if s not in before]
+        seen: dict[str, list[int]] = {r.name: [] for r in readers}
+        for _ in range(rng.randint(5, 25)):
+            pads = [rng.choice([0, 10, 200, 900]) for _ in range(rng.randint(1, 12))]
+            batch = [ev(len(written) + i, pad) for i, pad in enumerate(pads)]
+            assert await sp.append(batch)
+            for r in readers:
+                expect[r.name] += range(len(written), len(written) + len(batch))
+            written.extend(segment.encode_event(e) for e in batch)
+            held = sp.recent_seqs
+            assert sum(len(written[s]) for s in held) <= disk.RECENT_BYTES
+            assert not held or held[-1] == len(written) - 1
+            for r in readers:
+                if rng.random() < 0.5:
+                    continue  # falls behind
+                max_events, max_bytes = rng.randint(1, 15), rng.choice([1, 300, 2_000, 1 << 20])
+                got = await r.read(max_events, max_bytes)
+                assert 0 < len(got) <= max_events
+                assert sum(e.size for e in got[:-1]) < max_bytes
+                assert [e.payload for e in got] == [written[e.seq] for e in got]
+                seen[r.name] += [e.seq for e in got]
+                r.release(e.seq for e in got if rng.random() < 0.9)  # some stay in flight
+        sp.finish_input()
+        for r in readers:
+            while got := await r.read(rng.randint(1, 15), 1 << 20):
+                assert [e.payload for e in got] == [written[e.seq] for e in got]
+                seen[r.name] += [e.seq for e in got]
+            assert seen[r.name] == expect[r.name]
+        await sp.close()
+
+    asyncio.run(run())
+    asyncio.run(run())  # after a restart: what was not released comes again
