@@ -188,8 +188,11 @@ class ReadersMixin:
             if ready():
                 return
             other.clear()
+            # asyncio.timeout, not wait_for: no task per wait (about 25 us less each; this
+            # waits about once per body block in `run --once`)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(other.wait(), 0.05)
+                async with asyncio.timeout(0.05):
+                    await other.wait()
 
     async def _put_completed(self, out: list[Completed]) -> None:
         """Hand completed requests to enrichment in lists of at most 64, each waiting while the
