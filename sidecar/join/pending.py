@@ -75,16 +75,10 @@ def has_data(p: Pending) -> bool:
     return bool(p.parts) or p.packed is not None or p.head is not None
 
 
-def last_line(chunk: Any) -> Any:
-    """The last body-log line of a part (a chunk's after its last newline; else the part)."""
-    if type(chunk) is bytes:
-        return chunk[chunk.rfind(b"\n") + 1 :]  # the whole part: the same object, no copy
-    return chunk
-
-
 def last_ts(part: Any) -> float | None:
-    """`line_ts(last_line(part))` without cutting the last line out of a chunk (the join asks
-    it once per request per batch): its `{"ts":` and number are read where they lie."""
+    """`line_ts` of a part's last line (after its last newline; a line is a part without one),
+    without cutting it out (the join asks it once per request per batch): its `{"ts":` and
+    number are read where they lie."""
     if type(part) is not bytes:
         return None
     start = part.rfind(b"\n") + 1

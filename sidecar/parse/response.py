@@ -162,7 +162,7 @@ def _chat_raw_tail(c: Completed, provider: str, api: str) -> ParsedBody | None:
     """`_parse_edges` of a chat stream that ends the usual way, read in C from the raw records
     (`tailscan.chat_tail`: the same parts, checks and fields, filled in by
     `openai_chat.read_tail`), or None: `_parse_edges` decides."""
-    first_tail = _first_tail(api)
+    first_tail = _tails(api)[0]
     got = _chat_tail(
         _edge_records(c.parts, WINDOW_HEAD_BYTES, first_tail), WINDOW_HEAD_BYTES, first_tail
     )  # type: ignore[misc]
@@ -177,7 +177,7 @@ def _anthropic_raw_edges(c: Completed, provider: str, api: str) -> ParsedBody | 
     """`_parse_edges` of an Anthropic stream that starts and ends the usual way, its three
     payloads cut in C from the raw records (`tailscan.anthropic_edges`: the same records and
     cuts as the first try), read by `anthropic.read_edges`; or None: `_parse_edges` decides."""
-    first_tail = _first_tail(api)
+    first_tail = _tails(api)[0]
     parts = _edge_records(c.parts, WINDOW_HEAD_BYTES, first_tail)
     got = _anthropic_edges(parts, WINDOW_HEAD_BYTES, first_tail)  # type: ignore[misc]
     if got is None:
@@ -189,17 +189,15 @@ def _anthropic_raw_edges(c: Completed, provider: str, api: str) -> ParsedBody | 
         return None
 
 
+# The tail sizes `_parse_edges` tries per API, in order (the C readers answer on the first only).
+_TAILS = {
+    api: (short, *_EDGE_TAILS) if short < _EDGE_TAILS[0] else _EDGE_TAILS
+    for api, short in _SHORT_TAILS.items()
+}
+
+
 def _tails(api: str) -> tuple[int, ...]:
-    """The tail sizes `_parse_edges` tries, in order (the C readers answer on the first only)."""
-    short = _SHORT_TAILS.get(api)
-    return (short, *_EDGE_TAILS) if short is not None and short < _EDGE_TAILS[0] else _EDGE_TAILS
-
-
-_FIRST_TAILS = {api: _tails(api)[0] for api in _SHORT_TAILS}
-
-
-def _first_tail(api: str) -> int:
-    return _FIRST_TAILS.get(api, _EDGE_TAILS[0])
+    return _TAILS.get(api, _EDGE_TAILS)
 
 
 def _parse_edges(c: Completed, provider: str, api: str) -> ParsedBody | None:

@@ -29,12 +29,14 @@ import glob
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sidecar.sources.checkpoint import FileEntry
 from sidecar.sources.fingerprint import fingerprint, is_compressed
 
 _Id = tuple[int, int]  # (dev, ino)
+_Head = tuple[str, int] | None  # a first-line fingerprint; None: the first line is not whole
+UNREADABLE = ("", -1)  # the head of a file that cannot be opened (matches no fingerprint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,12 @@ class _Folder:
     files: list[tuple[str, os.stat_result]]
     known: dict[_Id, FileEntry]  # the listed files we remember (inode and first line)
     fps: set[tuple[str, int]]  # the first lines of every file we remember
+    heads: dict[str, _Head] = field(default_factory=dict)  # path -> its head, read once
+
+    def head(self, path: str) -> _Head:
+        if path not in self.heads:
+            self.heads[path] = _fingerprint(path)
+        return self.heads[path]
 
 
 def rotated_while_down(
@@ -69,9 +77,10 @@ def rotated_while_down(
         if entry is not None and did not in matched and st.st_size > entry.offset:
             found[did] = Found(path, st.st_mtime)
     gone = [e for e in known.values() if d.known.get((e.dev, e.ino)) is not e]
-    for e in gone:  # truncated (or deleted): a copy holds what came after our offset
-        for did, path, mtime in _copies(d, e.path, (e.fp, e.fp_len), matched):
-            found.setdefault(did, Found(path, mtime, copy_of=e))
+    for e in gone:  # truncated (or deleted): its copy holds what came after our offset
+        copy = _copy(d, e.path, (e.fp, e.fp_len), matched)
+        if copy is not None:
+            found.setdefault(copy[0], Found(copy[1], copy[2], copy_of=e))
     found.update(_missed(bases, known, d, matched | set(found)))
     return _oldest_first(found)
 
@@ -81,27 +90,34 @@ def missed_siblings(
 ) -> list[Found]:
     """While following, after matched `paths` came to name new files: the siblings rotated
     away unread since the last scan, oldest first."""
-    return _oldest_first(_missed(paths, known, _look(_folders(paths), known), open_files))
+    d = _look(_folders(paths), known, paths)
+    return _oldest_first(_missed(paths, known, d, open_files))
 
 
 def copies_of(
     path: str, fp: str, fp_len: int, known: dict[str, FileEntry], open_files: set[_Id]
 ) -> list[Found]:
-    """After `path` was truncated: its copies (siblings starting with the line `fp` names)."""
-    d = _look(_folders([path]), known)
-    copies = _copies(d, path, (fp, fp_len), open_files)
-    return _oldest_first({did: Found(p, mtime) for did, p, mtime in copies})
+    """After `path` was truncated: its copy (the newest sibling starting with the line `fp`
+    names; an older one, e.g. a `cp` made earlier, holds only lines read already)."""
+    copy = _copy(_look(_folders([path]), known, [path]), path, (fp, fp_len), open_files)
+    return [] if copy is None else [Found(copy[1], copy[2])]
 
 
-def _copies(
+def _copy(
     d: _Folder, base: str, fp: tuple[str, int], skip: set[_Id]
-) -> Iterable[tuple[_Id, str, float]]:
-    for path, st in d.files:
-        did = (st.st_dev, st.st_ino)
-        if did in skip or did in d.known or not _named_after(path, base):
-            continue
-        if _fingerprint(path) == fp:
-            yield did, path, st.st_mtime
+) -> tuple[_Id, str, float] | None:
+    copies = [
+        (st.st_mtime, (st.st_dev, st.st_ino), path)
+        for path, st in d.files
+        if (st.st_dev, st.st_ino) not in skip
+        and (st.st_dev, st.st_ino) not in d.known
+        and _named_after(path, base)
+        and d.head(path) == fp
+    ]
+    if not copies:
+        return None
+    mtime, did, path = max(copies)
+    return did, path, mtime
 
 
 def _missed(
@@ -113,8 +129,11 @@ def _missed(
         did = (st.st_dev, st.st_ino)
         if did in skip or did in d.known:
             continue
-        newer = any(_named_after(path, p) and st.st_mtime >= t for p, t in since.items())
-        if newer and _fingerprint(path) not in d.fps:  # a copy of a file we read is not missed
+        if not any(_named_after(path, p) and st.st_mtime >= t for p, t in since.items()):
+            continue
+        head = d.head(path)
+        # not whole yet (an empty rotated log), unreadable, or a copy of a file we read: skip
+        if head is not None and head != UNREADABLE and head not in d.fps:
             found[did] = Found(path, st.st_mtime)
     return found
 
@@ -145,8 +164,11 @@ def _bases(patterns: list[str], known: dict[str, FileEntry]) -> list[str]:
     return sorted(bases)
 
 
-def _look(folders: Iterable[str], known: dict[str, FileEntry]) -> _Folder:
-    """List the regular, uncompressed files of `folders`; recognise those we remember."""
+def _look(
+    folders: Iterable[str], known: dict[str, FileEntry], bases: list[str] | None = None
+) -> _Folder:
+    """List the regular, uncompressed files of `folders` (only `bases` and their siblings when
+    given: a big folder is not stat'ed whole at each rotation); recognise those we remember."""
     files: list[tuple[str, os.stat_result]] = []
     for folder in folders:
         try:
@@ -154,6 +176,10 @@ def _look(folders: Iterable[str], known: dict[str, FileEntry]) -> _Folder:
         except OSError:
             continue
         for de in entries:
+            if bases is not None and not any(
+                de.path == b or _named_after(de.path, b) for b in bases
+            ):
+                continue
             try:
                 st = de.stat()
             except OSError:
@@ -163,33 +189,40 @@ def _look(folders: Iterable[str], known: dict[str, FileEntry]) -> _Folder:
     by_inode: dict[_Id, list[FileEntry]] = {}
     for e in known.values():
         by_inode.setdefault((e.dev, e.ino), []).append(e)
-    recognised: dict[_Id, FileEntry] = {}
+    d = _Folder(files, {}, {(e.fp, e.fp_len) for e in known.values()})
     for path, st in files:
         did = (st.st_dev, st.st_ino)
         entries = by_inode.get(did)
         if entries:
-            fp = _fingerprint(path)
-            same = [e for e in entries if (e.fp, e.fp_len) == fp]
-            if fp is None or same:  # unreadable: taken for the one remembered
-                recognised[did] = same[0] if same else entries[0]
-    return _Folder(files, recognised, {(e.fp, e.fp_len) for e in known.values()})
+            head = d.head(path)
+            same = [e for e in entries if (e.fp, e.fp_len) == head]
+            if same or head == UNREADABLE:  # unreadable: taken for the one remembered
+                d.known[did] = same[0] if same else entries[0]
+    return d
 
 
 def _named_after(path: str, base: str) -> bool:
-    """`base.<suffix>`, `base-<suffix>` or `base_<suffix>`: what rotation names a file."""
-    return path.startswith(base) and path[len(base) : len(base) + 1] in (".", "-", "_")
+    """`base.<n…>`, `base-<n…>` or `base_<n…>` (a number or a date): what rotation names a
+    file; `access.log-json`, another live log beside it, is not one."""
+    n = len(base)
+    return (
+        path.startswith(base)
+        and path[n : n + 1] in (".", "-", "_")
+        and path[n + 1 : n + 2].isdigit()
+    )
 
 
-def _fingerprint(path: str) -> tuple[str, int] | None:
-    """The file's first-line fingerprint; None when it cannot be read or is not whole yet."""
+def _fingerprint(path: str) -> _Head:
+    """The file's first-line fingerprint; None when its first line is not whole yet,
+    UNREADABLE when it cannot be read."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return None
+        return UNREADABLE
     try:
         return fingerprint(fd)
     except OSError:
-        return None
+        return UNREADABLE
     finally:
         os.close(fd)
 

@@ -218,9 +218,9 @@ class Tailer:
             return offset
         offset = f.offset
         copied = self._copies.get((f.ident.fp, f.ident.fp_len))
-        if copied is not None and copied[1:] != (f.dev, f.ino) and copied[0] <= size:
+        if copied is not None and copied[1:] != (f.dev, f.ino):
             del self._copies[(f.ident.fp, f.ident.fp_len)]  # the copy of a copytruncate'd file
-            offset = copied[0]
+            offset = min(copied[0], size)  # a shorter copy holds only lines read already
         elif self._first_scan and self.start_at == "end" and offset == 0:
             offset = size
         self.known[key] = FileEntry(

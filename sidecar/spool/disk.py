@@ -33,7 +33,7 @@ import contextlib
 import logging
 import os
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable
 from itertools import accumulate
@@ -53,6 +53,11 @@ from sidecar.spool.state import load_cursors, quarantine_copy, save_cursors
 from sidecar.types import OutEvent
 
 log = logging.getLogger("sidecar.spool")
+
+
+def _first(run: RecentRun) -> int:
+    return run.first
+
 
 FULL_WARNING_EVERY_SECS = 60.0
 # Payload bytes of the latest durable records the readers take from memory (`Spool.recent`)
@@ -302,10 +307,9 @@ class Spool:
         i = 0
         for seg, off, count in placed:
             chunk = payloads if count == len(payloads) else payloads[i : i + count]
-            if chunk:
-                run = RecentRun(seq, chunk, seg, off, list(accumulate(map(len, chunk))))
-                recent.append(run)
-                self._recent_bytes += run.ends[-1]
+            run = RecentRun(seq, chunk, seg, off, list(accumulate(map(len, chunk))))
+            recent.append(run)
+            self._recent_bytes += run.ends[-1]
             seq += count
             i += count
         excess = self._recent_bytes - RECENT_BYTES
@@ -323,10 +327,13 @@ class Spool:
 
     def recent_run(self, seq: int) -> RecentRun | None:
         """The run of `recent` that holds `seq` (readers keeping up ask for the newest)."""
-        for run in reversed(self.recent):
-            if seq >= run.first:
-                return run if seq - run.first < len(run.payloads) else None
-        return None
+        recent = self.recent
+        if not recent or seq < recent[0].first:
+            return None
+        run = recent[-1]
+        if seq < run.first:  # runs are contiguous: the last whose first is <= seq
+            run = recent[bisect_right(recent, seq, key=_first) - 1]
+        return run if seq - run.first < len(run.payloads) else None
 
     @property
     def recent_seqs(self) -> range:

@@ -97,7 +97,8 @@ class SpoolReader:
                 if left <= 0:
                     break
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(sp._wait_data(), left)
+                    async with asyncio.timeout(left):  # no task per wait (as readers._wait)
+                        await sp._wait_data()
         return self._read_now(max_events, max_bytes)
 
     def _read_now(self, max_events: int, max_bytes: int) -> list[SpoolEntry]:

@@ -423,14 +423,14 @@ def test_copytruncate_while_held_back_reads_the_rest_from_the_copy(tmp_path: Pat
 
 
 def test_a_copy_of_a_file_read_is_not_taken_for_a_missed_one(tmp_path: Path) -> None:
-    """`cp access.log access.log.bak` is newer than the files remembered, named like a rotated
-    file, and unknown: its first line says it is a copy of what was read."""
+    """`cp access.log access.log.20261127` is newer than the files remembered, named like a
+    rotated file, and unknown: its first line says it is a copy of what was read."""
     log = tmp_path / "access.log"
     log.write_bytes(numbered("a", 0, 20))
     t = tailer([log])
 
     def copy_then_rotate() -> None:
-        (tmp_path / "access.log.bak").write_bytes(log.read_bytes())
+        (tmp_path / "access.log.20261127").write_bytes(log.read_bytes())
         os.rename(log, tmp_path / "access.log.1")
         log.write_bytes(numbered("b", 0, 10))
 
@@ -438,9 +438,11 @@ def test_a_copy_of_a_file_read_is_not_taken_for_a_missed_one(tmp_path: Path) -> 
     assert got == names("a", 0, 20) + names("b", 0, 10)
 
 
+@pytest.mark.parametrize("regrown", [True, False])
 def test_after_a_restart_the_copy_of_a_file_truncated_meanwhile_is_read_from_our_offset(
-    tmp_path: Path,
+    tmp_path: Path, regrown: bool
 ) -> None:
+    """Restarted in logrotate's window: the truncated file may hold a new line, or nothing."""
     log = tmp_path / "access.log"
     log.write_bytes(numbered("a", 0, 35))
     fd = os.open(log, os.O_RDONLY)
@@ -452,13 +454,14 @@ def test_after_a_restart_the_copy_of_a_file_truncated_meanwhile_is_read_from_our
     (tmp_path / "access.log.1").write_bytes(log.read_bytes())  # copytruncate while down
     with log.open("r+b") as fh:
         fh.truncate(0)
-    append(log, numbered("b", 0, 5))
+    if regrown:
+        append(log, numbered("b", 0, 5))
     t = tailer([log], checkpoint={e.key: e})
 
     async def go() -> list[bytes]:
         return [x async for b in t.batches(follow=False) for x in b.lines]
 
-    assert asyncio.run(go()) == names("a", 20, 35) + names("b", 0, 5)
+    assert asyncio.run(go()) == names("a", 20, 35) + (names("b", 0, 5) if regrown else [])
 
 
 def test_a_file_rotated_between_start_up_and_the_first_read_is_read(tmp_path: Path) -> None:
@@ -474,3 +477,42 @@ def test_a_file_rotated_between_start_up_and_the_first_read_is_read(tmp_path: Pa
         return [x async for b in t.batches(follow=False) for x in b.lines]
 
     assert asyncio.run(go()) == names("a", 0, 20) + names("b", 0, 10)
+
+
+def test_copytruncate_with_an_older_copy_beside_reads_the_newest_copy_once(tmp_path: Path) -> None:
+    """A `cp` made earlier starts with the same line: it holds only lines read already."""
+    log = tmp_path / "access.log"
+    log.write_bytes(numbered("a", 0, 20))
+    older = tmp_path / "access.log-1"
+    older.write_bytes(numbered("a", 0, 10))
+    os.utime(older, (1_000_000_000, 1_000_000_000))
+    t = tailer([log])
+
+    def copytruncate() -> None:
+        append(log, numbered("a", 20, 35))
+        (tmp_path / "access.log.1").write_bytes(log.read_bytes())
+        with log.open("r+b") as fh:
+            fh.truncate(0)
+        append(log, numbered("b", 0, 5))
+
+    got = held_back(t, 20, copytruncate, 40)
+    assert got == names("a", 0, 35) + names("b", 0, 5)
+
+
+def test_empty_rotated_files_and_other_logs_beside_are_not_taken_for_missed_ones(
+    tmp_path: Path,
+) -> None:
+    """logrotate rotates empty logs too (`ifempty`); `access.log-json` is another live log."""
+    log = tmp_path / "access.log"
+    log.write_bytes(numbered("a", 0, 20))
+    (tmp_path / "access.log-json").write_bytes(numbered("j", 0, 5))
+    t = tailer([log])
+
+    def rotate() -> None:
+        (tmp_path / "access.log.2").write_bytes(b"")  # an empty log rotated earlier
+        os.rename(log, tmp_path / "access.log.1")
+        log.write_bytes(numbered("b", 0, 10))
+
+    got = held_back(t, 20, rotate, 30)
+    assert got == names("a", 0, 20) + names("b", 0, 10)
+    assert t.rotations == 1

@@ -246,7 +246,8 @@ def test_the_same_access_line_read_twice_is_late_not_a_duplicate() -> None:
 
 def test_completed_is_built_in_field_order() -> None:
     """`Joiner._complete` builds `Completed` positionally: each value lands in its field
-    (a duplicate id, so that the duplicate key is set too; a content type from the headers)."""
+    (a duplicate id, so that the duplicate key is set too; a content type from the headers; a
+    body cut at `max_body_bytes`, so that the neighbouring flags differ)."""
     import dataclasses
 
     assert [f.name for f in dataclasses.fields(Completed)] == [
@@ -254,7 +255,7 @@ def test_completed_is_built_in_field_order() -> None:
         "expired", "first_ts", "last_ts", "source_path", "body_bad_parts", "body_lossy", "parts",
         "prior_text", "prior_extra_tokens", "assemble", "positions", "duplicate_key", "raw_bytes",
     ]  # fmt: skip
-    j, out = Joiner(), []
+    j, out = Joiner(max_body_bytes=12), []
     for rid_time in (2.0, 5.0):  # the second request with id "a" is a duplicate
         j.add_body(data("a", "data: 1\n", ts=rid_time - 1.5), "src", out)
         j.add_body(data("a", "data: 22\n", ts=rid_time - 0.5), "src", out)
@@ -268,12 +269,12 @@ def test_completed_is_built_in_field_order() -> None:
         "a", "src", rec, None, "complete", "text/event-stream",
     )  # fmt: skip
     assert (c.body_truncated, c.expired, c.first_ts, c.last_ts, c.source_path) == (
-        False, False, 3.5, 5.0, "/l/access.log",
+        True, False, 3.5, 5.0, "/l/access.log",
     )  # fmt: skip
     assert (c.body_bad_parts, c.body_lossy, list(c.parts), c.prior_text) == (
-        0, False, ["data: 1\n", "data: 22\n"], [],
+        0, False, ["data: 1\n"], [],
     )  # fmt: skip
     assert (c.prior_extra_tokens, c.assemble, c.duplicate_key, c.raw_bytes) == (
-        0, j._assemble, "5.0@77", 17,
+        0, j._assemble, "5.0@77", 8,
     )  # fmt: skip
-    assert c.text() == "data: 1\ndata: 22\n" and out[0].duplicate_key is None
+    assert c.text() == "data: 1\n" and out[0].duplicate_key is None

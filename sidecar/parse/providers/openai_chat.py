@@ -26,6 +26,7 @@ from sidecar.parse.providers._common import (
     as_str,
     is_reasoning_model,
     loads,
+    subset_clamped,
     tool_call_overhead,
 )
 from sidecar.types import ParsedBody, Usage
@@ -62,11 +63,8 @@ def _plain_usage(
     prompt: int, cached: int | None, write: int | None, completion: int, reasoning: int | None
 ) -> Usage:
     """The usage of plain, checked counts (`usage_from`'s fast path, `read_tail`): each one
-    0..COUNT_MAX or None, clamped as `subset_clamped` clamps them (then the 1h cache writes,
-    none here, stay 0), built positionally in Usage's field order (a test checks it)."""
-    cached = min(cached or 0, prompt)
-    write = min(write or 0, prompt - cached)
-    return Usage(prompt, cached, write, 0, completion, min(reasoning or 0, completion))
+    0..COUNT_MAX or None; built positionally in Usage's field order (a test checks it)."""
+    return subset_clamped(Usage(prompt, cached or 0, write or 0, 0, completion, reasoning or 0))
 
 
 def read_tail(
