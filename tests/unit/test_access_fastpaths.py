@@ -329,26 +329,17 @@ def test_c_scan_refuses_bad_arguments() -> None:
 
 @needs_c
 def test_c_scan_does_not_leak() -> None:
-    import gc
-    import tracemalloc
+    from tests.leaks import grown_bytes
 
     d = nginx_line(resp_x_3="7", request_id="r", user="u")
     lay = access._Layout(tuple(d))
     bad = dict(d, resp_x_4=5)
-    tracemalloc.start()
-    try:
-        for _ in range(100):  # warm up
-            access._accessscan.scan(d, lay.keys, lay.slots, 23)
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        for _ in range(3000):
-            access._accessscan.scan(d, lay.keys, lay.slots, 23)
-            access._accessscan.scan(bad, lay.keys, lay.slots, 23)
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    assert after - before < 10_000
+
+    def calls() -> None:
+        access._accessscan.scan(d, lay.keys, lay.slots, 23)
+        access._accessscan.scan(bad, lay.keys, lay.slots, 23)
+
+    assert grown_bytes(calls, warm=100) < 10_000
 
 
 def test_the_parser_uses_the_extension_unless_told_not_to() -> None:

@@ -25,6 +25,7 @@ from sidecar.errors import ParseError
 from sidecar.parse import access
 from sidecar.parse.access import parse_nginx_json
 from sidecar.parse.fields import Fields
+from tests.leaks import grown_bytes
 
 pytestmark = pytest.mark.skipif(access._accessscan is None, reason="C extension not built here")
 EXAMPLE_ACCESS = Path(__file__).resolve().parents[2] / "examples" / "logs" / "access.log"
@@ -263,27 +264,16 @@ def _no_memory(_: bytes) -> Any:
 
 
 def test_scan_line_does_not_leak() -> None:
-    import gc
-    import tracemalloc
 
     d = dict(BASE, user="\u00e9\\x")
     lay = layout_of(list(d))
     lines = [orjson.dumps(d), line_of({**tokens_of(d), "user": b'"\\ud800"'}), b"{"]
-    tracemalloc.start()
-    try:
-        for _ in range(100):  # warm up
-            for line in lines:
-                raw(line, lay)
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        for _ in range(3000):
-            for line in lines:
-                raw(line, lay)
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    assert after - before < 10_000
+
+    def calls() -> None:
+        for line in lines:
+            raw(line, lay)
+
+    assert grown_bytes(calls, warm=100) < 10_000
 
 
 TOKEN = st.one_of(

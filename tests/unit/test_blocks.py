@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 import sys
-import tracemalloc
 import zlib
 
 import pytest
@@ -25,6 +24,7 @@ from sidecar.parse import body
 from sidecar.parse.compact import compact_stream
 from sidecar.sources import lines as L
 from sidecar.types import AccessRecord
+from tests.leaks import grown_bytes
 
 native = pytest.importorskip("sidecar.parse._bodyscan")
 _splitlines = pytest.importorskip("sidecar.sources._splitlines")
@@ -205,20 +205,7 @@ def test_no_reference_or_memory_kept() -> None:
         with pytest.raises(TypeError):
             native.scan_block([*head, 1], block, 0, 9)
     assert [sys.getrefcount(x) for x in objs] == counts
-    gc.collect()
-    tracemalloc.start()
-    try:
-        for _ in range(300):
-            once()
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        for _ in range(3000):
-            once()
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    assert after - before < 10_000
+    assert grown_bytes(once) < 10_000
 
 
 # ---------------------------------------------------------------------------- BodyLines
@@ -310,21 +297,12 @@ def test_body_lines_c_type_edges_and_references() -> None:
         seq[0], seq[-1], seq[3], seq[1:3], seq[-2:], list(seq), list(reversed(seq))
         del seq
     assert [sys.getrefcount(x) for x in objs] == counts
-    tracemalloc.start()
-    try:
-        for _ in range(300):
-            C(chunks, 7)[2:5]
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        for _ in range(3000):
-            seq = C(chunks, 7)
-            seq[0], seq[-1], seq[2:5], seq.lines()
-        del seq
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    assert after - before < 10_000
+
+    def calls() -> None:
+        seq = C(chunks, 7)
+        seq[0], seq[-1], seq[2:5], seq.lines()
+
+    assert grown_bytes(calls) < 10_000
 
 
 # ---------------------------------------------------------------------------- the join

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sidecar.enrich import ratelimit as R
+from tests.leaks import grown_bytes
 
 pytestmark = pytest.mark.skipif(R._ratelimit is None, reason="C extension not built here")
 
@@ -170,8 +171,6 @@ def test_any_headers_the_pure_paths(h: dict[str, str], provider: str | None, now
 
 
 def test_limits_does_not_leak() -> None:
-    import gc
-    import tracemalloc
 
     cases = [
         (OPENAI, R._GENERIC_NAMES, R._GENERIC_KINDS),
@@ -179,18 +178,9 @@ def test_limits_does_not_leak() -> None:
         (dict(OPENAI, **{"retry-after": "1"}), R._GENERIC_NAMES, R._GENERIC_KINDS),
         (dict(OPENAI, **{"x-ratelimit-limit-tokens": "x"}), R._GENERIC_NAMES, R._GENERIC_KINDS),
     ]
-    tracemalloc.start()
-    try:
-        for _ in range(100):
-            for h, names, kinds in cases:
-                R._ratelimit.limits(h, names, kinds, R.KEYS, NOW)
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        for _ in range(3000):
-            for h, names, kinds in cases:
-                R._ratelimit.limits(h, names, kinds, R.KEYS, NOW)
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    assert after - before < 10_000
+
+    def calls() -> None:
+        for h, names, kinds in cases:
+            R._ratelimit.limits(h, names, kinds, R.KEYS, NOW)
+
+    assert grown_bytes(calls, warm=100) < 10_000

@@ -18,11 +18,9 @@ whole `ParsedBody` on every fixture and on hostile streams; here: the C walk's o
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import os
 import sys
-import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from hypothesis import strategies as st
 from sidecar.parse.providers import parse_body
 from sidecar.parse.providers._common import Chunks
 from sidecar.parse.sse import normalise_newlines
+from tests.leaks import grown_bytes
 
 if os.environ.get("CI"):  # under CI the extension must be built: a silent fallback fails here
     from sidecar.parse import _textscan as native
@@ -372,20 +371,9 @@ def test_no_reference_or_memory_kept() -> None:
     for _ in range(200):
         calls()
     assert [sys.getrefcount(x) for x in (chat, anth, slow)] == counts
-    gc.collect()
-    tracemalloc.start()
-    try:
-        for _ in range(100):
-            calls()
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        for _ in range(1000):
-            calls()
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    assert after - before < 10_000  # 1,000 calls: a leaked piece per call is > 50 kB
+    assert (
+        grown_bytes(calls, warm=100, n=1000) < 10_000
+    )  # 1,000 calls: a leaked piece per call is > 50 kB
 
 
 def test_the_text_walk_uses_the_extension_unless_told_not_to() -> None:
