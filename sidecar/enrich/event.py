@@ -77,12 +77,9 @@ def _digest(identity: str) -> str:
 def _event_id(c: Completed) -> str:
     """`event_id` of a request: its duplicate key, else the text of its access time."""
     key = c.duplicate_key
-    if key is None:
-        a = c.access
-        if a is None or a.time is None:
-            return _digest(f"{c.source}\x00{c.request_id}")
-        key = time_repr(a.time)
-    return _digest(f"{c.source}\x00{c.request_id}\x00{key}")
+    if key is None and c.access is not None and c.access.time is not None:
+        key = time_repr(c.access.time)
+    return event_id(c.source, c.request_id, key)
 
 
 def time_repr(t: Any) -> str:
@@ -150,7 +147,7 @@ class Enricher:
         model = parsed.model or (a.model if a is not None else None)
         provider = parsed.provider if parsed.provider in PROVIDERS else "other"
         api = parsed.api if parsed.api in APIS else None
-        end_time = float(a.time) if a is not None and a.time is not None else self._end_time(c)
+        end_time = self._end_time(c)
 
         usage = parsed.usage
         usage_invalid = usage is not None and usage.invalid

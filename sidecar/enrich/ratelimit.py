@@ -289,13 +289,9 @@ def parse_ratelimits(
         lim_r, rem_r, reset_r = _anthropic_family(h, _ANTHROPIC_REQUESTS, now)
         lim_t, rem_t, reset_t = _anthropic_family(h, tokens, now)
     else:
-        get = h.get
-        lim_r = _COUNTS[get("x-ratelimit-limit-requests")]
-        rem_r = _COUNTS[get("x-ratelimit-remaining-requests")]
-        reset_r = _DURATIONS[get("x-ratelimit-reset-requests")]
-        lim_t = _COUNTS[get("x-ratelimit-limit-tokens")]
-        rem_t = _COUNTS[get("x-ratelimit-remaining-tokens")]
-        reset_t = _DURATIONS[get("x-ratelimit-reset-tokens")]
+        lim_r, rem_r, reset_r, lim_t, rem_t, reset_t = map(h.get, _GENERIC_NAMES[:6])
+        lim_r, rem_r, reset_r = _COUNTS[lim_r], _COUNTS[rem_r], _DURATIONS[reset_r]
+        lim_t, rem_t, reset_t = _COUNTS[lim_t], _COUNTS[rem_t], _DURATIONS[reset_t]
 
     retry_ms = _SECONDS[h.get("retry-after-ms")]
     if retry_ms is not None:

@@ -77,8 +77,8 @@ from sidecar.enrich.tokenizer import (
     encoding_for,
     get_encoder,
     is_reasoning_family,
+    normalise_model,
 )
-from sidecar.enrich.tokenizer import _facts as model_facts  # normalise_model's memo
 from sidecar.types import (
     TOKENS_ESTIMATED_CALIBRATED,
     TOKENS_ESTIMATED_HEURISTIC,
@@ -167,7 +167,7 @@ class TokenEstimator:
     def _stats(self, model: str | None, create: bool) -> ModelStats | None:
         if not model:
             return None
-        key = model_facts(model)[0]  # normalise_model(model)
+        key = normalise_model(model)
         if not key:
             return None
         stats = self._models.get(key)
@@ -176,17 +176,8 @@ class TokenEstimator:
         return stats
 
     def reasons_hidden(self, parsed: ParsedBody, model: str | None) -> bool:
-        """Whether this stream's model reasons in hidden tokens (then timing matters): what
-        `_hidden_reasoning` says with the model's stats, each model fact looked up once (this
-        is asked for every stream)."""
-        name = model or parsed.model
-        if name and model_facts(name)[2]:  # is_reasoning_family
-            return True
-        if model:
-            stats = self._models.get(model_facts(model)[0])  # _stats(model, create=False)
-            if stats is not None and stats.reasoning_seen:
-                return True
-        return parsed.reasoning_model_hint and parsed.provider != "anthropic"
+        """Whether this stream's model reasons in hidden tokens (then timing matters)."""
+        return self._hidden_reasoning(parsed, model or parsed.model, self._stats(model, False))
 
     def _hidden_reasoning(
         self, parsed: ParsedBody, model: str | None, stats: ModelStats | None

@@ -77,19 +77,8 @@ def has_data(p: Pending) -> bool:
 
 def last_ts(part: Any) -> float | None:
     """`line_ts` of a part's last line (after its last newline; a line is a part without one),
-    without cutting it out (the join asks it once per request per batch): its `{"ts":` and
-    number are read where they lie."""
-    if type(part) is not bytes:
-        return None
-    start = part.rfind(b"\n") + 1
-    if not part.startswith(b'{"ts":', start):
-        return None
-    end = part.find(b",", start + 6)  # in the last line, else -1 as in `line_ts`
-    try:
-        t = float(part[start + 6 : end])
-    except ValueError:
-        return None
-    return t if TIME_MIN <= t <= TIME_MAX else None
+    read where it lies (the join asks it once per request per batch)."""
+    return line_ts(part, part.rfind(b"\n") + 1) if type(part) is bytes else None
 
 
 def chunk_lines(chunk: Any) -> list:
@@ -116,14 +105,15 @@ def join_str(parts: list) -> tuple[str, int, int]:
     return "".join(parts), 0, 0
 
 
-def line_ts(line: Any) -> float | None:
-    """The `ts` of a canonical body-log line (`{"ts":T,...`), without decoding it; None unless
-    it is a plausible time in epoch seconds (`TIME_MIN`..`TIME_MAX`, as the careful path
-    checks it): NaN, 1e999 or a far-off time must not move the join's clock."""
-    if type(line) is bytes and line.startswith(b'{"ts":'):
-        end = line.find(b",", 6)
+def line_ts(line: Any, start: int = 0) -> float | None:
+    """The `ts` of a canonical body-log line (`{"ts":T,...`) that starts at `start`, without
+    decoding it; None unless it is a plausible time in epoch seconds (`TIME_MIN`..`TIME_MAX`,
+    as the careful path checks it): NaN, 1e999 or a far-off time must not move the join's
+    clock."""
+    if type(line) is bytes and line.startswith(b'{"ts":', start):
+        end = line.find(b",", start + 6)  # in this line, else -1: not a number
         try:
-            t = float(line[6:end])
+            t = float(line[start + 6 : end])
         except ValueError:
             return None
         return t if TIME_MIN <= t <= TIME_MAX else None

@@ -19,11 +19,11 @@ head, `message_delta` and `message_stop` at the tail: `anthropic.parse_tail`) an
 chunk with usage, finish reason, model and id: `gemini.parse_tail`); each steps aside for any
 other shape. Anthropic and Gemini try a shorter tail first (`_SHORT_TAILS`: their last events
 are short). Before any of this, an OpenAI chat stream's usual end is read in C from the raw
-records, with nothing decoded (`_chat_raw_tail`: `tailscan.chat_tail` gives what the edges'
-first try would read, or None, and the edges decide); an Anthropic stream's three payloads are
-cut in C the same way (`_anthropic_raw_edges`: `tailscan.anthropic_edges`) and read by
-`anthropic.read_edges`. A crossing retries with a longer tail, then the whole body decides; so
-does an answer read from the body's text (an OpenAI-compatible usage without a reasoning
+records, with nothing decoded (`_raw_edges` with `tailscan.chat_tail`, which gives what the
+edges' first try would read, or None, and the edges decide; `openai_chat.read_tail` fills it
+in); an Anthropic stream's three payloads are cut in C the same way (`tailscan.anthropic_edges`)
+and read by `anthropic.read_edges`. A crossing retries with a longer tail, then the whole body
+decides; so does an answer read from the body's text (an OpenAI-compatible usage without a reasoning
 count: whether the model reasoned visibly is searched in the whole text), a body that is not
 SSE, and a short one.
 
@@ -42,7 +42,7 @@ as the model name. The window had the same limit.)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -77,14 +77,13 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
             provider = det_provider
     if not want_text and provider is not None and api is not None and c.body is None:
         if c.assemble is assemble_escaped:
+            parsed = None
             if _chat_tail is not None and api not in NOT_CHAT:
-                parsed = _chat_raw_tail(c, provider, api)
-                if parsed is not None:
-                    return parsed
+                parsed = _raw_edges(c, provider, api, _chat_tail, openai_chat.read_tail)
             elif _anthropic_edges is not None and api == MESSAGES:
-                parsed = _anthropic_raw_edges(c, provider, api)
-                if parsed is not None:
-                    return _finish(parsed, c, provider, api)
+                parsed = _raw_edges(c, provider, api, _anthropic_edges, anthropic.read_edges)
+            if parsed is not None:
+                return _finish(parsed, c, provider, api)
         parsed = _parse_edges(c, provider, api)
         if parsed is not None:
             return _finish(parsed, c, provider, api)
@@ -158,33 +157,24 @@ def _edge_records(parts: Sequence | None, head_bytes: int, tail_bytes: int) -> A
     return parts[:h] + parts[t:]
 
 
-def _chat_raw_tail(c: Completed, provider: str, api: str) -> ParsedBody | None:
-    """`_parse_edges` of a chat stream that ends the usual way, read in C from the raw records
-    (`tailscan.chat_tail`: the same parts, checks and fields, filled in by
-    `openai_chat.read_tail`), or None: `_parse_edges` decides."""
+def _raw_edges(
+    c: Completed,
+    provider: str,
+    api: str,
+    scan: Callable[..., tuple | None],
+    fill: Callable[..., bool],
+) -> ParsedBody | None:
+    """`_parse_edges`' first try read in C from the raw records: `scan` (`tailscan.chat_tail`
+    or `anthropic_edges`) takes the same head and tail records and cuts, `fill`
+    (`openai_chat.read_tail`, `anthropic.read_edges`) fills the result from what it read; None
+    when either declines: `_parse_edges` decides."""
     first_tail = _tails(api)[0]
-    got = _chat_tail(
-        _edge_records(c.parts, WINDOW_HEAD_BYTES, first_tail), WINDOW_HEAD_BYTES, first_tail
-    )  # type: ignore[misc]
-    if got is None:
-        return None
-    pb = stream_parsed(provider, api, c.body_truncated)
-    openai_chat.read_tail(pb, *got)
-    return pb
-
-
-def _anthropic_raw_edges(c: Completed, provider: str, api: str) -> ParsedBody | None:
-    """`_parse_edges` of an Anthropic stream that starts and ends the usual way, its three
-    payloads cut in C from the raw records (`tailscan.anthropic_edges`: the same records and
-    cuts as the first try), read by `anthropic.read_edges`; or None: `_parse_edges` decides."""
-    first_tail = _tails(api)[0]
-    parts = _edge_records(c.parts, WINDOW_HEAD_BYTES, first_tail)
-    got = _anthropic_edges(parts, WINDOW_HEAD_BYTES, first_tail)  # type: ignore[misc]
+    got = scan(_edge_records(c.parts, WINDOW_HEAD_BYTES, first_tail), WINDOW_HEAD_BYTES, first_tail)
     if got is None:
         return None
     pb = stream_parsed(provider, api, c.body_truncated)
     try:
-        return pb if anthropic.read_edges(pb, *got) else None
+        return pb if fill(pb, *got) else None
     except Exception:  # as in `parse_stream_edges`: the edges path decides (and counts it)
         return None
 

@@ -31,6 +31,6 @@ Scan = Callable[[str, Any, Callable[[int, str], Any]], Any]
 _c = native.load("sidecar.parse._textscan")
 NATIVE = _c is not None
 
-chat: Scan | None = getattr(_c, "chat", None)
-gemini: Scan | None = getattr(_c, "gemini", None)
-anthropic: Scan | None = getattr(_c, "anthropic", None)
+chat: Scan | None = _c.chat if _c is not None else None
+gemini: Scan | None = _c.gemini if _c is not None else None
+anthropic: Scan | None = _c.anthropic if _c is not None else None

@@ -37,6 +37,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable
 from itertools import accumulate
+from operator import attrgetter
 
 from sidecar.spool.reader import RecentRun, SpoolReader
 from sidecar.spool.segment import (
@@ -53,10 +54,6 @@ from sidecar.spool.state import load_cursors, quarantine_copy, save_cursors
 from sidecar.types import OutEvent
 
 log = logging.getLogger("sidecar.spool")
-
-
-def _first(run: RecentRun) -> int:
-    return run.first
 
 
 FULL_WARNING_EVERY_SECS = 60.0
@@ -332,7 +329,7 @@ class Spool:
             return None
         run = recent[-1]
         if seq < run.first:  # runs are contiguous: the last whose first is <= seq
-            run = recent[bisect_right(recent, seq, key=_first) - 1]
+            run = recent[bisect_right(recent, seq, key=attrgetter("first")) - 1]
         return run if seq - run.first < len(run.payloads) else None
 
     @property
@@ -344,7 +341,7 @@ class Spool:
         return range(self.recent[0].first, last.first + len(last.payloads))
 
     def _write(
-        self, records: list[bytes], placed: list[tuple[Segment, int, int]] | None = None
+        self, records: list[bytes], placed: list[tuple[Segment, int, int]]
     ) -> tuple[int, OSError | None]:
         """Runs in a worker thread: append to the active segment (rotating it), fsync per
         segment. On an error the segment is cut back to its last durable byte. Returns the
@@ -377,8 +374,7 @@ class Spool:
                     with contextlib.suppress(OSError):
                         os.ftruncate(self._wfd, seg.size)
                     raise
-                if placed is not None:
-                    placed.append((seg, seg.size, len(chunk)))
+                placed.append((seg, seg.size, len(chunk)))
                 seg.last_seq += len(chunk)
                 seg.size += size
                 i += len(chunk)

@@ -106,8 +106,9 @@ class SpoolReader:
         size = 0
         recent_run = self.spool.recent_run
         while len(out) < max_events and size < max_bytes and self.unread:
-            if recent_run(self._next_seq) is not None:
-                size = self._take_recent(out, size, max_events, max_bytes)
+            run = recent_run(self._next_seq)
+            if run is not None:
+                size = self._take_recent(run, out, size, max_events, max_bytes)
                 continue
             seg = self._current_segment()
             if seg is None:
@@ -130,17 +131,22 @@ class SpoolReader:
         return out
 
     def _take_recent(
-        self, out: list[SpoolEntry], size: int, max_events: int, max_bytes: int
+        self,
+        run: RecentRun | None,
+        out: list[SpoolEntry],
+        size: int,
+        max_events: int,
+        max_bytes: int,
     ) -> int:
         """Records from `spool.recent` (this process wrote them; they are durable), from
         `_next_seq` on while they are there: the same records, in the same order, as reading
         the segment file would give, without reading it back, a slice of a run at a time. The
         reader's place in the file (`_seg`, `_off`) follows them, so that it goes on from the
-        file where memory ends. Returns the payload bytes in `out`."""
+        file where memory ends. `run`: the one holding `_next_seq`. Returns the payload bytes
+        in `out`."""
         spool = self.spool
         seq = self._next_seq
         watermark, released = self.watermark, self._released
-        run = spool.recent_run(seq)
         while run is not None and len(out) < max_events and size < max_bytes:
             if run.seg is not self._seg:
                 self._close_fh()  # opened again only if the file must be read

@@ -78,9 +78,10 @@ def read_tail(
     write: int | None,
     completion: int,
     reasoning: int,
-) -> None:
+) -> bool:
     """Fill `pb` as `parse_tail` does from what `tailscan.chat_tail` read in C (the usual end:
-    plain counts, a reasoning count given, so `_finalise` only sets the reasoning hint)."""
+    plain counts, a reasoning count given, so `_finalise` only sets the reasoning hint);
+    always True (filled), as `anthropic.read_edges` answers."""
     pb.model = model
     pb.provider_request_id = rid
     pb.service_tier = tier
@@ -88,6 +89,7 @@ def read_tail(
     pb.usage = _plain_usage(prompt, cached, write, completion, reasoning)
     pb.terminal_seen = True
     _finalise(pb, None, "")
+    return True
 
 
 def _usage_from(u: dict[str, Any]) -> Usage:
