@@ -97,8 +97,7 @@ class SpoolReader:
                 if left <= 0:
                     break
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(left):  # no task per wait (as readers._wait)
-                        await sp._wait_data()
+                    await asyncio.wait_for(sp._wait_data(), left)
         return self._read_now(max_events, max_bytes)
 
     def _read_now(self, max_events: int, max_bytes: int) -> list[SpoolEntry]:
