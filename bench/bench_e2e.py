@@ -27,7 +27,10 @@ rounds that interleave them (the machine is noisy):
 Reported per case (medians): wall and CPU seconds (user + system of the child, `os.wait4`),
 peak RSS (`ru_maxrss` of the child), requests/s, body lines/s and MB/s (wall), body lines per
 CPU second (the one-core figure), and the ratios to the naive baseline (CPU and wall). The HEC
-server's own CPU is shown beside (it runs on the other core). A child's `ru_maxrss` cannot be
+server's own CPU is shown beside. On a machine with two cores or more each measured child is
+pinned to one core (the issue's "on one core": the sidecar's threads share it, as the naive
+shipper's single thread has it alone) and the HEC test server to another, so neither takes the
+other's core; `--no-pin` lets the scheduler place them. A child's `ru_maxrss` cannot be
 below the RSS of this process when it was started (fork + exec), so this process stays small
 (data work happens in children) and prints its own peak at the end.
 
@@ -241,10 +244,31 @@ class Case:
         return statistics.median(values) if values else None
 
 
+# (measured child's core, HEC server's core), or None: set by main() from --no-pin
+PIN: tuple[int, int] | None = None
+
+
+def pin_cores() -> tuple[int, int] | None:
+    """Two distinct cores this process may use (the first two), or None when there is one."""
+    cores = sorted(os.sched_getaffinity(0))
+    return (cores[0], cores[1]) if len(cores) >= 2 else None
+
+
+def on_core(core: int | None):  # -> Callable[[], None] | None, a Popen preexec_fn
+    return None if core is None else lambda: os.sched_setaffinity(0, {core})
+
+
 def measure(argv: list[str], *, stdout=subprocess.DEVNULL, env: dict | None = None) -> Sample:
     """Run one child to its end: wall, CPU (user + system) and peak RSS from wait4."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE, cwd=REPO, env=env)
+    proc = subprocess.Popen(
+        argv,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env=env,
+        preexec_fn=on_core(PIN[0] if PIN else None),
+    )
     assert proc.stderr is not None
     err = proc.stderr.read()
     _, status, ru = os.wait4(proc.pid, 0)
@@ -267,6 +291,7 @@ class HecServer:
             stderr=subprocess.PIPE,
             text=True,
             cwd=REPO,
+            preexec_fn=on_core(PIN[1] if PIN else None),
         )
         assert self.proc.stderr is not None
         banner = self.proc.stderr.readline()
@@ -398,6 +423,9 @@ def main() -> int:
         "--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}"
     )
     ap.add_argument("--no-verify", action="store_true", help="skip the truth comparison")
+    ap.add_argument(
+        "--no-pin", action="store_true", help="do not pin the measured child and the server"
+    )
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:  # data work runs in children, so that this process stays small
@@ -412,6 +440,10 @@ def main() -> int:
         ap.error(f"unknown cases {sorted(unknown)}; known: {', '.join(CASES)}")
     logs = data_dir(a.requests, a.seed, a.concurrency, a.chunk_scale)
     st = data_stats(logs)
+    global PIN
+    PIN = None if a.no_pin else pin_cores()
+    if PIN:
+        print(f"pinned: each measured child on core {PIN[0]}, the HEC test server on {PIN[1]}")
     print(
         f"data: {logs.name}: {st['requests']:,} requests, {st['body_lines']:,} body lines, "
         f"{(st['access_bytes'] + st['body_bytes']) / 1e6:,.0f} MB "
