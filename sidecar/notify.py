@@ -21,6 +21,8 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 
+from sidecar.waits import wait_set
+
 log = logging.getLogger("sidecar.notify")
 
 
@@ -94,8 +96,7 @@ class Notifier:
                 self.send(WATCHDOG=1)
             if tick is not None:
                 tick()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), min(interval or 5.0, 5.0))
+            await wait_set(stop, min(interval or 5.0, 5.0))
 
 
 def _watchdog_secs(environ: Mapping[str, str]) -> float | None:

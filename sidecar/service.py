@@ -12,7 +12,6 @@ sinks), never the pipeline itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ from sidecar import config as C
 from sidecar.notify import Notifier
 from sidecar.status import heartbeat_event, status_line
 from sidecar.types import OutEvent
+from sidecar.waits import wait_set
 
 log = logging.getLogger("sidecar.service")
 
@@ -87,9 +87,7 @@ class ServiceRuntime:
         host = socket.gethostname()
         every = self.cfg.heartbeat.interval_secs
         while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), every)
-            if self._stop.is_set():
+            if await wait_set(self._stop, every):
                 return
             try:
                 await self._emit([heartbeat_event(self._status(), host=host, version=__version__)])

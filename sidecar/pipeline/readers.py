@@ -20,6 +20,7 @@ from sidecar.parse.body import (
 )
 from sidecar.sources.tail import LineBatch, Tailer
 from sidecar.types import Completed
+from sidecar.waits import wait_set
 
 log = logging.getLogger("sidecar.pipeline")
 
@@ -222,8 +223,7 @@ class ReadersMixin:
         loop = asyncio.get_running_loop()
         last = loop.time()
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.25)
+            await wait_set(stop, 0.25)
             full = loop.time() - last >= 1.0
             if full:
                 last = loop.time()

@@ -14,6 +14,7 @@ from typing import Any
 
 from sidecar.spool.segment import encode_event
 from sidecar.types import OutEvent
+from sidecar.waits import within
 
 log = logging.getLogger("sidecar.pipeline")
 
@@ -72,14 +73,14 @@ class SupervisionMixin:
         if spool_task is not None and not spool_task.done():
             with contextlib.suppress(Exception):
                 self._events_q.put_nowait(None)
-                await asyncio.wait_for(spool_task, 10)
+                await within(10, spool_task)
         self._give_up.set()
 
         for sink in self.sinks:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(sink.close(), 10)
+                await within(10, sink.close())
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.spool.close(), 10)
+            await within(10, self.spool.close())
         for src in self.sources:
             src.access_tail.close()
             if src.body_tail is not None:

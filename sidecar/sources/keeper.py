@@ -6,7 +6,6 @@ at shutdown). The pipeline only feeds the ledger and calls `soon()` / `save()`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from sidecar.sources import checkpoint
 from sidecar.sources.ledger import Ledger
 from sidecar.sources.tail import Tailer
+from sidecar.waits import wait_set
 
 log = logging.getLogger("sidecar.sources.keeper")
 
@@ -77,8 +77,7 @@ class CheckpointKeeper:
         """Also save when nothing is handed back (new files, seen times): every second."""
         every = max(self.interval_secs, 1.0)
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
+            await wait_set(stop, every)
             if time.monotonic() - self._last >= every:
                 self.save()
 

@@ -43,6 +43,7 @@ from sidecar.sources.checkpoint import FileEntry
 from sidecar.sources.fingerprint import Identity, identify, is_compressed, same_fingerprint
 from sidecar.sources.lines import LineBatch, Lines
 from sidecar.sources.recover import Found, copies_of, missed_siblings, rotated_while_down
+from sidecar.waits import wait_set
 
 log = logging.getLogger("sidecar.sources.tail")
 
@@ -387,8 +388,7 @@ class Tailer:
                 last_scan = now
                 continue  # a new or rotated file may have data: look before sleeping
             if stop is not None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.poll_interval_secs)
+                await wait_set(stop, self.poll_interval_secs)
             else:
                 await asyncio.sleep(self.poll_interval_secs)
 

@@ -52,6 +52,7 @@ from sidecar.spool.segment import (
 )
 from sidecar.spool.state import load_cursors, quarantine_copy, save_cursors
 from sidecar.types import OutEvent
+from sidecar.waits import wait_set
 
 log = logging.getLogger("sidecar.spool")
 
@@ -284,11 +285,10 @@ class Spool:
             self.write_error = f"cannot write the spool in {self._segdir}: {err}"
             if give_up is not None and give_up.is_set():
                 return done
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    give_up.wait() if give_up is not None else asyncio.sleep(WRITE_RETRY_SECS),
-                    WRITE_RETRY_SECS,
-                )
+            if give_up is not None:
+                await wait_set(give_up, WRITE_RETRY_SECS)
+            else:
+                await asyncio.sleep(WRITE_RETRY_SECS)
         if self.write_error is not None:
             log.warning("The spool is writable again; reading resumes.")
             self.write_error = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from bisect import bisect_left
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from sidecar.spool.segment import HEADER_SIZE, Segment, decode_event, read_records
 from sidecar.types import OutEvent
+from sidecar.waits import within
 
 if TYPE_CHECKING:
     from sidecar.spool.disk import Spool
@@ -97,7 +97,7 @@ class SpoolReader:
                 if left <= 0:
                     break
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(sp._wait_data(), left)
+                    await within(left, sp._wait_data())
         return self._read_now(max_events, max_bytes)
 
     def _read_now(self, max_events: int, max_bytes: int) -> list[SpoolEntry]:

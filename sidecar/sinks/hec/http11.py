@@ -10,7 +10,7 @@ second and needs none of its features.
 Errors: OSError (connect, reset, TLS: `ssl.SSLError` is one), `HttpError` (a reply that is not
 HTTP/1.x, cut short or too large). A kept-alive connection the server has closed meanwhile
 is not reused (as aiohttp does); a request that fails anyway is the caller's to retry (the sink
-counts and backs off). Timeouts are the caller's (`asyncio.wait_for`); a cancelled request's
+counts and backs off). Timeouts are the caller's (`sidecar.waits.within`); a cancelled request's
 connection is closed.
 """
 

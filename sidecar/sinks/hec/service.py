@@ -30,6 +30,7 @@ from sidecar.sinks.hec.replies import (
     int_or_none,
     parse_reply,
 )
+from sidecar.waits import within
 
 ACK_PATH = "/services/collector/ack"
 HEALTH_PATH = "/services/collector/health"
@@ -90,9 +91,9 @@ class HecService:
         self, method: str, url: str, body: bytes | None, extra: dict[str, str]
     ) -> tuple[int, bytes, str | None, str | None] | Retryable:
         try:
-            reply = await asyncio.wait_for(
-                self._client.request(method, url, body, {**self._headers, **extra}),
+            reply = await within(
                 self._timeout_secs,
+                self._client.request(method, url, body, {**self._headers, **extra}),
             )
         except TimeoutError:
             return Retryable(f"no reply within {self._timeout_secs:g} s (timeout)")
