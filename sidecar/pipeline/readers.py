@@ -108,6 +108,7 @@ class ReadersMixin:
             self._hold(joiner, batch, rids, out)
             self.ledger.processed(batch.key, batch.end_offset)
             src.moved["access"].set()
+            del batch  # its lines are not held through the next read
             if out:
                 await self._put_completed(out)
         mine.finish()
@@ -171,6 +172,7 @@ class ReadersMixin:
                 while joiner.expire(out):
                     await self._put_completed(out)
                     out = []
+            del batch, dec  # the block is not held through the next read
             if out:
                 await self._put_completed(out)
         mine.finish()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -53,3 +55,54 @@ def test_same_answers_as_a_one_at_a_time_window_for_the_last_cap_ids(
 def test_cap_must_be_positive() -> None:
     with pytest.raises(ValueError):
         RecentIds(0)
+
+
+class _Rid(str):
+    """An id string with a chosen `hash()`: two different ids with the same digest."""
+
+    def __hash__(self) -> int:
+        return 12345
+
+
+def test_ids_are_kept_as_a_60_bit_digest_of_their_hash() -> None:
+    """The window holds the low 60 bits of each id's hash, not the id: ids whose hashes agree
+    in those bits are one id to it (the documented consequence; 2^-60 per id held for real
+    ids, whose hash is SipHash with a per-process key). Ids that differ anywhere else are
+    told apart as before."""
+    w: RecentIds[int] = RecentIds(4)
+    w.put(_Rid("a"), 1)
+    assert _Rid("b") in w and w.get(_Rid("b")) == 1  # same digest, another id
+    assert w.get("a") is None  # the plain str "a" hashes differently
+    big = (1 << 62) + 7  # a hash differing only above bit 60 gives the same digest
+
+    class Hi(str):
+        def __hash__(self) -> int:
+            return big
+
+    class Lo(str):
+        def __hash__(self) -> int:
+            return 7
+
+    w.put(Hi("x"), 2)
+    assert w.get(Lo("y")) == 2
+
+
+def test_an_id_costs_about_110_bytes_not_the_strings_160() -> None:
+    """The memory bound the digest buys (docs/performance.md, "Memory"): 20,000 fresh
+    32-character ids with their access-line digests take under 125 bytes each (dict slot,
+    two 32-byte ints); kept as strings with 16-byte values they took about 165."""
+    from sidecar.join.table import _packed
+
+    ids = [f"{i:032x}" for i in range(20_000)]
+    values = [_packed((1772442000.0 + i, i * 1700)) for i in range(20_000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        w: RecentIds[int] = RecentIds(20_000)
+        for i in range(20_000):
+            w.put(ids[i][:-1] + ids[i][-1], values[i] + 0)  # fresh objects, as in the join
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(w) == 20_000
+    assert grown / 20_000 < 125
