@@ -435,7 +435,11 @@ class Joiner(Storage, Expiry, PositionNotes):
         self.pending_bytes -= p.cost
         p.cost = 0
         complete = not expired or (p.access is not None and p.end is not None)
-        self._done.put(rid, _packed(p.key) if complete and p.key is not None else _INCOMPLETE)
+        self._done.put(
+            rid,
+            _packed(p.key) if complete and p.key is not None else _INCOMPLETE,
+            absent=not p.dup,  # not in the window when the request began (`_get`)
+        )
         if p.dup and p.access is not None:
             self.stats["duplicate_request_id"] += 1
         body: str | None = p.text

@@ -8,28 +8,38 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar.join.recent import RecentIds
+from sidecar.join.recent import RecentIds, generation_size
 
 
 def test_remembers_at_least_cap_most_recent_and_bounds_its_size() -> None:
     w: RecentIds[int] = RecentIds(8)
+    assert (w.step, w.limit) == (5, 13)  # generations of 5 ids: a 2^3-slot dict's fill
     for i in range(100):
         w.put(f"r{i}", i)
-        assert len(w) < w.limit  # never more than cap + cap // 8 (here 9)
+        assert len(w) < w.limit  # never more than cap + one generation
         for j in range(max(0, i - 7), i + 1):  # the last 8 are always there
             assert w.get(f"r{j}") == j
     assert "r0" not in w and w.get("r0") is None
 
 
+def test_generations_fill_a_dict_table_exactly() -> None:
+    """A generation holds as many ids as a 2^k-slot dict takes (2^(k+1) // 3): at the default
+    cap, 21,845 ids in a table of 32,768 slots (the one-dict window's table had 524,288)."""
+    assert generation_size(100_000) == 21_845
+    assert [generation_size(c) for c in (1, 8, 47, 48, 87, 88)] == [5, 5, 5, 10, 10, 21]
+    assert generation_size(10_000_000) == 1_398_101  # 2^21 slots, at least cap // 8
+
+
 def test_put_again_moves_to_the_newest_end_and_replaces_the_value() -> None:
-    w: RecentIds[str] = RecentIds(4)
-    for rid in "abcd":
+    w: RecentIds[str] = RecentIds(4)  # generations of 5
+    for rid in "abcde":
         w.put(rid, "first")
     w.put("a", "again")  # a is now the newest
-    for rid in "efg":
+    for rid in "fghij":
         w.put(rid, "x")
     assert w.get("a") == "again"
     assert "b" not in w  # the oldest went first
+    assert all(rid in w for rid in "aghij")
 
 
 @given(st.lists(st.integers(0, 30), max_size=300), st.integers(1, 12))
@@ -46,10 +56,10 @@ def test_same_answers_as_a_one_at_a_time_window_for_the_last_cap_ids(
         ref[rid] = n
         if len(ref) > cap:
             del ref[next(iter(ref))]
-        w.put(rid, n)
+        w.put(rid, n, absent=n % 2 == 0 and rid not in w)  # the join's shortcut, half the time
         for k, v in ref.items():
             assert w.get(k) == v
-        assert len(w) <= cap + max(1, cap // 8)
+        assert len(w) < w.limit
 
 
 def test_cap_must_be_positive() -> None:
@@ -106,3 +116,16 @@ def test_an_id_costs_about_110_bytes_not_the_strings_160() -> None:
         tracemalloc.stop()
     assert len(w) == 20_000
     assert grown / 20_000 < 125
+
+
+def test_put_told_absent_wrongly_keeps_answering_with_the_newest() -> None:
+    """`absent=True` skips looking in the older generations; told wrongly, the older copy
+    stays until its generation goes, and `get` still answers with the newest value."""
+    w: RecentIds[int] = RecentIds(4)  # generations of 5
+    for i, rid in enumerate("abcde"):
+        w.put(rid, i)
+    w.put("a", 10, absent=True)
+    assert w.get("a") == 10 and len(w) == 6
+    for i, rid in enumerate("fghijklmn"):
+        w.put(rid, 20 + i)
+    assert w.get("a") is None  # both copies went with their generations
