@@ -25,7 +25,9 @@ log = logging.getLogger("sidecar.pipeline")
 
 
 QUEUE_LISTS = 64  # lists in flight between stages
-QUEUE_MAX_BYTES = 4 << 20  # body bytes of completed requests waiting for enrichment, at most
+# body bytes of completed requests waiting for enrichment, at most: a 4 MiB body block completes
+# about as many at once, which wait beside the queue (`_put_completed`); more only adds memory
+QUEUE_MAX_BYTES = 2 << 20
 
 
 @dataclass
