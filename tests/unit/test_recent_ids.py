@@ -97,25 +97,28 @@ def test_ids_are_kept_as_a_60_bit_digest_of_their_hash() -> None:
     assert w.get(Lo("y")) == 2
 
 
-def test_an_id_costs_about_110_bytes_not_the_strings_160() -> None:
-    """The memory bound the digest buys (docs/performance.md, "Memory"): 20,000 fresh
-    32-character ids with their access-line digests take under 125 bytes each (dict slot,
-    two 32-byte ints); kept as strings with 16-byte values they took about 165."""
+def test_an_id_costs_about_100_bytes_while_ids_come_and_go() -> None:
+    """The memory bound (docs/performance.md, "Memory"): 60,000 fresh 32-character ids with
+    their access-line digests through a window of 20,000 take under 125 bytes per id held
+    (two 32-byte ints and a generation's slot). Kept as strings with 16-byte values they took
+    about 165 in a fresh dict, and one dict under churn grows a table for three times its
+    ids (about 115 bytes an id for the table alone)."""
     from sidecar.join.table import _packed
 
-    ids = [f"{i:032x}" for i in range(20_000)]
-    values = [_packed((1772442000.0 + i, i * 1700)) for i in range(20_000)]
+    n = 60_000
+    ids = [f"{i:032x}" for i in range(n)]
+    values = [_packed((1772442000.0 + i, i * 1700)) for i in range(n)]
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         w: RecentIds[int] = RecentIds(20_000)
-        for i in range(20_000):
+        for i in range(n):
             w.put(ids[i][:-1] + ids[i][-1], values[i] + 0)  # fresh objects, as in the join
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert len(w) == 20_000
-    assert grown / 20_000 < 125
+    assert 20_000 <= len(w) < w.limit
+    assert grown / len(w) < 125
 
 
 def test_put_told_absent_wrongly_keeps_answering_with_the_newest() -> None:
