@@ -133,7 +133,11 @@ class Pipeline(ReadersMixin, DeliveryMixin, SupervisionMixin, HandbackMixin):
         return SourceRuntime(
             cfg=s,
             joiner=joiner,
-            access_tail=self._tailer(s.name + "/access", s.access_log.paths, kw),
+            access_tail=self._tailer(
+                s.name + "/access",
+                s.access_log.paths,
+                {**kw, "read_chunk_bytes": s.access_read_chunk_bytes},
+            ),
             body_tail=self._tailer(s.name + "/body", s.body_log.paths, kw) if s.body_log else None,
             parse_access=parser_for(fmt.type, fmt.fields, fmt.headers_path),
             provider=None if s.provider == "auto" else s.provider,

@@ -26,7 +26,9 @@ log = logging.getLogger("sidecar.pipeline")
 
 
 QUEUE_LISTS = 64  # lists in flight between stages
-QUEUE_MAX_BYTES = 4 << 20  # body bytes of completed requests waiting for enrichment, at most
+# body bytes of completed requests waiting for enrichment, at most: a 4 MiB body block completes
+# about as many at once, which wait beside the queue (`_put_completed`); more only adds memory
+QUEUE_MAX_BYTES = 2 << 20
 
 
 @dataclass
@@ -109,6 +111,7 @@ class ReadersMixin:
             self._hold(joiner, batch, rids, out)
             self.ledger.processed(batch.key, batch.end_offset)
             src.moved["access"].set()
+            del batch  # its lines are not held through the next read
             if out:
                 await self._put_completed(out)
         mine.finish()
@@ -172,6 +175,7 @@ class ReadersMixin:
                 while joiner.expire(out):
                     await self._put_completed(out)
                     out = []
+            del batch, dec  # the block is not held through the next read
             if out:
                 await self._put_completed(out)
         mine.finish()

@@ -108,10 +108,13 @@ class LineBatch:
 
     @property
     def lines(self) -> list[bytes]:
-        """The batch's lines (cut from the block on first use)."""
+        """The batch's lines (cut from the block on first use, which then lets the block go:
+        the lines hold the same bytes, and a block and its lines held together were twice the
+        read size, e.g. the access reader's whole batch while it waits for the body log)."""
         if self._lines is None:
             assert self.block is not None
             self._lines = self.head + _split(self.block, self.block_from, self.block_to)
+            self.block, self.head = None, []
         return self._lines
 
     def edge_lines(self) -> tuple[bytes | None, bytes | None]:

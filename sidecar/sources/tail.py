@@ -346,6 +346,7 @@ class Tailer:
                     yield b
                 finally:  # once read: a reader that scanned the block has set its count
                     self.lines_read += b.count
+                b = None  # type: ignore[assignment]  # not held through the next read (its block)
         finally:
             self.close()
 
@@ -370,10 +371,12 @@ class Tailer:
                 self.idle_since = loop.time()
             for b in got or ():
                 yield b
+            # the batches (their blocks) are not held through the next read
+            read, got, b = got is not None, None, None
             if stop is not None and stop.is_set():
                 return  # stop promptly even when the files keep growing
             now = loop.time()
-            if got is not None:
+            if read:
                 if now - last_scan >= self.rescan_interval_secs:  # busy: still notice rotation
                     self._scan()
                     last_scan = now

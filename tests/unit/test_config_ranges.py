@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from pathlib import Path
 
 import pytest
 
 from sidecar import config as C
 from sidecar.errors import ConfigError
+from sidecar.pipeline import Pipeline
 
 SRC = {"name": "p", "access_log": {"paths": ["a.log"]}, "body_log": {"paths": ["b.log"]}}
 
@@ -25,6 +27,11 @@ def cfg(**kw: object) -> C.Config:
 # (config fragment builder, key path, a value below the range, a value above it)
 CASES = [
     (lambda v: {"sources": [{**SRC, "read_chunk_bytes": v}]}, "sources[0].read_chunk_bytes", 0),
+    (
+        lambda v: {"sources": [{**SRC, "access_read_chunk_bytes": v}]},
+        "sources[0].access_read_chunk_bytes",
+        4095,
+    ),
     (lambda v: {"sources": [{**SRC, "poll_interval_secs": v}]}, "sources[0].poll_interval_secs", 0),
     (
         lambda v: {"sources": [{**SRC, "body_log": {"paths": ["b"], "max_body_bytes": v}}]},
@@ -145,3 +152,26 @@ def test_generic_mapping_names_are_checked() -> None:
         C.from_dict({"sources": [src]})
     assert err.value.key == "sources[0].access_log.format.fields.duration_sec"
     assert err.value.fix == "did you mean duration_secs?"
+
+
+def test_read_sizes_default_to_4_mib_for_the_body_log_and_1_mib_for_the_access_log(
+    tmp_path: Path,
+) -> None:
+    """The body log is read in 4 MiB blocks (fewer reads, scanned as read), the access log in
+    1 MiB (its lines are cut and held while they wait: docs/performance.md, "Tuning"); each
+    tailer gets its own size, and the limits of the range are accepted."""
+    src = {**SRC, "access_log": {"paths": [str(tmp_path / "a.log")]}}
+    src["body_log"] = {"paths": [str(tmp_path / "b.log")]}
+    base = {"state_dir": str(tmp_path / "st"), "identity": {"hash_key": "k"}}
+    base["sinks"] = [{"type": "file", "path": str(tmp_path / "e.ndjson")}]
+    cfg = C.from_dict({"sources": [src], **base})
+    assert (cfg.sources[0].read_chunk_bytes, cfg.sources[0].access_read_chunk_bytes) == (
+        4 << 20,
+        1 << 20,
+    )
+    for body, access in ((4 << 20, 1 << 20), (4096, 1 << 26)):
+        s = {**src, "read_chunk_bytes": body, "access_read_chunk_bytes": access}
+        runtime = Pipeline(C.from_dict({"sources": [s], **base}), once=True).sources[0]
+        assert runtime.body_tail is not None
+        assert runtime.body_tail.read_chunk_bytes == body
+        assert runtime.access_tail.read_chunk_bytes == access
