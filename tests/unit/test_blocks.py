@@ -10,6 +10,7 @@ under any order of reads; `join_escaped_lines` against `join_escaped` of the spl
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
 import zlib
@@ -316,10 +317,8 @@ def test_body_lines_edges_refuse_what_is_not_an_integer(kind: type) -> None:
             seq.edges(1)
     short = kind([b"a"], 3)  # a length the chunks do not have: never a crash
     for args in [(1, 1), (0, 10), (10, 0), (10, 10)]:
-        try:
+        with contextlib.suppress(IndexError):
             assert type(short.edges(*args)) is list
-        except IndexError:
-            pass
 
 
 def test_body_lines_c_type_edges_and_references() -> None:
