@@ -377,8 +377,75 @@ bl_repr(BodyLines *self)
                                 self->chunks ? PyTuple_GET_SIZE(self->chunks) : (Py_ssize_t)0);
 }
 
+/* The length of line i as `len()` gives it, or -1 with the exception set. */
+static Py_ssize_t
+line_len(BodyLines *self, Py_ssize_t i)
+{
+    PyObject *line = line_at(self, i);
+    if (line == NULL)
+        return -1;
+    Py_ssize_t len = PyBytes_CheckExact(line) ? PyBytes_GET_SIZE(line) : PyObject_Length(line);
+    Py_DECREF(line);
+    return len;
+}
+
+/* edges(head_bytes, tail_bytes): the head's lines (the first ones that reach head_bytes) and
+   the tail's (the last ones that reach tail_bytes, never into the head), as one list; every
+   line when the two meet. bodylines.py's `edges`, read for read. */
+static PyObject *
+bl_edges(BodyLines *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "edges: head_bytes and tail_bytes expected");
+        return NULL;
+    }
+    /* integers (TypeError else), clamped: no line count reaches PY_SSIZE_T_MAX bytes */
+    Py_ssize_t head_bytes = PyNumber_AsSsize_t(args[0], NULL);
+    if (head_bytes == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t tail_bytes = PyNumber_AsSsize_t(args[1], NULL);
+    if (tail_bytes == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t n = self->n, h = 0, t = n, size = 0, len;
+    while (h < n && size < head_bytes) {
+        if ((len = line_len(self, h)) < 0)
+            return NULL;
+        size += len;
+        h++;
+    }
+    size = 0;
+    while (t > h && size < tail_bytes) {
+        t--;
+        if ((len = line_len(self, t)) < 0)
+            return NULL;
+        size += len;
+    }
+    if (t <= h) {
+        PyObject *all = bl_all(self);
+        return all == NULL ? NULL : PyList_GetSlice(all, 0, PyList_GET_SIZE(all));
+    }
+    PyObject *out = PyList_New(h + (n - t));
+    if (out == NULL)
+        return NULL;
+    const Py_ssize_t from[2] = {0, t}, to[2] = {h, n}; /* lines [0, h) and [t, n) */
+    Py_ssize_t j = 0;
+    for (int r = 0; r < 2; r++) {
+        for (Py_ssize_t i = from[r]; i < to[r]; i++) {
+            PyObject *x = line_at(self, i); /* walked already: no new cut */
+            if (x == NULL) {
+                Py_DECREF(out);
+                return NULL;
+            }
+            PyList_SET_ITEM(out, j++, x);
+        }
+    }
+    return out;
+}
+
 static PyMethodDef bl_methods[] = {
     {"lines", (PyCFunction)bl_lines, METH_NOARGS, "Every line, as a list (cut once)."},
+    {"edges", (PyCFunction)(void (*)(void))bl_edges, METH_FASTCALL,
+     "The head's lines (reaching head_bytes) and the tail's (reaching tail_bytes), a list."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -118,6 +118,26 @@ class PureBodyLines(Sequence):
         self._back.append(line)
         return line
 
+    def edges(self, head_bytes: int, tail_bytes: int) -> list:
+        """The head's lines (the first ones that reach `head_bytes`) and the tail's (the last
+        ones that reach `tail_bytes`, never into the head), as one list, read from both ends
+        without cutting the rest; every line when the two meet (parse/response.py reads its
+        edge records so). The sizes are integers (TypeError else), as in C."""
+        head_bytes, tail_bytes = operator.index(head_bytes), operator.index(tail_bytes)
+        n = self._n
+        h = size = 0  # the head: self[:h]
+        while h < n and size < head_bytes:
+            size += len(self[h])
+            h += 1
+        t = n  # the tail: self[t:]
+        size = 0
+        while t > h and size < tail_bytes:
+            t -= 1
+            size += len(self[t])
+        if t <= h:
+            return list(self)
+        return self[:h] + self[t:]
+
     def lines(self) -> list:
         """Every line, as a list (cut once)."""
         if self._all is None:

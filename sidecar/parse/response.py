@@ -133,28 +133,17 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
 
 def _edge_records(parts: Sequence | None, head_bytes: int, tail_bytes: int) -> Any:
     """The records `tailscan` reads, as the list it takes: `parts` itself when it is a list;
-    for the join's `BodyLines` (a request's lines kept as one bytes object per read block) the
-    head's lines (the first ones that reach `head_bytes`) and the tail's (the last ones that
-    reach `tail_bytes`), read from both ends without cutting the rest; every line when the
-    two meet. `tailscan` picks the same head and tail records from either list: its head is
-    the shortest prefix of at least `head_bytes`, its tail the shortest suffix of at least
-    `tail_bytes` after the head, both inside the edges taken here. Anything else (None) is
-    passed on: `tailscan` declines it."""
+    for the join's `BodyLines` (a request's lines kept as one bytes object per read block) its
+    `edges`: the head's lines and the tail's, read from both ends without cutting the rest
+    (every line when the two meet). `tailscan` picks the same head and tail records from
+    either list: its head is the shortest prefix of at least `head_bytes`, its tail the
+    shortest suffix of at least `tail_bytes` after the head, both inside the edges taken
+    here; any other sequence is taken whole, as a list. None is passed on: `tailscan`
+    declines it."""
     if parts is None or type(parts) is list:
         return parts
-    n = len(parts)
-    h = size = 0  # the head: parts[:h]
-    while h < n and size < head_bytes:
-        size += len(parts[h])
-        h += 1
-    t = n  # the tail: parts[t:], never into the head
-    size = 0
-    while t > h and size < tail_bytes:
-        t -= 1
-        size += len(parts[t])
-    if t <= h:
-        return list(parts)
-    return parts[:h] + parts[t:]
+    edges = getattr(parts, "edges", None)
+    return edges(head_bytes, tail_bytes) if edges is not None else list(parts)
 
 
 def _raw_edges(

@@ -10,6 +10,7 @@ under any order of reads; `join_escaped_lines` against `join_escaped` of the spl
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
 import zlib
@@ -266,6 +267,60 @@ def test_body_lines_walks_from_both_ends(kind: type, c: tuple) -> None:
     assert list(seq.chunks) == chunks
 
 
+def _edges_of(lines: list, head_bytes: int, tail_bytes: int) -> list:
+    """What `edges` must give, taken from the plain list: the shortest prefix of at least
+    `head_bytes` and the shortest suffix of at least `tail_bytes` after it; all when they meet."""
+    h = 0
+    while h < len(lines) and sum(map(len, lines[:h])) < head_bytes:
+        h += 1
+    t = len(lines)
+    while t > h and sum(map(len, lines[t:])) < tail_bytes:
+        t -= 1
+    return list(lines) if t <= h else lines[:h] + lines[t:]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=500)
+@given(
+    c=chunked(),
+    head=st.one_of(st.integers(-3, 40), st.sampled_from([2**70, -(2**70), True])),
+    tail=st.one_of(st.integers(-3, 40), st.sampled_from([2**70, -(2**70), False])),
+    reads=st.lists(st.integers(-100, 100), max_size=5),
+)
+def test_body_lines_edges_are_the_lists_edges(
+    kind: type, c: tuple, head: int, tail: int, reads: list[int]
+) -> None:
+    """`edges` (the C readers' head and tail lines, parse/response.py) gives exactly what the
+    walk over the plain list gives, after any earlier reads, and leaves every read right."""
+    lines, chunks = c
+    n = len(lines)
+    seq = kind(chunks, n)
+    for i in reads:
+        if -n <= i < n:
+            assert seq[i] == lines[i]
+    got = seq.edges(head, tail)
+    assert type(got) is list and got == _edges_of(lines, head, tail)
+    assert seq.edges(head, tail) == got  # again, from what was walked
+    if n < WALK and kind is PureBodyLines and len(got) < n and not reads:
+        assert seq._all is None  # read from both ends, nothing cut whole
+    assert seq == lines and seq[::-1] == lines[::-1]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_body_lines_edges_refuse_what_is_not_an_integer(kind: type) -> None:
+    seq = kind([b"a\nb", b"c"], 3)
+    for bad in [(1.5, 2), (1, "2"), (None, 1)]:
+        with pytest.raises(TypeError):
+            seq.edges(*bad)
+    if kind is not PureBodyLines:
+        with pytest.raises(TypeError):
+            seq.edges(1)
+    short = kind([b"a"], 3)  # a length the chunks do not have: never a crash
+    for args in [(1, 1), (0, 10), (10, 0), (10, 10)]:
+        with contextlib.suppress(IndexError):
+            assert type(short.edges(*args)) is list
+
+
 def test_body_lines_c_type_edges_and_references() -> None:
     C = _bodylines.BodyLines
     chunks = [b"a\nb", "s", b"", b"c\n", b"d"]
@@ -295,6 +350,7 @@ def test_body_lines_c_type_edges_and_references() -> None:
     for _ in range(200):
         seq = C(chunks, len(lines))
         seq[0], seq[-1], seq[3], seq[1:3], seq[-2:], list(seq), list(reversed(seq))
+        seq.edges(1, 2), seq.edges(100, 100)
         del seq
     assert [sys.getrefcount(x) for x in objs] == counts
 

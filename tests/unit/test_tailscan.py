@@ -654,6 +654,9 @@ def test_the_join_s_body_lines_are_read_as_their_list(name: str, seed: int, piec
         edges = response._edge_records(parts, head, tail)
         assert type(edges) is list and read(edges, head, tail) == want
         assert outcome(completed(parts, path)) == base
+    assert response._edge_records(tuple(lines), head, tail) == lines  # any other sequence: whole
+    assert response._edge_records(lines, head, tail) is lines
+    assert response._edge_records(None, head, tail) is None
 
 
 def test_body_lines_of_a_long_stream_are_read_in_c_from_their_edges() -> None:
