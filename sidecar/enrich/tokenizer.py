@@ -34,11 +34,13 @@ import binascii
 import functools
 import hashlib
 import io
+import itertools
 import logging
 import math
 import re
 import types
 from collections.abc import Iterable
+from operator import itemgetter
 from pathlib import Path
 from typing import NoReturn
 
@@ -141,17 +143,27 @@ def _facts(model: str) -> tuple[str, tuple[str, bool], bool]:
 # --- loading ----------------------------------------------------------------------------------
 
 
+_first = itemgetter(0)
+
+
 def _read_ranks(path: Path, sha256: str) -> dict[bytes, int]:
-    """The rank table of a tiktoken file (`<base64 token> <rank>` per line), read as tiktoken's
-    `load_tiktoken_bpe` reads it, once the file's SHA-256 is the expected one. Each line is
-    split and decoded in C (`binascii.a2b_base64`, which `base64.b64decode` calls per line
-    through two Python wrappers), the lines iterated rather than made into a list first. The
-    SHA-256 fixes the content, so the result is tiktoken's (a test compares them)."""
+    """The rank table of a tiktoken file (`<base64 token> <rank>` per line), as tiktoken's
+    `load_tiktoken_bpe` reads it, once the file's SHA-256 is the expected one. The lines are
+    iterated (no list of them), each split and decoded in C (`binascii.a2b_base64`, which
+    `base64.b64decode` calls through two Python wrappers); the ranks of the bundled files are
+    their line numbers (0, 1, ...), so they are counted rather than parsed, and the first and
+    last lines checked. The SHA-256 fixes the content: a test compares the result with
+    tiktoken's for both files."""
     data = path.read_bytes()  # OSError when missing
     if hashlib.sha256(data).hexdigest() != sha256:
         raise ValueError(f"{path.name} does not have the expected SHA-256")
-    a2b = binascii.a2b_base64
-    return {a2b(token): int(rank) for token, rank in map(bytes.split, io.BytesIO(data))}
+    tokens = map(binascii.a2b_base64, map(_first, map(bytes.split, io.BytesIO(data))))
+    ranks = dict(zip(tokens, itertools.count(), strict=False))
+    first_rank = data[data.find(b" ") + 1 : data.find(b"\n")]
+    last_rank = data[data.rfind(b" ") + 1 :]  # int() ignores the line end
+    if first_rank != b"0" or int(last_rank) != len(ranks) - 1:
+        raise ValueError(f"{path.name}: the ranks are not its line numbers")
+    return ranks
 
 
 def _no_download(*args: object, **kwargs: object) -> NoReturn:

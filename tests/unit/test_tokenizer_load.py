@@ -7,6 +7,7 @@ text."""
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import os
 import shutil
@@ -96,6 +97,30 @@ def test_the_rank_table_is_tiktokens(name: str, monkeypatch: pytest.MonkeyPatch)
     assert ours == theirs
     assert list(ours.items()) == list(theirs.items())  # the same order too
     assert all(type(k) is bytes and type(v) is int for k, v in ours.items())
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (b"IQ== 0\nIg== 1\nIw== 2\n", None),
+        (b"IQ== 0\nIg== 1\nIw== 3\n", "line numbers"),  # a gap: ranks are not positions
+        (b"IQ== 1\nIg== 2\nIw== 2\n", "line numbers"),
+        (b"IQ== 0\nIg== 1\nIw== x\n", "invalid literal"),
+    ],
+)
+def test_rank_files_that_are_not_counted_lines_are_refused(
+    text: bytes, error: str | None, tmp_path: Path
+) -> None:
+    path = tmp_path / "ranks"
+    path.write_bytes(text)
+    sha256 = hashlib.sha256(text).hexdigest()
+    with pytest.raises(ValueError, match="expected SHA-256"):
+        tk._read_ranks(path, hashlib.sha256(text + b"x").hexdigest())
+    if error is None:
+        assert tk._read_ranks(path, sha256) == {b"!": 0, b'"': 1, b"#": 2}
+    else:
+        with pytest.raises(ValueError, match=error):
+            tk._read_ranks(path, sha256)
 
 
 @pytest.mark.parametrize("name", tk.ENCODINGS)
