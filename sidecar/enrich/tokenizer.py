@@ -144,6 +144,7 @@ def _facts(model: str) -> tuple[str, tuple[str, bool], bool]:
 
 
 _first = itemgetter(0)
+_BLOCK_BYTES = 1 << 16  # ~3,600 lines, ~2 ms
 
 
 def _read_ranks(path: Path, sha256: str) -> dict[bytes, int]:
@@ -157,8 +158,12 @@ def _read_ranks(path: Path, sha256: str) -> dict[bytes, int]:
     data = path.read_bytes()  # OSError when missing
     if hashlib.sha256(data).hexdigest() != sha256:
         raise ValueError(f"{path.name} does not have the expected SHA-256")
-    tokens = map(binascii.a2b_base64, map(_first, map(bytes.split, io.BytesIO(data))))
-    ranks = dict(zip(tokens, itertools.count(), strict=False))
+    lines, positions = io.BytesIO(data), itertools.count()
+    ranks: dict[bytes, int] = {}
+    # a block of lines at a time: between blocks the event loop's thread can take the GIL
+    while block := lines.readlines(_BLOCK_BYTES):
+        tokens = map(binascii.a2b_base64, map(_first, map(bytes.split, block)))
+        ranks.update(zip(tokens, positions, strict=False))
     first_rank = data[data.find(b" ") + 1 : data.find(b"\n")]
     last_rank = data[data.rfind(b" ") + 1 :]  # int() ignores the line end
     if first_rank != b"0" or int(last_rank) != len(ranks) - 1:
