@@ -19,10 +19,12 @@ Offline loading
     file never reaches the network and is never deleted by tiktoken's "bad cache file" clean-up:
     counting falls back to ~4 characters per token with one warning. Encodings load lazily,
     once per process, each when first needed (o200k_base: ~0.3 CPU s, +47 MiB for good and
-    ~71 MiB at the peak of the load; cl100k_base about half); each line of the rank file is
-    decoded by `binascii.a2b_base64` directly (tiktoken's `load_tiktoken_bpe` goes through
-    `base64.b64decode` and a list of the lines first: ~0.15 CPU s and ~7 MiB of peak more), and
-    the rank table tiktoken keeps only for pickling is dropped once the Rust core has its copy.
+    ~71 MiB at the peak of the load; cl100k_base about half). The rank file is decoded with no
+    Python step per line, in blocks between which the event loop's thread can take the GIL
+    (tiktoken's `load_tiktoken_bpe` calls `base64.b64decode` per line on a list of the lines:
+    ~1/3 more instructions for the whole load, ~7 MiB more at its peak); tiktoken's Rust
+    constructor then holds the GIL for its whole run (~0.15-0.3 s). The rank table tiktoken
+    keeps only for pickling is dropped once the Rust core has its copy.
 
 What a request bills as input is rendered by `sidecar.enrich.input_tokens`; only counts leave
 this module.
