@@ -152,8 +152,9 @@ _BLOCK_BYTES = 1 << 16  # ~3,600 lines, ~2 ms
 def _read_ranks(path: Path, sha256: str) -> dict[bytes, int]:
     """The rank table of a tiktoken file (`<base64 token> <rank>` per line), as tiktoken's
     `load_tiktoken_bpe` reads it, once the file's SHA-256 is the expected one. The lines are
-    iterated (no list of them), each split and decoded in C (`binascii.a2b_base64`, which
-    `base64.b64decode` calls through two Python wrappers); the ranks of the bundled files are
+    taken 64 KiB at a time (no list of all of them), each split and decoded in C
+    (`binascii.a2b_base64`, which `base64.b64decode` calls through two Python wrappers) with no
+    Python step per line; the ranks of the bundled files are
     their line numbers (0, 1, ...), so they are counted rather than parsed, and the first and
     last lines checked. The SHA-256 fixes the content: a test compares the result with
     tiktoken's for both files."""
