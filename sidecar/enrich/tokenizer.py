@@ -10,14 +10,21 @@ Encodings
 
 Offline loading
     The encodings ship with the package (`encodings/`, tiktoken cache files named by the SHA-1 of
-    their download address); `tokens.encodings_dir` replaces that folder. Before handing a folder
-    to tiktoken (through `TIKTOKEN_CACHE_DIR`, set only for the load) the file's SHA-256 is checked
-    against the hash tiktoken expects, and for the duration of the load tiktoken's downloader is
-    replaced by one that refuses URLs. A missing or corrupt file therefore never reaches the
-    network, and never gets deleted by tiktoken's "bad cache file" clean-up: counting falls back
-    to ~4 characters per token with one warning. Encodings load lazily, once per process, each
-    when first needed (o200k_base: ~0.4 s and ~50 MB; cl100k_base: ~0.2 s and ~30 MB); the
-    rank table tiktoken keeps only for pickling is dropped after the load.
+    their download address); `tokens.encodings_dir` replaces that folder. This module reads the
+    rank file itself, once its SHA-256 is the one tiktoken expects, and builds
+    `tiktoken.Encoding` with tiktoken's own arguments for the encoding: its constructor in
+    `tiktoken_ext.openai_public` runs with the rank loader it names swapped for ours, which
+    accepts only the file whose address and hash the constructor gives. tiktoken's loader,
+    downloader and cache folder (`TIKTOKEN_CACHE_DIR`) are never used, so a missing or corrupt
+    file never reaches the network and is never deleted by tiktoken's "bad cache file" clean-up:
+    counting falls back to ~4 characters per token with one warning. Encodings load lazily,
+    once per process, each when first needed (o200k_base: ~0.3 CPU s, +47 MiB for good and
+    ~71 MiB at the peak of the load; cl100k_base about half). The rank file is decoded with no
+    Python step per line, in blocks between which the event loop's thread can take the GIL
+    (tiktoken's `load_tiktoken_bpe` calls `base64.b64decode` per line on a list of the lines:
+    ~1/3 more instructions for the whole load, ~7 MiB more at its peak); tiktoken's Rust
+    constructor then holds the GIL for its whole run (~0.15-0.3 s). The rank table tiktoken
+    keeps only for pickling is dropped once the Rust core has its copy.
 
 What a request bills as input is rendered by `sidecar.enrich.input_tokens`; only counts leave
 this module.
@@ -25,17 +32,22 @@ this module.
 
 from __future__ import annotations
 
+import binascii
 import functools
 import hashlib
+import io
+import itertools
 import logging
 import math
-import os
 import re
+import types
 from collections.abc import Iterable
+from operator import itemgetter
 from pathlib import Path
+from typing import NoReturn
 
 import tiktoken
-import tiktoken.load
+from tiktoken_ext import openai_public
 
 from sidecar.types import TOKENS_ESTIMATED_HEURISTIC
 
@@ -133,38 +145,79 @@ def _facts(model: str) -> tuple[str, tuple[str, bool], bool]:
 # --- loading ----------------------------------------------------------------------------------
 
 
-def _refuse_urls(blobpath: str) -> bytes:
-    if "://" in blobpath:
-        raise OSError("tiktoken download refused: the sidecar loads encodings offline only")
-    with open(blobpath, "rb") as f:
-        return f.read()
+_first = itemgetter(0)
+_BLOCK_BYTES = 1 << 16  # ~3,600 lines, ~2 ms
+
+
+def _read_ranks(path: Path, sha256: str) -> dict[bytes, int]:
+    """The rank table of a tiktoken file (`<base64 token> <rank>` per line), as tiktoken's
+    `load_tiktoken_bpe` reads it, once the file's SHA-256 is the expected one. The lines are
+    taken 64 KiB at a time (no list of all of them), each split and decoded in C
+    (`binascii.a2b_base64`, which `base64.b64decode` calls through two Python wrappers) with no
+    Python step per line; the ranks of the bundled files are
+    their line numbers (0, 1, ...), so they are counted rather than parsed, and the first and
+    last lines checked. The SHA-256 fixes the content: a test compares the result with
+    tiktoken's for both files."""
+    data = path.read_bytes()  # OSError when missing
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError(f"{path.name} does not have the expected SHA-256")
+    lines, positions = io.BytesIO(data), itertools.count()
+    ranks: dict[bytes, int] = {}
+    # a block of lines at a time: between blocks the event loop's thread can take the GIL
+    while block := lines.readlines(_BLOCK_BYTES):
+        tokens = map(binascii.a2b_base64, map(_first, map(bytes.split, block)))
+        ranks.update(zip(tokens, positions, strict=False))
+    first_rank = data[data.find(b" ") + 1 : data.find(b"\n")]
+    last_rank = data[data.rfind(b" ") + 1 :]  # int() ignores the line end
+    if first_rank != b"0" or int(last_rank) != len(ranks) - 1:
+        raise ValueError(f"{path.name}: the ranks are not its line numbers")
+    return ranks
+
+
+def _no_download(*args: object, **kwargs: object) -> NoReturn:
+    raise OSError("tiktoken download refused: the sidecar loads encodings offline only")
 
 
 def _load(directory: Path, name: str) -> tiktoken.Encoding:
-    """Load one encoding from a folder of tiktoken cache files, never touching the network."""
+    """Load one encoding from a folder of tiktoken cache files, never touching the network.
+
+    The arguments of `tiktoken.Encoding` (pattern, special tokens) are tiktoken's own: its
+    constructor for the encoding (`tiktoken_ext.openai_public`) is called with the rank loader
+    it names swapped for `_read_ranks` of the file it asks for (a copy of the function with
+    other globals: nothing shared is patched, loads may run in threads)."""
     filename, sha256 = _ENCODING_FILES[name]
-    data = (directory / filename).read_bytes()  # OSError when missing
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise ValueError(f"{filename} does not have the expected SHA-256 for {name}")
-    saved_env = os.environ.get("TIKTOKEN_CACHE_DIR")
-    saved_read = getattr(tiktoken.load, "read_file", None)
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(directory)
-    if saved_read is not None:
-        tiktoken.load.read_file = _refuse_urls  # type: ignore[assignment]
-    try:
-        enc = tiktoken.get_encoding(name)
-        # The Encoding keeps the rank table it was built from (a dict of 200,000 bytes objects
-        # for o200k_base, ~28 MB) only to be pickled; the counting code lives in its Rust core.
-        if isinstance(getattr(enc, "_mergeable_ranks", None), dict):
-            enc._mergeable_ranks = {}
-        return enc
-    finally:
-        if saved_read is not None:
-            tiktoken.load.read_file = saved_read  # type: ignore[assignment]
-        if saved_env is None:
-            os.environ.pop("TIKTOKEN_CACHE_DIR", None)
-        else:
-            os.environ["TIKTOKEN_CACHE_DIR"] = saved_env
+    path = directory / filename
+    given: list[dict[bytes, int]] = []
+
+    def load_tiktoken_bpe(url: str, expected_hash: str | None = None) -> dict[bytes, int]:
+        if hashlib.sha1(url.encode()).hexdigest() != filename or expected_hash != sha256:
+            raise ValueError(f"tiktoken's {name} is not the bundled file {filename}")
+        given.append(_read_ranks(path, sha256))
+        return given[-1]
+
+    constructor = openai_public.ENCODING_CONSTRUCTORS[name]
+    own = types.FunctionType(
+        constructor.__code__,
+        {
+            **constructor.__globals__,
+            "load_tiktoken_bpe": load_tiktoken_bpe,
+            "data_gym_to_mergeable_bpe_ranks": _no_download,
+        },
+        constructor.__name__,
+        constructor.__defaults__,
+        constructor.__closure__,
+    )
+    args = own()
+    if len(given) != 1 or args.get("mergeable_ranks") is not given[0] or args["name"] != name:
+        raise ValueError(f"tiktoken's {name} constructor did not take the bundled ranks")
+    given.clear()
+    enc = tiktoken.Encoding(**args)
+    # The Encoding keeps the rank table it was built from (a dict of 200,000 bytes objects for
+    # o200k_base, ~26 MiB) only to be pickled; the counting code lives in its Rust core.
+    args.clear()
+    if isinstance(getattr(enc, "_mergeable_ranks", None), dict):
+        enc._mergeable_ranks = {}
+    return enc
 
 
 def _directory(encodings_dir: str | None) -> Path:

@@ -91,3 +91,16 @@ def test_delivery_bench_delivers_every_event_through_each_sink(tmp_path: Path) -
         assert any(
             line.startswith(f"{kind:5s} ") and "us per event" in line for line in out.splitlines()
         )
+
+
+def test_tokenizer_load_bench_loads_the_encoding() -> None:
+    """bench_tokenizer_load.py: its children load the encoding (each checks a count, so a
+    fall-back to the heuristic fails the run) and it prints one row of figures."""
+    argv = [sys.executable, str(REPO / "bench" / "bench_tokenizer_load.py")]
+    argv += ["--repeat=1", "--encoding=cl100k_base"]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, cwd=REPO).stdout
+    rows = [line.split() for line in out.splitlines() if line.endswith(sys.executable)]
+    assert len(rows) == 1 and len(rows[0]) == 7, out
+    cpu, user, sys_, hwm, rss, py_peak = map(float, rows[0][:6])
+    assert cpu > 0 and user >= 0 and sys_ >= 0 and 5 < hwm < 200 and 5 < py_peak < 100, out
+    assert 20 < rss < 300, out  # the interpreter, imports and the encoding's tables
