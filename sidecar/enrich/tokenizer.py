@@ -22,7 +22,7 @@ Offline loading
     ~71 MiB at the peak of the load; cl100k_base about half). The rank file is decoded with no
     Python step per line, in blocks between which the event loop's thread can take the GIL
     (tiktoken's `load_tiktoken_bpe` calls `base64.b64decode` per line on a list of the lines:
-    ~1/3 more instructions for the whole load, ~7 MiB more at its peak); tiktoken's Rust
+    ~1/2 more instructions for the whole load, ~7 MiB more at its peak); tiktoken's Rust
     constructor then holds the GIL for its whole run (~0.15-0.3 s). The rank table tiktoken
     keeps only for pickling is dropped once the Rust core has its copy.
 
@@ -184,7 +184,11 @@ def _load(directory: Path, name: str) -> tiktoken.Encoding:
     The arguments of `tiktoken.Encoding` (pattern, special tokens) are tiktoken's own: its
     constructor for the encoding (`tiktoken_ext.openai_public`) is called with the rank loader
     it names swapped for `_read_ranks` of the file it asks for (a copy of the function with
-    other globals: nothing shared is patched, loads may run in threads)."""
+    other globals: nothing shared is patched, loads may run in threads). The copy sees only
+    tiktoken's plain values (strings, numbers) besides the two loaders: were a later tiktoken's
+    constructor to call any other function (another constructor, a helper that reads files),
+    it fails with NameError before any read, and counting falls back with one warning, rather
+    than reaching tiktoken's own loader and the network."""
     filename, sha256 = _ENCODING_FILES[name]
     path = directory / filename
     given: list[dict[bytes, int]] = []
@@ -196,10 +200,18 @@ def _load(directory: Path, name: str) -> tiktoken.Encoding:
         return given[-1]
 
     constructor = openai_public.ENCODING_CONSTRUCTORS[name]
+    if constructor.__closure__ is not None:  # a wrapped or nested function: not the plain one
+        raise ValueError(f"tiktoken's {name} constructor is not a plain function")
+    plain = {
+        k: v
+        for k, v in constructor.__globals__.items()
+        if not callable(v) and not isinstance(v, types.ModuleType)
+    }
     own = types.FunctionType(
         constructor.__code__,
         {
-            **constructor.__globals__,
+            **plain,
+            "__builtins__": constructor.__globals__["__builtins__"],
             "load_tiktoken_bpe": load_tiktoken_bpe,
             "data_gym_to_mergeable_bpe_ranks": _no_download,
         },
@@ -210,11 +222,9 @@ def _load(directory: Path, name: str) -> tiktoken.Encoding:
     args = own()
     if len(given) != 1 or args.get("mergeable_ranks") is not given[0] or args["name"] != name:
         raise ValueError(f"tiktoken's {name} constructor did not take the bundled ranks")
-    given.clear()
     enc = tiktoken.Encoding(**args)
     # The Encoding keeps the rank table it was built from (a dict of 200,000 bytes objects for
     # o200k_base, ~26 MiB) only to be pickled; the counting code lives in its Rust core.
-    args.clear()
     if isinstance(getattr(enc, "_mergeable_ranks", None), dict):
         enc._mergeable_ranks = {}
     return enc

@@ -410,14 +410,18 @@ bl_edges(BodyLines *self, PyObject *const *args, Py_ssize_t nargs)
     while (h < n && size < head_bytes) {
         if ((len = line_len(self, h)) < 0)
             return NULL;
-        size += len;
         h++;
+        if (len >= head_bytes - size) /* size + len reaches it (no overflow: size < head_bytes) */
+            break;
+        size += len;
     }
     size = 0;
     while (t > h && size < tail_bytes) {
         t--;
         if ((len = line_len(self, t)) < 0)
             return NULL;
+        if (len >= tail_bytes - size)
+            break;
         size += len;
     }
     if (t <= h) {

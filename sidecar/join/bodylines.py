@@ -99,6 +99,8 @@ class PureBodyLines(Sequence):
         return line
 
     def _step_back(self) -> Any:
+        if self._bat < 0:  # a length the chunks do not have (C: IndexError too, not a wrap)
+            raise IndexError("BodyLines: fewer lines than its length")
         chunk = self._chunks[self._bat]
         end = self._bend
         if type(chunk) is bytes:
@@ -118,7 +120,7 @@ class PureBodyLines(Sequence):
         self._back.append(line)
         return line
 
-    def edges(self, head_bytes: int, tail_bytes: int) -> list:
+    def edges(self, head_bytes: int, tail_bytes: int, /) -> list:
         """The head's lines (the first ones that reach `head_bytes`) and the tail's (the last
         ones that reach `tail_bytes`, never into the head), as one list, read from both ends
         without cutting the rest; every line when the two meet (parse/response.py reads its

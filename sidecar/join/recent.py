@@ -23,15 +23,28 @@ Ids are kept as a 60-bit digest, not as strings: the low 60 bits of the id's own
 (SipHash with this process's random key, computed once per string and cached in it, so taking
 it costs nothing), an int of 32 bytes where the id string took 80 to 120. The window lives in
 memory only, so the digest never needs to be stable across processes. The consequence of two
-ids with the same digest: a new request is taken for one already emitted (a duplicate id, or
-its records for late records, both counted). With 120,000 ids held, a new id meets a digest
-already there with probability about 1e-13 (2^-60 per id held); the key being secret and per
-process, no log line can be made to collide on purpose.
+ids with the same digest: a new request is taken for one already emitted. If that one was
+emitted incomplete (expired or evicted), the new request's records are taken for its late
+records: the request is not emitted, only counted in `late_records_total`; if it was emitted
+complete, the new request is emitted flagged as a duplicate id (`duplicate_request_id`), with
+an `event_id` a replay after a restart would not give it. With 120,000 ids held, a new id meets
+a digest already there with probability about 1e-13 (2^-60 per id held): at 1,000 requests a
+second, once in some 300 years. The key is random per process unless PYTHONHASHSEED fixes it;
+even then, making two ids collide costs some 2^30 hashes, and a client that controls ids can
+already send one id twice. A 64-bit build is required (a 32-bit `hash()` would make the odds
+3e-5 per request): the import refuses another.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Generic, TypeVar
+
+if sys.hash_info.width < 64:
+    raise ImportError(
+        "llm-hec-sidecar needs a 64-bit Python (sys.hash_info.width is "
+        f"{sys.hash_info.width}): the join's window of emitted ids keys by 60 bits of hash()"
+    )
 
 V = TypeVar("V")
 

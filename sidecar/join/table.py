@@ -101,7 +101,7 @@ class Joiner(Storage, Expiry, PositionNotes):
         self.on_drop: Callable[[Any], None] | None = None
         self._awaiting: list[tuple[float, int, float, str, Pending]] = []  # heap: access, no end
         self._seq = 0
-        # recently emitted ids -> the key of their access line (see `_key`), or _INCOMPLETE
+        # recently emitted ids -> the key of their access line (see `_packed`), or _INCOMPLETE
         self._done: RecentIds[int] = RecentIds(max(100_000, max_pending_requests))
         self.has_body: dict[str, bool] = {}  # source name -> has a body log
         self.pending_bytes = 0

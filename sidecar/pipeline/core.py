@@ -90,8 +90,9 @@ class Pipeline(ReadersMixin, DeliveryMixin, SupervisionMixin, HandbackMixin):
         self._completed_q: asyncio.Queue[list[Completed] | None] = asyncio.Queue(QUEUE_LISTS)
         # bytes of body parts waiting between join and enrich: bounded too, so that the join's
         # byte bound is not undone by the queue (join.max_pending_bytes / 4, at most
-        # QUEUE_MAX_BYTES: a few read blocks keep enrichment busy; more only raises the peak
-        # RSS, e.g. while the first estimate waits for the tokenizer)
+        # QUEUE_MAX_BYTES: a body block completes about as much at once, which waits beside the
+        # queue; more only raises the peak RSS, e.g. while the first estimate waits for the
+        # tokenizer)
         self._q_bytes = 0
         self._q_max_bytes = min(cfg.join.max_pending_bytes // 4, QUEUE_MAX_BYTES)
         self._q_room = asyncio.Event()

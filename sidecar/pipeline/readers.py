@@ -4,7 +4,6 @@ the reader ahead waits), expiry, and the byte-bounded hand-over to enrichment.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -193,11 +192,7 @@ class ReadersMixin:
             if ready():
                 return
             other.clear()
-            # asyncio.timeout, not wait_for: no task per wait (about 25 us less each; this
-            # waits about once per body block in `run --once`)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.05):
-                    await other.wait()
+            await wait_set(other, 0.05)  # about once per body block in `run --once`
 
     async def _put_completed(self, out: list[Completed]) -> None:
         """Hand completed requests to enrichment in lists of at most 64, each waiting while the

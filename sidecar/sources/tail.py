@@ -386,6 +386,7 @@ class Tailer:
                 return
             for b in self._let_go(now):
                 yield b
+            b = None  # type: ignore[assignment]  # not held through the sleep and next read
             if now - last_scan >= min(self.poll_interval_secs, self.rescan_interval_secs):
                 self._scan()
                 last_scan = now

@@ -47,7 +47,7 @@ def test_same_answers_as_a_one_at_a_time_window_for_the_last_cap_ids(
     ops: list[int], cap: int
 ) -> None:
     """Against a reference that evicts exactly one id per put: every id the reference still
-    holds, the window holds with the same value (it may hold up to cap // 8 older ones more)."""
+    holds, the window holds with the same value (it may hold up to one generation more)."""
     w: RecentIds[int] = RecentIds(cap)
     ref: dict[str, int] = {}
     for n, i in enumerate(ops):

@@ -12,7 +12,8 @@ import logging
 import os
 import shutil
 import tracemalloc
-from collections.abc import Iterator
+import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -214,6 +215,16 @@ def asks_for_the_gpt2_files() -> dict:
     return {"mergeable_ranks": data_gym_to_mergeable_bpe_ranks("https://example.com/v.bpe")}  # noqa: F821
 
 
+def calls_another_constructor() -> dict:
+    # run in tiktoken's module (below): its own o200k_base, its own loader, cache and network
+    return o200k_base()  # noqa: F821
+
+
+def in_tiktokens_module(fn: Callable[[], dict]) -> Callable[[], dict]:
+    """`fn` as if written in tiktoken_ext.openai_public (with that module's globals)."""
+    return types.FunctionType(fn.__code__, vars(openai_public), fn.__name__)
+
+
 def reads_no_file() -> dict:
     return {"name": "o200k_base", "pat_str": " ", "mergeable_ranks": {}, "special_tokens": {}}
 
@@ -223,6 +234,7 @@ def reads_no_file() -> dict:
     [
         (asks_for_another_file, "is not the bundled file"),
         (asks_for_the_gpt2_files, "download refused"),
+        (in_tiktokens_module(calls_another_constructor), "o200k_base"),
         (reads_no_file, "did not take the bundled ranks"),
     ],
 )
@@ -232,9 +244,13 @@ def test_a_constructor_that_wants_other_files_gets_the_heuristic(
     """Should tiktoken's constructor for an encoding change (another file, another loader), the
     load fails, the network untouched, and counting falls back with one warning."""
     monkeypatch.setitem(openai_public.ENCODING_CONSTRUCTORS, tk.O200K, constructor)
+    reads: list[object] = []  # tiktoken's own file access, which must never run
+    for fn in ("read_file", "read_file_cached"):
+        monkeypatch.setattr(tiktoken.load, fn, lambda *a, **k: reads.append(a) or b"")
     folder = tmp_path / "enc"
     shutil.copytree(tk.BUNDLED_DIR, folder)
     with caplog.at_level(logging.WARNING, logger="sidecar.tokens"):
         assert tk.get_encoder(tk.O200K, str(folder)) is None
     warnings = [r.getMessage() for r in caplog.records if r.name == "sidecar.tokens"]
     assert len(warnings) == 1 and why in warnings[0]
+    assert reads == []
