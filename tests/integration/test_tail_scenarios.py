@@ -60,6 +60,15 @@ class Following:
         assert not self._thread.is_alive()
 
 
+def read_once(t: Tailer) -> list[bytes]:
+    """Every line the tailer reads without following (`run --once`)."""
+
+    async def go() -> list[bytes]:
+        return [x async for b in t.batches(follow=False) for x in b.lines]
+
+    return asyncio.run(go())
+
+
 def numbered(prefix: str, a: int, b: int) -> bytes:
     return b"".join(f"{prefix}-{i:05d} some log text\n".encode() for i in range(a, b))
 
@@ -365,10 +374,7 @@ def test_after_a_restart_a_file_missed_between_two_known_ones_is_read(
         )
     t = tailer([tmp_path / pattern], checkpoint=known)
 
-    async def go() -> list[bytes]:
-        return [x async for b in t.batches(follow=False) for x in b.lines]
-
-    assert asyncio.run(go()) == names("b", 0, 30) + names("c", 4, 10)
+    assert read_once(t) == names("b", 0, 30) + names("c", 4, 10)
 
 
 def test_an_inode_reused_by_a_missed_file_is_not_taken_for_the_remembered_one(
@@ -398,10 +404,7 @@ def test_an_inode_reused_by_a_missed_file_is_not_taken_for_the_remembered_one(
         known[e.key] = e
     t = tailer([log], checkpoint=known)
 
-    async def go() -> list[bytes]:
-        return [x async for b in t.batches(follow=False) for x in b.lines]
-
-    assert asyncio.run(go()) == names("b", 0, 30)
+    assert read_once(t) == names("b", 0, 30)
 
 
 @pytest.mark.parametrize("older_copy", [False, True])
@@ -466,10 +469,7 @@ def test_after_a_restart_the_copy_of_a_file_truncated_meanwhile_is_read_from_our
         append(log, numbered("b", 0, 5))
     t = tailer([log], checkpoint={e.key: e})
 
-    async def go() -> list[bytes]:
-        return [x async for b in t.batches(follow=False) for x in b.lines]
-
-    assert asyncio.run(go()) == names("a", 20, 35) + (names("b", 0, 5) if regrown else [])
+    assert read_once(t) == names("a", 20, 35) + (names("b", 0, 5) if regrown else [])
 
 
 def test_a_file_rotated_between_start_up_and_the_first_read_is_read(tmp_path: Path) -> None:
@@ -481,10 +481,7 @@ def test_a_file_rotated_between_start_up_and_the_first_read_is_read(tmp_path: Pa
     os.rename(log, tmp_path / "access.log.1")
     log.write_bytes(numbered("b", 0, 10))
 
-    async def go() -> list[bytes]:
-        return [x async for b in t.batches(follow=False) for x in b.lines]
-
-    assert asyncio.run(go()) == names("a", 0, 20) + names("b", 0, 10)
+    assert read_once(t) == names("a", 0, 20) + names("b", 0, 10)
 
 
 def test_empty_rotated_files_and_other_logs_beside_are_not_taken_for_missed_ones(
