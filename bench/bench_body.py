@@ -101,7 +101,7 @@ def bench_body_path(access: Path, body: Path) -> tuple[float, int, int]:
     async def run() -> tuple[int, int]:
         parsed_n = 0
         usage_n = 0
-        tailer = Tailer([str(body)])
+        tailer = Tailer([str(body)], read_chunk_bytes=4 << 20)  # the body log's default
         async for batch in tailer.batches(follow=False):
             done: list = []
             dec = decode_chunk_batch(batch)

@@ -19,10 +19,10 @@ log = logging.getLogger("sidecar.pipeline")
 # What a file sink writes (then fsyncs, then releases) at a time: everything the spool has made
 # durable since, up to these bounds (usually one spool batch). Each group costs a write, an fsync,
 # the hand-offs to and from the worker thread and a release: in groups of 100 events the file
-# sink cost about 8 us of CPU per event, in groups of up to 1 MiB about 4 us
-# (bench/bench_delivery.py). A crash re-sends at most the group being written plus what was
-# delivered since the last cursor save (`spool.cursor_interval_ms`), the larger term when
-# catching up.
+# sink cost about 8 us of CPU per event on top of the spool's own, in groups of up to 1 MiB
+# about 4 us (bench/bench_delivery.py). A crash re-sends at most the group being written plus
+# what was delivered since the last cursor save (`spool.cursor_interval_ms`), the larger term
+# when catching up.
 FILE_SINK_GROUP_EVENTS = 1000
 FILE_SINK_GROUP_BYTES = 1 << 20
 

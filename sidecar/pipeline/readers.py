@@ -267,9 +267,20 @@ def _batch_times(
     batch: LineBatch, records: list[Any], errors: list[tuple[int, Any]]
 ) -> tuple[float | None, float | None]:
     """Log times of a body batch's first and last records (two lines looked at, not all).
-    A line set aside (`errors`) is not a record: its `ts` must not move the join's clock."""
-    # rare, a line set aside: the records' own times (they leave it out) decide below
-    head, tail = batch.edge_lines() if not errors else (None, None)
+    A line set aside (`errors`) is not a record: its `ts` must not move the join's clock. (Not
+    `records`' times instead: data lines are in the decoded groups, not in `records`, which
+    hold only end records; a batch of data lines with one line set aside would have no time,
+    and as the first body batch would let the access reader stop waiting for good.)"""
+    if not errors:
+        head, tail = batch.edge_lines()
+    else:  # rare: the lines were cut for the per-line path already
+        lines, bad = batch.lines, {k for k, _ in errors}
+        i, j = 0, len(lines) - 1
+        while i <= j and i in bad:
+            i += 1
+        while j >= i and j in bad:
+            j -= 1
+        head, tail = (lines[i], lines[j]) if i <= j else (None, None)
     first = line_ts(head) if head is not None else None
     last = line_ts(tail) if tail is not None else None
     if first is None or last is None:

@@ -6,12 +6,14 @@ Only in the folders of the configured paths; compressed names are never read. Th
   rotated file is soon reused by a new one) and read from its checkpoint to its end;
 - **missed**: a file came to a path the patterns match (a plain path, or a name a glob
   matched) and was renamed away before a scan saw it (rotation faster than a restart, or than
-  a scan while the reader was held back). A sibling named `<path>.<suffix>`, `<path>-<suffix>`
-  or `<path>_<suffix>`, unknown, modified no earlier than the oldest file we remember at that
-  path, is read from its start. Rotated files are written one after the other, so a file newer
-  than one we knew was either known too or missed; files older than all we remember were there
-  before us. A sibling that starts with the first line of a file we remember is a copy, not a
-  missed file (`cp access.log access.log.bak` is not read again);
+  a scan while the reader was held back). A sibling named `<path>.<n…>`, `<path>-<n…>` or
+  `<path>_<n…>` (a number or a date after the separator: `access.log-json` is another live
+  log, `access.log.bak` not a rotated one), unknown, modified no earlier than the oldest file
+  we remember at that path, is read from its start. Rotated files are written one after the
+  other, so a file newer than one we knew was either known too or missed; files older than all
+  we remember were there before us. A sibling that starts with the first line of a file we
+  remember is a copy, not a missed file (`cp access.log access.log-20261127` is not read
+  again);
 - **copied, then truncated** (copytruncate): the lines written between our last read and the
   cut are only in the copy, a sibling starting with the truncated file's first line: it is read
   from the offset we had reached (`copies_of`; at a restart, for remembered files whose inode

@@ -131,7 +131,7 @@ class SpoolReader:
 
     def _take_recent(
         self,
-        run: RecentRun | None,
+        run: RecentRun,
         out: list[SpoolEntry],
         size: int,
         max_events: int,
