@@ -443,6 +443,201 @@ fail:
     return finish(FAIL, NULL, out, fields);
 }
 
+/* ------------------------------------------------------- record_args: the checked fields */
+
+/* The places of `_NGINX_KEYS` (sidecar/parse/access.py) that record_args reads. */
+enum {
+    F_RID, F_TS, F_URI, F_PATH, F_STATUS, F_REQUEST_TIME, F_TTFT_MS, F_STREAM, F_RETRY,
+    F_ATTEMPT, F_COMPLETION, F_EXTRA, F_RESPONSE_BODY, F_USAGE, F_REQUEST_BODY, F_TEXTS,
+    F_KEY = F_TEXTS + 7, NKEYS
+};
+
+#define TIME_MAX 4102444800.0       /* fields.TIME_MAX */
+#define DURATION_MAX_MS 2592000000.0 /* fields.DURATION_MAX_MS */
+
+/* nginx's unset value: "" or "-" (fields._ABSENT). */
+static int
+absent_str(PyObject *v)
+{
+    if (!PyUnicode_CheckExact(v))
+        return 0;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(v);
+    return len == 0 || (len == 1 && PyUnicode_READ_CHAR(v, 0) == '-');
+}
+
+/* Fields.text of a string or None (a borrowed reference); NULL for any other type. */
+static PyObject *
+text_of(PyObject *v)
+{
+    if (v == Py_None || absent_str(v))
+        return Py_None;
+    return PyUnicode_CheckExact(v) ? v : NULL;
+}
+
+/* Fields.duration_ms of None or a float in range (a new reference); NULL, no exception, for
+ * anything else; NULL with an exception set on failure (*failed). */
+static PyObject *
+duration_of(PyObject *v, double unit, int *failed)
+{
+    if (v == Py_None)
+        return Py_NewRef(Py_None);
+    if (!PyFloat_CheckExact(v))
+        return NULL;
+    double x = PyFloat_AS_DOUBLE(v);
+    if (!(x >= 0.0 && x <= DURATION_MAX_MS / unit))
+        return NULL;
+    double r;
+    if (sidecar_round(x * unit, 3, &r) < 0) {
+        *failed = 1;
+        return NULL;
+    }
+    PyObject *out = PyFloat_FromDouble(r);
+    if (out == NULL)
+        *failed = 1;
+    return out;
+}
+
+/* Fields.count of what the parser passes it (`retry` unless absent, else `attempt`) when that
+ * is absent or at most 15 ASCII digits (a new reference); NULL otherwise (*failed on failure). */
+static PyObject *
+count_of(PyObject *retry, PyObject *attempt, int *failed)
+{
+    PyObject *v = (retry == Py_None || absent_str(retry)) ? attempt : retry;
+    if (v == Py_None || absent_str(v))
+        return Py_NewRef(Py_None);
+    if (!PyUnicode_CheckExact(v) || !PyUnicode_IS_ASCII(v))
+        return NULL;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(v);
+    if (len >= 16)
+        return NULL;
+    const char *s = (const char *)PyUnicode_1BYTE_DATA(v);
+    long long n = 0;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return NULL;
+        n = n * 10 + (s[i] - '0');
+    }
+    PyObject *out = PyLong_FromLongLong(n);
+    if (out == NULL)
+        *failed = 1;
+    return out;
+}
+
+/*
+ * record_args(fields: tuple[object * 23], headers: dict) -> tuple[tuple, str | None] | None
+ *
+ * `fields` are an nginx line's values in the order of `_NGINX_KEYS` (what `_read` gives) and
+ * `headers` its response headers, read without an invalid one. When every field is in its usual
+ * form, the result is (args, key): `args` the 21 positional arguments of `AccessRecord` that
+ * `parse_nginx_json`'s general steps (sidecar/parse/access.py, sidecar/parse/fields.py) give
+ * without noting an invalid field (api_key_id None: `_finish` sets it), and `key` the raw API key
+ * (`Fields.text` of it). The usual forms:
+ *
+ *   - request_id: a string other than "" and "-";
+ *   - ts: None or a float in 0..TIME_MAX;
+ *   - status: None or an int in 100..599;
+ *   - request_time, ttft_ms: None or a float in 0..DURATION_MAX_MS (in ms), rounded as
+ *     `Fields.duration_ms` rounds (sidecar/_round.h);
+ *   - stream: None or a bool;
+ *   - the attempt (`req_x_stainless_retry_count`, else `attempt`): absent or 1 to 15 ASCII digits;
+ *   - response_headers: absent (None, "" or "-"); usage: absent or a dict;
+ *   - request_completion: None or a string; every other field: None or a string.
+ *
+ * Anything else returns None and the caller takes the general steps, which decide (a bad value
+ * nulled and named, a bad request id or time refused).
+ */
+static PyObject *
+record_args(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != NKEYS ||
+        !PyDict_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "record_args(tuple of 23 fields, dict)");
+        return NULL;
+    }
+    PyObject *const *v = &PyTuple_GET_ITEM(args[0], 0);
+    PyObject *headers = args[1];
+
+    PyObject *rid = v[F_RID];
+    if (!PyUnicode_CheckExact(rid) || absent_str(rid))
+        Py_RETURN_NONE; /* an int, or refused: `request_id` decides */
+    PyObject *ts = v[F_TS];
+    if (ts != Py_None) {
+        if (!PyFloat_CheckExact(ts))
+            Py_RETURN_NONE;
+        double t = PyFloat_AS_DOUBLE(ts);
+        if (!(t >= 0.0 && t <= TIME_MAX))
+            Py_RETURN_NONE;
+    }
+    PyObject *uri = text_of(v[F_URI]), *path = text_of(v[F_PATH]);
+    if (uri == NULL || path == NULL)
+        Py_RETURN_NONE;
+    if (uri != Py_None)
+        path = uri; /* `text(uri) or text(path)`: a text is None or not empty */
+    PyObject *status = v[F_STATUS];
+    if (status != Py_None) {
+        if (!PyLong_CheckExact(status))
+            Py_RETURN_NONE;
+        int overflow;
+        long s = PyLong_AsLongAndOverflow(status, &overflow);
+        if (overflow || s < 100 || s > 599)
+            Py_RETURN_NONE; /* (-1 with an error cannot happen for an exact int) */
+    }
+    PyObject *stream = v[F_STREAM];
+    if (stream != Py_None && !PyBool_Check(stream))
+        Py_RETURN_NONE;
+    PyObject *completion = v[F_COMPLETION];
+    if (completion != Py_None && !PyUnicode_CheckExact(completion))
+        Py_RETURN_NONE;
+    PyObject *extra = v[F_EXTRA];
+    if (extra != Py_None && !absent_str(extra))
+        Py_RETURN_NONE;
+    PyObject *usage = v[F_USAGE];
+    if (absent_str(usage))
+        usage = Py_None;
+    else if (usage != Py_None && !PyDict_CheckExact(usage))
+        Py_RETURN_NONE;
+    PyObject *response_body = text_of(v[F_RESPONSE_BODY]);
+    PyObject *request_body = text_of(v[F_REQUEST_BODY]);
+    if (response_body == NULL || request_body == NULL)
+        Py_RETURN_NONE;
+    PyObject *texts[8]; /* method, upstream_host, model, user, tenant, conversation, client, key */
+    for (int i = 0; i < 8; i++) {
+        texts[i] = text_of(v[F_TEXTS + i]);
+        if (texts[i] == NULL)
+            Py_RETURN_NONE;
+    }
+
+    int failed = 0;
+    PyObject *duration = duration_of(v[F_REQUEST_TIME], 1000.0, &failed);
+    if (duration == NULL)
+        return failed ? NULL : Py_NewRef(Py_None);
+    PyObject *ttft = duration_of(v[F_TTFT_MS], 1.0, &failed);
+    if (ttft == NULL) {
+        Py_DECREF(duration);
+        return failed ? NULL : Py_NewRef(Py_None);
+    }
+    PyObject *attempt = count_of(v[F_RETRY], v[F_ATTEMPT], &failed);
+    if (attempt == NULL) {
+        Py_DECREF(duration);
+        Py_DECREF(ttft);
+        return failed ? NULL : Py_NewRef(Py_None);
+    }
+    /* AccessRecord's fields in order (sidecar/types.py), up to request_body. */
+    PyObject *rec = PyTuple_Pack(21, rid, ts, texts[0], path, status, duration, ttft, texts[1],
+                                 stream, texts[2], texts[3], texts[4], Py_None, texts[5],
+                                 texts[6], attempt, completion, headers, response_body, usage,
+                                 request_body);
+    Py_DECREF(duration);
+    Py_DECREF(ttft);
+    Py_DECREF(attempt);
+    if (rec == NULL)
+        return NULL;
+    PyObject *result = PyTuple_Pack(2, rec, texts[7]);
+    Py_DECREF(rec);
+    return result;
+}
+
 /* round_to(x: float, ndigits: int) -> float: round(x, ndigits) for a float and 0 <= ndigits <= 6,
  * the same float (sidecar/_round.h), for Fields.duration_ms. */
 static PyObject *
@@ -469,6 +664,8 @@ round_to(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef methods[] = {
     {"round_to", (PyCFunction)(void (*)(void))round_to, METH_FASTCALL,
      "round(x, ndigits) of a float, 0 <= ndigits <= 6 (see the source)."},
+    {"record_args", (PyCFunction)(void (*)(void))record_args, METH_FASTCALL,
+     "AccessRecord's arguments and the raw key from a line's usual fields, or None (see the source)."},
     {"scan", scan, METH_VARARGS,
      "The response headers and fields of a line of a known key layout, or None (see the source)."},
     {"scan_line", (PyCFunction)(void (*)(void))scan_line, METH_FASTCALL,

@@ -279,6 +279,13 @@ def _resp_headers_of(d: dict[str, Any], lay: _Layout, f: Fields) -> dict[str, st
 def parse_nginx_json(line: bytes, hasher: Hasher | None = None) -> AccessRecord:
     f = Fields()
     (headers, fields), lossy = _read(line, f)
+    if _accessscan is not None:
+        # Every field in its usual form: the record's arguments checked in C in one step, as
+        # the steps below give them (`_accessscan.record_args`); else those steps decide.
+        checked = _accessscan.record_args(fields, headers)
+        if checked is not None:
+            args, key = checked
+            return _finish(AccessRecord(*args), key, hasher, f, lossy)
     (
         rid,
         ts,
