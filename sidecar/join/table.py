@@ -360,10 +360,12 @@ class Joiner(Storage, Expiry, PositionNotes):
         """Add one access record (`offset`: its byte offset in its file, for duplicates)."""
         self._out = out
         rid = rec.request_id
-        p = self._get(rid, source)
+        p = self._pending.get(rid)  # usually there: its body came first
         if p is None:
-            return
-        older = self._older.pop(rid, None)
+            p = self._get(rid, source)
+            if p is None:
+                return
+        older = self._older.pop(rid, None) if self._older else None
         if older is not None:  # the ended body this access line belongs to (see add_chunks)
             p = older
         elif p.access is not None:
@@ -373,10 +375,6 @@ class Joiner(Storage, Expiry, PositionNotes):
             p = self._new(rid, source, dup=True)
         p.access = rec
         p.source_path = source_path
-        p.touched = self._clock()
-        settle(p)
-        if rec.time is not None:
-            p.seen = rec.time
         p.key = (rec.time, offset)
         if p.dup:
             if self._done.get(rid) == _packed(p.key):
@@ -386,10 +384,16 @@ class Joiner(Storage, Expiry, PositionNotes):
                 self._drop(rid, p)
                 return
             p.dup_key = f"{rec.time!r}@{offset}"
-        self._recost(p)
         if p.end is not None or p.text is not None or not self.has_body.get(source, True):
+            # Complete now (most requests: the body came first); `_complete` settles its time
+            # and takes its cost off `pending_bytes`, so nothing else is noted on it.
             out.append(self._complete(rid, p, expired=False))
             return
+        p.touched = self._clock()
+        settle(p)
+        if rec.time is not None:
+            p.seen = rec.time
+        self._recost(p)
         t = rec.time if rec.time is not None else self.body_front.front
         self._seq += 1
         heapq.heappush(self._awaiting, (t, self._seq, p.touched, rid, p))
@@ -443,7 +447,7 @@ class Joiner(Storage, Expiry, PositionNotes):
         if p.dup and p.access is not None:
             self.stats["duplicate_request_id"] += 1
         body: str | None = p.text
-        parts: list | BodyLines = unpacked(p)
+        parts: list | BodyLines = unpacked(p) if p.packed else p.parts  # (no call when unpacked)
         if p.head is not None:
             parts = [p.head, *parts]
         n = p.lines + p.packed_lines + (p.head is not None)
