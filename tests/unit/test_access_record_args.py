@@ -10,7 +10,6 @@ parser reads, through the raw line and through the dict.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from typing import Any
@@ -20,11 +19,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.errors import ParseError
 from sidecar.parse import access
 from sidecar.parse.access import parse_nginx_json
 from sidecar.parse.fields import Fields
 from tests.leaks import grown_bytes
+from tests.unit.test_access_raw import parsed  # the record (or rejection), C or pure path
 
 pytestmark = pytest.mark.skipif(access._accessscan is None, reason="C extension not built here")
 
@@ -62,18 +61,6 @@ READ = [k for k in access._NGINX_KEYS if k in USUAL]
 assert len(READ) == len(access._NGINX_KEYS)  # every field the parser reads
 
 
-def record(line: bytes, native: bool) -> Any:
-    """The record (or the rejection) of the C path or of the pure path."""
-    saved = access._accessscan
-    access._accessscan = saved if native else None
-    try:
-        return repr(dataclasses.astuple(parse_nginx_json(line, lambda k: "h:" + k)))
-    except ParseError as exc:
-        return ("rejected", exc.reason)
-    finally:
-        access._accessscan = saved
-
-
 def fields_of(d: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, str]]:
     f = Fields()
     headers, fields = access._scan(d, f)
@@ -89,7 +76,7 @@ def test_the_usual_line_is_checked_in_c_as_the_pure_steps_check_it() -> None:
     assert key == "Bearer sk-proj-Xq3"
     assert args[17] is headers  # the headers dict itself, not a copy
     line = orjson.dumps(USUAL)
-    assert record(line, True) == record(line, False)
+    assert parsed(line, True) == parsed(line, False)
     rec = parse_nginx_json(line, lambda k: "h:" + k)
     assert (rec.path, rec.duration_ms, rec.attempt, rec.response_body, rec.api_key_id) == (
         "/v1/chat/completions", 1018.0, 0, None, "h:sk-proj-Xq3",
@@ -173,7 +160,7 @@ def test_any_values_in_the_read_fields_give_the_pure_record(changes: dict[str, A
     d = {**USUAL, **changes}
     line = json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode()  # ints past 64 bits
     access._last_layout = access._Layout(tuple(d))
-    assert record(line, True) == record(line, False)
+    assert parsed(line, True) == parsed(line, False)
 
 
 @settings(max_examples=300, deadline=None)
@@ -190,4 +177,4 @@ def test_any_values_through_the_standard_library_give_the_pure_record(
     """NaN and Infinity as the standard library writes them: orjson refuses the line, `_loads`
     reads it with the standard library, then `_scan` and `record_args` (or the pure steps)."""
     line = json.dumps({**USUAL, **changes}).encode()
-    assert record(line, True) == record(line, False)
+    assert parsed(line, True) == parsed(line, False)
