@@ -555,7 +555,7 @@ record_args(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "record_args(tuple of 23 fields, dict)");
         return NULL;
     }
-    PyObject *const *v = &PyTuple_GET_ITEM(args[0], 0);
+    PyObject *const *v = PySequence_Fast_ITEMS(args[0]); /* NKEYS items: checked above */
     PyObject *headers = args[1];
 
     PyObject *rid = v[F_RID];

@@ -146,7 +146,8 @@ def _resp_headers(d: dict[str, Any], f: Fields) -> dict[str, str]:
     return headers
 
 
-# The fields of an nginx line `parse_nginx_json` reads, in the order it reads them.
+# The fields of an nginx line `parse_nginx_json` reads, in the order it reads them (the order
+# `record_args` in _accessscan.c reads them in: its enum of places follows this tuple).
 _NGINX_KEYS = (
     "request_id",
     "ts",
