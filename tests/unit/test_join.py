@@ -278,3 +278,24 @@ def test_completed_is_built_in_field_order() -> None:
         0, j._assemble, "5.0@77", 8,
     )  # fmt: skip
     assert c.text() == "data: 1\n" and out[0].duplicate_key is None
+
+
+def test_an_access_line_after_its_body_completes_at_once_and_one_first_waits_noted() -> None:
+    """Body first (most requests): the access line completes it at once and its bytes leave
+    the bound; access first: the request waits, noted with its wall time, log time and cost."""
+    clock = Clock()
+    j, out = Joiner(clock=clock), []
+    j.has_body["s"] = True
+    j.add_body(data("a", "data: 1\n\n", ts=1.0), "s", out)
+    j.add_body(end("a", ts=1.5), "s", out)
+    j.add_access(acc("a", t=2.0), "s", "/l/access.log", out, offset=0)
+    assert [(c.request_id, c.text(), c.last_ts, c.source_path) for c in out] == [
+        ("a", "data: 1\n\n", 1.5, "/l/access.log")
+    ]
+    assert len(j) == 0 and j.pending_bytes == 0
+    clock.now = 7.0
+    j.add_body(data("b", "x", ts=2.5), "s", out)
+    j.add_access(acc("b", t=3.0), "s", None, out, offset=10)
+    p = j._pending["b"]
+    assert (p.touched, p.seen, len(out)) == (7.0, 3.0, 1)
+    assert j.pending_bytes == p.cost > 0
