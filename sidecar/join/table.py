@@ -360,12 +360,10 @@ class Joiner(Storage, Expiry, PositionNotes):
         """Add one access record (`offset`: its byte offset in its file, for duplicates)."""
         self._out = out
         rid = rec.request_id
-        p = self._pending.get(rid)  # usually there: its body came first
+        p = self._get(rid, source)
         if p is None:
-            p = self._get(rid, source)
-            if p is None:
-                return
-        older = self._older.pop(rid, None) if self._older else None
+            return
+        older = self._older.pop(rid, None)
         if older is not None:  # the ended body this access line belongs to (see add_chunks)
             p = older
         elif p.access is not None:
@@ -447,7 +445,7 @@ class Joiner(Storage, Expiry, PositionNotes):
         if p.dup and p.access is not None:
             self.stats["duplicate_request_id"] += 1
         body: str | None = p.text
-        parts: list | BodyLines = unpacked(p) if p.packed else p.parts  # (no call when unpacked)
+        parts: list | BodyLines = unpacked(p)
         if p.head is not None:
             parts = [p.head, *parts]
         n = p.lines + p.packed_lines + (p.head is not None)
