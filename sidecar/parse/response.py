@@ -169,9 +169,10 @@ def _raw_edges(
     fill: Callable[..., bool],
 ) -> ParsedBody | None:
     """`_parse_edges`' first try read in C from the raw records: `scan` (`tailscan.chat_tail`,
-    `anthropic_edges` or `gemini_tail`) takes the same head and tail records and cuts, `fill`
-    (`openai_chat.read_tail`, `anthropic.read_edges`, `gemini.read_tail`) fills the result from
-    what it read; None when either declines: `_parse_edges` decides."""
+    `anthropic_tail`, `anthropic_edges` or `gemini_tail`) takes the same head and tail records
+    and cuts, `fill` (`openai_chat.read_tail`, `anthropic.read_tail`, `anthropic.read_edges`,
+    `gemini.read_tail`) fills the result from what it read; None when either declines:
+    `_parse_edges` decides."""
     first_tail = _tails(api)[0]
     got = scan(_edge_records(c.parts, WINDOW_HEAD_BYTES, first_tail), WINDOW_HEAD_BYTES, first_tail)
     if got is None:

@@ -518,6 +518,8 @@ def test_built_and_used_under_ci() -> None:
     if not os.environ.get("CI") or _PURE:
         pytest.skip("only under CI (CI=1), C path")
     assert tailscan.NATIVE and response._chat_tail is tailscan.chat_tail
+    assert response._anthropic_tail is tailscan.anthropic_tail is not None
+    assert response._gemini_tail is tailscan.gemini_tail is not None
 
 
 # -- Anthropic ---------------------------------------------------------------------------------
