@@ -1,6 +1,7 @@
 /*
  * sidecar.parse._tailscan: the usual end of an OpenAI chat stream read straight from the raw
- * body-log records, in C (see sidecar/parse/tailscan.py).
+ * body-log records, in C (see sidecar/parse/tailscan.py); below it the same for Anthropic
+ * (`anthropic_edges`, `anthropic_tail`) and Gemini (`gemini_tail`) streams.
  *
  * chat_tail(parts, head_bytes, tail_bytes) -> (model, id, service_tier, finish_reason,
  *     prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, reasoning_tokens)
@@ -66,10 +67,12 @@ data_span(PyObject *part, const unsigned char **start, Py_ssize_t *len)
     return 0;
 }
 
-/* ESC[c]: what the escape `\c` decodes to, 0 for one left to Python (`\u`, `\r`, invalid).
+/* ESC[c]: what the escape `\c` decodes to, 0 for one left to Python (`\u`, `\r`, invalid);
+ * ESC_CR the same with `\r` (Gemini's CRLF framing, normalised after decoding: `gemini_tail`).
  * PLAIN[c]: a byte copied as it is into a JSON string (not a control character, quote or
  * backslash; any byte from 0x80: invalid UTF-8 is replaced the same wherever it stands). */
 static unsigned char ESC[256];
+static unsigned char ESC_CR[256];
 static unsigned char PLAIN[256];
 
 #if defined(__SSE2__)
@@ -89,10 +92,11 @@ specials(__m128i x, int printable)
 #endif
 
 /* Decode the escaped `data` at `s` (`n` bytes) into `out` (NULL: check only; else room for
- * `n` bytes: 16 at a time are copied before they are looked at, never past the `n`th). The
- * number of bytes written, or -1: not a JSON string of the short escapes. */
+ * `n` bytes: 16 at a time are copied before they are looked at, never past the `n`th), the
+ * escapes as `esc` (ESC or ESC_CR) decodes them. The number of bytes written, or -1: not a JSON
+ * string of those escapes. */
 static Py_ssize_t
-unescape(const unsigned char *s, Py_ssize_t n, unsigned char *out)
+unescape(const unsigned char *s, Py_ssize_t n, unsigned char *out, const unsigned char *esc)
 {
     Py_ssize_t i = 0, w = 0;
     for (;;) {
@@ -120,10 +124,10 @@ unescape(const unsigned char *s, Py_ssize_t n, unsigned char *out)
         }
         if (i >= n)
             return w;
-        if (s[i] != '\\' || i + 1 >= n || !ESC[s[i + 1]])
+        if (s[i] != '\\' || i + 1 >= n || !esc[s[i + 1]])
             return -1;
         if (out)
-            out[w] = ESC[s[i + 1]];
+            out[w] = esc[s[i + 1]];
         w++;
         i += 2;
     }
@@ -183,6 +187,7 @@ data_after(const unsigned char *buf, Py_ssize_t a, Py_ssize_t b, const char *pre
 typedef struct {
     const unsigned char *p, *e;
     int depth;
+    int lenient; /* string values (not keys) read past as `text` reads them (Gemini) */
 } J;
 
 typedef struct {
@@ -236,6 +241,34 @@ string(J *j, Str *out)
     return 0;
 }
 
+/* JSON_ESC[c]: `\c` is an escape orjson reads (all but `\u`, left to Python). */
+static unsigned char JSON_ESC[256];
+
+/* A string value read past at its opening quote, its contents any bytes but control
+ * characters (UTF-8 or not: Python decodes invalid UTF-8 with replacement characters, and a
+ * string read past is never returned), with the escapes of JSON_ESC. */
+static int
+text(J *j)
+{
+    const unsigned char *p = j->p + 1, *e = j->e;
+    while (p < e) {
+        unsigned char c = *p;
+        if (c == '"') {
+            j->p = p + 1;
+            return 0;
+        }
+        if (c < 0x20)
+            return FAIL;
+        if (c == '\\') {
+            if (e - p < 2 || !JSON_ESC[p[1]])
+                return FAIL;
+            p += 2;
+        } else
+            p++;
+    }
+    return FAIL;
+}
+
 /* An unsigned integer of at most MAX_DIGITS digits, no leading zero, no fraction or exponent. */
 static int
 number(J *j, long long *v)
@@ -283,7 +316,7 @@ value(J *j)
     switch (*j->p) {
     case '"': {
         Str s;
-        return string(j, &s);
+        return j->lenient ? text(j) : string(j, &s);
     }
     case '{':
         return object(j, NULL, NULL);
@@ -491,34 +524,43 @@ usage_chunk(void *ctx, const Str *k, J *j)
     return common(c, k, j);
 }
 
+/* An object's `key` as `as_str` reads it: into `*out` when a non-empty string (over a list's
+ * objects, a chat choice's `finish_reason` or a Gemini candidate's `finishReason`: the last
+ * one that has one, as `_finish_reason` walks reversed). */
+typedef struct {
+    const char *key;
+    Str *out;
+} Last;
+
 static int
-choice_key(void *ctx, const Str *k, J *j)
+last_key(void *ctx, const Str *k, J *j)
 {
-    Chunk *c = ctx;
-    if (KEY(k, "finish_reason")) {
+    Last *l = ctx;
+    if (k->n == (Py_ssize_t)strlen(l->key) && memcmp(k->s, l->key, (size_t)k->n) == 0) {
         Str r;
         if (str_or_none(j, &r) < 0)
             return FAIL;
         if (r.s != NULL)
-            c->finish = r; /* the last choice that has one: _finish_reason walks reversed */
+            *l->out = r;
         return 0;
     }
     return value(j);
 }
 
 static int
-choice(void *ctx, const Str *k, J *j)
+last_of(void *ctx, const Str *k, J *j)
 {
     (void)k;
-    return at(j, '{') ? object(j, choice_key, ctx) : value(j);
+    return at(j, '{') ? object(j, last_key, ctx) : value(j); /* not an object: read past */
 }
 
 static int
 finish_chunk(void *ctx, const Str *k, J *j)
 {
     Chunk *c = ctx;
+    Last finish = {"finish_reason", &c->finish};
     if (KEY(k, "choices"))
-        return at(j, '[') ? array(j, choice, c, &c->choices) : FAIL;
+        return at(j, '[') ? array(j, last_of, &finish, &c->choices) : FAIL;
     return common(c, k, j);
 }
 
@@ -528,7 +570,7 @@ chunk(const unsigned char *buf, Py_ssize_t a, Py_ssize_t b, KeyFn fn, Chunk *c)
 {
     if (b - a < 7 || memcmp(buf + a, "data: {", 7) != 0)
         return FAIL;
-    J j = {buf + a + 6, buf + b, 0};
+    J j = {buf + a + 6, buf + b, 0, 0};
     if (object(&j, fn, c) < 0)
         return FAIL;
     ws(&j);
@@ -553,6 +595,26 @@ int_or_none(long long v, int set)
     return PyLong_FromLongLong(v);
 }
 
+/* A tuple of the `n` new references in `items` (they are its own, or released: NULL with the
+ * exception set, if one of them, or the tuple, could not be made). */
+static PyObject *
+tuple_of(PyObject **items, int n)
+{
+    PyObject *out = NULL;
+    int ok = 1;
+    for (int i = 0; i < n; i++)
+        ok = ok && items[i] != NULL;
+    if (ok && (out = PyTuple_New(n)) != NULL) {
+        for (int i = 0; i < n; i++) {
+            PyTuple_SET_ITEM(out, i, items[i]);
+            items[i] = NULL;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        Py_XDECREF(items[i]);
+    return out;
+}
+
 static PyObject *
 answer(const Chunk *u, const Chunk *f)
 {
@@ -570,21 +632,7 @@ answer(const Chunk *u, const Chunk *f)
         PyLong_FromLongLong(u->completion),
         PyLong_FromLongLong(u->reasoning),
     };
-    PyObject *out = NULL;
-    for (int i = 0; i < 9; i++)
-        if (items[i] == NULL)
-            goto done;
-    out = PyTuple_New(9);
-    if (out == NULL)
-        goto done;
-    for (int i = 0; i < 9; i++) {
-        PyTuple_SET_ITEM(out, i, items[i]);
-        items[i] = NULL;
-    }
-done:
-    for (int i = 0; i < 9; i++)
-        Py_XDECREF(items[i]);
-    return out;
+    return tuple_of(items, 9);
 }
 
 /* The records `_parse_edges` reads: the head's (parts[0:h], at least `head_bytes`, h < n),
@@ -593,7 +641,7 @@ done:
  * in _NOT_SSE_START, not an escape). 0, or -1: Python's to judge. */
 static int
 edges(PyObject *parts, Py_ssize_t head_bytes, Py_ssize_t tail_bytes, Py_ssize_t *h_out,
-      Py_ssize_t *t_out)
+      Py_ssize_t *t_out, const unsigned char *esc)
 {
     if (!PyList_CheckExact(parts) || PyList_GET_SIZE(parts) == 0)
         return -1;
@@ -617,7 +665,7 @@ edges(PyObject *parts, Py_ssize_t head_bytes, Py_ssize_t tail_bytes, Py_ssize_t 
         return -1;
     if (s[0] < 0x21 || s[0] > 0x7E || s[0] == '\\' || s[0] == '{' || s[0] == '[' || s[0] == '"')
         return -1;
-    if (unescape(s, len, NULL) < 0)
+    if (unescape(s, len, NULL, esc) < 0)
         return -1;
     Py_ssize_t t = n;
     size = 0;
@@ -644,7 +692,7 @@ typedef struct {
  * not in the canonical shape or not a JSON string of the short escapes: Python's to judge),
  * or -2 (out of memory, the exception set). `buf_free` after either. */
 static int
-decode(PyObject *parts, Py_ssize_t a, Py_ssize_t b, Buf *buf)
+decode(PyObject *parts, Py_ssize_t a, Py_ssize_t b, Buf *buf, const unsigned char *esc)
 {
     Py_ssize_t total = 0;
     buf->p = buf->stack;
@@ -664,7 +712,7 @@ decode(PyObject *parts, Py_ssize_t a, Py_ssize_t b, Buf *buf)
         Py_ssize_t len;
         if (data_span(PyList_GET_ITEM(parts, i), &s, &len) < 0)
             return -1;
-        Py_ssize_t w = unescape(s, len, buf->p + buf->n);
+        Py_ssize_t w = unescape(s, len, buf->p + buf->n, esc);
         if (w < 0)
             return -1;
         buf->n += w;
@@ -696,27 +744,37 @@ sizes(PyObject *const *args, Py_ssize_t nargs, const char *usage, Py_ssize_t *he
     return 0;
 }
 
+/* The start of `chat_tail` and `gemini_tail`: the arguments checked (`usage` the message), the
+ * records' edges, the tail's records decoded into `tail` with the escapes of `esc` (bytes stay
+ * bytes; UTF-8 is not needed where it is read). 1: read on (`buf_free` after); 0: None; -1:
+ * an error (the exception set). */
+static int
+tail_of(PyObject *const *args, Py_ssize_t nargs, const char *usage, const unsigned char *esc,
+        Buf *tail)
+{
+    Py_ssize_t head_bytes, tail_bytes, h, t;
+    if (sizes(args, nargs, usage, &head_bytes, &tail_bytes) < 0)
+        return -1;
+    if (edges(args[0], head_bytes, tail_bytes, &h, &t, esc) < 0)
+        return 0;
+    int r = decode(args[0], t, PyList_GET_SIZE(args[0]), tail, esc);
+    if (r < 0) {
+        buf_free(tail);
+        return r == -2 ? -1 : 0;
+    }
+    return 1;
+}
+
 static PyObject *
 chat_tail(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    Py_ssize_t head_bytes, tail_bytes, h, t;
-    if (sizes(args, nargs, "chat_tail(parts, head_bytes, tail_bytes)", &head_bytes,
-              &tail_bytes) < 0)
-        return NULL;
-    PyObject *parts = args[0];
-    if (edges(parts, head_bytes, tail_bytes, &h, &t) < 0)
-        Py_RETURN_NONE;
-
-    /* the tail, decoded (escapes only: bytes stay bytes; UTF-8 is not needed where it is read) */
     Buf tail;
-    int r = decode(parts, t, PyList_GET_SIZE(parts), &tail);
-    if (r < 0) {
-        buf_free(&tail);
-        if (r == -2)
-            return NULL;
+    int go = tail_of(args, nargs, "chat_tail(parts, head_bytes, tail_bytes)", ESC, &tail);
+    if (go < 0)
+        return NULL;
+    if (go == 0)
         Py_RETURN_NONE;
-    }
     const unsigned char *buf = tail.p;
     Py_ssize_t m = tail.n;
     PyObject *out = NULL;
@@ -769,66 +827,81 @@ done:
  * Python); `anthropic.read_edges` decodes and reads them as `parse_tail` does. None for
  * anything else: `_parse_edges` decides.
  */
+/* The three payloads `anthropic_edges` cuts, the arguments checked (`usage` the message): the
+ * decoded head and tail in `head` and `tail` (`buf_free` both after any answer), the payloads'
+ * spans in `span` (start, end pairs: the message_start and content_block_start payloads in the
+ * head, the message_delta payload in the tail). 0, -1 (not this shape: Python's to judge) or
+ * -2 (an error: the exception set). */
+static int
+anthropic_cut(PyObject *const *args, Py_ssize_t nargs, const char *usage, Buf *head, Buf *tail,
+              Py_ssize_t span[6])
+{
+    Py_ssize_t head_bytes, tail_bytes, h, t;
+    head->p = head->stack;
+    tail->p = tail->stack;
+    if (sizes(args, nargs, usage, &head_bytes, &tail_bytes) < 0)
+        return -2;
+    PyObject *parts = args[0];
+    if (edges(parts, head_bytes, tail_bytes, &h, &t, ESC) < 0)
+        return -1;
+    int r = decode(parts, 0, h, head, ESC);
+    if (r < 0)
+        return r;
+    r = decode(parts, t, PyList_GET_SIZE(parts), tail, ESC);
+    if (r < 0)
+        return r;
+
+    /* the head: _cut_head, then head.split("\n\n", 2): its first two blocks */
+    const unsigned char *hb = head->p;
+    Py_ssize_t end = rfind_blank(hb, head->n);
+    if (end < 0)
+        return -1;
+    Py_ssize_t i1 = find_blank(hb, 0, end + 2);
+    Py_ssize_t i2 = i1 < 0 ? -1 : find_blank(hb, i1 + 2, end + 2);
+    if (i2 < 0)
+        return -1;
+    Py_ssize_t sa = data_after(hb, 0, i1, "event: message_start\ndata: ");
+    Py_ssize_t ba = data_after(hb, i1 + 2, i2, "event: content_block_start\ndata: ");
+    if (sa < 0 || ba < 0)
+        return -1;
+
+    /* the tail: tail.rsplit("\n\n", 3): "", message_stop, message_delta, and something
+     * before the delta's boundary (so that `_parse_edges`' cut is at or before it) */
+    const unsigned char *tb = tail->p;
+    Py_ssize_t m = tail->n;
+    Py_ssize_t j1 = rfind_blank(tb, m);
+    if (j1 != m - 2)
+        return -1;
+    Py_ssize_t j2 = rfind_blank(tb, j1);
+    if (j2 < 0 || data_after(tb, j2 + 2, j1, "event: message_stop\ndata:") < 0)
+        return -1;
+    Py_ssize_t j3 = rfind_blank(tb, j2);
+    if (j3 < 1)
+        return -1;
+    Py_ssize_t da = data_after(tb, j3 + 2, j2, "event: message_delta\ndata: ");
+    if (da < 0)
+        return -1;
+    span[0] = sa, span[1] = i1, span[2] = ba, span[3] = i2, span[4] = da, span[5] = j2;
+    return 0;
+}
+
 static PyObject *
 anthropic_edges(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    Py_ssize_t head_bytes, tail_bytes, h, t;
-    if (sizes(args, nargs, "anthropic_edges(parts, head_bytes, tail_bytes)", &head_bytes,
-              &tail_bytes) < 0)
-        return NULL;
-    PyObject *parts = args[0];
-    if (edges(parts, head_bytes, tail_bytes, &h, &t) < 0)
-        Py_RETURN_NONE;
+    Py_ssize_t span[6];
     Buf head, tail;
     PyObject *out = NULL;
-    int r = decode(parts, 0, h, &head);
+    int r = anthropic_cut(args, nargs, "anthropic_edges(parts, head_bytes, tail_bytes)", &head,
+                          &tail, span);
     if (r < 0) {
-        buf_free(&head);
-        if (r == -2)
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    r = decode(parts, t, PyList_GET_SIZE(parts), &tail);
-    if (r == -2)
+        out = r == -1 ? Py_NewRef(Py_None) : NULL;
         goto done;
-    if (r < 0)
-        goto none;
-
-    /* the head: _cut_head, then head.split("\n\n", 2): its first two blocks */
-    const unsigned char *hb = head.p;
-    Py_ssize_t end = rfind_blank(hb, head.n);
-    if (end < 0)
-        goto none;
-    Py_ssize_t i1 = find_blank(hb, 0, end + 2);
-    Py_ssize_t i2 = i1 < 0 ? -1 : find_blank(hb, i1 + 2, end + 2);
-    if (i2 < 0)
-        goto none;
-    Py_ssize_t sa = data_after(hb, 0, i1, "event: message_start\ndata: ");
-    Py_ssize_t ba = data_after(hb, i1 + 2, i2, "event: content_block_start\ndata: ");
-    if (sa < 0 || ba < 0)
-        goto none;
-
-    /* the tail: tail.rsplit("\n\n", 3): "", message_stop, message_delta, and something
-     * before the delta's boundary (so that `_parse_edges`' cut is at or before it) */
-    const unsigned char *tb = tail.p;
-    Py_ssize_t m = tail.n;
-    Py_ssize_t j1 = rfind_blank(tb, m);
-    if (j1 != m - 2)
-        goto none;
-    Py_ssize_t j2 = rfind_blank(tb, j1);
-    if (j2 < 0 || data_after(tb, j2 + 2, j1, "event: message_stop\ndata:") < 0)
-        goto none;
-    Py_ssize_t j3 = rfind_blank(tb, j2);
-    if (j3 < 1)
-        goto none;
-    Py_ssize_t da = data_after(tb, j3 + 2, j2, "event: message_delta\ndata: ");
-    if (da < 0)
-        goto none;
-
-    PyObject *start = PyUnicode_DecodeUTF8((const char *)hb + sa, i1 - sa, NULL);
-    PyObject *block = start ? PyUnicode_DecodeUTF8((const char *)hb + ba, i2 - ba, NULL) : NULL;
-    PyObject *delta = block ? PyUnicode_DecodeUTF8((const char *)tb + da, j2 - da, NULL) : NULL;
+    }
+    const char *hb = (const char *)head.p, *tb = (const char *)tail.p;
+    PyObject *start = PyUnicode_DecodeUTF8(hb + span[0], span[1] - span[0], NULL);
+    PyObject *block = start ? PyUnicode_DecodeUTF8(hb + span[2], span[3] - span[2], NULL) : NULL;
+    PyObject *delta = block ? PyUnicode_DecodeUTF8(tb + span[4], span[5] - span[4], NULL) : NULL;
     if (delta != NULL)
         out = PyTuple_Pack(3, start, block, delta);
     Py_XDECREF(start);
@@ -848,11 +921,438 @@ done:
     return out;
 }
 
+/*
+ * anthropic_tail(parts, head_bytes, tail_bytes) -> (model, id, finish_reason, thinking,
+ *     service_tier, input, cache_read, cache_write, split, ephemeral_5m, ephemeral_1h, output,
+ *     thinking_tokens) | None
+ *
+ * `anthropic_edges` and `anthropic.read_edges` in one: the three payloads cut as there, each
+ * an object in the JSON subset (string values read past as `text` reads them), read as
+ * `read_edges` reads them: the message's model, id and stop reason (the delta's stop reason
+ * wins when it is a non-empty string: `finish_reason`), whether the first block is a thinking
+ * block, and the message's usage merged with the delta's (`merge_usage`: a value of the
+ * delta's that is not null wins, a nested object whole), as `usage_from` reads it: the counts
+ * plain integers (0: null or absent), `split` whether `cache_creation` is a non-empty object.
+ * None for anything else (a count of another type, `iterations`, a message that is not an
+ * object, no usage on either side...): `_parse_edges` decides.
+ */
+
+/* One usage value as the merge sees it: absent, null, or something (its count, or string). */
+enum { ABSENT = 0, NUL = 1, SET = 2 };
+
+typedef struct {
+    int state;
+    long long v; /* a count */
+    Str s;       /* a string, as_str (s NULL: not a non-empty string) */
+} Val;
+
+typedef struct {
+    Val input, read, write, output, tier, m5, h1, thinking;
+    int split_state, split_dict, split_keys; /* cache_creation: state, an object, its keys */
+    int details_state;                       /* output_tokens_details: state */
+    int keys;                                /* the usage's keys (`if start_usage or ...`) */
+    int iterations;
+} AUsage;
+
+typedef struct {
+    Str model, id, stop, delta_stop, block_type;
+    int message; /* message_start's `message` an object */
+    AUsage start, delta;
+} Anthropic;
+
+/* A count (an integer or null; anything else fails: Counts' checked path) into `v`. */
+static int
+val_count(J *j, Val *v)
+{
+    int set;
+    if (count(j, &v->v, &set, 1) < 0)
+        return FAIL;
+    v->state = set ? SET : NUL;
+    return 0;
+}
+
+static int
+val_str(J *j, Val *v)
+{
+    if (at(j, 'n')) {
+        v->state = NUL;
+        return literal(j, "null", 4);
+    }
+    v->state = SET;
+    return str_or_none(j, &v->s);
+}
+
+static int
+split_key(void *ctx, const Str *k, J *j)
+{
+    AUsage *u = ctx;
+    u->split_keys++;
+    if (KEY(k, "ephemeral_5m_input_tokens"))
+        return val_count(j, &u->m5);
+    if (KEY(k, "ephemeral_1h_input_tokens"))
+        return val_count(j, &u->h1);
+    return value(j);
+}
+
+static int
+details_key(void *ctx, const Str *k, J *j)
+{
+    AUsage *u = ctx;
+    if (KEY(k, "thinking_tokens"))
+        return val_count(j, &u->thinking);
+    return value(j);
+}
+
+/* An object value: `fn` reads it (state SET), null (NUL), or another value read past (SET,
+ * `as_dict` of it empty: `*dict` 0). */
+static int
+nested(J *j, KeyFn fn, void *ctx, int *state, int *dict)
+{
+    if (at(j, 'n')) {
+        *state = NUL;
+        return literal(j, "null", 4);
+    }
+    *state = SET;
+    *dict = at(j, '{');
+    return *dict ? object(j, fn, ctx) : value(j);
+}
+
+static int
+usage_key(void *ctx, const Str *k, J *j)
+{
+    AUsage *u = ctx;
+    u->keys++;
+    if (KEY(k, "input_tokens"))
+        return val_count(j, &u->input);
+    if (KEY(k, "cache_read_input_tokens"))
+        return val_count(j, &u->read);
+    if (KEY(k, "cache_creation_input_tokens"))
+        return val_count(j, &u->write);
+    if (KEY(k, "output_tokens"))
+        return val_count(j, &u->output);
+    if (KEY(k, "service_tier"))
+        return val_str(j, &u->tier);
+    if (KEY(k, "cache_creation"))
+        return nested(j, split_key, u, &u->split_state, &u->split_dict);
+    if (KEY(k, "output_tokens_details")) {
+        int dict;
+        return nested(j, details_key, u, &u->details_state, &dict);
+    }
+    if (KEY(k, "iterations"))
+        u->iterations = 1; /* billed per iteration: Python's to read */
+    return value(j);
+}
+
+/* A usage object (`as_dict`: anything else is no usage). */
+static int
+usage_value(J *j, AUsage *u)
+{
+    return at(j, '{') ? object(j, usage_key, u) : value(j);
+}
+
+static int
+message_key(void *ctx, const Str *k, J *j)
+{
+    Anthropic *a = ctx;
+    if (KEY(k, "model"))
+        return str_or_none(j, &a->model);
+    if (KEY(k, "id"))
+        return str_or_none(j, &a->id);
+    if (KEY(k, "stop_reason"))
+        return str_or_none(j, &a->stop);
+    if (KEY(k, "usage"))
+        return usage_value(j, &a->start);
+    return value(j);
+}
+
+static int
+start_key(void *ctx, const Str *k, J *j)
+{
+    Anthropic *a = ctx;
+    if (KEY(k, "message")) {
+        a->message = at(j, '{');
+        return a->message ? object(j, message_key, a) : value(j);
+    }
+    return value(j);
+}
+
+static int
+block_key(void *ctx, const Str *k, J *j)
+{
+    Anthropic *a = ctx;
+    Last type = {"type", &a->block_type};
+    if (KEY(k, "content_block"))
+        return last_of(&type, NULL, j);
+    return value(j);
+}
+
+static int
+delta_key(void *ctx, const Str *k, J *j)
+{
+    Anthropic *a = ctx;
+    Last stop = {"stop_reason", &a->delta_stop};
+    if (KEY(k, "delta"))
+        return last_of(&stop, NULL, j);
+    if (KEY(k, "usage"))
+        return usage_value(j, &a->delta);
+    return value(j);
+}
+
+/* buf[a:b] an object read by `fn`, nothing after it but spaces (orjson.loads: a dict). */
+static int
+payload(const unsigned char *buf, Py_ssize_t a, Py_ssize_t b, KeyFn fn, void *ctx)
+{
+    J j = {buf + a, buf + b, 0, 1};
+    ws(&j);
+    if (!at(&j, '{') || object(&j, fn, ctx) < 0)
+        return FAIL;
+    ws(&j);
+    return j.p == j.e ? 0 : FAIL;
+}
+
+/* merge_usage of one value: the delta's when not null (present), else the message's. */
+static const Val *
+merged(const Val *start, const Val *delta)
+{
+    return delta->state == SET ? delta : start;
+}
+
+static PyObject *
+anthropic_tail(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    Py_ssize_t span[6];
+    Buf head, tail;
+    PyObject *out = NULL;
+    int r = anthropic_cut(args, nargs, "anthropic_tail(parts, head_bytes, tail_bytes)", &head,
+                          &tail, span);
+    if (r < 0) {
+        out = r == -1 ? Py_NewRef(Py_None) : NULL;
+        goto done;
+    }
+    Anthropic a;
+    memset(&a, 0, sizeof a);
+    if (payload(head.p, span[0], span[1], start_key, &a) < 0 ||
+        payload(head.p, span[2], span[3], block_key, &a) < 0 ||
+        payload(tail.p, span[4], span[5], delta_key, &a) < 0)
+        goto none;
+    const AUsage *s = &a.start, *d = &a.delta;
+    if (!a.message || s->iterations || d->iterations || (s->keys == 0 && d->keys == 0))
+        goto none;
+    /* the merged usage's cache_creation and output_tokens_details: the delta's when not null */
+    int split_from_delta = d->split_state == SET;
+    const AUsage *sp = split_from_delta ? d : s;
+    const AUsage *dt = d->details_state == SET ? d : s;
+    int split = sp->split_state == SET && sp->split_dict && sp->split_keys > 0;
+    const Val *tier = merged(&s->tier, &d->tier);
+    int thinking = a.block_type.s != NULL &&
+                   ((a.block_type.n == 8 && memcmp(a.block_type.s, "thinking", 8) == 0) ||
+                    (a.block_type.n == 17 && memcmp(a.block_type.s, "redacted_thinking", 17) == 0));
+    Str finish = a.delta_stop.s != NULL ? a.delta_stop : a.stop;
+    /* a nested value that is no object holds no counts: 0 (as_dict); else its own */
+    long long m5 = sp->split_state == SET && sp->split_dict ? sp->m5.v : 0;
+    long long h1 = sp->split_state == SET && sp->split_dict ? sp->h1.v : 0;
+    long long think = dt->details_state == SET ? dt->thinking.v : 0;
+    PyObject *items[13] = {
+        str_or_py_none(&a.model),
+        str_or_py_none(&a.id),
+        str_or_py_none(&finish),
+        PyBool_FromLong(thinking),
+        str_or_py_none(tier->state == SET ? &tier->s : &(Str){NULL, 0}),
+        PyLong_FromLongLong(merged(&s->input, &d->input)->v),
+        PyLong_FromLongLong(merged(&s->read, &d->read)->v),
+        PyLong_FromLongLong(merged(&s->write, &d->write)->v),
+        PyBool_FromLong(split),
+        PyLong_FromLongLong(m5),
+        PyLong_FromLongLong(h1),
+        PyLong_FromLongLong(merged(&s->output, &d->output)->v),
+        PyLong_FromLongLong(think),
+    };
+    out = tuple_of(items, 13);
+    goto done;
+none:
+    out = Py_None;
+    Py_INCREF(out);
+done:
+    buf_free(&head);
+    buf_free(&tail);
+    return out;
+}
+
+/*
+ * gemini_tail(parts, head_bytes, tail_bytes) -> (model, id, finish_reason, service_tier,
+ *     traffic_type, prompt, tool_use_prompt, cached, candidates, thoughts) | None
+ *
+ * What `_parse_edges` then `gemini.parse_tail` read on their first try from a Gemini SSE
+ * stream whose last event says it all: the tail (parts[t:], `tail_bytes` being the first tail
+ * size tried) decoded with its `\r` escapes, newlines normalised as `normalise_newlines` does,
+ * cut after its first blank line from its second character on, newlines stripped; its last
+ * block (as `str.rsplit("\n\n", 2)` cuts it, followed by exactly one blank line) one `data: `
+ * line without `"error"` or `"thought"` in it, its object in the JSON subset (but that string
+ * values read past may hold any text: `text`), with usage counts (`has_counts`), a finish
+ * reason, `modelVersion` and `responseId`. The strings as `as_str` gives them (None: not a
+ * non-empty string; printable ASCII only), the counts as `Counts` reads them (an integer, or 0
+ * for null or absent; any other value: None, Python's to judge). `gemini.read_tail` fills the
+ * `ParsedBody` from them. None for anything else: `_parse_edges` decides.
+ */
+typedef struct {
+    Str model, id, finish, tier, traffic;
+    int counts; /* has_counts: one of the six count keys seen */
+    long long prompt, tool, cached, candidates, thoughts;
+} Gemini;
+
+static int
+gemini_count(J *j, long long *v)
+{
+    int set;
+    if (count(j, v, &set, 1) < 0)
+        return FAIL;
+    if (!set)
+        *v = 0; /* null: Counts reads 0 */
+    return 0;
+}
+
+static int
+gemini_usage(void *ctx, const Str *k, J *j)
+{
+    Gemini *g = ctx;
+    if (KEY(k, "promptTokenCount"))
+        return g->counts = 1, gemini_count(j, &g->prompt);
+    if (KEY(k, "candidatesTokenCount"))
+        return g->counts = 1, gemini_count(j, &g->candidates);
+    if (KEY(k, "thoughtsTokenCount"))
+        return g->counts = 1, gemini_count(j, &g->thoughts);
+    if (KEY(k, "toolUsePromptTokenCount"))
+        return g->counts = 1, gemini_count(j, &g->tool);
+    if (KEY(k, "cachedContentTokenCount"))
+        return g->counts = 1, gemini_count(j, &g->cached);
+    if (KEY(k, "totalTokenCount"))
+        return g->counts = 1, value(j); /* has_counts only */
+    if (KEY(k, "serviceTier"))
+        return str_or_none(j, &g->tier);
+    if (KEY(k, "trafficType"))
+        return str_or_none(j, &g->traffic);
+    return value(j);
+}
+
+static int
+gemini_chunk(void *ctx, const Str *k, J *j)
+{
+    Gemini *g = ctx;
+    Last finish = {"finishReason", &g->finish};
+    if (KEY(k, "candidates"))
+        return at(j, '[') ? array(j, last_of, &finish, NULL) : value(j); /* not a list: none */
+    if (KEY(k, "usageMetadata"))
+        return at(j, '{') ? object(j, gemini_usage, g) : value(j); /* not a dict: no counts */
+    if (KEY(k, "modelVersion"))
+        return str_or_none(j, &g->model);
+    if (KEY(k, "responseId"))
+        return str_or_none(j, &g->id);
+    return value(j);
+}
+
+/* Whether `needle` occurs in buf[a:b]. */
+static int
+contains(const unsigned char *buf, Py_ssize_t a, Py_ssize_t b, const char *needle)
+{
+    size_t n = strlen(needle);
+    const unsigned char *p = buf + a, *e = buf + b;
+    while ((size_t)(e - p) >= n) {
+        p = memchr(p, needle[0], (size_t)(e - p) - n + 1);
+        if (p == NULL)
+            return 0;
+        if (memcmp(p, needle, n) == 0)
+            return 1;
+        p++;
+    }
+    return 0;
+}
+
+static PyObject *
+gemini_tail(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    Buf tail;
+    int go = tail_of(args, nargs, "gemini_tail(parts, head_bytes, tail_bytes)", ESC_CR, &tail);
+    if (go < 0)
+        return NULL;
+    if (go == 0)
+        Py_RETURN_NONE;
+    unsigned char *buf = tail.p;
+    PyObject *out = NULL;
+
+    /* normalise_newlines, in place: "\r\n" and a lone "\r" become "\n" */
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0; i < tail.n; i++) {
+        if (buf[i] != '\r')
+            buf[m++] = buf[i];
+        else {
+            buf[m++] = '\n';
+            if (i + 1 < tail.n && buf[i + 1] == '\n')
+                i++;
+        }
+    }
+
+    /* `_parse_edges`: tail[tail.find("\n\n", 1) + 2 :].lstrip("\n"), not empty */
+    Py_ssize_t cut = find_blank(buf, 1, m);
+    if (cut < 0)
+        goto none;
+    Py_ssize_t r0 = cut + 2;
+    while (r0 < m && buf[r0] == '\n')
+        r0++;
+    if (r0 >= m)
+        goto none;
+    /* `parse_tail`: rsplit("\n\n", 2): the last piece empty, the block before it */
+    Py_ssize_t j1 = rfind_blank(buf, m);
+    if (j1 != m - 2 || j1 < r0)
+        goto none;
+    Py_ssize_t j2 = rfind_blank(buf, j1);
+    Py_ssize_t bs = j2 >= r0 ? j2 + 2 : r0;
+    if (memchr(buf + bs, '\n', (size_t)(j1 - bs)) != NULL || contains(buf, bs, j1, "\"error\"") ||
+        contains(buf, bs, j1, "\"thought\""))
+        goto none;
+    if (j1 - bs < 7 || memcmp(buf + bs, "data: {", 7) != 0)
+        goto none;
+    Gemini g;
+    memset(&g, 0, sizeof g);
+    J j = {buf + bs + 6, buf + j1, 0, 1};
+    if (object(&j, gemini_chunk, &g) < 0)
+        goto none;
+    ws(&j);
+    if (j.p != j.e || !g.counts || g.finish.s == NULL || g.model.s == NULL || g.id.s == NULL)
+        goto none;
+
+    PyObject *items[10] = {
+        str_or_py_none(&g.model),
+        str_or_py_none(&g.id),
+        str_or_py_none(&g.finish),
+        str_or_py_none(&g.tier),
+        str_or_py_none(&g.traffic),
+        PyLong_FromLongLong(g.prompt),
+        PyLong_FromLongLong(g.tool),
+        PyLong_FromLongLong(g.cached),
+        PyLong_FromLongLong(g.candidates),
+        PyLong_FromLongLong(g.thoughts),
+    };
+    out = tuple_of(items, 10);
+    goto done;
+none:
+    out = Py_None;
+    Py_INCREF(out);
+done:
+    buf_free(&tail);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"chat_tail", (PyCFunction)(void (*)(void))chat_tail, METH_FASTCALL,
      "chat_tail(parts, head_bytes, tail_bytes) -> tuple | None: see sidecar/parse/tailscan.py."},
     {"anthropic_edges", (PyCFunction)(void (*)(void))anthropic_edges, METH_FASTCALL,
      "anthropic_edges(parts, head_bytes, tail_bytes) -> tuple | None: see tailscan.py."},
+    {"anthropic_tail", (PyCFunction)(void (*)(void))anthropic_tail, METH_FASTCALL,
+     "anthropic_tail(parts, head_bytes, tail_bytes) -> tuple | None: see tailscan.py."},
+    {"gemini_tail", (PyCFunction)(void (*)(void))gemini_tail, METH_FASTCALL,
+     "gemini_tail(parts, head_bytes, tail_bytes) -> tuple | None: see tailscan.py."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -876,6 +1376,10 @@ PyInit__tailscan(void)
     ESC['f'] = '\f';
     ESC['n'] = '\n';
     ESC['t'] = '\t';
+    memcpy(ESC_CR, ESC, sizeof ESC);
+    ESC_CR['r'] = '\r';
+    for (const char *c = "\"\\/bfnrt"; *c; c++)
+        JSON_ESC[(unsigned char)*c] = 1;
     for (int c = 0x20; c < 0x7F; c++)
         STR[c] = c != '"' && c != '\\';
     return PyModule_Create(&module);

@@ -21,11 +21,13 @@ other shape. Anthropic and Gemini try a shorter tail first (`_SHORT_TAILS`: thei
 are short). Before any of this, an OpenAI chat stream's usual end is read in C from the raw
 records, with nothing decoded (`_raw_edges` with `tailscan.chat_tail`, which gives what the
 edges' first try would read, or None, and the edges decide; `openai_chat.read_tail` fills it
-in); an Anthropic stream's three payloads are cut in C the same way (`tailscan.anthropic_edges`)
-and read by `anthropic.read_edges`. A crossing retries with a longer tail, then the whole body
-decides; so does an answer read from the body's text (an OpenAI-compatible usage without a reasoning
-count: whether the model reasoned visibly is searched in the whole text), a body that is not
-SSE, and a short one.
+in); an Anthropic stream's three payloads are read in C the same way (`tailscan.anthropic_tail`,
+filled in by `anthropic.read_tail`) or, beyond that reader's JSON subset, cut in C
+(`tailscan.anthropic_edges`) and read by `anthropic.read_edges`; a Gemini stream's last event
+is read in C (`tailscan.gemini_tail`, filled in by `gemini.read_tail`). A crossing retries
+with a longer tail, then the whole body decides; so does an answer read from the body's text
+(an OpenAI-compatible usage without a reasoning count: whether the model reasoned visibly is
+searched in the whole text), a body that is not SSE, and a short one.
 
 Without the hints (the provider or API left to sniffing, which reads the body) the older
 *window* applies: the first `WINDOW_HEAD_BYTES` and last `WINDOW_TAIL_BYTES` of body-log records,
@@ -49,10 +51,19 @@ import orjson
 
 from sidecar.parse.body import assemble_escaped
 from sidecar.parse.detect import EMBEDDINGS, GENERATE, MESSAGES, detect, model_from_path
-from sidecar.parse.providers import NOT_CHAT, anthropic, openai_chat, parse_body, parse_stream_edges
+from sidecar.parse.providers import (
+    NOT_CHAT,
+    anthropic,
+    gemini,
+    openai_chat,
+    parse_body,
+    parse_stream_edges,
+)
 from sidecar.parse.sse import normalise_newlines
 from sidecar.parse.tailscan import anthropic_edges as _anthropic_edges
+from sidecar.parse.tailscan import anthropic_tail as _anthropic_tail
 from sidecar.parse.tailscan import chat_tail as _chat_tail
+from sidecar.parse.tailscan import gemini_tail as _gemini_tail
 from sidecar.types import Completed, ParsedBody, stream_parsed
 
 WINDOW_HEAD_BYTES = 1024  # body-log bytes decoded from the start of a long stream ...
@@ -80,8 +91,12 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
             parsed = None
             if _chat_tail is not None and api not in NOT_CHAT:
                 parsed = _raw_edges(c, provider, api, _chat_tail, openai_chat.read_tail)
-            elif _anthropic_edges is not None and api == MESSAGES:
-                parsed = _raw_edges(c, provider, api, _anthropic_edges, anthropic.read_edges)
+            elif _anthropic_tail is not None and api == MESSAGES:
+                parsed = _raw_edges(c, provider, api, _anthropic_tail, anthropic.read_tail)
+                if parsed is None and _anthropic_edges is not None:  # beyond its JSON subset
+                    parsed = _raw_edges(c, provider, api, _anthropic_edges, anthropic.read_edges)
+            elif _gemini_tail is not None and api == GENERATE:
+                parsed = _raw_edges(c, provider, api, _gemini_tail, gemini.read_tail)
             if parsed is not None:
                 return _finish(parsed, c, provider, api)
         parsed = _parse_edges(c, provider, api)
@@ -153,10 +168,11 @@ def _raw_edges(
     scan: Callable[..., tuple | None],
     fill: Callable[..., bool],
 ) -> ParsedBody | None:
-    """`_parse_edges`' first try read in C from the raw records: `scan` (`tailscan.chat_tail`
-    or `anthropic_edges`) takes the same head and tail records and cuts, `fill`
-    (`openai_chat.read_tail`, `anthropic.read_edges`) fills the result from what it read; None
-    when either declines: `_parse_edges` decides."""
+    """`_parse_edges`' first try read in C from the raw records: `scan` (`tailscan.chat_tail`,
+    `anthropic_tail`, `anthropic_edges` or `gemini_tail`) takes the same head and tail records
+    and cuts, `fill` (`openai_chat.read_tail`, `anthropic.read_tail`, `anthropic.read_edges`,
+    `gemini.read_tail`) fills the result from what it read; None when either declines:
+    `_parse_edges` decides."""
     first_tail = _tails(api)[0]
     got = scan(_edge_records(c.parts, WINDOW_HEAD_BYTES, first_tail), WINDOW_HEAD_BYTES, first_tail)
     if got is None:

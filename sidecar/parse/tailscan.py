@@ -25,7 +25,24 @@ Anthropic stream: the payloads of `message_start` and the first `content_block_s
 head records, of `message_delta` from the tail records (followed by `message_stop`), cut as
 `_parse_edges` and `anthropic.parse_tail` cut them on their first try, as str (strict UTF-8),
 or None; `anthropic.read_edges` decodes and reads them (the usage merge, iterations, cache
-splits stay in Python).
+splits stay in Python). `anthropic_tail(parts, head_bytes, tail_bytes)` reads the three payloads
+too, when each is an object in the JSON subset (string values it does not return read past
+whatever text they hold, as for Gemini below): `(model, id, finish_reason, thinking,
+service_tier, input, cache_read, cache_write, split, ephemeral_5m, ephemeral_1h, output,
+thinking_tokens)`, the message's usage merged with the delta's as `merge_usage` merges them,
+the counts plain integers (0: null or absent), or None (a count of another type, `iterations`,
+no usage...: `anthropic_edges` then `read_edges` try); `anthropic.read_tail` fills the result.
+
+`gemini_tail(parts, head_bytes, tail_bytes)` reads a Gemini SSE stream's last event as
+`_parse_edges` and `gemini.parse_tail` read it on their first try (the records' `\\r` escapes
+decoded and newlines normalised as `normalise_newlines` does; the event one `data:` line
+without `"error"` or `"thought"`, with usage counts, a finish reason, `modelVersion` and
+`responseId`): `(model, id, finish_reason, serviceTier, trafficType, prompt, toolUsePrompt,
+cachedContent, candidates, thoughts)` (a string None when not a non-empty string, a count 0
+when null or absent), or None; `gemini.read_tail` fills the result. Its JSON subset is the chat
+reader's, but that a string value it does not return is read past whatever text it holds
+(UTF-8 or not, any escape but `\\u`, no control character): the last chunk carries the answer's
+last words.
 """
 
 from __future__ import annotations
@@ -42,3 +59,5 @@ NATIVE = _c is not None
 
 chat_tail: ChatTail | None = _c.chat_tail if _c is not None else None
 anthropic_edges: ChatTail | None = _c.anthropic_edges if _c is not None else None
+anthropic_tail: ChatTail | None = _c.anthropic_tail if _c is not None else None
+gemini_tail: ChatTail | None = _c.gemini_tail if _c is not None else None

@@ -36,6 +36,7 @@ from tests.unit.test_parse_edges import (
     anthropic_stream,
     chat_stream,
     dumps,
+    gemini_stream,
     hints,
     line,
     lines_for,
@@ -50,10 +51,11 @@ pytestmark = pytest.mark.skipif(
 
 RID = "e" * 32
 MESSAGES = PATHS["messages"]
+GENERATE = PATHS["generate_content"]
 
 
 def completed(parts: list[Any], path: str = "/v1/chat/completions") -> Completed:
-    host = HOSTS["anthropic" if path == MESSAGES else "openai"]
+    host = HOSTS[{MESSAGES: "anthropic", GENERATE: "gemini"}.get(path, "openai")]
     access = AccessRecord(RID, path=path, upstream_host=host)
     return Completed(RID, "s", access, None, "complete", parts=parts, assemble=assemble_escaped)
 
@@ -72,6 +74,8 @@ def check(parts: list[Any], path: str = "/v1/chat/completions") -> bool:
     mp = pytest.MonkeyPatch()
     mp.setattr(response, "_chat_tail", None)
     mp.setattr(response, "_anthropic_edges", None)
+    mp.setattr(response, "_anthropic_tail", None)
+    mp.setattr(response, "_gemini_tail", None)
     try:
         slow = outcome(c)
     finally:
@@ -79,6 +83,8 @@ def check(parts: list[Any], path: str = "/v1/chat/completions") -> bool:
     assert fast == slow
     if path == MESSAGES:
         got = tailscan.anthropic_edges(parts, response.WINDOW_HEAD_BYTES, 896)
+    elif path == GENERATE:
+        got = tailscan.gemini_tail(parts, response.WINDOW_HEAD_BYTES, 768)
     else:
         got = tailscan.chat_tail(parts, response.WINDOW_HEAD_BYTES, response._EDGE_TAILS[0])
     if got is not None and path != MESSAGES:  # (Anthropic: read_edges may say no)
@@ -399,7 +405,7 @@ def test_other_apis_are_not_read_in_c() -> None:
 def test_every_recorded_stream(name: str, seed: int, pieces: int) -> None:
     body = BODIES[name]
     provider, api = hints(body)
-    if provider in ("openai", "azure", "anthropic"):  # the hosts `completed` names
+    if provider in ("openai", "azure", "anthropic", "gemini", "vertex"):  # any host will do
         check(lines_for(body, random.Random(seed), pieces, False), PATHS.get(api, "/v1/x"))
 
 
@@ -413,9 +419,9 @@ def test_recorded_chat_and_anthropic_streams_are_read_in_c() -> None:
     assert answered["chat.completions"] >= 2 and answered["messages"] >= 2
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    anthropic=st.booleans(),
+    kind=st.sampled_from(["chat", "anthropic", "gemini"]),
     values=st.lists(VALUES, min_size=5, max_size=5),
     words=st.lists(st.sampled_from(["hi", "usage", "\n", ": x", "caf\u00e9", '"q"']), max_size=60),
     seed=st.integers(min_value=0, max_value=2**32),
@@ -424,9 +430,10 @@ def test_recorded_chat_and_anthropic_streams_are_read_in_c() -> None:
     cut=st.integers(min_value=0, max_value=40),
     blank=st.sampled_from(["", "\n", ": keep-alive\n\n", "\r\n"]),
     usual_counts=st.booleans(),
+    model=st.booleans(),
 )
 def test_hostile_streams(
-    anthropic: bool,
+    kind: str,
     values: list[Any],
     words: list[str],
     seed: int,
@@ -435,22 +442,31 @@ def test_hostile_streams(
     cut: int,
     blank: str,
     usual_counts: bool,
+    model: bool,
 ) -> None:
-    """The edges tests' hostile chat and Anthropic streams (see test_parse_edges.py)."""
+    """The edges tests' hostile chat, Anthropic and Gemini streams (see test_parse_edges.py);
+    a Gemini one with a model on its last chunk or not (without, Python reads it)."""
     rng = random.Random(seed)
     if usual_counts:  # so that many reach the C reader's answer, not only its refusals
-        values = ["stop", rng.randrange(10**6), rng.randrange(10**4), rng.randrange(50), values[4]]
-    body = (anthropic_stream if anthropic else chat_stream)(rng, values, words)
+        stop = "STOP" if kind == "gemini" else "stop"
+        values = [stop, rng.randrange(10**6), rng.randrange(10**4), rng.randrange(50), values[4]]
+    make, path = {
+        "chat": (chat_stream, "/v1/chat/completions"),
+        "anthropic": (anthropic_stream, MESSAGES),
+        "gemini": (gemini_stream, GENERATE),
+    }[kind]
+    body = make(rng, values, words)
+    if model and kind == "gemini":
+        body = body.replace('"responseId":"r"', '"responseId":"r","modelVersion":"g"')
     if blank:
-        body = body.replace("\n\n", "\n\n" + blank, rng.randrange(1, 4))
+        end = "\r\n\r\n" if kind == "gemini" else "\n\n"
+        body = body.replace(end, end + blank, rng.randrange(1, 4))
     if cut:
         body = body[:-cut]
     if damage:
         body = body.encode("ascii", "replace").decode()
     if body:
-        check(
-            lines_for(body, rng, pieces, damage), MESSAGES if anthropic else "/v1/chat/completions"
-        )
+        check(lines_for(body, rng, pieces, damage), path)
 
 
 def test_pure_mode_turns_it_off() -> None:
@@ -502,6 +518,8 @@ def test_built_and_used_under_ci() -> None:
     if not os.environ.get("CI") or _PURE:
         pytest.skip("only under CI (CI=1), C path")
     assert tailscan.NATIVE and response._chat_tail is tailscan.chat_tail
+    assert response._anthropic_tail is tailscan.anthropic_tail is not None
+    assert response._gemini_tail is tailscan.gemini_tail is not None
 
 
 # -- Anthropic ---------------------------------------------------------------------------------
@@ -675,3 +693,403 @@ def test_body_lines_of_a_long_stream_are_read_in_c_from_their_edges() -> None:
                 )
                 assert len(edges) < len(lines) // 2
                 assert tailscan.chat_tail(edges, head, tail) == want
+
+
+# -- Gemini ------------------------------------------------------------------------------------
+
+GEMINI_META = {
+    "promptTokenCount": 1147,
+    "candidatesTokenCount": 203,
+    "totalTokenCount": 2649,
+    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 1147}],
+    "thoughtsTokenCount": 1299,
+}
+
+
+def gem(
+    *,
+    last: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+    raw_last: str | None = None,
+    end: str = "\r\n\r\n",
+    words: int = 40,
+) -> str:
+    """A long Gemini SSE stream (CRLF framed) whose last chunk says it all, changed as asked."""
+    base = {"modelVersion": "gemini-2.5-flash", "responseId": "xaIDClYoy4S3C3T"}
+
+    def chunk(text: str, **more: Any) -> dict[str, Any]:
+        cand = {"content": {"parts": [{"text": text}], "role": "model"}, **more, "index": 0}
+        return {"candidates": [cand], "usageMetadata": GEMINI_META, **base}
+
+    events = [dumps(chunk(f' "w{i}" d\u00e9j\u00e0 \\n')) for i in range(words)]
+    final = chunk(" \u00abok\u00bb \U0001f680 \\ \t\n", finishReason="STOP")
+    final["usageMetadata"] = {**GEMINI_META, **(meta or {})}
+    final.update(last or {})
+    events.append(raw_last if raw_last is not None else dumps(final))
+    return "\r\n\r\n".join(f"data: {e}" for e in events) + end
+
+
+def test_the_usual_gemini_end_is_read_in_c() -> None:
+    for parts in cut_each(gem()):
+        assert check(parts, GENERATE)
+    got = tailscan.gemini_tail(records(gem(), [300] * 40), response.WINDOW_HEAD_BYTES, 768)
+    assert got == (
+        "gemini-2.5-flash",
+        "xaIDClYoy4S3C3T",
+        "STOP",
+        None,
+        None,
+        1147,
+        0,
+        0,
+        203,
+        1299,
+    )
+
+
+def _cands(*cands: Any) -> dict[str, Any]:
+    return {"candidates": list(cands)}
+
+
+@pytest.mark.parametrize(
+    ("body", "answered"),
+    [
+        (gem(meta={"serviceTier": "PRIORITY"}), True),
+        (gem(meta={"trafficType": "ON_DEMAND_FLEX"}), True),
+        (gem(meta={"trafficType": "SOMETHING_NEW", "serviceTier": ""}), True),
+        (gem(meta={"serviceTier": 3, "trafficType": None}), True),
+        (gem(meta={"serviceTier": "caf\u00e9"}), False),  # not ASCII: Python reads it
+        (gem(meta={"toolUsePromptTokenCount": 7, "cachedContentTokenCount": 2000}), True),
+        (gem(meta={"promptTokenCount": None, "thoughtsTokenCount": None}), True),
+        (gem(meta={"candidatesTokenCount": 10**15 - 1}), True),
+        (gem(meta={"candidatesTokenCount": 10**15}), False),
+        (gem(meta={"candidatesTokenCount": -1}), False),
+        (gem(meta={"candidatesTokenCount": 1.5}), False),
+        (gem(meta={"candidatesTokenCount": 2.0}), False),
+        (gem(meta={"candidatesTokenCount": "12"}), False),
+        (gem(meta={"candidatesTokenCount": True}), False),
+        (gem(meta={"totalTokenCount": "n/a"}), True),  # not read, but present
+        (gem(meta={"promptTokensDetails": "caf\u00e9"}), True),  # read past
+        (gem(last={"usageMetadata": {"totalTokenCount": 3}}), True),  # has_counts
+        (gem(last={"usageMetadata": {"x": 3}}), False),  # no counts
+        (gem(last={"usageMetadata": [1]}), False),
+        (gem(last={"usageMetadata": None}), False),
+        (gem(last={"modelVersion": None}), False),
+        (gem(last={"modelVersion": ""}), False),
+        (gem(last={"responseId": 7}), False),
+        (gem(last={"modelVersion": "gemini-\u00e9"}), False),
+        (gem(last=_cands({"finishReason": "STOP"}, 5, {"finishReason": ""})), True),
+        (gem(last=_cands({"finishReason": "A"}, {"finishReason": "B"})), True),
+        (gem(last=_cands({"finishReason": 3}, {"finishReason": "MAX_TOKENS"})), True),
+        (gem(last=_cands({"finishReason": None})), False),
+        (gem(last=_cands()), False),
+        (gem(last={"candidates": {"finishReason": "STOP"}}), False),
+        (gem(last=_cands({"content": {"parts": [{"text": "x", "thought": True}]}})), False),
+        (
+            gem(last=_cands({"finishReason": "STOP", "content": {"parts": [{"text": "thought"}]}})),
+            False,
+        ),
+        (
+            gem(last=_cands({"finishReason": "STOP", "content": {"parts": [{"text": "error"}]}})),
+            False,
+        ),
+        (gem(last={"error": {"code": 500}}), False),
+        (gem(last={"x": "\x7f \u2028 \ufeff"}), True),
+        (gem(last={"x": "\x1f"}), False),  # written \u001f: Python reads it
+        (gem(end=""), False),
+        (gem(end="\r\n"), False),
+        (gem(end="\r\n\r\n\r\n"), False),
+        (gem(end="\n\n"), True),
+        (gem(end="\r\r"), True),  # lone CRs are newlines too
+        (gem(end="\r\n\r\ndata: [DONE]\r\n\r\n"), False),
+        (gem(end="\r\n\r\n: keep-alive\r\n\r\n"), False),
+        (gem(raw_last='{"a":1}'), False),
+        (gem(raw_last="[1]"), False),
+        (gem(raw_last="not json"), False),
+        (gem(raw_last=dumps(_cands({"finishReason": "STOP"})) + " x"), False),
+    ],
+)
+def test_variants_of_the_gemini_end(body: str, answered: bool) -> None:
+    for parts in cut_each(body):
+        assert check(parts, GENERATE) is answered
+
+
+def _last_raw(**change: str) -> str:
+    raw = orjson.dumps(
+        {
+            "candidates": [{"content": {"parts": [{"text": "z"}]}, "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2},
+            "modelVersion": "g",
+            "responseId": "r",
+        }
+    ).decode()
+    for old, new in change.items():
+        raw = raw.replace(old, new)
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("raw", "answered"),
+    [
+        (_last_raw(), True),
+        (_last_raw(z='\\\\\\"\\/\\b\\f\\n\\r\\t'), True),  # the escapes orjson reads
+        (_last_raw(z="\\u00e9"), False),  # a \\u escape: Python's to read
+        (_last_raw(z="\\x"), False),  # not JSON
+        (_last_raw(z="\\"), False),
+        (_last_raw(z="a\tb"), False),  # a raw control character: not JSON
+        (_last_raw(z="\u00e9\U0001f642"), True),
+        (_last_raw(**{'"g"': '"g","modelVersion":"h"'}), False),  # a key twice
+        (_last_raw(**{'"g"': '"g","a":{"b":1,"b":2}'}), False),
+        (_last_raw(**{'"g"': '"g","a":[1,]'}), False),
+        (_last_raw(**{'"g"': '"g","a":-1'}), False),  # not in the subset: Python's
+        (_last_raw(**{'"g"': '"g","caf\u00e9":1'}), False),  # a key not ASCII
+        (_last_raw(**{":": " : ", ",": " , "}), True),
+        (_last_raw()[:-1], False),
+        (_last_raw() + "   ", True),
+        (_last_raw() + "\t", False),
+    ],
+)
+def test_strings_and_shapes_in_the_last_gemini_chunk(raw: str, answered: bool) -> None:
+    for parts in cut_each(gem(raw_last=raw)):
+        assert check(parts, GENERATE) is answered
+
+
+def test_recorded_gemini_streams_are_read_in_c_with_small_edges() -> None:
+    """The recorded Gemini stream is shorter than the edges: with a 100-byte head and a 700-byte
+    first tail it reaches the C reader, which answers as the pure path does (the Vertex one, its
+    last chunk a 1 kB signature, is read in Python: the same answer)."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(response, "WINDOW_HEAD_BYTES", 100)
+    mp.setattr(response, "_TAILS", {**response._TAILS, "generate_content": (700, 1536)})
+    answered = 0
+    try:
+        for name in ("gemini_stream_1.sse", "vertex_stream_1.sse"):
+            for seed in range(10):
+                parts = lines_for(BODIES[name], random.Random(seed), 12, False)
+                c = completed(parts, GENERATE)
+                fast = outcome(c)
+                answered += tailscan.gemini_tail(parts, 100, 700) is not None
+                mp.setattr(response, "_gemini_tail", None)
+                assert outcome(c) == fast
+                mp.setattr(response, "_gemini_tail", tailscan.gemini_tail)
+    finally:
+        mp.undo()
+    assert answered >= 3
+
+
+def test_gemini_records_with_other_escapes_or_bytes() -> None:
+    parts = records(gem(), [300] * 40)
+    assert check(parts, GENERATE)
+    for i in (0, 1, len(parts) - 2, len(parts) - 1):
+        for bad in (b'"', b"\xff", b"\\", b"\\u00e9", b"\\r", b"\\r\\n", b"\xc3"):
+            changed = list(parts)
+            changed[i] = changed[i][:-2] + bad + b'"}'
+            check(changed, GENERATE)
+    # invalid UTF-8 in a string of the last chunk read past: Python replaces it, same answer
+    changed = [*parts[:-1], parts[-1].replace("\u00bb".encode(), b"\xff\xfe")]
+    assert b"\xff" in changed[-1] and check(changed, GENERATE)
+    for first in (b" ", b"{", b"[", b"\\r\\n", b"\\ufeff", b""):
+        changed = list(parts)
+        changed[0] = line(RID, b'"' + first + parts[0].split(b'"data":"', 1)[1][:-2] + b'"')
+        check(changed, GENERATE)
+    assert tailscan.gemini_tail([], 1024, 768) is None
+    assert tailscan.gemini_tail(tuple(parts), 1024, 768) is None  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        tailscan.gemini_tail(parts, 1024)  # type: ignore[call-arg]
+
+
+def test_gemini_crlf_cut_across_records_at_every_byte() -> None:
+    """The last chunk and the boundary before it cut into records at every byte (a CRLF split
+    between two records, the tail's first record starting inside a blank line)."""
+    body = gem(words=20)
+    raw_len = len(body.encode())
+    answered = 0
+    for at in range(raw_len - 1100, raw_len):
+        sizes = [150] * ((at - 1) // 150)
+        sizes.append(at - sum(sizes))
+        answered += check(records(body, sizes), GENERATE)
+    assert answered > 700
+
+
+def test_a_gemini_tail_larger_than_the_stack_buffer() -> None:
+    body = gem(last={"pad": "p" * 20000})
+    assert check(records(body, [300] * 40), GENERATE)
+
+
+def no_reference_or_memory_kept(
+    read: Any, tail: int, answered: list[list[bytes]], refused: list[list[bytes]]
+) -> None:
+    """`read` keeps no reference to the records and leaks nothing, answering or not."""
+    assert read is not None
+    every = [x for parts in [*answered, *refused] for x in parts]
+    counts = [sys.getrefcount(x) for x in every]
+    for _ in range(200):
+        assert all(read(parts, 1024, tail) is not None for parts in answered)
+        assert all(read(parts, 1024, tail) is None for parts in refused)
+    assert [sys.getrefcount(x) for x in every] == counts
+
+    def calls() -> None:
+        for parts in [*answered, *refused]:
+            read(parts, 1024, tail)
+
+    assert grown_bytes(calls) < 10_000  # 3,000 calls: a leaked str or buffer per call is > 100 kB
+
+
+def test_no_reference_or_memory_kept_by_the_gemini_reader() -> None:
+    parts = records(gem(), [300] * 40)
+    big = records(gem(last={"pad": "p" * 20000}), [300] * 40)
+    refused = [*parts[:-1], parts[-1].replace(b"STOP", b"\\u0053TOP")]
+    no_reference_or_memory_kept(tailscan.gemini_tail, 768, [parts, big], [refused])
+
+
+# -- Anthropic, read in C ----------------------------------------------------------------------
+
+
+def _start(usage: Any = None, **message: Any) -> str:
+    """A message_start payload: the `claude()` one, its message and usage changed as asked."""
+    msg: dict[str, Any] = {"id": "msg_1", "model": "claude-haiku-4-5", "stop_reason": None}
+    msg["usage"] = {
+        "input_tokens": 2203,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 12,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": 2,
+        "service_tier": "standard",
+    }
+    if usage is not None:
+        msg["usage"] = {**msg["usage"], **usage} if type(usage) is dict else usage
+    msg.update(message)
+    return dumps({"type": "message_start", "message": msg})
+
+
+def _delta(usage: Any = None, stop: Any = "end_turn", **more: Any) -> str:
+    d: dict[str, Any] = {"type": "message_delta", "delta": {"stop_reason": stop}}
+    d["usage"] = {"output_tokens": 271, **usage} if type(usage) is dict else usage
+    if usage is None:
+        d["usage"] = {"output_tokens": 271}
+    d.update(more)
+    return dumps(d)
+
+
+def read_in_c(body: str) -> bool:
+    """Asserts the C path equals the pure one (`check`); whether `anthropic_tail` answered."""
+    parts = records(body, [300] * 30)
+    check(parts, MESSAGES)
+    return tailscan.anthropic_tail(parts, response.WINDOW_HEAD_BYTES, 896) is not None
+
+
+@pytest.mark.parametrize(
+    ("body", "answered"),
+    [
+        (claude(), True),
+        (claude(start=_start({"cache_creation_input_tokens": 500})), True),
+        (claude(start=_start({"cache_creation": {"ephemeral_1h_input_tokens": 300}})), True),
+        (
+            claude(
+                start=_start(
+                    {
+                        "cache_creation_input_tokens": 0,
+                        "cache_creation": {
+                            "ephemeral_5m_input_tokens": 40,
+                            "ephemeral_1h_input_tokens": 300,
+                        },
+                    }
+                )
+            ),
+            True,  # the write counted from the split
+        ),
+        (claude(start=_start({"cache_creation": {}})), True),
+        (claude(start=_start({"cache_creation": None})), True),
+        (claude(start=_start({"cache_creation": [1]})), True),
+        (claude(start=_start({"cache_creation": {"ephemeral_1h_input_tokens": 1.5}})), False),
+        (claude(delta=_delta({"cache_creation": {"ephemeral_1h_input_tokens": 9}})), True),
+        (claude(delta=_delta({"cache_creation": None, "input_tokens": None})), True),
+        (claude(delta=_delta({"input_tokens": 5, "cache_read_input_tokens": 900})), True),
+        (claude(delta=_delta({"output_tokens": None})), True),  # the message's placeholder
+        (claude(delta=_delta({"service_tier": "priority"})), True),
+        (claude(delta=_delta({"service_tier": None})), True),
+        (claude(delta=_delta({"service_tier": 3})), True),
+        (claude(delta=_delta({"service_tier": ""})), True),
+        (claude(delta=_delta({"service_tier": "caf\u00e9"})), False),
+        (claude(delta=_delta({"output_tokens_details": {"thinking_tokens": 90}})), True),
+        (claude(delta=_delta({"output_tokens_details": {"thinking_tokens": None}})), True),
+        (claude(start=_start({"output_tokens_details": {"thinking_tokens": 7}})), True),
+        (
+            claude(
+                start=_start({"output_tokens_details": {"thinking_tokens": 7}}),
+                delta=_delta({"output_tokens_details": "x"}),
+            ),
+            True,  # replaced whole
+        ),
+        (claude(delta=_delta({"output_tokens": -1})), False),
+        (claude(delta=_delta({"output_tokens": 2.0})), False),
+        (claude(delta=_delta({"output_tokens": 10**15})), False),
+        (claude(delta=_delta({"output_tokens": 10**15 - 1})), True),
+        (claude(delta=_delta({"iterations": [{"input_tokens": 1}]})), False),
+        (claude(start=_start({"iterations": None})), False),
+        (claude(delta=_delta(stop=None)), True),  # the message's stop reason
+        (claude(delta=_delta(stop="")), True),
+        (claude(delta=_delta(stop=7)), True),
+        (claude(delta=_delta(delta=[1])), True),
+        (claude(delta=_delta(usage="x")), True),
+        (claude(delta=_delta(usage=None, extra={"usage": None})), True),
+        (claude(start=_start(stop_reason="max_tokens"), delta=_delta(stop=None)), True),
+        (claude(start=_start(model=None, id=5)), True),
+        (claude(start=_start(model="caf\u00e9")), False),
+        (claude(start=_start(usage=[])), True),
+        (claude(start=_start(usage=[]), delta=_delta(usage=[])), False),  # no usage: Python
+        (claude(start=dumps({"type": "message_start", "message": [1]})), False),
+        (claude(start=dumps({"type": "message_start"})), False),
+        (claude(start=_start(content=[{"type": "text", "text": "d\u00e9j\u00e0 \\ \n"}])), True),
+        (claude(start=_start(content=[{"text": "\x01"}])), False),  # \u0001: Python's
+        (claude(start=_start(x=1.5)), False),
+        (claude(start=_start().replace('"model"', '"id":"x","model"')), False),  # key twice
+        (
+            claude(block='{"type":"content_block_start","content_block":{"type":"thinking"}}'),
+            True,
+        ),
+        (
+            claude(
+                block='{"type":"content_block_start","content_block":{"type":"redacted_thinking"}}'
+            ),
+            True,
+        ),
+        (claude(block='{"content_block":{"type":"thinkin"}}'), True),
+        (claude(block='{"content_block":[]}'), True),
+        (claude(block="[1]"), False),
+        (claude(block='{"a":1} '), True),
+        (claude(block='{"a":1}\t'), False),
+        (claude(delta='{"delta":{"stop_reason":"x"},"usage":{"output_tokens":1e999}}'), False),
+    ],
+)
+def test_anthropic_payloads_read_in_c(body: str, answered: bool) -> None:
+    assert read_in_c(body) is answered
+
+
+def test_anthropic_tail_answer() -> None:
+    parts = records(claude(), [300] * 30)
+    got = tailscan.anthropic_tail(parts, 1024, 896)
+    assert got == (
+        "claude-haiku-4-5",
+        "msg_1",
+        "end_turn",
+        False,
+        "standard",
+        2203,
+        12,
+        0,
+        True,
+        0,
+        0,
+        271,
+        0,
+    )
+
+
+def test_no_reference_or_memory_kept_by_the_anthropic_reader() -> None:
+    parts = records(claude(), [300] * 30)
+    big = claude(start=_start(content=[{"type": "text", "text": "p" * 20000}]))
+    head = big.index("event: content_block_delta")  # one head record beyond the stack buffer
+    big_parts = records(big, [head, *[300] * 20])
+    refused = records(claude(start=_start(x=1.5)), [300] * 30)
+    no_reference_or_memory_kept(tailscan.anthropic_tail, 896, [parts, big_parts], [refused])

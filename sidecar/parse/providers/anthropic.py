@@ -29,6 +29,7 @@ from sidecar.parse.providers._common import (
     as_str,
     dumps,
     loads,
+    subset_clamped,
 )
 from sidecar.types import BillingPart, ParsedBody, Usage
 
@@ -338,6 +339,42 @@ def read_edges(pb: ParsedBody, start_data: str, block_data: str, delta_data: str
     if as_dict(block_obj.get("content_block")).get("type") in _THINKING_BLOCKS:
         pb.reasoning_model_hint = True
     _fill(pb, as_dict(start_obj.get("message")), delta, True)
+    return True
+
+
+def read_tail(
+    pb: ParsedBody,
+    model: str | None,
+    rid: str | None,
+    finish: str | None,
+    thinking: bool,
+    tier: str | None,
+    inp: int,
+    read: int,
+    write: int,
+    split: bool,
+    write_5m: int,
+    write_1h: int,
+    output: int,
+    reasoning: int,
+) -> bool:
+    """Fill `pb` as `read_edges` does from what `tailscan.anthropic_tail` read in C: the
+    message's model and id, the finish reason, whether the first block is a thinking block,
+    and the merged usage's (`merge_usage`) service tier and plain counts (0: null or absent;
+    `split`: `cache_creation` a non-empty object, no `iterations`), read as `usage_from` reads
+    them; always True (filled), as `openai_chat.read_tail` answers."""
+    if thinking:
+        pb.reasoning_model_hint = True
+    pb.model = model
+    pb.provider_request_id = rid
+    pb.finish_reason = finish
+    if not write and split:
+        write = write_5m + write_1h
+    usage = Usage(inp + read + write, read, write, min(write_1h, write), output, reasoning)
+    pb.usage = subset_clamped(usage)
+    pb.service_tier = tier
+    pb.terminal_seen = True
+    _finalise(pb)
     return True
 
 

@@ -22,6 +22,7 @@ from sidecar.parse.providers._common import (
     as_str,
     dumps,
     loads,
+    subset_clamped,
 )
 from sidecar.types import ParsedBody, Usage
 
@@ -64,10 +65,12 @@ def has_counts(m: dict[str, Any]) -> bool:
 
 def service_tier_from(m: dict[str, Any]) -> str | None:
     """`serviceTier` (Gemini API) or `trafficType` (Vertex), as a lower-case tier name."""
-    tier = as_str(m.get("serviceTier"))
+    return _tier(as_str(m.get("serviceTier")), as_str(m.get("trafficType")))
+
+
+def _tier(tier: str | None, traffic: str | None) -> str | None:
     if tier:
         return tier.lower()
-    traffic = as_str(m.get("trafficType"))
     if traffic:
         return _TRAFFIC_TIERS.get(traffic, traffic.lower())
     return None
@@ -195,29 +198,31 @@ def parse_chunks(
         ):
             break
 
-    _fill(pb, usage_meta, finish, tier, thought, complete_array)
+    usage = usage_from(usage_meta) if usage_meta is not None else None
+    _fill(pb, usage, finish, tier, thought, complete_array)
+    if pb.usage is not None and thought and "thoughtsTokenCount" not in (usage_meta or {}):
+        pb.usage.reasoning_unknown = True
 
 
 def _fill(
     pb: ParsedBody,
-    usage_meta: dict[str, Any] | None,
+    usage: Usage | None,
     finish: str | None,
     tier: str | None,
     thought: bool,
     complete_array: bool,
 ) -> None:
-    """`pb` from what the walk found (`parse_chunks` and `parse_tail` share it)."""
+    """`pb` from what the walk found (`parse_chunks`, `parse_tail` and `read_tail` share it):
+    the usage read from the last snapshot with counts, if any."""
     pb.finish_reason = finish
     pb.service_tier = tier
     if finish is not None or complete_array:
         pb.terminal_seen = True
-    if usage_meta is not None:
-        pb.usage = usage_from(usage_meta)
+    if usage is not None:
+        pb.usage = usage
         if not pb.terminal_seen:
             pb.usage_partial = True  # a running snapshot: candidates may still have grown
     pb.reasoning_model_hint = thought or bool(pb.usage and pb.usage.reasoning_tokens > 0)
-    if pb.usage is not None and thought and "thoughtsTokenCount" not in (usage_meta or {}):
-        pb.usage.reasoning_unknown = True
 
 
 def parse_tail(pb: ParsedBody, tail: str) -> bool:
@@ -245,7 +250,35 @@ def parse_tail(pb: ParsedBody, tail: str) -> bool:
     thought = '"thought"' in block and _texts(obj, [])
     pb.model = model
     pb.provider_request_id = rid
-    _fill(pb, meta, finish, service_tier_from(meta), thought, False)
+    usage = usage_from(meta)
+    _fill(pb, usage, finish, service_tier_from(meta), thought, False)
+    if thought and "thoughtsTokenCount" not in meta:
+        usage.reasoning_unknown = True
+    return True
+
+
+def read_tail(
+    pb: ParsedBody,
+    model: str,
+    rid: str,
+    finish: str,
+    tier: str | None,
+    traffic: str | None,
+    prompt: int,
+    tool_prompt: int,
+    cached: int,
+    candidates: int,
+    thoughts: int,
+) -> bool:
+    """Fill `pb` as `parse_tail` does from what `tailscan.gemini_tail` read in C (a last event
+    without `"thought"`; plain counts, 0 for null or absent: `usage_from` reads them so, and
+    they are valid); always True (filled), as `openai_chat.read_tail` answers."""
+    pb.model = model
+    pb.provider_request_id = rid
+    usage = subset_clamped(
+        Usage(prompt + tool_prompt, cached, 0, 0, candidates + thoughts, thoughts)
+    )
+    _fill(pb, usage, finish, _tier(tier, traffic), False, False)
     return True
 
 
