@@ -487,11 +487,101 @@ static PyTypeObject BodyLinesType = {
     .tp_getset = bl_getset,
 };
 
+/*
+ * line_ts(line) and last_ts(part): `_line_ts_pure` and `_last_ts_pure` of
+ * sidecar/join/pending.py, the time at the head of a canonical body-log line (`{"ts":T,...`),
+ * read without a Python call per step (the join reads two or three per request).
+ */
+#define TIME_MIN 0.0 /* sidecar/parse/fields.py's TIME_MIN and TIME_MAX (a test compares) */
+#define TIME_MAX 4102444800.0
+
+/* float(s[0:n]) as Python reads bytes, then the range check: a float, None, or NULL with an
+   exception set (not a ValueError: that is None, as the twin's `except ValueError`). Digits
+   and dots only (the usual) are read with the routine float() itself ends in; anything else
+   (signs, spaces, underscores, inf, nan, ...) is given to float() itself. */
+static PyObject *
+time_of(const char *s, Py_ssize_t n)
+{
+    char buf[64];
+    int plain = n > 0 && n < (Py_ssize_t)sizeof buf;
+    for (Py_ssize_t i = 0; plain && i < n; i++)
+        plain = (s[i] >= '0' && s[i] <= '9') || s[i] == '.';
+    double t;
+    if (plain) {
+        memcpy(buf, s, (size_t)n);
+        buf[n] = '\0';
+        t = PyOS_string_to_double(buf, NULL, NULL); /* the whole string, or ValueError */
+        if (t == -1.0 && PyErr_Occurred())
+            goto failed;
+    }
+    else {
+        PyObject *b = PyBytes_FromStringAndSize(s, n);
+        if (b == NULL)
+            return NULL;
+        PyObject *f = PyFloat_FromString(b); /* float(b) */
+        Py_DECREF(b);
+        if (f == NULL)
+            goto failed;
+        t = PyFloat_AS_DOUBLE(f);
+        Py_DECREF(f);
+    }
+    if (TIME_MIN <= t && t <= TIME_MAX) /* NaN: neither */
+        return PyFloat_FromDouble(t);
+    Py_RETURN_NONE;
+failed:
+    if (!PyErr_ExceptionMatches(PyExc_ValueError))
+        return NULL;
+    PyErr_Clear();
+    Py_RETURN_NONE;
+}
+
+/* The time of the line that starts at s[start] (0 <= start <= n): line.startswith(b'{"ts":',
+   start), then float(line[start + 6 : line.find(b",", start + 6)]) (no comma: -1, the slice
+   ends before the last byte). */
+static PyObject *
+ts_at(const char *s, Py_ssize_t n, Py_ssize_t start)
+{
+    if (n - start < 6 || memcmp(s + start, "{\"ts\":", 6) != 0)
+        Py_RETURN_NONE;
+    Py_ssize_t a = start + 6;
+    const char *comma = memchr(s + a, ',', (size_t)(n - a));
+    Py_ssize_t stop = comma != NULL ? comma - s : n - 1;
+    return time_of(s + a, stop > a ? stop - a : 0);
+}
+
+static PyObject *
+line_ts(PyObject *module, PyObject *line)
+{
+    (void)module;
+    if (!PyBytes_CheckExact(line)) /* type(line) is bytes */
+        Py_RETURN_NONE;
+    return ts_at(PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line), 0);
+}
+
+static PyObject *
+last_ts(PyObject *module, PyObject *part)
+{
+    (void)module;
+    if (!PyBytes_CheckExact(part))
+        Py_RETURN_NONE;
+    const char *s = PyBytes_AS_STRING(part);
+    Py_ssize_t n = PyBytes_GET_SIZE(part);
+    const char *nl = n > 0 ? memrchr(s, '\n', (size_t)n) : NULL;
+    return ts_at(s, n, nl != NULL ? nl - s + 1 : 0);
+}
+
+static PyMethodDef module_methods[] = {
+    {"line_ts", line_ts, METH_O, "line_ts(line) -> float | None: pending.py's _line_ts_pure."},
+    {"last_ts", last_ts, METH_O, "last_ts(part) -> float | None: pending.py's _last_ts_pure."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
     .m_base = PyModuleDef_HEAD_INIT,
     .m_name = "_bodylines",
-    .m_doc = "BodyLines of sidecar/join/bodylines.py in C.",
+    .m_doc = "BodyLines of sidecar/join/bodylines.py, and the join's line times, in C.",
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC

@@ -7,9 +7,11 @@ visible text of its middle.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sidecar import native
 from sidecar.parse.fields import TIME_MAX, TIME_MIN
 from sidecar.types import AccessRecord
 
@@ -75,10 +77,10 @@ def has_data(p: Pending) -> bool:
     return bool(p.parts) or p.packed is not None or p.head is not None
 
 
-def last_ts(part: Any) -> float | None:
+def _last_ts_pure(part: Any) -> float | None:
     """`line_ts` of a part's last line (after its last newline; a line is a part without one),
     read where it lies (the join asks it once per request per batch)."""
-    return line_ts(part, part.rfind(b"\n") + 1) if type(part) is bytes else None
+    return _line_ts_pure(part, part.rfind(b"\n") + 1) if type(part) is bytes else None
 
 
 def chunk_lines(chunk: Any) -> list:
@@ -105,7 +107,7 @@ def join_str(parts: list) -> tuple[str, int, int]:
     return "".join(parts), 0, 0
 
 
-def line_ts(line: Any, start: int = 0) -> float | None:
+def _line_ts_pure(line: Any, start: int = 0) -> float | None:
     """The `ts` of a canonical body-log line (`{"ts":T,...`) that starts at `start`, without
     decoding it; None unless it is a plausible time in epoch seconds (`TIME_MIN`..`TIME_MAX`,
     as the careful path checks it): NaN, 1e999 or a far-off time must not move the join's
@@ -118,3 +120,9 @@ def line_ts(line: Any, start: int = 0) -> float | None:
             return None
         return t if TIME_MIN <= t <= TIME_MAX else None
     return None
+
+
+_bodylines = native.load("sidecar.join._bodylines")  # the two in C, if built: the join reads
+# two or three times per request, each a few Python calls in the twins
+line_ts: Callable[[Any], float | None] = _bodylines.line_ts if _bodylines else _line_ts_pure
+last_ts: Callable[[Any], float | None] = _bodylines.last_ts if _bodylines else _last_ts_pure

@@ -2,7 +2,8 @@
  * sidecar.parse._bodyscan: the per-line loops of the body log's fast path, in C.
  *
  * group_chunk_lines: a batch of lines grouped by request id (below); join_escaped: a request's
- * parts cut and joined into one JSON string (further down).
+ * parts cut and joined into one JSON string (further down); end_record: an end record in the
+ * proxy's shape read without a JSON decode (at the end).
  *
  * group_chunk_lines(lines: list[bytes])
  *     -> (dict[str, list[bytes]], list[bytes], list[int]) | None
@@ -614,6 +615,103 @@ join_escaped_lines(PyObject *module, PyObject *parts)
     return join_parts(parts, 1, "join_escaped_lines");
 }
 
+/*
+ * end_record(line) -> (str, float | None, str) | None
+ *
+ * `_end_record_pure` in sidecar/parse/body.py: an end record in the shape the proxy writes,
+ * `{"ts":T,"request_id":"ID","end":"E"}` exactly (T digits, at most 15, and at most 17 more
+ * after a point; ID and E printable ASCII without a quote or a backslash, ID neither empty
+ * nor "-"), read without a JSON decode -> (ID, the time as parse_time reads T, E); anything
+ * else None (the caller's careful path). One line per request, which the careful path reads
+ * in a dozen Python calls.
+ */
+static const char END_KEY[] = "\",\"end\":\""; /* 9 bytes, as body.py's _END */
+#define END_LEN 9
+#define MS_FROM 1e11 /* sidecar/parse/fields.py's _MS_FROM, TIME_MIN, TIME_MAX (tests compare) */
+#define TIME_MIN 0.0
+#define TIME_MAX 4102444800.0
+
+static int
+is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* printable ASCII without '"' or '\\': a JSON string's content with nothing to decode */
+static int
+plain_text(const char *s, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\')
+            return 0;
+    }
+    return 1;
+}
+
+static PyObject *
+end_record(PyObject *module, PyObject *line)
+{
+    (void)module;
+    if (!PyBytes_CheckExact(line))
+        Py_RETURN_NONE;
+    const char *s = PyBytes_AS_STRING(line);
+    Py_ssize_t n = PyBytes_GET_SIZE(line);
+    if (n < 8 || memcmp(s, "{\"ts\":", 6) != 0 || s[n - 2] != '"' || s[n - 1] != '}')
+        Py_RETURN_NONE;
+    /* T: (0|[1-9][0-9]{0,14})(\.[0-9]{1,17})?, then RID_KEY at once */
+    Py_ssize_t i = 6;
+    while (i < n && is_digit(s[i]))
+        i++;
+    Py_ssize_t whole = i - 6;
+    if (whole < 1 || whole > 15 || (whole > 1 && s[6] == '0'))
+        Py_RETURN_NONE;
+    if (i < n && s[i] == '.') {
+        Py_ssize_t dot = ++i;
+        while (i < n && is_digit(s[i]))
+            i++;
+        if (i - dot < 1 || i - dot > 17)
+            Py_RETURN_NONE;
+    }
+    Py_ssize_t t_end = i;
+    if (n - i < RID_LEN || memcmp(s + i, RID_KEY, RID_LEN) != 0)
+        Py_RETURN_NONE;
+    Py_ssize_t k = i + RID_LEN;
+    /* ID: up to the first quote, where END_KEY must start; E: from there to the final '"}' */
+    const char *q = k < n ? memchr(s + k, '"', (size_t)(n - k)) : NULL;
+    if (q == NULL)
+        Py_RETURN_NONE;
+    Py_ssize_t e = q - s;
+    if (n - 2 - e < END_LEN || memcmp(s + e, END_KEY, END_LEN) != 0)
+        Py_RETURN_NONE;
+    Py_ssize_t v = e + END_LEN;
+    if (e == k || (e - k == 1 && s[k] == '-') || !plain_text(s + k, e - k) ||
+        !plain_text(s + v, n - 2 - v))
+        Py_RETURN_NONE;
+    char buf[40]; /* T: at most 15 + 1 + 17 bytes */
+    memcpy(buf, s + 6, (size_t)(t_end - 6));
+    buf[t_end - 6] = '\0';
+    double t = PyOS_string_to_double(buf, NULL, NULL); /* float(T): what orjson's number is */
+    if (t == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (t > MS_FROM) /* parse_time: epoch milliseconds */
+        t /= 1000.0;
+    PyObject *ts;
+    if (TIME_MIN <= t && t <= TIME_MAX)
+        ts = PyFloat_FromDouble(t);
+    else
+        ts = Py_NewRef(Py_None);
+    PyObject *rid = PyUnicode_DecodeASCII(s + k, e - k, NULL);
+    PyObject *end = PyUnicode_DecodeASCII(s + v, n - 2 - v, NULL);
+    PyObject *out = NULL;
+    if (ts != NULL && rid != NULL && end != NULL)
+        out = PyTuple_Pack(3, rid, ts, end);
+    Py_XDECREF(ts);
+    Py_XDECREF(rid);
+    Py_XDECREF(end);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"group_chunk_lines", group_chunk_lines, METH_O,
      "group_chunk_lines(lines) -> (groups, odd lines, group sizes) | None: body.py's _group_pure in C."},
@@ -624,6 +722,8 @@ static PyMethodDef methods[] = {
      "join_escaped(parts) -> bytes: body.py's _join_escaped_pure in C."},
     {"join_escaped_lines", join_escaped_lines, METH_O,
      "join_escaped_lines(parts) -> bytes: body.py's _join_escaped_lines_pure in C."},
+    {"end_record", end_record, METH_O,
+     "end_record(line) -> (request id, time, end) | None: body.py's _end_record_pure in C."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -5,9 +5,10 @@ The `chunks` lines a proxy writes have one shape, `{"ts":T,"request_id":"ID","da
 `bytes.find`s, two affix checks and the request id: the line itself is kept as the request's
 body part, its `data` still escaped; nothing is decoded or copied per line. JSON string escapes
 never span two lines, so the escaped parts of one request concatenate into one valid JSON
-string, cut out and decoded once when the request needs it (`assemble_escaped`). Any other
-line (an end record, other key order, odd content) takes the careful path: `orjson.loads` and
-checks, with the same result.
+string, cut out and decoded once when the request needs it (`assemble_escaped`). An end record
+in the module's shape, `{"ts":T,"request_id":"ID","end":"E"}` with nothing to unescape, is read
+without decoding it (`_end_record`). Any other line (other key order, odd content) takes the
+careful path: `orjson.loads` and checks, with the same result.
 
 Decoding once per request also heals a multi-byte UTF-8 character split across two lines (a
 proxy without the Lua module's carry). Bytes that are still invalid are replaced and counted;
@@ -254,6 +255,36 @@ def _scan_block_pure(
     return joined, odd, sizes, counts, len(lines)
 
 
+_END = b'","end":"'
+_TEXT = bytes(range(0x20, 0x7F)).replace(b'"', b"").replace(b"\\", b"")  # nothing to decode
+
+
+def _end_record_pure(line: bytes) -> tuple[str, float | None, str] | None:
+    """An end record in the shape the proxy writes, `{"ts":T,"request_id":"ID","end":"E"}`
+    exactly, read without a JSON decode -> (ID, time, E), as `parse_chunks_checked` reads it
+    (a test compares them); None for anything else (the careful path). T: plain digits, at
+    most 15 (an int below 2**53: orjson's int and float give the same double) and at most 17
+    after a point; ID and E: printable ASCII without a quote or a backslash (no escape), ID
+    neither empty nor "-" (the careful path refuses those). `_bodyscan.c` is this in C."""
+    if type(line) is not bytes or not (line.startswith(b'{"ts":') and line.endswith(b'"}')):
+        return None
+    c = line.find(_RID, 6)
+    whole, dot, frac = line[6:c].partition(b".")
+    if (
+        c < 0
+        or not (whole.isdigit() and len(whole) <= 15 and (len(whole) == 1 or whole[0] != 48))
+        or (dot and not (frac.isdigit() and len(frac) <= 17))
+    ):
+        return None
+    e = line.find(_END, c + 15)
+    if e < 0 or e + 9 > len(line) - 2:
+        return None
+    rid, end = line[c + 15 : e], line[e + 9 : -2]
+    if rid in (b"", b"-") or rid.translate(None, _TEXT) or end.translate(None, _TEXT):
+        return None
+    return rid.decode("ascii"), parse_time(float(line[6:c])), end.decode("ascii")
+
+
 _bodyscan = native.load("sidecar.parse._bodyscan")  # C twins of the _pure ones, if built
 NATIVE = _bodyscan is not None  # which ones the hot path uses (tests, `bench/`)
 _group: Callable[[list[bytes]], tuple[dict, list[bytes], list[int]] | None] = (
@@ -267,6 +298,9 @@ _join_escaped: Callable[[list[bytes]], bytes] = (
 )
 _join_escaped_lines: Callable[[list[bytes]], bytes] = (
     _bodyscan.join_escaped_lines if _bodyscan else _join_escaped_lines_pure
+)
+_end_record: Callable[[bytes], tuple[str, float | None, str] | None] = (
+    _bodyscan.end_record if _bodyscan else _end_record_pure
 )
 
 
@@ -319,9 +353,17 @@ def decode_chunk_batch(batch: Any) -> Decoded:
 
 
 def _with_odd(dec: Decoded, odd: list[bytes], lines: Callable[[], list[bytes]]) -> Decoded:
-    """The grouped batch `dec` with its other lines read one by one (end records, mostly); any
-    that fails or is data takes the whole batch (`lines()`) to `_decode_each`."""
+    """The grouped batch `dec` with its other lines read one by one (end records, mostly: in
+    the proxy's shape without a JSON decode, `_end_record`); any that fails or is data takes
+    the whole batch (`lines()`) to `_decode_each`."""
+    records = dec.records
     for line in odd:
+        end = _end_record(line)
+        if end is not None:
+            records.append(BodyRecord(end[0], BODY_END, end[1], "", end[2]))
+            if end[1] is None:  # present but not a time: nulled and counted, as `_ts` does
+                dec.invalid_ts += 1
+            continue
         if not line.strip():
             continue
         try:

@@ -41,6 +41,12 @@ glued = st.lists(st.one_of(pieces, st.binary(max_size=6)), max_size=10).map(b"".
 ids = st.one_of(
     st.sampled_from([b"a1", b"b2", b"7", b"", b'q"q', b"a\\b", b"\xc3\xa9", b"x\x00y"]),
     st.binary(max_size=5),
+    # whole 8-byte words and a rest, a quote or backslash anywhere in them (C hashes the words
+    # as it looks for the id's end)
+    st.lists(
+        st.sampled_from([b"a", b"0", b'"', b"\\", b"\xff", b"\n"]), min_size=6, max_size=40
+    ).map(b"".join),
+    st.sampled_from([b"c9bf34ca8c6a8fcfe4d7738ae6d20df9", b"c9bf34ca8c6a8fcfe4d7738ae6d20df8"]),
 )
 plain_ids = st.sampled_from([b"a1", b"b2", b"c3", b"7"])
 

@@ -20,6 +20,7 @@ from sidecar.parse.body import _decode_each, decode_chunk_lines
 from sidecar.parse.providers import openai_chat
 from sidecar.parse.providers._common import Chunks
 from sidecar.parse.sse import parse_block, parse_block_lines
+from sidecar.types import BODY_END
 
 RIDS = ["a1", "b2", "c3", "x\\u00e9", 'q"q', "", "7", "\u00e9t\u00e9", "a\\b"]
 
@@ -235,3 +236,66 @@ def test_decode_chunk_lines_same_with_the_c_scanner_and_without(specs: list) -> 
     finally:
         body._group = saved
     same(*out)
+
+
+_END_TS = st.one_of(
+    st.sampled_from(
+        [
+            *(b"0", b"01", b"00", b"-1", b"1e3", b"1.", b".5", b"1.5.5", b"NaN", b"", b" 1"),
+            *(b"1_0", b"1772442001.978", b"4102444800", b"4102444800.0000001", b"100000000000"),
+            *(b"4102444800000", b"4102444800001", b"999999999999999", b"1000000000000000"),
+            *(b"1." + b"9" * 17, b"1." + b"9" * 18, b"17724420019784.99999999999999999"),
+        ]
+    ),
+    st.from_regex(rb"\A[0-9]{1,16}(\.[0-9]{0,19})?\Z"),
+)
+_END_TEXT = st.one_of(
+    st.sampled_from([b"complete", b"client_closed", b"", b"-", b"a b", b'q"q', b"a\\b"]),
+    st.sampled_from([b"\xc3\xa9", b"\x7f", b"\x1f", b"~ !", b"x\ny", b'","end":"']),
+    st.binary(max_size=6),
+)
+
+
+@settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ts=_END_TS,
+    rid=_END_TEXT,
+    end=_END_TEXT,
+    shape=st.sampled_from(["proxy", "spaced", "extra", "cut", "tail"]),
+)
+def test_end_records_read_as_the_careful_path_reads_them(
+    ts: bytes, rid: bytes, end: bytes, shape: str
+) -> None:
+    """`_end_record` (C when built) equals its pure twin on any near-canonical end line, and
+    whatever it reads is exactly what `parse_chunks_checked` (orjson and the checks) reads:
+    request id, time (ms, ranges, ints and floats), end; anything it refuses takes that path."""
+    line = b'{"ts":' + ts + b',"request_id":"' + rid + b'","end":"' + end + b'"}'
+    line = {
+        "proxy": line,
+        "spaced": line.replace(b",", b", ", 1),
+        "extra": line[:-1] + b',"x":1}',
+        "cut": line[:-2],
+        "tail": line + b" ",
+    }[shape]
+    got = body._end_record_pure(line)
+    if body.NATIVE:
+        assert repr(body._bodyscan.end_record(line)) == repr(got)  # repr: nan, -0.0 too
+    if got is None:
+        return
+    rec, lossy, bad_ts = body.parse_chunks_checked(line)
+    assert (rec.request_id, rec.ts, rec.end) == got and rec.kind == BODY_END
+    assert rec.data == "" and not lossy and bad_ts == (got[1] is None)
+
+
+def test_end_records_edges() -> None:
+    assert body._end_record(b'{"ts":1,"request_id":"a","end":"x"}') == ("a", 1.0, "x")
+    assert body._end_record(b'{"ts":100000000000.5,"request_id":"a","end":"x"}') == (
+        "a",
+        100000000.0005,
+        "x",
+    )  # epoch milliseconds, as parse_time
+    for line in (b"", b"{}", b'{"ts":1,"request_id":"a","end":"x"', "str", bytearray(b"{")):
+        assert body._end_record(line) is None  # type: ignore[arg-type]
+    if body.NATIVE:
+        with pytest.raises(TypeError):
+            body._bodyscan.end_record()

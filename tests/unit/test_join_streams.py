@@ -339,3 +339,70 @@ def test_last_ts_reads_the_last_line_s_time_as_line_ts_does(pieces: list[bytes])
     part = b"\n".join(pieces)
     assert last_ts(part) == line_ts(last_line(part))
     assert last_ts(part.decode("latin-1")) is None  # not a raw line: no time, as line_ts
+
+
+_TIMES = [
+    b"0",
+    b"0.0",
+    b"-0",
+    b"4102444800",
+    b"4102444800.0000005",
+    b"4102444801",
+    b"1772442001.978",
+    b"1772442001.9785000000000000000000001",
+    b"9" * 63,
+    b"9" * 64,
+    b"1" + b"0" * 400,
+    b"0." + b"0" * 70 + b"1",
+    b".",
+    b"..",
+    b"5.",
+    b".5",
+    b"1.2.3",
+    b"1e3",
+    b"+1",
+    b" 1 ",
+    b"1_0",
+    b"inf",
+    b"nan",
+    b"\xff",
+    b"1\x00",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from(_TS_PIECES) | st.binary(max_size=40), max_size=5),
+    st.sampled_from(_TIMES) | st.text("0123456789.", max_size=30).map(str.encode),
+    st.sampled_from([b",", b"", b"}", b',"x":1}']),
+)
+def test_line_times_in_c_equal_their_twins(pieces: list[bytes], t: bytes, tail: bytes) -> None:
+    """`_bodylines.line_ts` / `last_ts` (what the join calls when built) give exactly what
+    their pure twins give: on hostile lines, on every kind of number float() reads or refuses,
+    on the range's edges (`TIME_MIN`, `TIME_MAX`: C has its own copy), on what is not bytes."""
+    c = pytest.importorskip("sidecar.join._bodylines")
+    from sidecar.join.pending import _last_ts_pure, _line_ts_pure
+
+    line = b'{"ts":' + t + tail
+    for x in (line, *pieces, b"\n".join([*pieces, line])):
+        assert repr(c.line_ts(x)) == repr(_line_ts_pure(x))  # repr: -0.0 and nan too
+        assert repr(c.last_ts(x)) == repr(_last_ts_pure(x))
+
+
+def test_line_times_in_c_edges() -> None:
+    c = pytest.importorskip("sidecar.join._bodylines")
+    from sidecar.parse.fields import TIME_MAX, TIME_MIN
+
+    class B(bytes):
+        pass
+
+    assert c.line_ts(b'{"ts":%r,' % TIME_MAX) == TIME_MAX
+    assert c.line_ts(b'{"ts":%r,' % TIME_MIN) == TIME_MIN
+    assert c.line_ts(b'{"ts":4102444800.000001,') is None  # just past TIME_MAX
+    assert c.line_ts(b'{"ts":-0.000001,') is None
+    for x in (B(b'{"ts":1,'), bytearray(b'{"ts":1,'), memoryview(b'{"ts":1,'), "{", None, 1):
+        assert c.line_ts(x) is None and c.last_ts(x) is None  # `type(x) is bytes` only
+    assert c.last_ts(b'{"ts":5,"a"\n{"ts":7,"b"') == 7.0
+    assert c.last_ts(b'{"ts":5,"a"\n') is None  # the last line is the empty one after it
+    with pytest.raises(TypeError):
+        c.line_ts()  # type: ignore[call-arg]

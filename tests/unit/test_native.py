@@ -243,12 +243,18 @@ def test_built_and_used_under_ci() -> None:
 
 
 def test_the_hot_path_uses_the_extension_unless_told_not_to() -> None:
+    from sidecar.join import pending
+
     if os.environ.get("LLM_HEC_SIDECAR_PURE", "") not in ("", "0"):
         assert not body.NATIVE and body._group is group_py
         assert L._split is L._split_pure
+        assert pending.line_ts is pending._line_ts_pure
+        assert pending.last_ts is pending._last_ts_pure
     else:
         assert body.NATIVE and body._group is group_c
         assert L._split is _splitlines.split_newlines
+        bl = pytest.importorskip("sidecar.join._bodylines")
+        assert pending.line_ts is bl.line_ts and pending.last_ts is bl.last_ts
 
 
 split_c = _splitlines.split_newlines if _splitlines else None
