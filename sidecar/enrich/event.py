@@ -65,12 +65,10 @@ def event_id(source: str, request_id: str, duplicate_key: str | None = None) -> 
     second request seen with the same id and time, also its byte offset (join/table.py). Both
     come from the logs, so a replay after a crash or a restart gives the same id, and two
     requests with one id stay two events even when a restart lies between them."""
-    if duplicate_key is not None:
-        request_id = f"{request_id}\x00{duplicate_key}"
-    return _digest(f"{source}\x00{request_id}")
-
-
-def _digest(identity: str) -> str:
+    if duplicate_key is None:
+        identity = f"{source}\x00{request_id}"
+    else:
+        identity = f"{source}\x00{request_id}\x00{duplicate_key}"
     return sha256(identity.encode()).hexdigest()[:32]
 
 

@@ -53,10 +53,15 @@ class DeliveryMixin:
             if not isinstance(sink, FileSink):  # the HEC sink reads the spool itself
                 await sink.run(reader)
                 return
-            while entries := await reader.read(FILE_SINK_GROUP_EVENTS, FILE_SINK_GROUP_BYTES):
-                await self._sink_write(sink, [e.payload for e in entries])
+            while True:
+                seqs, payloads = await reader.read_payloads(
+                    FILE_SINK_GROUP_EVENTS, FILE_SINK_GROUP_BYTES
+                )
+                if not payloads:
+                    break
+                await self._sink_write(sink, payloads)
                 await sink.flush()
-                reader.release(e.seq for e in entries)
+                reader.release(seqs)
         except Exception:
             log.exception(
                 "The sink %s stopped on an unexpected error (a bug, please report it); its events "

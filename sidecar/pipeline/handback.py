@@ -52,20 +52,22 @@ class HandbackMixin:
         The caller then marks the batch processed (`ledger.processed`) once all of it is in the
         join."""
         key, start, ledger = batch.key, batch.start_offset, self.ledger
-        for rid in joiner.note_positions(rids, key, start):
-            ledger.hold(key, start, rid)
+        ledger.hold_all(key, start, joiner.note_positions(rids, key, start))
         if out:
             fed = set(rids)
+            completed: list[str] = []
             for c in out:
-                if c.request_id not in fed:
+                rid = c.request_id
+                if rid not in fed:
                     continue
                 if c.positions is None:
-                    c.positions = Positions(c.request_id, {key: start})
+                    c.positions = Positions(rid, {key: start})
                 elif key in c.positions.at:
                     continue
                 else:
                     c.positions.at[key] = start
-                ledger.hold(key, start, c.request_id)
+                completed.append(rid)
+            ledger.hold_all(key, start, completed)
 
     def _events_durable(self, events: list[OutEvent]) -> None:
         """Contract 1: the spool calls this once `events` are fsync'd. Releases their positions

@@ -78,6 +78,16 @@ class Ledger:
         f.held[offset] = f.held.get(offset, 0) + 1
         f.ids[rid] = f.ids.get(rid, 0) + 1
 
+    def hold_all(self, key: str, offset: int, rids: list[str]) -> None:
+        """`hold(key, offset, rid)` for each of `rids` (a batch's requests), in one call."""
+        if not rids:
+            return
+        f = self._file(key)
+        f.held[offset] = f.held.get(offset, 0) + len(rids)
+        ids = f.ids
+        for rid in rids:
+            ids[rid] = ids.get(rid, 0) + 1
+
     def release(self, pos: Positions | None) -> None:
         """The request's event is durable (or set aside): its positions no longer hold."""
         if pos is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -85,10 +85,19 @@ class SpoolReader:
         """The next records (at least one, at most `max_events`, about `max_bytes` of payload).
         Waits for data; when fewer than `max_events` are there, waits up to `linger_secs` for
         more. Returns [] once the spool's input is finished and everything has been read."""
+        seqs, payloads = await self.read_payloads(max_events, max_bytes, linger_secs)
+        return list(map(SpoolEntry, seqs, payloads))
+
+    async def read_payloads(
+        self, max_events: int, max_bytes: int, linger_secs: float = 0.0
+    ) -> tuple[Sequence[int], list[bytes]]:
+        """`read`, as the records' sequence numbers and their payloads, without an object per
+        record (the file sink's way). The numbers are a `range` when they follow each other
+        (the usual case), which `release` takes at once."""
         sp = self.spool
         while not self.unread:
             if sp._input_done:
-                return []
+                return [], []
             await sp._wait_data()
         if linger_secs > 0 and self.unread < max_events and not sp._input_done:
             deadline = time.monotonic() + linger_secs
@@ -98,16 +107,21 @@ class SpoolReader:
                     break
                 with contextlib.suppress(TimeoutError):
                     await within(left, sp._wait_data())
-        return self._read_now(max_events, max_bytes)
+        seqs, payloads = self._read_now(max_events, max_bytes)
+        if payloads and seqs[-1] - seqs[0] == len(seqs) - 1:  # read in order: no gap
+            return range(seqs[0], seqs[-1] + 1), payloads
+        return seqs, payloads
 
-    def _read_now(self, max_events: int, max_bytes: int) -> list[SpoolEntry]:
-        out: list[SpoolEntry] = []
+    def _read_now(self, max_events: int, max_bytes: int) -> tuple[list[int], list[bytes]]:
+        """The next records' sequence numbers (ascending) and payloads."""
+        seqs: list[int] = []
+        out: list[bytes] = []
         size = 0
         recent_run = self.spool.recent_run
         while len(out) < max_events and size < max_bytes and self.unread:
             run = recent_run(self._next_seq)
             if run is not None:
-                size = self._take_recent(run, out, size, max_events, max_bytes)
+                size = self._take_recent(run, seqs, out, size, max_events, max_bytes)
                 continue
             seg = self._current_segment()
             if seg is None:
@@ -125,14 +139,16 @@ class SpoolReader:
                 self._next_seq = seq + 1
                 if seq < self.watermark or seq in self._released:
                     continue  # released before a restart
-                out.append(SpoolEntry(seq, payload))
+                seqs.append(seq)
+                out.append(payload)
                 size += len(payload)
-        return out
+        return seqs, out
 
     def _take_recent(
         self,
         run: RecentRun,
-        out: list[SpoolEntry],
+        seqs: list[int],
+        out: list[bytes],
         size: int,
         max_events: int,
         max_bytes: int,
@@ -141,8 +157,8 @@ class SpoolReader:
         `_next_seq` on while they are there: the same records, in the same order, as reading
         the segment file would give, without reading it back, a slice of a run at a time. The
         reader's place in the file (`_seg`, `_off`) follows them, so that it goes on from the
-        file where memory ends. `run`: the one holding `_next_seq`. Returns the payload bytes
-        in `out`."""
+        file where memory ends. `run`: the one holding `_next_seq`. Adds the records' sequence
+        numbers to `seqs` and their payloads to `out`; returns the payload bytes in `out`."""
         spool = self.spool
         seq = self._next_seq
         watermark, released = self.watermark, self._released
@@ -160,13 +176,15 @@ class SpoolReader:
                 bisect_left(ends, base + max_bytes - size, i) + 1,
             )
             if seq >= watermark and not released:  # the usual case
-                out.extend(map(SpoolEntry, range(seq, seq + j - i), payloads[i:j]))
+                seqs.extend(range(seq, seq + j - i))
+                out.extend(payloads[i:j])
                 size += ends[j - 1] - base
             else:  # some were released before a restart
                 for k in range(i, j):
                     s = run.first + k
                     if s >= watermark and s not in released:
-                        out.append(SpoolEntry(s, payloads[k]))
+                        seqs.append(s)
+                        out.append(payloads[k])
                         size += len(payloads[k])
             self._off = run.offset_after(j - 1)
             seq = run.first + j
@@ -204,6 +222,18 @@ class SpoolReader:
         """This reader is done with these records (delivered, acknowledged or dead-lettered)."""
         moved = False
         released = self._released
+        # the next records, in order (a read's `range`), none released out of order before:
+        # the usual case, at once
+        if (
+            type(seqs) is range
+            and seqs
+            and seqs.step == 1
+            and seqs.start == self.watermark
+            and not released
+        ):
+            self.watermark = seqs.stop
+            self.spool._released_by_reader()
+            return
         for s in seqs:
             if s == self.watermark and not released:  # in order, the usual case: no set
                 self.watermark += 1

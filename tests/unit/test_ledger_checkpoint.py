@@ -49,6 +49,25 @@ def test_the_same_offset_held_twice_is_a_multiset() -> None:
     assert led.commit_info(K) == (5, 9, ["b"])
 
 
+def test_holding_a_batch_at_once_is_holding_each_of_its_requests() -> None:
+    one, each = Ledger(), Ledger()
+    one.hold_all(K, 5, ["a", "b", "a"])  # `a` twice: two requests with one id
+    one.hold_all(K, 9, [])
+    one.hold_all(B, 7, ["b"])
+    for key, offset, rid in ((K, 5, "a"), (K, 5, "b"), (K, 5, "a"), (B, 7, "b")):
+        each.hold(key, offset, rid)
+    for led in (one, each):
+        led.processed(K, 20)
+        led.processed(B, 20)
+    assert one.commit_info(K) == each.commit_info(K) == (5, 20, ["a", "b"])
+    assert one.commit_info(B) == each.commit_info(B) == (7, 20, ["b"])
+    for led in (one, each):
+        led.release(Positions("a", {K: 5}))
+        led.release(Positions("b", {K: 5, B: 7}))
+    assert one.commit_info(K) == each.commit_info(K) == (5, 20, ["a"])  # one `a` still held
+    assert one.outstanding() == each.outstanding() == 1
+
+
 def test_replay_below_the_saved_read_offset_feeds_only_replay_ids() -> None:
     led = Ledger()
     led.restore(K, 10, 100, ["a", "b"])

@@ -7,6 +7,7 @@ import logging
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -419,6 +420,20 @@ def test_memory_and_file_paths_give_the_same_records_under_random_limits(
     monkeypatch.setattr(disk, "RECENT_BYTES", rng.choice([600, 2_000, 9_000]))
     written: list[bytes] = []
 
+    last_seqs: dict[str, Any] = {}  # what each reader's last read returned
+
+    async def read(r, max_events: int, max_bytes: int) -> list[tuple[int, bytes]]:  # type: ignore[no-untyped-def]
+        """Reader "c" reads as the file sink does (`read_payloads`), the others as HEC does."""
+        if r.name != "c":
+            entries = await r.read(max_events, max_bytes)
+            last_seqs[r.name] = [e.seq for e in entries]
+            return [(e.seq, e.payload) for e in entries]
+        seqs, payloads = await r.read_payloads(max_events, max_bytes)
+        if seqs and list(seqs) == list(range(seqs[0], seqs[0] + len(seqs))):
+            assert type(seqs) is range  # no gap: `release` takes it at once
+        last_seqs[r.name] = seqs
+        return list(zip(seqs, payloads, strict=True))
+
     async def run() -> None:
         sp = make(tmp_path)
         readers = [sp.reader(n) for n in ("a", "b", "c")]
@@ -443,19 +458,56 @@ def test_memory_and_file_paths_give_the_same_records_under_random_limits(
                 if rng.random() < 0.5:
                     continue  # falls behind
                 max_events, max_bytes = rng.randint(1, 15), rng.choice([1, 300, 2_000, 1 << 20])
-                got = await r.read(max_events, max_bytes)
+                got = await read(r, max_events, max_bytes)
                 assert 0 < len(got) <= max_events
-                assert sum(e.size for e in got[:-1]) < max_bytes
-                assert [e.payload for e in got] == [written[e.seq] for e in got]
-                seen[r.name] += [e.seq for e in got]
-                r.release(e.seq for e in got if rng.random() < 0.9)  # some stay in flight
+                assert sum(len(p) for _, p in got[:-1]) < max_bytes
+                assert [p for _, p in got] == [written[s] for s, _ in got]
+                seen[r.name] += [s for s, _ in got]
+                if rng.random() < 0.5:  # all of them, as the file sink does
+                    r.release(last_seqs[r.name])
+                else:  # some stay in flight
+                    r.release([s for s, _ in got if rng.random() < 0.9])
         sp.finish_input()
         for r in readers:
-            while got := await r.read(rng.randint(1, 15), 1 << 20):
-                assert [e.payload for e in got] == [written[e.seq] for e in got]
-                seen[r.name] += [e.seq for e in got]
+            while got := await read(r, rng.randint(1, 15), 1 << 20):
+                assert [p for _, p in got] == [written[s] for s, _ in got]
+                seen[r.name] += [s for s, _ in got]
             assert seen[r.name] == expect[r.name]
         await sp.close()
 
     asyncio.run(run())
     asyncio.run(run())  # after a restart: what was not released comes again
+
+
+def test_releasing_a_range_moves_the_watermark_as_releasing_each_record_does(
+    tmp_path: Path,
+) -> None:
+    """`release(range)` (the file sink's whole read at once) ends where releasing the same
+    records one by one ends: from the watermark, past records released out of order before,
+    and not at all from a range that starts beyond the watermark."""
+
+    async def main() -> None:
+        sp = make(tmp_path)
+        a, b = sp.reader("a"), sp.reader("b")
+        await sp.append([ev(i) for i in range(30)])
+        for r, how in ((a, lambda x: x), (b, list)):  # a range, or each number
+            r.release(how(range(0, 10)))
+            assert r.watermark == 10
+            r.release(how(range(15, 20)))  # a gap: held until 10..14 come
+            assert r.watermark == 10
+            r.release(how(range(10, 15)))
+            assert r.watermark == 20
+            r.release(how(range(20, 20)))  # nothing
+            r.release(how(range(25, 30)))
+            assert r.watermark == 20 and r.pending == 5
+        sp.finish_input()
+        seqs, payloads = await a.read_payloads(100, 1 << 20)
+        assert seqs == range(20, 25)
+        assert [orjson.loads(p.rsplit(b"\n", 1)[1])["event_id"] for p in payloads] == [
+            f"e{i}" for i in range(20, 25)
+        ]
+        a.release(seqs)
+        assert a.watermark == 30 and a.pending == 0
+        await sp.close()
+
+    asyncio.run(main())
