@@ -114,11 +114,6 @@ class TokenEstimator:
     def __init__(self, cfg: Tokens) -> None:
         self.cfg = cfg
         self._models: dict[str, ModelStats] = {}
-        # The same stats by the model's name as the request wrote it (not normalised), asked
-        # for on every stream (`wants_sample`, `reasons_hidden`): only names whose stats exist
-        # (never replaced, so an entry cannot go stale), up to 256 characters, as many names
-        # as `_models` holds models.
-        self._by_name: dict[str, ModelStats] = {}
         self._heuristic_fallbacks = 0  # counts made with the character heuristic
         self._estimates: dict[str, int] = {}  # token_source -> estimates made
 
@@ -172,17 +167,12 @@ class TokenEstimator:
     def _stats(self, model: str | None, create: bool) -> ModelStats | None:
         if not model:
             return None
-        stats = self._by_name.get(model)
-        if stats is not None:
-            return stats
         key = normalise_model(model)
         if not key:
             return None
         stats = self._models.get(key)
         if stats is None and create and len(self._models) < MAX_MODELS:
             stats = self._models[key] = ModelStats()
-        if stats is not None and len(self._by_name) < MAX_MODELS and len(model) <= 256:
-            self._by_name[model] = stats
         return stats
 
     def reasons_hidden(self, parsed: ParsedBody, model: str | None) -> bool:

@@ -74,9 +74,9 @@ class Ledger:
         return f.replay_ids
 
     def hold(self, key: str, offset: int, rid: str) -> None:
-        f = self._file(key)
-        f.held[offset] = f.held.get(offset, 0) + 1
-        f.ids[rid] = f.ids.get(rid, 0) + 1
+        """Request `rid`, fed from the batch at `offset`, waits: the offset holds until the
+        request's event is durable (`release`)."""
+        self.hold_all(key, offset, [rid])
 
     def hold_all(self, key: str, offset: int, rids: list[str]) -> None:
         """`hold(key, offset, rid)` for each of `rids` (a batch's requests), in one call."""

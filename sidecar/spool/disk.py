@@ -222,7 +222,7 @@ class Spool:
         """Write `events` durably (see the module doc), as much at a time as the cap allows.
         Returns False when `give_up` was set while waiting for room (the events not written
         by then are dropped: they were never confirmed durable)."""
-        payloads = [ev.payload or encode_event(ev) for ev in events]  # usually made already
+        payloads = [encode_event(ev) for ev in events]
         total = HEADER_SIZE * len(payloads) + sum(map(len, payloads))
         i = 0
         while i < len(events):

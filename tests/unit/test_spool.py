@@ -510,4 +510,14 @@ def test_releasing_a_range_moves_the_watermark_as_releasing_each_record_does(
         assert a.watermark == 30 and a.pending == 0
         await sp.close()
 
+        # The range releases were saved: after a restart `a` has nothing left; `b` reads from
+        # its watermark (what it released past a gap comes again: at least once).
+        sp2 = make(tmp_path)
+        a2, b2 = sp2.reader("a"), sp2.reader("b")
+        sp2.finish_input()
+        assert a2.watermark == 30 and await a2.read_payloads(100, 1 << 20) == ([], [])
+        got = await b2.read_payloads(100, 1 << 20)
+        assert list(got[0]) == list(range(20, 30))
+        await sp2.close()
+
     asyncio.run(main())

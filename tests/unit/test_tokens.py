@@ -304,29 +304,6 @@ def test_wants_sample_warm_up_then_one_in_n() -> None:
     assert not est.wants_sample(None)
 
 
-def test_names_of_one_model_share_its_state_and_the_name_cache_is_bounded(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Model names as requests write them are kept per name (asked on every stream): names
-    that normalise to one model count together, from the first call or from the cache; a name
-    over 256 characters and names past MAX_MODELS are not kept and still get their state."""
-    monkeypatch.setattr(tk, "MAX_MODELS", 3)
-    est = estimator(calibration_sample_every=1000)
-    names = ["gpt-4o", "openai/GPT-4o", " gpt-4o", "GPT-4O"] * 10
-    answers = [est.wants_sample(n) for n in names]
-    assert answers == [True] * tk.WARMUP_SAMPLES + [False] * (len(names) - tk.WARMUP_SAMPLES)
-    assert list(est.metrics()["models"]) == ["gpt-4o"]
-    assert len(est._by_name) == 3  # bounded by MAX_MODELS: the fourth name is not kept
-    long = "openai/" + "x" * 300
-    assert est.wants_sample(long) and est.wants_sample(long)
-    assert est._stats(long, False).sampled_calls == 2
-    assert long not in est._by_name
-    hidden = ParsedBody(is_stream=True, provider="openai")
-    assert est.reasons_hidden(hidden, "o3-mini") and not est.reasons_hidden(hidden, "gpt-4o")
-    est._stats("openai/GPT-4o", False).reasoning_seen = True
-    assert est.reasons_hidden(hidden, "GPT-4O")  # learned, through any of its names
-
-
 # --- input tokens: basics (the rules against recorded requests: test_estimation.py) -----------
 
 
