@@ -30,7 +30,9 @@
  * `_finalise` may answer from the whole text).
  *
  * Every Python object is created at the end, from the bytes read and copied: nothing runs
- * while the parts are read. Errors (memory) return NULL with the exception set.
+ * while the parts are read. Every reader returns NULL with the exception set on an error: out
+ * of memory, a wrong number of arguments or a size that is not an int (TypeError), a size
+ * beyond Py_ssize_t (OverflowError); `parts` of another type give None.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -937,20 +939,19 @@ done:
  * object, no usage on either side...): `_parse_edges` decides.
  */
 
-/* One usage value as the merge sees it: absent, null, or something (its count, or string). */
-enum { ABSENT = 0, NUL = 1, SET = 2 };
-
+/* One usage value as the merge sees it: `set` when present and not null (its count, or
+ * string); absent and null are alike (`merge_usage` skips a null, `Counts` reads it 0). */
 typedef struct {
-    int state;
+    int set;
     long long v; /* a count */
     Str s;       /* a string, as_str (s NULL: not a non-empty string) */
 } Val;
 
 typedef struct {
     Val input, read, write, output, tier, m5, h1, thinking;
-    int split_state, split_dict, split_keys; /* cache_creation: state, an object, its keys */
-    int details_state;                       /* output_tokens_details: state */
-    int keys;                                /* the usage's keys (`if start_usage or ...`) */
+    int split_set, split_keys; /* cache_creation: set, its keys (an object's: else 0) */
+    int details_set;           /* output_tokens_details: set */
+    int keys;                  /* the usage's keys (`if start_usage or ...`) */
     int iterations;
 } AUsage;
 
@@ -964,21 +965,15 @@ typedef struct {
 static int
 val_count(J *j, Val *v)
 {
-    int set;
-    if (count(j, &v->v, &set, 1) < 0)
-        return FAIL;
-    v->state = set ? SET : NUL;
-    return 0;
+    return count(j, &v->v, &v->set, 1);
 }
 
 static int
 val_str(J *j, Val *v)
 {
-    if (at(j, 'n')) {
-        v->state = NUL;
+    if (at(j, 'n'))
         return literal(j, "null", 4);
-    }
-    v->state = SET;
+    v->set = 1;
     return str_or_none(j, &v->s);
 }
 
@@ -1003,18 +998,15 @@ details_key(void *ctx, const Str *k, J *j)
     return value(j);
 }
 
-/* An object value: `fn` reads it (state SET), null (NUL), or another value read past (SET,
- * `as_dict` of it empty: `*dict` 0). */
+/* An object value: `fn` reads it (`*set`), null (not set), or another value read past (`*set`;
+ * `as_dict` of it is empty: the counts `fn` reads stay 0). */
 static int
-nested(J *j, KeyFn fn, void *ctx, int *state, int *dict)
+nested(J *j, KeyFn fn, void *ctx, int *set)
 {
-    if (at(j, 'n')) {
-        *state = NUL;
+    if (at(j, 'n'))
         return literal(j, "null", 4);
-    }
-    *state = SET;
-    *dict = at(j, '{');
-    return *dict ? object(j, fn, ctx) : value(j);
+    *set = 1;
+    return at(j, '{') ? object(j, fn, ctx) : value(j);
 }
 
 static int
@@ -1033,11 +1025,9 @@ usage_key(void *ctx, const Str *k, J *j)
     if (KEY(k, "service_tier"))
         return val_str(j, &u->tier);
     if (KEY(k, "cache_creation"))
-        return nested(j, split_key, u, &u->split_state, &u->split_dict);
-    if (KEY(k, "output_tokens_details")) {
-        int dict;
-        return nested(j, details_key, u, &u->details_state, &dict);
-    }
+        return nested(j, split_key, u, &u->split_set);
+    if (KEY(k, "output_tokens_details"))
+        return nested(j, details_key, u, &u->details_set);
     if (KEY(k, "iterations"))
         u->iterations = 1; /* billed per iteration: Python's to read */
     return value(j);
@@ -1114,7 +1104,7 @@ payload(const unsigned char *buf, Py_ssize_t a, Py_ssize_t b, KeyFn fn, void *ct
 static const Val *
 merged(const Val *start, const Val *delta)
 {
-    return delta->state == SET ? delta : start;
+    return delta->set ? delta : start;
 }
 
 static PyObject *
@@ -1140,25 +1130,22 @@ anthropic_tail(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (!a.message || s->iterations || d->iterations || (s->keys == 0 && d->keys == 0))
         goto none;
     /* the merged usage's cache_creation and output_tokens_details: the delta's when not null */
-    int split_from_delta = d->split_state == SET;
-    const AUsage *sp = split_from_delta ? d : s;
-    const AUsage *dt = d->details_state == SET ? d : s;
-    int split = sp->split_state == SET && sp->split_dict && sp->split_keys > 0;
+    const AUsage *sp = d->split_set ? d : s;
+    const AUsage *dt = d->details_set ? d : s;
+    int split = sp->split_keys > 0; /* a non-empty object (no key twice: read once) */
     const Val *tier = merged(&s->tier, &d->tier);
     int thinking = a.block_type.s != NULL &&
                    ((a.block_type.n == 8 && memcmp(a.block_type.s, "thinking", 8) == 0) ||
                     (a.block_type.n == 17 && memcmp(a.block_type.s, "redacted_thinking", 17) == 0));
     Str finish = a.delta_stop.s != NULL ? a.delta_stop : a.stop;
-    /* a nested value that is no object holds no counts: 0 (as_dict); else its own */
-    long long m5 = sp->split_state == SET && sp->split_dict ? sp->m5.v : 0;
-    long long h1 = sp->split_state == SET && sp->split_dict ? sp->h1.v : 0;
-    long long think = dt->details_state == SET ? dt->thinking.v : 0;
+    /* a nested value that is no object, null or absent holds no counts: 0 (as_dict) */
+    long long m5 = sp->m5.v, h1 = sp->h1.v, think = dt->thinking.v;
     PyObject *items[13] = {
         str_or_py_none(&a.model),
         str_or_py_none(&a.id),
         str_or_py_none(&finish),
         PyBool_FromLong(thinking),
-        str_or_py_none(tier->state == SET ? &tier->s : &(Str){NULL, 0}),
+        str_or_py_none(tier->set ? &tier->s : &(Str){NULL, 0}),
         PyLong_FromLongLong(merged(&s->input, &d->input)->v),
         PyLong_FromLongLong(merged(&s->read, &d->read)->v),
         PyLong_FromLongLong(merged(&s->write, &d->write)->v),

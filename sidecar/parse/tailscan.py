@@ -52,12 +52,13 @@ from typing import Any
 
 from sidecar import native
 
-ChatTail = Callable[[list[Any], int, int], tuple[Any, ...] | None]  # (parts, head, tail bytes)
+# The type of the four readers: (parts, head_bytes, tail_bytes) -> their tuple, or None.
+TailReader = Callable[[list[Any], int, int], tuple[Any, ...] | None]
 
 _c = native.load("sidecar.parse._tailscan")
 NATIVE = _c is not None
 
-chat_tail: ChatTail | None = _c.chat_tail if _c is not None else None
-anthropic_edges: ChatTail | None = _c.anthropic_edges if _c is not None else None
-anthropic_tail: ChatTail | None = _c.anthropic_tail if _c is not None else None
-gemini_tail: ChatTail | None = _c.gemini_tail if _c is not None else None
+chat_tail: TailReader | None = _c.chat_tail if _c is not None else None
+anthropic_edges: TailReader | None = _c.anthropic_edges if _c is not None else None
+anthropic_tail: TailReader | None = _c.anthropic_tail if _c is not None else None
+gemini_tail: TailReader | None = _c.gemini_tail if _c is not None else None

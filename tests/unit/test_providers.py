@@ -595,6 +595,31 @@ def test_gemini_thoughts_tool_use_and_cache() -> None:
     assert pb.finish_reason == "STOP" and pb.terminal_seen is True
 
 
+def test_gemini_thought_without_a_count_is_reasoning_unknown() -> None:
+    """A stream that thought (a thought part) but whose snapshot has no `thoughtsTokenCount`:
+    its reasoning is unknown (estimated later), not 0; with the count, or without a thought, it
+    is known. Read by the walk (`parse_chunks`; the thought in an earlier chunk: text mode)
+    and from the last event alone (`parse_tail`)."""
+    from sidecar.parse.providers import gemini
+    from sidecar.types import ParsedBody
+
+    counts = {"promptTokenCount": 5, "candidatesTokenCount": 9}
+    for meta, unknown in ((counts, True), ({**counts, "thoughtsTokenCount": 4}, False)):
+        last = g_chunk(meta, finish="STOP", thought=True)
+        for body, want_text in (
+            (sse(last), False),
+            (sse(g_chunk({}, thought=True), g_chunk(meta, finish="STOP")), True),
+        ):
+            pb = parse_body(body, provider="gemini", api="generate_content", want_text=want_text)
+            assert pb.usage is not None and pb.usage.reasoning_unknown is unknown
+            assert pb.reasoning_model_hint is True
+        pb = ParsedBody()
+        assert gemini.parse_tail(pb, sse(last)) and pb.usage is not None
+        assert pb.usage.reasoning_unknown is unknown and pb.reasoning_model_hint is True
+    pb = parse_body(sse(g_chunk(counts, finish="STOP")), provider="gemini", api="generate_content")
+    assert pb.usage is not None and pb.usage.reasoning_unknown is False  # no thought: 0
+
+
 def test_vertex_traffic_type_only_intermediate_chunks() -> None:
     body = sse(
         g_chunk({"trafficType": "ON_DEMAND"}, createTime="2026-01-01T00:00:00Z"),

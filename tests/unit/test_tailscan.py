@@ -67,21 +67,26 @@ def outcome(c: Completed) -> tuple[ParsedBody, str | None, int, bool]:
 
 
 def check(parts: list[Any], path: str = "/v1/chat/completions") -> bool:
-    """Asserts the C reader's parse equals the pure one; True if the C reader answered (for
-    Anthropic: cut the three payloads)."""
+    """Asserts the C reader's parse equals the pure one (for Anthropic, also when
+    `anthropic_tail` declines: `anthropic_edges` then `read_edges`, the route after it); True if
+    the C reader answered (for Anthropic: `anthropic_edges` cut the three payloads)."""
     c = completed(parts, path)
     fast = outcome(c)
     mp = pytest.MonkeyPatch()
-    mp.setattr(response, "_chat_tail", None)
-    mp.setattr(response, "_anthropic_edges", None)
-    mp.setattr(response, "_anthropic_tail", None)
-    mp.setattr(response, "_gemini_tail", None)
     try:
+        if path == MESSAGES:
+            mp.setattr(response, "_anthropic_tail", declines)
+            edges_only = outcome(c)
+        mp.setattr(response, "_chat_tail", None)
+        mp.setattr(response, "_anthropic_edges", None)
+        mp.setattr(response, "_anthropic_tail", None)
+        mp.setattr(response, "_gemini_tail", None)
         slow = outcome(c)
     finally:
         mp.undo()
     assert fast == slow
     if path == MESSAGES:
+        assert edges_only == slow
         got = tailscan.anthropic_edges(parts, response.WINDOW_HEAD_BYTES, 896)
     elif path == GENERATE:
         got = tailscan.gemini_tail(parts, response.WINDOW_HEAD_BYTES, 768)
@@ -90,6 +95,35 @@ def check(parts: list[Any], path: str = "/v1/chat/completions") -> bool:
     if got is not None and path != MESSAGES:  # (Anthropic: read_edges may say no)
         assert fast[1] is None, "the C reader answered: nothing was decoded"
     return got is not None
+
+
+def declines(parts: list[Any], head_bytes: int, tail_bytes: int) -> None:
+    """A C reader that declines everything (`anthropic_tail` so: the route after it is taken)."""
+    return None
+
+
+def answered_by(c: Completed) -> list[str]:
+    """The C readers (their names in `response`) that answered while `parse_completed` read
+    `c`: the route it took."""
+    seen: list[str] = []
+    mp = pytest.MonkeyPatch()
+    for name in ("_chat_tail", "_anthropic_tail", "_anthropic_edges", "_gemini_tail"):
+        read = getattr(response, name)
+        if read is None:  # turned off here: not called
+            continue
+
+        def spy(*args: Any, read: Any = read, name: str = name) -> Any:
+            got = read(*args)
+            if got is not None:
+                seen.append(name)
+            return got
+
+        mp.setattr(response, name, spy)
+    try:
+        outcome(c)
+    finally:
+        mp.undo()
+    return seen
 
 
 def records(body: str, sizes: list[int], escape_slash: bool = False) -> list[bytes]:
@@ -410,13 +444,21 @@ def test_every_recorded_stream(name: str, seed: int, pieces: int) -> None:
 
 
 def test_recorded_chat_and_anthropic_streams_are_read_in_c() -> None:
-    """Not vacuous: the recorded streams that end the usual way are answered in C."""
-    answered = {"chat.completions": 0, "messages": 0}
+    """Not vacuous: the recorded streams that end the usual way are answered in C, by the
+    reader `parse_completed` calls first (`chat_tail`, `anthropic_tail`: nothing else
+    answered), and `anthropic_edges` (the route after `anthropic_tail`) cuts the Anthropic ones
+    too. The recorded Gemini streams are shorter than the edges: see
+    `test_recorded_gemini_streams_are_read_in_c_with_small_edges`."""
+    first = {"chat.completions": "_chat_tail", "messages": "_anthropic_tail"}
+    answered = dict.fromkeys(first, 0)
+    cut = 0
     for i, body in enumerate(BODIES.values()):
         api = hints(body)[1]
-        if api in answered:
-            answered[api] += check(lines_for(body, random.Random(i), 6, False), PATHS[api])
-    assert answered["chat.completions"] >= 2 and answered["messages"] >= 2
+        if api in first:
+            parts = lines_for(body, random.Random(i), 6, False)
+            cut += check(parts, PATHS[api]) and api == "messages"
+            answered[api] += answered_by(completed(parts, PATHS[api])) == [first[api]]
+    assert answered["chat.completions"] >= 2 and answered["messages"] >= 2 and cut >= 2
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -570,8 +612,16 @@ def claude(
 
 
 def test_the_usual_anthropic_edges_are_cut_in_c() -> None:
-    for parts in cut_each(claude()):
-        assert check(parts, MESSAGES)
+    """`anthropic_edges` cuts the usual edges, and where `anthropic_tail` declines (the route
+    after it; `check` compares it with the pure one too) `parse_completed` takes its answer."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(response, "_anthropic_tail", declines)
+    try:
+        for parts in cut_each(claude()):
+            assert check(parts, MESSAGES)
+            assert answered_by(completed(parts, MESSAGES)) == ["_anthropic_edges"]
+    finally:
+        mp.undo()
     parts = records(claude(), [300] * 30)
     start, block, delta = tailscan.anthropic_edges(parts, 1024, 896)  # type: ignore[misc]
     assert start.startswith('{"type":"message_start"') and block.endswith('"text"}}')
@@ -868,7 +918,7 @@ def test_recorded_gemini_streams_are_read_in_c_with_small_edges() -> None:
                 parts = lines_for(BODIES[name], random.Random(seed), 12, False)
                 c = completed(parts, GENERATE)
                 fast = outcome(c)
-                answered += tailscan.gemini_tail(parts, 100, 700) is not None
+                answered += answered_by(c) == ["_gemini_tail"]
                 mp.setattr(response, "_gemini_tail", None)
                 assert outcome(c) == fast
                 mp.setattr(response, "_gemini_tail", tailscan.gemini_tail)
@@ -939,7 +989,9 @@ def test_no_reference_or_memory_kept_by_the_gemini_reader() -> None:
     parts = records(gem(), [300] * 40)
     big = records(gem(last={"pad": "p" * 20000}), [300] * 40)
     refused = [*parts[:-1], parts[-1].replace(b"STOP", b"\\u0053TOP")]
-    no_reference_or_memory_kept(tailscan.gemini_tail, 768, [parts, big], [refused])
+    # beyond the stack buffer, declined after it is decoded: the heap buffer freed all the same
+    big_refused = records(gem(last={"pad": "p" * 20000, "modelVersion": None}), [300] * 40)
+    no_reference_or_memory_kept(tailscan.gemini_tail, 768, [parts, big], [refused, big_refused])
 
 
 # -- Anthropic, read in C ----------------------------------------------------------------------
@@ -1092,4 +1144,9 @@ def test_no_reference_or_memory_kept_by_the_anthropic_reader() -> None:
     head = big.index("event: content_block_delta")  # one head record beyond the stack buffer
     big_parts = records(big, [head, *[300] * 20])
     refused = records(claude(start=_start(x=1.5)), [300] * 30)
-    no_reference_or_memory_kept(tailscan.anthropic_tail, 896, [parts, big_parts], [refused])
+    # beyond the stack buffer, declined after it is decoded: the heap buffer freed all the same
+    big = claude(start=_start(x=1.5, content=[{"type": "text", "text": "p" * 20000}]))
+    big_refused = records(big, [big.index("event: content_block_delta"), *[300] * 20])
+    no_reference_or_memory_kept(
+        tailscan.anthropic_tail, 896, [parts, big_parts], [refused, big_refused]
+    )

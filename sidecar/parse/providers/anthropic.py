@@ -44,19 +44,30 @@ def usage_from(u: dict[str, Any]) -> Usage:
     write = n(u.get("cache_creation_input_tokens"))
     split = as_dict(u.get("cache_creation"))
     write_1h = n(split.get("ephemeral_1h_input_tokens"))
-    if not write and split:
-        write = n(split.get("ephemeral_5m_input_tokens")) + write_1h
+    # the 5m count is read (and judged) only when the write is not given: it is used only then
+    write_5m = 0 if write else n(split.get("ephemeral_5m_input_tokens"))
     details = as_dict(u.get("output_tokens_details"))
-    return n.usage(
-        Usage(  # positional, in Usage's field order (no keyword dict: a test checks it)
-            inp + read + write,  # input_tokens
-            read,  # cached_input_tokens
-            write,  # cache_write_input_tokens
-            min(write_1h, write),  # cache_write_1h_input_tokens
-            n(u.get("output_tokens")),  # output_tokens
-            n(details.get("thinking_tokens")),  # reasoning_tokens
-        )
-    )
+    output = n(u.get("output_tokens"))
+    reasoning = n(details.get("thinking_tokens"))
+    return n.usage(_plain_usage(inp, read, write, split, write_5m, write_1h, output, reasoning))
+
+
+def _plain_usage(
+    inp: int,
+    read: int,
+    write: int,
+    split: Any,
+    write_5m: int,
+    write_1h: int,
+    output: int,
+    reasoning: int,
+) -> Usage:
+    """The usage of plain counts (`usage_from`, `read_tail`), not clamped: input with the cache
+    read and written, the write counted from the split when not given (`split` true: a
+    non-empty `cache_creation`); built positionally in Usage's field order (a test checks it)."""
+    if not write and split:
+        write = write_5m + write_1h
+    return Usage(inp + read + write, read, write, min(write_1h, write), output, reasoning)
 
 
 def apply_usage(pb: ParsedBody, u: dict[str, Any]) -> None:
@@ -368,9 +379,7 @@ def read_tail(
     pb.model = model
     pb.provider_request_id = rid
     pb.finish_reason = finish
-    if not write and split:
-        write = write_5m + write_1h
-    usage = Usage(inp + read + write, read, write, min(write_1h, write), output, reasoning)
+    usage = _plain_usage(inp, read, write, split, write_5m, write_1h, output, reasoning)
     pb.usage = subset_clamped(usage)
     pb.service_tier = tier
     pb.terminal_seen = True

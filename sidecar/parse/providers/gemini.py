@@ -45,18 +45,24 @@ _TRAFFIC_TIERS = {
 def usage_from(m: dict[str, Any]) -> Usage:
     """Normalise one `usageMetadata` snapshot."""
     n = Counts()
-    thoughts = n(m.get("thoughtsTokenCount"))
-    prompt = n(m.get("promptTokenCount")) + n(m.get("toolUsePromptTokenCount"))
     return n.usage(
-        Usage(  # positional, in Usage's field order (no keyword dict: a test checks it)
-            prompt,  # input_tokens
-            n(m.get("cachedContentTokenCount")),  # cached_input_tokens
-            0,  # cache_write_input_tokens
-            0,  # cache_write_1h_input_tokens
-            n(m.get("candidatesTokenCount")) + thoughts,  # output_tokens
-            thoughts,  # reasoning_tokens
+        _plain_usage(
+            n(m.get("promptTokenCount")),
+            n(m.get("toolUsePromptTokenCount")),
+            n(m.get("cachedContentTokenCount")),
+            n(m.get("candidatesTokenCount")),
+            n(m.get("thoughtsTokenCount")),
         )
     )
+
+
+def _plain_usage(
+    prompt: int, tool_prompt: int, cached: int, candidates: int, thoughts: int
+) -> Usage:
+    """The usage of plain counts (`usage_from`, `read_tail`), not clamped: input with the tool
+    prompt, output with the thoughts; built positionally in Usage's field order (a test
+    checks it)."""
+    return Usage(prompt + tool_prompt, cached, 0, 0, candidates + thoughts, thoughts)
 
 
 def has_counts(m: dict[str, Any]) -> bool:
@@ -199,9 +205,8 @@ def parse_chunks(
             break
 
     usage = usage_from(usage_meta) if usage_meta is not None else None
-    _fill(pb, usage, finish, tier, thought, complete_array)
-    if pb.usage is not None and thought and "thoughtsTokenCount" not in (usage_meta or {}):
-        pb.usage.reasoning_unknown = True
+    counted = usage_meta is not None and "thoughtsTokenCount" in usage_meta
+    _fill(pb, usage, finish, tier, thought, complete_array, counted)
 
 
 def _fill(
@@ -211,9 +216,11 @@ def _fill(
     tier: str | None,
     thought: bool,
     complete_array: bool,
+    counted: bool,
 ) -> None:
     """`pb` from what the walk found (`parse_chunks`, `parse_tail` and `read_tail` share it):
-    the usage read from the last snapshot with counts, if any."""
+    the usage read from the last snapshot with counts, if any (`counted`: that snapshot has a
+    `thoughtsTokenCount`)."""
     pb.finish_reason = finish
     pb.service_tier = tier
     if finish is not None or complete_array:
@@ -222,6 +229,8 @@ def _fill(
         pb.usage = usage
         if not pb.terminal_seen:
             pb.usage_partial = True  # a running snapshot: candidates may still have grown
+        if thought and not counted:
+            usage.reasoning_unknown = True  # it thought, but the snapshot has no count
     pb.reasoning_model_hint = thought or bool(pb.usage and pb.usage.reasoning_tokens > 0)
 
 
@@ -250,10 +259,8 @@ def parse_tail(pb: ParsedBody, tail: str) -> bool:
     thought = '"thought"' in block and _texts(obj, [])
     pb.model = model
     pb.provider_request_id = rid
-    usage = usage_from(meta)
-    _fill(pb, usage, finish, service_tier_from(meta), thought, False)
-    if thought and "thoughtsTokenCount" not in meta:
-        usage.reasoning_unknown = True
+    counted = "thoughtsTokenCount" in meta
+    _fill(pb, usage_from(meta), finish, service_tier_from(meta), thought, False, counted)
     return True
 
 
@@ -275,10 +282,8 @@ def read_tail(
     they are valid); always True (filled), as `openai_chat.read_tail` answers."""
     pb.model = model
     pb.provider_request_id = rid
-    usage = subset_clamped(
-        Usage(prompt + tool_prompt, cached, 0, 0, candidates + thoughts, thoughts)
-    )
-    _fill(pb, usage, finish, _tier(tier, traffic), False, False)
+    usage = subset_clamped(_plain_usage(prompt, tool_prompt, cached, candidates, thoughts))
+    _fill(pb, usage, finish, _tier(tier, traffic), False, False, True)  # no thought: C declines one
     return True
 
 
