@@ -6,9 +6,13 @@ pure-Python twins (same results, slower; see sidecar/native.py).
 
 from setuptools import Extension, setup
 
+# Headers some of the sources include: `depends` puts them in the sdist (setuptools >= 68.1) and
+# rebuilds an extension when one changes.
+HEADERS = ["sidecar/_round.h", "sidecar/_limits.h"]
+
 setup(
     ext_modules=[
-        Extension(name, sources=[source], optional=True)
+        Extension(name, sources=[source], depends=HEADERS, optional=True)
         for name, source in [
             ("sidecar.parse._bodyscan", "sidecar/parse/_bodyscan.c"),
             ("sidecar.parse._textscan", "sidecar/parse/_textscan.c"),

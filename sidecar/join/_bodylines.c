@@ -1,5 +1,7 @@
 /*
- * sidecar.join._bodylines: `BodyLines` of sidecar/join/bodylines.py in C.
+ * sidecar.join._bodylines: `BodyLines` of sidecar/join/bodylines.py in C, and the join's line
+ * times of sidecar/join/pending.py: line_ts(line) and last_ts(part) (the time of a part's last
+ * line), their twins `_line_ts_pure` and `_last_ts_pure` (see above `line_ts` below).
  *
  * BodyLines(chunks: list | tuple, n: int): the body-log lines of `chunks` (lines, and chunks:
  * several lines joined by b"\n" in one bytes object), n of them, as a read-only sequence:
@@ -14,6 +16,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+
+#include "../_limits.h" /* TIME_MIN, TIME_MAX */
 
 #define WALK 64 /* as bodylines.py */
 
@@ -492,9 +496,6 @@ static PyTypeObject BodyLinesType = {
  * sidecar/join/pending.py, the time at the head of a canonical body-log line (`{"ts":T,...`),
  * read without a Python call per step (the join reads two or three per request).
  */
-#define TIME_MIN 0.0 /* sidecar/parse/fields.py's TIME_MIN and TIME_MAX (a test compares) */
-#define TIME_MAX 4102444800.0
-
 /* float(s[0:n]) as Python reads bytes, then the range check: a float, None, or NULL with an
    exception set (not a ValueError: that is None, as the twin's `except ValueError`). Digits
    and dots only (the usual) are read with the routine float() itself ends in; anything else

@@ -80,7 +80,7 @@ def has_data(p: Pending) -> bool:
 def _last_ts_pure(part: Any) -> float | None:
     """`line_ts` of a part's last line (after its last newline; a line is a part without one),
     read where it lies (the join asks it once per request per batch)."""
-    return _line_ts_pure(part, part.rfind(b"\n") + 1) if type(part) is bytes else None
+    return _ts_at(part, part.rfind(b"\n") + 1) if type(part) is bytes else None
 
 
 def chunk_lines(chunk: Any) -> list:
@@ -107,11 +107,15 @@ def join_str(parts: list) -> tuple[str, int, int]:
     return "".join(parts), 0, 0
 
 
-def _line_ts_pure(line: Any, start: int = 0) -> float | None:
-    """The `ts` of a canonical body-log line (`{"ts":T,...`) that starts at `start`, without
-    decoding it; None unless it is a plausible time in epoch seconds (`TIME_MIN`..`TIME_MAX`,
-    as the careful path checks it): NaN, 1e999 or a far-off time must not move the join's
-    clock."""
+def _line_ts_pure(line: Any) -> float | None:
+    """The `ts` of a canonical body-log line (`{"ts":T,...`), without decoding it; None unless
+    it is a plausible time in epoch seconds (`TIME_MIN`..`TIME_MAX`, as the careful path checks
+    it): NaN, 1e999 or a far-off time must not move the join's clock."""
+    return _ts_at(line, 0)
+
+
+def _ts_at(line: Any, start: int) -> float | None:
+    """`_line_ts_pure` of the line that starts at `line[start]` (C's `ts_at`)."""
     if type(line) is bytes and line.startswith(b'{"ts":', start):
         end = line.find(b",", start + 6)  # in this line, else -1: not a number
         try:

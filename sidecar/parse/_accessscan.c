@@ -47,6 +47,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../_limits.h" /* TIME_MAX, DURATION_MAX_MS */
 #include "../_round.h"
 
 enum { OTHER = 0, OK = 1, FAIL = -1 }; /* a step's outcome: not this path, read, an exception */
@@ -451,9 +452,6 @@ enum {
     F_ATTEMPT, F_COMPLETION, F_EXTRA, F_RESPONSE_BODY, F_USAGE, F_REQUEST_BODY, F_TEXTS,
     F_KEY = F_TEXTS + 7, NKEYS
 };
-
-#define TIME_MAX 4102444800.0       /* fields.TIME_MAX */
-#define DURATION_MAX_MS 2592000000.0 /* fields.DURATION_MAX_MS */
 
 /* nginx's unset value: "" or "-" (fields._ABSENT). */
 static int

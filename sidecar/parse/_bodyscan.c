@@ -27,6 +27,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../_limits.h" /* MS_FROM, TIME_MIN, TIME_MAX */
+
 static const char RID_KEY[] = ",\"request_id\":\""; /* 15 bytes, as body.py's _RID */
 static const char DATA_KEY[] = "\",\"data\":\"";    /* 10 bytes, as body.py's _DATA */
 #define RID_LEN 15
@@ -627,9 +629,6 @@ join_escaped_lines(PyObject *module, PyObject *parts)
  */
 static const char END_KEY[] = "\",\"end\":\""; /* 9 bytes, as body.py's _END */
 #define END_LEN 9
-#define MS_FROM 1e11 /* sidecar/parse/fields.py's _MS_FROM, TIME_MIN, TIME_MAX (tests compare) */
-#define TIME_MIN 0.0
-#define TIME_MAX 4102444800.0
 
 static int
 is_digit(char c)

@@ -62,10 +62,19 @@ def odd_line(kind: int, ts: float, rid: str, data: str) -> bytes:
 
 
 times = st.floats(min_value=1.7e9, max_value=1.8e9, allow_nan=False)
+# An end record's time may be anything parse_time reads or refuses (then nulled and counted in
+# `invalid_ts`): past TIME_MAX, epoch milliseconds (above 1e11) in range or not, the epoch
+# itself, more digits than the fast read takes, negative, inf (orjson writes null).
+end_times = st.one_of(
+    times,
+    st.sampled_from([0, 0.0, 5e9, 4102444800.0, 4102444800.5, 1e11, 1e11 + 1, 1.7e12]),
+    st.sampled_from([999999999999999.0, 1e15, -1.0, float("inf")]),
+)
 texts = st.text(max_size=12)
-line_spec = st.tuples(
-    st.integers(min_value=-1, max_value=8), times, st.sampled_from(RIDS), texts
-)  # kind -1: canonical
+line_spec = st.one_of(
+    st.tuples(st.integers(min_value=-1, max_value=8), times, st.sampled_from(RIDS), texts),
+    st.tuples(st.just(0), end_times, st.sampled_from(RIDS), texts),
+)  # kind -1: canonical; 0: an end record
 
 
 def render(spec: tuple[int, float, str, str]) -> bytes:

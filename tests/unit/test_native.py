@@ -10,8 +10,10 @@ non-ASCII bytes, lines that end in `"}` inside a landmark, empty and megabyte li
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,11 +24,13 @@ from sidecar.sources import lines as L
 from tests.leaks import grown_bytes
 
 if os.environ.get("CI"):  # under CI the extensions must be built: a silent fallback fails here
+    from sidecar.join import _bodylines
     from sidecar.parse import _bodyscan as native
     from sidecar.sources import _splitlines
 else:
     native = pytest.importorskip("sidecar.parse._bodyscan")
     _splitlines = pytest.importorskip("sidecar.sources._splitlines")
+    _bodylines = pytest.importorskip("sidecar.join._bodylines")
 
 group_c = native.group_chunk_lines
 group_py = body._group_pure
@@ -240,6 +244,26 @@ def test_built_and_used_under_ci() -> None:
     assert os.environ.get("LLM_HEC_SIDECAR_PURE", "") in ("", "0"), "CI runs the C path"
     assert body.NATIVE
     assert L._split is _splitlines.split_newlines
+    from sidecar.join import bodylines, pending
+
+    assert pending.line_ts is not pending._line_ts_pure
+    assert pending.line_ts is _bodylines.line_ts and pending.last_ts is _bodylines.last_ts
+    assert bodylines.BodyLines is _bodylines.BodyLines is not bodylines.PureBodyLines
+
+
+def test_c_limits_are_those_of_fields_py() -> None:
+    """sidecar/_limits.h, the ranges the C extensions check (`_accessscan`, `_bodyscan`,
+    `_bodylines`), holds the values of parse/fields.py that it mirrors."""
+    from sidecar.parse import fields
+
+    header = Path(body.__file__).parents[1] / "_limits.h"
+    defines = re.findall(r"^#define (\w+) (\S+)", header.read_text(), re.MULTILINE)
+    assert {name: float(value) for name, value in defines} == {
+        "TIME_MIN": fields.TIME_MIN,
+        "TIME_MAX": fields.TIME_MAX,
+        "MS_FROM": fields._MS_FROM,
+        "DURATION_MAX_MS": fields.DURATION_MAX_MS,
+    }
 
 
 def test_the_hot_path_uses_the_extension_unless_told_not_to() -> None:
@@ -253,8 +277,7 @@ def test_the_hot_path_uses_the_extension_unless_told_not_to() -> None:
     else:
         assert body.NATIVE and body._group is group_c
         assert L._split is _splitlines.split_newlines
-        bl = pytest.importorskip("sidecar.join._bodylines")
-        assert pending.line_ts is bl.line_ts and pending.last_ts is bl.last_ts
+        assert pending.line_ts is _bodylines.line_ts and pending.last_ts is _bodylines.last_ts
 
 
 split_c = _splitlines.split_newlines if _splitlines else None
