@@ -24,6 +24,7 @@ from sidecar import native
 from sidecar.errors import ParseError
 
 COUNT_MAX = 1 << 53  # tokens and counts: the largest integer a double holds exactly
+# The next four are mirrored for the C extensions in sidecar/_limits.h (a test compares them).
 TIME_MIN = 0.0  # the epoch (test logs use small times; negative ones are refused)
 TIME_MAX = 4_102_444_800.0  # 2100-01-01T00:00:00Z
 _MS_FROM = 1e11  # an epoch above this is in milliseconds (1e11 s is the year 5138)
