@@ -25,8 +25,11 @@ async def within(secs: float, aw: Awaitable[T]) -> T:
         return await aw
 
 
-async def wait_set(event: asyncio.Event, secs: float) -> bool:
-    """Wait up to `secs` for `event`; whether it is set."""
+async def wait_set(event: asyncio.Event | None, secs: float) -> bool:
+    """Wait up to `secs` for `event`; whether it is set (no event: sleep `secs`, False)."""
+    if event is None:
+        await asyncio.sleep(secs)
+        return False
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(secs):
             await event.wait()

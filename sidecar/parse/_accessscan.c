@@ -47,7 +47,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../_limits.h" /* TIME_MAX, DURATION_MAX_MS */
+#include "../_limits.h" /* TIME_MIN, TIME_MAX, DURATION_MAX_MS */
 #include "../_round.h"
 
 enum { OTHER = 0, OK = 1, FAIL = -1 }; /* a step's outcome: not this path, read, an exception */
@@ -564,7 +564,7 @@ record_args(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (!PyFloat_CheckExact(ts))
             Py_RETURN_NONE;
         double t = PyFloat_AS_DOUBLE(ts);
-        if (!(t >= 0.0 && t <= TIME_MAX))
+        if (!(TIME_MIN <= t && t <= TIME_MAX)) /* NaN: neither */
             Py_RETURN_NONE;
     }
     PyObject *uri = text_of(v[F_URI]), *path = text_of(v[F_PATH]);

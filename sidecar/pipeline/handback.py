@@ -52,10 +52,9 @@ class HandbackMixin:
         The caller then marks the batch processed (`ledger.processed`) once all of it is in the
         join."""
         key, start, ledger = batch.key, batch.start_offset, self.ledger
-        ledger.hold_all(key, start, joiner.note_positions(rids, key, start))
+        held = joiner.note_positions(rids, key, start)  # a new list; the completed are added
         if out:
             fed = set(rids)
-            completed: list[str] = []
             for c in out:
                 rid = c.request_id
                 if rid not in fed:
@@ -66,8 +65,8 @@ class HandbackMixin:
                     continue
                 else:
                     c.positions.at[key] = start
-                completed.append(rid)
-            ledger.hold_all(key, start, completed)
+                held.append(rid)
+        ledger.hold_all(key, start, held)
 
     def _events_durable(self, events: list[OutEvent]) -> None:
         """Contract 1: the spool calls this once `events` are fsync'd. Releases their positions

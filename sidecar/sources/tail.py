@@ -391,10 +391,7 @@ class Tailer:
                 self._scan()
                 last_scan = now
                 continue  # a new or rotated file may have data: look before sleeping
-            if stop is not None:
-                await wait_set(stop, self.poll_interval_secs)
-            else:
-                await asyncio.sleep(self.poll_interval_secs)
+            await wait_set(stop, self.poll_interval_secs)
 
     def _let_go(self, now: float) -> list[LineBatch]:
         """Close rotated-away files idle for `rotate_wait_secs`; flush their partial line."""

@@ -285,10 +285,7 @@ class Spool:
             self.write_error = f"cannot write the spool in {self._segdir}: {err}"
             if give_up is not None and give_up.is_set():
                 return done
-            if give_up is not None:
-                await wait_set(give_up, WRITE_RETRY_SECS)
-            else:
-                await asyncio.sleep(WRITE_RETRY_SECS)
+            await wait_set(give_up, WRITE_RETRY_SECS)
         if self.write_error is not None:
             log.warning("The spool is writable again; reading resumes.")
             self.write_error = None
