@@ -148,15 +148,15 @@ class Joiner(Storage, Expiry, PositionNotes):
         return len(self._pending)
 
     # ------------------------------------------------------------------ the table
-    def _get(self, rid: str, source: str) -> Pending | None:
-        p = self._pending.get(rid)
-        if p is None:
-            how = self._done.get(rid)
-            if how == _INCOMPLETE:
-                self.stats["late_records"] += 1
-                return None
-            p = self._new(rid, source, dup=how is not None)
-        return p
+    def _start(self, rid: str, source: str) -> Pending | None:
+        """A record for `rid`, which is not pending: start its request, or None when the id
+        was emitted incomplete (a late record, counted). The callers look in `_pending` first,
+        inline: most records find their request there."""
+        how = self._done.get(rid)
+        if how == _INCOMPLETE:
+            self.stats["late_records"] += 1
+            return None
+        return self._new(rid, source, dup=how is not None)
 
     def _new(self, rid: str, source: str, *, dup: bool) -> Pending:
         """Start a pending request (`dup`: a request with this id was already emitted)."""
@@ -228,7 +228,7 @@ class Joiner(Storage, Expiry, PositionNotes):
                 continue
             p = pending.get(rid)
             if p is None:
-                p = self._get(rid, source)
+                p = self._start(rid, source)
                 if p is None:
                     continue
             elif p.end is not None:
@@ -314,7 +314,9 @@ class Joiner(Storage, Expiry, PositionNotes):
             self.add_chunks({rid: [rec.data]}, [], source, out)
             p = self._pending.get(rid)
         else:
-            p = self._get(rid, source)
+            p = self._pending.get(rid)
+            if p is None:
+                p = self._start(rid, source)
             if p is not None:
                 if p.end is not None:
                     p = self._restart_if_ended(rid, p, source)
@@ -360,10 +362,12 @@ class Joiner(Storage, Expiry, PositionNotes):
         """Add one access record (`offset`: its byte offset in its file, for duplicates)."""
         self._out = out
         rid = rec.request_id
-        p = self._get(rid, source)
+        p = self._pending.get(rid)
         if p is None:
-            return
-        older = self._older.pop(rid, None)
+            p = self._start(rid, source)
+            if p is None:
+                return
+        older = self._older.pop(rid, None) if self._older else None
         if older is not None:  # the ended body this access line belongs to (see add_chunks)
             p = older
         elif p.access is not None:
@@ -431,39 +435,41 @@ class Joiner(Storage, Expiry, PositionNotes):
             self.on_drop(p.positions)  # no event will carry them: release them now
 
     def _complete(self, rid: str, p: Pending, *, expired: bool) -> Completed:
-        settle(p)
+        if p.ts_due:
+            settle(p)
         if self._pending.get(rid) is p:
             del self._pending[rid]
         self.pending_bytes -= p.cost
         p.cost = 0
-        complete = not expired or (p.access is not None and p.end is not None)
+        access, end, key, dup, text, head = p.access, p.end, p.key, p.dup, p.text, p.head
+        complete = not expired or (access is not None and end is not None)
         self._done.put(
             rid,
-            _packed(p.key) if complete and p.key is not None else _INCOMPLETE,
-            absent=not p.dup,  # not in the window when the request began (`_get`)
+            _packed(key) if complete and key is not None else _INCOMPLETE,
+            absent=not dup,  # not in the window when the request began (`_start`)
         )
-        if p.dup and p.access is not None:
+        if dup and access is not None:
             self.stats["duplicate_request_id"] += 1
-        body: str | None = p.text
-        parts: list | BodyLines = unpacked(p)
-        if p.head is not None:
-            parts = [p.head, *parts]
-        n = p.lines + p.packed_lines + (p.head is not None)
+        parts: list | BodyLines = unpacked(p) if p.packed else p.parts
+        if head is not None:
+            parts = [head, *parts]
+        n = p.lines + p.packed_lines + (head is not None)
         if n != len(parts):  # chunks among them: lines cut where read (join/bodylines.py)
             parts = BodyLines(parts, n)  # type: ignore[arg-type]
-        if body is None and not parts and p.end is not None:
+        body: str | None = text
+        if body is None and not parts and end is not None:
             body = ""  # an end record and no data: an empty body
         content_type = p.content_type
-        if content_type is None and p.access is not None:
-            content_type = p.access.response_headers.get("content-type")
+        if content_type is None and access is not None:
+            content_type = access.response_headers.get("content-type")
         # Positional, in the order of Completed's fields (a unit test checks it): a call with
         # 20 keywords costs three times one without.
         return Completed(
             rid,  # request_id
             p.source,
-            p.access,
+            access,
             body,
-            p.end,
+            end,
             content_type,
             p.truncated,  # body_truncated
             expired,
@@ -472,14 +478,14 @@ class Joiner(Storage, Expiry, PositionNotes):
             p.source_path,
             0,  # body_bad_parts: counted when the body is decoded (`Completed.text`)
             False,  # body_lossy: likewise
-            parts if p.text is None and parts else None,  # parts
+            parts if text is None and parts else None,  # parts
             [b.decode("utf-8", "replace") for b in p.prior] if p.prior else [],  # prior_text
             p.prior_extra,  # prior_extra_tokens
             self._assemble,  # assemble
             p.positions,
-            p.dup_key if p.dup and p.access is not None else None,  # duplicate_key
+            p.dup_key if dup and access is not None else None,  # duplicate_key
             p.size
             + p.packed_raw
             + p.head_size
-            + (len(p.text) if p.text is not None else 0),  # raw_bytes
+            + (len(text) if text is not None else 0),  # raw_bytes
         )

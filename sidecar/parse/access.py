@@ -90,6 +90,11 @@ def api_key_from(headers: Mapping[str, Any], path: str | None, f: Fields) -> str
         v = f.header(name, headers.get(name))
         if v:
             return v
+    return query_key(path)
+
+
+def query_key(path: str | None) -> str | None:
+    """The raw API key of a `?key=` query parameter in `path`, if any."""
     if path and "key=" in path:
         m = _QUERY_KEY.search(path)
         if m:
@@ -105,15 +110,20 @@ def redact_query_key(path: str | None) -> str | None:
 
 
 def _finish(
-    rec: AccessRecord, raw_key: str | None, hasher: Hasher | None, f: Fields, lossy: bool
+    rec: AccessRecord, raw_key: str | None, hasher: Hasher | None, f: Fields | None, lossy: bool
 ) -> AccessRecord:
+    """Hash the API key (`raw_key`, else a `?key=` in the path, cut out of it); note the
+    invalid fields (`f`; None: there were none) and whether the line was lossy."""
+    path = rec.path
     if raw_key is None:
-        raw_key = api_key_from({}, rec.path, f)
+        raw_key = query_key(path)
     if raw_key:
         key = _strip_bearer(raw_key)
         rec.api_key_id = hasher(key) if hasher and key else None
-    rec.path = redact_query_key(rec.path)
-    rec.invalid_fields = f.invalid
+    if path and "key=" in path:
+        rec.path = redact_query_key(path)
+    if f is not None:
+        rec.invalid_fields = f.invalid
     rec.lossy_utf8 = lossy
     return rec
 
@@ -251,19 +261,6 @@ def _scan(d: dict[str, Any], f: Fields) -> tuple[dict[str, str], tuple[Any, ...]
     return _resp_headers_of(d, _layout(d), f), tuple(map(d.get, _NGINX_KEYS))
 
 
-def _read(line: bytes, f: Fields) -> tuple[tuple[dict[str, str], tuple[Any, ...]], bool]:
-    """(`_scan` of the line's object, lossy): in C from the raw bytes when the line is the
-    usual shape (`scan_line`: the previous line's keys, flat, plain values; the same result as
-    orjson's), else `_loads` and `_scan`."""
-    if _accessscan is not None:
-        lay = _last_layout
-        both = _accessscan.scan_line(line, lay.raw, lay.slots, _NFIELDS, orjson.loads)
-        if both is not None:
-            return both, False
-    d, lossy = _loads(line)
-    return _scan(d, f), lossy
-
-
 def _resp_headers_of(d: dict[str, Any], lay: _Layout, f: Fields) -> dict[str, str]:
     """`_resp_headers(d, f)` without a Python step per key when every present value is a
     string other than `-` (the common case: most are empty, i.e. absent); else that loop."""
@@ -278,15 +275,27 @@ def _resp_headers_of(d: dict[str, Any], lay: _Layout, f: Fields) -> dict[str, st
 
 
 def parse_nginx_json(line: bytes, hasher: Hasher | None = None) -> AccessRecord:
-    f = Fields()
-    (headers, fields), lossy = _read(line, f)
+    both = None
+    lossy = False
     if _accessscan is not None:
+        # `_scan` of the line's object in C from the raw bytes when the line is the usual shape
+        # (`scan_line`: the previous line's keys, flat, plain values; the same result as
+        # orjson's), else None: `_loads` and `_scan` below.
+        lay = _last_layout
+        both = _accessscan.scan_line(line, lay.raw, lay.slots, _NFIELDS, orjson.loads)
+    if both is not None:
         # Every field in its usual form: the record's arguments checked in C in one step, as
-        # the steps below give them (`_accessscan.record_args`); else those steps decide.
-        checked = _accessscan.record_args(fields, headers)
+        # the steps below give them (`_accessscan.record_args`; no field invalid); else those
+        # steps decide.
+        checked = _accessscan.record_args(both[1], both[0])
         if checked is not None:
             args, key = checked
-            return _finish(AccessRecord(*args), key, hasher, f, lossy)
+            return _finish(AccessRecord(*args), key, hasher, None, False)
+    f = Fields()
+    if both is None:
+        d, lossy = _loads(line)
+        both = _scan(d, f)
+    headers, fields = both
     (
         rid,
         ts,

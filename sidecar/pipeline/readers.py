@@ -61,6 +61,7 @@ class ReadersMixin:
             t.counters["access_lines_total"] += len(batch.lines)
             replay = self._replaying(batch)
             rids: list[str] = []
+            path = batch.path
             offset = batch.start_offset  # the batch's lines are contiguous from here
             for i, line in enumerate(batch.lines):
                 at = offset
@@ -101,7 +102,7 @@ class ReadersMixin:
                     )
                 rids.append(rec.request_id)
                 try:
-                    joiner.add_access(rec, name, batch.path, out, offset=at)
+                    joiner.add_access(rec, name, path, out, offset=at)
                 except Exception as exc:
                     self._stage_failed_once("join", exc)
                     self._set_aside(ParseError("join_failed", repr(exc)), batch, i)
