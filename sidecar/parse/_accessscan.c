@@ -45,6 +45,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "../_limits.h" /* TIME_MIN, TIME_MAX, DURATION_MAX_MS */
@@ -185,6 +186,22 @@ skip_ws(const char *p, const char *e)
     return p;
 }
 
+/* The bytes of the 8-byte word `w` (little-endian: byte i is bits 8i..8i+7) that read_string's
+ * loop must look at: a quote, a backslash, a control byte (< 0x20) or one past 0x7e, flagged by
+ * their high bit. Word-at-a-time bit tricks: the lowest flag is always exact (a borrow or carry
+ * only moves up: a flag above a true one may be false), and none is missed. */
+static inline uint64_t
+specials(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    const uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+    const uint64_t zero_q = (q - ones) & ~q;       /* a byte == '"' */
+    const uint64_t zero_b = (b - ones) & ~b;       /* a byte == '\\' */
+    const uint64_t below = (w - ones * 0x20) & ~w; /* a byte < 0x20 */
+    const uint64_t above = (w + ones) | w;          /* a byte >= 0x7f */
+    return (zero_q | zero_b | below | above) & highs;
+}
+
 /* The string token at *pp (at its opening quote): its value in *out when `want` (a new
  * reference; else only checked), and *pp past its closing quote. */
 static int
@@ -192,6 +209,21 @@ read_string(const char **pp, const char *e, int want, PyObject *loads, PyObject 
 {
     const char *p = *pp + 1, *q = p;
     int plain = 1;
+    /* Plain bytes (printable ASCII but quote and backslash: what the loop below passes over
+     * without a change) 8 at a time, up to the first byte that is not (on a little-endian
+     * machine; elsewhere up to its word). */
+    while (e - q >= 8) {
+        uint64_t w;
+        memcpy(&w, q, 8); /* one unaligned load */
+        uint64_t flags = specials(w);
+        if (flags) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            q += __builtin_ctzll(flags) >> 3;
+#endif
+            break;
+        }
+        q += 8;
+    }
     while (q < e) {
         unsigned char c = (unsigned char)*q;
         if (c == '"')

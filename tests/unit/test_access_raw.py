@@ -207,6 +207,34 @@ def test_escaped_and_utf8_values_are_orjsons_own() -> None:
     assert parse_nginx_json(line_of({**tokens_of(BASE), "user": b'"\xff"'})).lossy_utf8
 
 
+# Bytes that the string reader must look at, and the printable ones at the edges of the plain
+# range (passed over 8 at a time): as raw JSON string content.
+SPECIAL = [b'\\"', b"\\\\", b"\\n", b"\x01", b"\x1f", b"\x00", b"\x7f", b"\x80", b"\xff",
+           "\u00e9".encode(), b"\xe2\x82", b'"']  # fmt: skip
+EDGES = [b" ", b"~", b"!", b"#", b"[", b"]"]
+
+
+@pytest.mark.parametrize("special", SPECIAL + EDGES)
+def test_a_byte_at_any_place_of_a_word_is_read_as_orjson_reads_it(special: bytes) -> None:
+    """`read_string` passes over plain bytes 8 at a time: a byte it must look at (or a plain
+    one at the edge of the range) at every place of the first three words, and strings that
+    end at every place, read as orjson reads them (or declined, then the line's own path)."""
+    lay = layout_of(KEYS)
+    for size in range(25):
+        for at in range(size + 1):
+            text = b"a" * at + special + b"b" * (size - at)
+            line = line_of({**tokens_of(BASE), "user": b'"' + text + b'"'})
+            got = raw(line, lay)
+            try:
+                want: Any = via_orjson(line)
+            except orjson.JSONDecodeError:
+                want = "refused"
+            if got is not None:
+                assert want != "refused" and same(got, want), (special, size, at)
+            else:
+                assert want == "refused" or special not in EDGES, (special, size, at)
+
+
 def test_headers_keep_line_order_and_the_later_of_one_name() -> None:
     d = dict(BASE, resp_x_a="1", **{"resp_x-a": "2"}, resp_x_b="3")
     lay = layout_of(list(d))
