@@ -101,13 +101,19 @@ def record_crc(seq: int, payload: bytes) -> int:
     return zlib.crc32(payload, zlib.crc32(_SEQ.pack(seq)))
 
 
-def encode_records(first_seq: int, payloads: list[bytes]) -> list[bytes]:
-    """Each payload as a record (header + payload), numbered from `first_seq`."""
+def record_headers(first_seq: int, payloads: list[bytes]) -> list[bytes]:
+    """Each payload's record header, numbered from `first_seq` (the record is the header, then
+    the payload: the spool writes the two side by side, never a copy of them joined)."""
     pack, seq_pack, crc32 = HEADER.pack, _SEQ.pack, zlib.crc32  # record_crc, inline
     return [
-        pack(len(p), crc32(p, crc32(seq_pack(seq))), seq) + p
+        pack(len(p), crc32(p, crc32(seq_pack(seq))), seq)
         for seq, p in enumerate(payloads, first_seq)
     ]
+
+
+def encode_records(first_seq: int, payloads: list[bytes]) -> list[bytes]:
+    """Each payload as a record (header + payload), numbered from `first_seq`."""
+    return list(map(bytes.__add__, record_headers(first_seq, payloads), payloads))
 
 
 @dataclass
