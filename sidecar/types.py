@@ -179,10 +179,12 @@ class BodyRecord:
     truncated: bool = False
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Positions:
     """Which source bytes a request came from (issue 8; only sources/ledger.py reads it):
-    per tailed file key, the start offset of the first batch in which the request appeared."""
+    per tailed file key, the start offset of the first batch in which the request appeared.
+    Compared and hashed by identity: the ledger holds the object itself (two requests with one
+    id have two)."""
 
     rid: str
     at: dict[str, int] = field(default_factory=dict)

@@ -15,12 +15,12 @@ if TYPE_CHECKING:
 class PositionNotes:
     _pending: dict[str, Pending]
 
-    def note_positions(self, rids: list[str], key: str, offset: int) -> list[str]:
+    def note_positions(self, rids: list[str], key: str, offset: int) -> list[Positions]:
         """Record that requests `rids` (pending after a batch of file `key` starting at `offset`)
-        have lines there; return the ids newly recorded for this file (the caller holds their
-        position in the ledger). Requests completed by the batch are not pending: the caller
+        have lines there; return the positions newly recorded for this file (the caller holds
+        them in the ledger). Requests completed by the batch are not pending: the caller
         records those on `Completed.positions` itself."""
-        new: list[str] = []
+        new: list[Positions] = []
         pending = self._pending
         for rid in rids:
             p = pending.get(rid)
@@ -28,10 +28,10 @@ class PositionNotes:
                 continue
             pos = p.positions
             if pos is None:
-                p.positions = Positions(rid, {key: offset})
+                pos = p.positions = Positions(rid, {key: offset})
             elif key not in pos.at:
                 pos.at[key] = offset
             else:
                 continue
-            new.append(rid)
+            new.append(pos)
         return new

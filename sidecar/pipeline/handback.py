@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+from operator import attrgetter
 from typing import Any
 
 from sidecar.join import Joiner
@@ -14,6 +15,7 @@ from sidecar.sources.tail import LineBatch, Tailer
 from sidecar.types import Completed, OutEvent, Positions
 
 log = logging.getLogger("sidecar.pipeline")
+_positions = attrgetter("positions")
 
 
 class HandbackMixin:
@@ -51,7 +53,7 @@ class HandbackMixin:
         before any of `out` is handed on: a position is always held before it can be released.
         The caller then marks the batch processed (`ledger.processed`) once all of it is in the
         join."""
-        key, start, ledger = batch.key, batch.start_offset, self.ledger
+        key, start = batch.key, batch.start_offset
         held = joiner.note_positions(rids, key, start)  # a new list; the completed are added
         if out:
             fed = set(rids)
@@ -59,19 +61,18 @@ class HandbackMixin:
                 rid = c.request_id
                 if rid not in fed:
                     continue
-                if c.positions is None:
-                    c.positions = Positions(rid, {key: start})
-                elif key in c.positions.at:
+                pos = c.positions
+                if pos is None:
+                    pos = c.positions = Positions(rid, {key: start})
+                elif key in pos.at:
                     continue
                 else:
-                    c.positions.at[key] = start
-                held.append(rid)
-        ledger.hold_all(key, start, held)
+                    pos.at[key] = start
+                held.append(pos)
+        self.ledger.hold_all(key, held)
 
     def _events_durable(self, events: list[OutEvent]) -> None:
         """Contract 1: the spool calls this once `events` are fsync'd. Releases their positions
         so that the tail checkpoints can move on."""
-        release = self.ledger.release
-        for ev in events:
-            release(ev.positions)
+        self.ledger.release_all(list(map(_positions, events)))
         self.keeper.soon()

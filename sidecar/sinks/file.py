@@ -54,7 +54,8 @@ class FileSink:
             lines = [self._envelope(p) for p in payloads]
         else:
             try:  # body_json of each record, inline: the body follows the second newline
-                lines = [p[p.index(b"\n", p.index(b"\n") + 1) + 1 :] for p in payloads]
+                # (a view of it: the join below is its only copy)
+                lines = [memoryview(p)[p.index(b"\n", p.index(b"\n") + 1) + 1 :] for p in payloads]
             except ValueError:  # a record of the earlier format (no newline) among them
                 lines = [body_json(p) for p in payloads]
         n = len(lines)

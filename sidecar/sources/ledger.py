@@ -5,18 +5,20 @@ half, then its event waits for the sink (or spool) to make it durable. The ledge
 file identity key:
 
 - `processed` (R): the end of the last batch handed to parse + join;
-- `held`: a multiset of offsets, one per (request, file) still outstanding. The offset is the
-  START of the first batch of that file in which the request appeared (conservative: re-reading
-  from there finds all its lines). A position is held from the moment the join takes the request
-  until its event is durable (`release`), or until its failure is set aside;
-- `ids`: the request ids holding positions in this file (saved as `replay_ids`).
+- `held`: the requests still outstanding that have lines in this file, as their `Positions`
+  (by identity: two requests with one id are two). `Positions.at[key]` is the START of the first
+  batch of that file in which the request appeared (conservative: re-reading from there finds
+  all its lines). A position is held from the moment the join takes the request until its event
+  is durable (`release_all`, a spool batch at a time: set operations, no Python step per
+  request), or until its failure is set aside (`release`). Their ids are saved as `replay_ids`.
 
-The committed offset is X = min of `held` and `processed`. After a restart the file is read again
-from X: lines below the saved R belong either to a `replay_ids` request (fed to the join again,
-so the request is rebuilt whole and its event is identical) or to a request whose event was
-already durable (skipped). `replaying(key, start)` tells the pipeline which case applies. The
-carried replay set is live: a replayed request whose event became durable leaves it, so a second
-crash during the replay cannot feed half of it again.
+The committed offset is X = the lowest offset held, or `processed` (computed when a checkpoint
+is written, a few times a second, rather than kept up to date per request). After a restart the
+file is read again from X: lines below the saved R belong either to a `replay_ids` request (fed
+to the join again, so the request is rebuilt whole and its event is identical) or to a request
+whose event was already durable (skipped). `replaying(key, start)` tells the pipeline which case
+applies. The carried replay set is live: a replayed request whose event became durable leaves
+it, so a second crash during the replay cannot feed half of it again.
 
 Nothing here does I/O; the pipeline (`pipeline/handback.py`) calls it, `checkpoint.py` saves
 what `commit_info` says.
@@ -24,16 +26,19 @@ what `commit_info` says.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 
 from sidecar.types import Positions
+
+_at, _rid = attrgetter("at"), attrgetter("rid")
 
 
 @dataclass(slots=True)
 class _File:
     processed: int = 0
-    held: dict[int, int] = field(default_factory=dict)  # offset -> count
-    ids: dict[str, int] = field(default_factory=dict)  # request id -> count
+    held: set[Positions] = field(default_factory=set)  # each has its offset here in `at[key]`
     replay_until: int = 0  # R of the checkpoint this run started from
     replay_ids: set[str] = field(default_factory=set)  # still to be fed below replay_until
 
@@ -73,57 +78,46 @@ class Ledger:
             return None
         return f.replay_ids
 
-    def hold(self, key: str, offset: int, rid: str) -> None:
-        """Request `rid`, fed from the batch at `offset`, waits: the offset holds until the
-        request's event is durable (`release`)."""
-        self.hold_all(key, offset, [rid])
-
-    def hold_all(self, key: str, offset: int, rids: list[str]) -> None:
-        """`hold(key, offset, rid)` for each of `rids` (a batch's requests), in one call."""
-        if not rids:
-            return
-        f = self._file(key)
-        f.held[offset] = f.held.get(offset, 0) + len(rids)
-        ids = f.ids
-        for rid in rids:
-            ids[rid] = ids.get(rid, 0) + 1
+    def hold_all(self, key: str, held: list[Positions]) -> None:
+        """The requests of `held` (a batch's), fed from the batch at `at[key]` (set by the
+        caller), wait: that offset holds until the request's event is durable (`release`)."""
+        if held:
+            self._file(key).held.update(held)
 
     def release(self, pos: Positions | None) -> None:
         """The request's event is durable (or set aside): its positions no longer hold."""
-        if pos is None:
-            return
-        rid = pos.rid
-        for key, offset in pos.at.items():
-            f = self._files.get(key)
-            if f is None:
-                continue
-            n = f.held.get(offset, 0)
-            if n > 1:
-                f.held[offset] = n - 1
-            elif n == 1:
-                del f.held[offset]
-            c = f.ids.get(rid, 0)
-            if c > 1:
-                f.ids[rid] = c - 1
-            elif c == 1:
-                del f.ids[rid]
-            f.replay_ids.discard(rid)
+        if pos is not None:
+            self.release_all((pos,))
+
+    def release_all(self, positions: Iterable[Positions | None]) -> None:
+        """`release` each of `positions` (a spool batch's events'; None: nothing held)."""
+        positions = positions if isinstance(positions, (list, tuple)) else list(positions)
+        for key, f in self._files.items():
+            if f.held:
+                f.held.difference_update(positions)
+            if f.replay_ids:  # only while a restart replays: a durable request leaves the set
+                f.replay_ids.difference_update(
+                    [p.rid for p in positions if p is not None and key in p.at]
+                )
 
     def commit_info(self, key: str) -> tuple[int, int, list[str]] | None:
         """(X, R, replay ids) for the checkpoint, or None for a file never read."""
         f = self._files.get(key)
         if f is None:
             return None
-        x = min(min(f.held), f.processed) if f.held else f.processed
+        held = f.held
+        x = min(f.processed, min(map(itemgetter(key), map(_at, held)))) if held else f.processed
         r = max(f.processed, f.replay_until)
-        ids = set(f.ids)
+        if x >= r:
+            return x, r, []
+        ids = set(map(_rid, held))
         if f.replay_until:
             ids |= f.replay_ids
-        return x, r, sorted(ids) if x < r else []
+        return x, r, sorted(ids)
 
     def outstanding(self) -> int:
         """Positions still held (requests in the join or events not yet durable)."""
-        return sum(sum(f.held.values()) for f in self._files.values())
+        return sum(len(f.held) for f in self._files.values())
 
     def forget(self, key: str) -> None:
         self._files.pop(key, None)

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 import time
 from bisect import bisect_left, bisect_right
 from collections import deque
@@ -45,8 +46,8 @@ from sidecar.spool.segment import (
     SUFFIX,
     Segment,
     encode_event,
-    encode_records,
     fsync_dir,
+    record_headers,
     scan,
     segment_name,
 )
@@ -62,7 +63,10 @@ FULL_WARNING_EVERY_SECS = 60.0
 # rather than read back from their segment file.
 RECENT_BYTES = 4 << 20
 WRITE_RETRY_SECS = 5.0
-_write_fd = os.write  # the one write call (a test makes it fail like a full disk)
+_payload = attrgetter("payload")
+_write_fd = os.writev  # the one write call (a test makes it fail like a full disk)
+# Buffers per write call: the kernel takes at most IOV_MAX (1024 on Linux).
+_IOV_MAX = 1024 if sys.platform == "linux" else 16
 
 
 class Spool:
@@ -222,7 +226,9 @@ class Spool:
         """Write `events` durably (see the module doc), as much at a time as the cap allows.
         Returns False when `give_up` was set while waiting for room (the events not written
         by then are dropped: they were never confirmed durable)."""
-        payloads = [encode_event(ev) for ev in events]
+        payloads = list(map(_payload, events))  # enrichment made them
+        if None in payloads:
+            payloads = [encode_event(ev) for ev in events]
         total = HEADER_SIZE * len(payloads) + sum(map(len, payloads))
         i = 0
         while i < len(events):
@@ -251,14 +257,15 @@ class Spool:
         it works or `give_up`. Returns how many events are now durable."""
         done = 0
         while done < len(events):
-            records = encode_records(self._next_seq, payloads[done:])
+            rest = payloads[done:] if done else payloads
+            headers = record_headers(self._next_seq, rest)
             wait = self._last_fsync + self.fsync_interval_secs - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             self._writing = True
             placed: list[tuple[Segment, int, int]] = []
             try:
-                n, err = await asyncio.to_thread(self._write, records, placed)
+                n, err = await asyncio.to_thread(self._write, headers, rest, placed)
             finally:
                 self._writing = False
             self._last_fsync = time.monotonic()
@@ -267,7 +274,7 @@ class Spool:
                 self._next_seq += n
                 self._durable_seq = self._next_seq - 1
                 self.stats["spool_events_written_total"] += n
-                self.stats["spool_bytes_written_total"] += sum(map(len, records[:n]))
+                self.stats["spool_bytes_written_total"] += n * HEADER_SIZE + sum(map(len, rest[:n]))
                 self._data.set()
                 if self.on_durable is not None:
                     self.on_durable(events[done : done + n])
@@ -338,43 +345,40 @@ class Spool:
         return range(self.recent[0].first, last.first + len(last.payloads))
 
     def _write(
-        self, records: list[bytes], placed: list[tuple[Segment, int, int]]
+        self, headers: list[bytes], payloads: list[bytes], placed: list[tuple[Segment, int, int]]
     ) -> tuple[int, OSError | None]:
-        """Runs in a worker thread: append to the active segment (rotating it), fsync per
-        segment. On an error the segment is cut back to its last durable byte. Returns the
-        records written durably and the error, if any; adds (segment, offset, count) of each
-        run written durably to `placed`."""
-        i = 0
+        """Runs in a worker thread: append the records (each header, then its payload) to the
+        active segment (rotating it), fsync per segment. On an error the segment is cut back to
+        its last durable byte. Returns the records written durably and the error, if any; adds
+        (segment, offset, count) of each run written durably to `placed`."""
+        ends = list(accumulate(map(HEADER_SIZE.__add__, map(len, payloads))))  # record bytes
+        n = len(payloads)
+        i = base = 0  # records i.. (from byte `base` of the batch) are still to write
         try:
-            while i < len(records):
+            while i < n:
                 seg = self._segments[-1] if self._segments else None
                 if seg is None or self._wfd is None or seg.size >= self.segment_bytes:
                     seg = self._new_segment(self._next_seq + i)
-                chunk = records[i:] if i else records
-                size = sum(map(len, chunk))
-                if seg.size + size - len(chunk[-1]) >= self.segment_bytes:
-                    # not all of them before the segment is full: up to the first past it
-                    chunk, size = [], 0
-                    while i + len(chunk) < len(records) and (
-                        not chunk or seg.size + size < self.segment_bytes
-                    ):
-                        chunk.append(records[i + len(chunk)])
-                        size += len(chunk[-1])
-                data = memoryview(b"".join(chunk))
+                # all of them, unless the segment is full before the last: up to the first
+                # record that reaches `segment_bytes`
+                j = min(n, bisect_left(ends, base + self.segment_bytes - seg.size, i) + 1)
+                bufs: list[bytes] = [b""] * (2 * (j - i))
+                bufs[0::2] = headers[i:j]
+                bufs[1::2] = payloads[i:j]
                 assert self._wfd is not None
                 try:
-                    while data:
-                        n = _write_fd(self._wfd, data)
-                        data = data[n:]
+                    for k in range(0, len(bufs), _IOV_MAX):
+                        _write_all(self._wfd, bufs[k : k + _IOV_MAX])
                     os.fsync(self._wfd)
                 except OSError:
                     with contextlib.suppress(OSError):
                         os.ftruncate(self._wfd, seg.size)
                     raise
-                placed.append((seg, seg.size, len(chunk)))
-                seg.last_seq += len(chunk)
-                seg.size += size
-                i += len(chunk)
+                placed.append((seg, seg.size, j - i))
+                seg.last_seq += j - i
+                seg.size += ends[j - 1] - base
+                base = ends[j - 1]
+                i = j
         except OSError as exc:
             return i, exc
         return i, None
@@ -496,6 +500,21 @@ class Spool:
         )
         self._cursors_dirty = False
         self._cursors_saved_at = time.monotonic()
+
+
+def _write_all(fd: int, bufs: list[bytes]) -> None:
+    """Write `bufs` (at most _IOV_MAX of them) in order, going on after a short write."""
+    left = sum(map(len, bufs))
+    while True:
+        n = _write_fd(fd, bufs)
+        left -= n
+        if not left:
+            return
+        k = 0
+        while n >= len(bufs[k]):  # the buffers written whole
+            n -= len(bufs[k])
+            k += 1
+        bufs = [memoryview(bufs[k])[n:], *bufs[k + 1 :]]
 
 
 __all__ = ["Spool"]

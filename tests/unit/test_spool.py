@@ -181,12 +181,13 @@ def test_a_failing_disk_pauses_the_spool_and_nothing_is_lost_or_damaged(
     real = disk._write_fd
     failures = {"left": 2}
 
-    def full_disk(fd: int, data: memoryview) -> int:
+    def full_disk(fd: int, bufs: list[bytes]) -> int:
         if failures["left"]:
             failures["left"] -= 1
-            real(fd, data[: len(data) // 2])  # half a batch reaches the file, then ENOSPC
+            data = b"".join(bufs)
+            real(fd, [data[: len(data) // 2]])  # half a batch reaches the file, then ENOSPC
             raise OSError(28, "No space left on device")
-        return real(fd, data)
+        return real(fd, bufs)
 
     async def main() -> None:
         durable: list[OutEvent] = []
@@ -213,6 +214,46 @@ def test_a_failing_disk_pauses_the_spool_and_nothing_is_lost_or_damaged(
     caplog.set_level(logging.WARNING, logger="sidecar.spool")
     asyncio.run(main())
     assert "Cannot write the spool" in caplog.text and "writable again" in caplog.text
+
+
+def test_short_writes_and_many_records_per_segment_keep_every_record_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spool writes each record's header and payload as separate buffers, at most
+    _IOV_MAX at a time: a kernel that takes only part of them (a short write, here at most 333
+    bytes, so cut inside headers and payloads) and batches of more records than one call
+    takes must still give every record whole, in order, in segments that scan clean."""
+    from sidecar.spool import disk
+    from sidecar.spool.segment import scan
+
+    real = disk._write_fd
+    calls: list[int] = []
+
+    def short(fd: int, bufs: list[bytes]) -> int:
+        calls.append(len(bufs))
+        return real(fd, [b"".join(bytes(b) for b in bufs)[:333]])
+
+    async def main() -> None:
+        monkeypatch.setattr(disk, "_write_fd", short)
+        durable: list[OutEvent] = []
+        sp = make(tmp_path, durable, segment_bytes=200_000)
+        batch = [ev(i, i % 97) for i in range(1500)]  # > _IOV_MAX / 2 records per segment
+        assert await sp.append(batch)
+        assert durable == batch and max(calls) == disk._IOV_MAX
+        segs = sorted((tmp_path / "spool" / "segments").iterdir())
+        assert len(segs) > 1
+        results = [scan(str(p)) for p in segs]
+        assert all(r.damage is None for r in results)
+        assert sum(r.count for r in results) == 1500
+        assert sp.stats["spool_bytes_written_total"] == sum(r.size for r in results)
+        await sp.close()
+        sp2 = make(tmp_path, segment_bytes=200_000)  # read back from the files, not memory
+        r = sp2.reader("file")
+        sp2.finish_input()
+        assert await drain(r) == [f"e{i}" for i in range(1500)]
+        await sp2.close()
+
+    asyncio.run(main())
 
 
 def test_the_pipeline_serialises_an_event_once_and_the_spool_keeps_that_record(
