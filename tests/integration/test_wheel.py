@@ -55,7 +55,6 @@ def test_wheel_installs_and_runs_on_a_host(tmp_path: Path) -> None:
             "_bodylines",
             "_bodyscan",
             "_ratelimit",
-            "_records",
             "_splitlines",
             "_tailscan",
             "_textscan",
