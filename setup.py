@@ -21,7 +21,6 @@ setup(
             ("sidecar.enrich._ratelimit", "sidecar/enrich/_ratelimit.c"),
             ("sidecar.parse._tailscan", "sidecar/parse/_tailscan.c"),
             ("sidecar.join._bodylines", "sidecar/join/_bodylines.c"),
-            ("sidecar.spool._records", "sidecar/spool/_records.c"),
         ]
     ]
 )

@@ -6,9 +6,8 @@ when `LLM_HEC_SIDECAR_PURE=1` is set (tests and A/B benchmarks): `sidecar.parse.
 `sidecar.parse._textscan` (sidecar/parse/textscan.py: the text mode's walk),
 `sidecar.parse._accessscan` (sidecar/parse/access.py), `sidecar.enrich._ratelimit`
 (sidecar/enrich/ratelimit.py), `sidecar.parse._tailscan` (sidecar/parse/tailscan.py: a chat
-stream's usual end), `sidecar.join._bodylines` (sidecar/join/bodylines.py, and the
-line times of sidecar/join/pending.py) and `sidecar.spool._records` (sidecar/spool/segment.py:
-the spool's record headers, used only where the CPU has carry-less multiplication).
+stream's usual end) and `sidecar.join._bodylines` (sidecar/join/bodylines.py, and the
+line times of sidecar/join/pending.py).
 """
 
 from __future__ import annotations

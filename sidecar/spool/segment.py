@@ -20,13 +20,11 @@ import operator
 import os
 import struct
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from sidecar import native
 from sidecar.types import OutEvent
 
 HEADER = struct.Struct("<IIQ")
@@ -103,31 +101,14 @@ def record_crc(seq: int, payload: bytes) -> int:
     return zlib.crc32(payload, zlib.crc32(_SEQ.pack(seq)))
 
 
-def _record_headers_pure(first_seq: int, payloads: list[bytes]) -> list[bytes]:
-    """`record_headers`' twin in Python (zlib's CRC-32), for when `_records` is not there."""
+def record_headers(first_seq: int, payloads: list[bytes]) -> list[bytes]:
+    """Each payload's record header, numbered from `first_seq` (the record is the header, then
+    the payload: the spool writes the two side by side, never a copy of them joined)."""
     pack, seq_pack, crc32 = HEADER.pack, _SEQ.pack, zlib.crc32  # record_crc, inline
     return [
         pack(len(p), crc32(p, crc32(seq_pack(seq))), seq)
         for seq, p in enumerate(payloads, first_seq)
     ]
-
-
-_records = native.load("sidecar.spool._records")
-# the C headers when this CPU has carry-less multiplication for the CRC (else zlib's is faster)
-_headers: Callable[[int, list[bytes]], list[bytes]] = (
-    _records.record_headers if _records is not None and _records.CLMUL else _record_headers_pure
-)
-_SEQ_END = 1 << 64
-
-
-def record_headers(first_seq: int, payloads: list[bytes]) -> list[bytes]:
-    """Each payload's record header, numbered from `first_seq` (the record is the header, then
-    the payload: the spool writes the two side by side, never a copy of them joined). The
-    CRC-32 is the spool's largest cost per record: `_records.c` computes it (and the whole
-    header) 64 bytes at a time where the CPU can, four times faster than zlib 1.2."""
-    if not 0 <= first_seq <= _SEQ_END - max(len(payloads), 1):
-        raise OverflowError(f"record sequence {first_seq} + {len(payloads)} past 2**64 - 1")
-    return _headers(first_seq, payloads)
 
 
 def encode_records(first_seq: int, payloads: list[bytes]) -> list[bytes]:
