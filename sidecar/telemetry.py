@@ -7,6 +7,7 @@ integer nano-USD, never as floats.
 from __future__ import annotations
 
 import bisect
+import operator
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -27,6 +28,19 @@ class _Row:
     estimated: int = 0
 
 
+# The event fields observe_event reads, in the order it unpacks them.
+OBSERVED_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "estimated_cost_usd",
+    "model",
+    "status",
+    "provider",
+    "tenant",
+    "cost_status",
+    "tokens_estimated",
+)
+_observed = operator.itemgetter(*OBSERVED_KEYS)
 ROW_CACHE_MAX = 4096  # label sets whose rows observe_event keeps (bounded memory)
 OTHER = "other"  # the label value of series beyond the cardinality cap
 # HEC request latency buckets (seconds), Prometheus' defaults stretched to the request timeout.
@@ -148,13 +162,17 @@ class Telemetry:
         self.counters["records_set_aside_total"] += 1
 
     def observe_event(self, body: dict[str, Any]) -> None:
-        get = body.get
-        input_tokens = get("input_tokens") or 0
-        output_tokens = get("output_tokens") or 0
-        cost = get("estimated_cost_usd")
+        try:  # every key is there in a usage event: one call reads them all
+            values = _observed(body)
+        except KeyError:
+            values = tuple(map(body.get, OBSERVED_KEYS))
+        input_tokens, output_tokens, cost, model, status, provider, tenant, cost_status, est = (
+            values
+        )
+        input_tokens = input_tokens or 0
+        output_tokens = output_tokens or 0
         nusd = round(cost * NANO) if cost else 0  # exact: the float is nusd / 1e9
-        model = get("model")
-        key = (model, get("status"), get("provider"), get("tenant"))
+        key = (model, status, provider, tenant)
         rows = self._rows.get(key)
         if rows is None:
             rows = self._rows_for(key)
@@ -169,10 +187,10 @@ class Telemetry:
         if nusd:
             by_model.cost_nusd += nusd
             by_status.cost_nusd += nusd
-        if get("cost_status") == "unpriced_model":
+        if cost_status == "unpriced_model":
             by_model.unpriced += 1
             by_status.unpriced += 1
-        if get("tokens_estimated"):
+        if est:
             by_model.estimated += 1
             by_status.estimated += 1
         self.counters["events_emitted_total"] += 1
