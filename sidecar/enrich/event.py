@@ -170,27 +170,31 @@ class Enricher:
         media_uncounted = False
         partial = usage is not None and parsed.usage_partial
         request_body = a.request_body if a is not None else None
-        hidden = parsed.is_stream and self.estimator.reasons_hidden(parsed, model)
-        if (
+        # A calibration sample (a complete stream parsed with its text), or a request whose
+        # tokens may be estimated: only these ask whether the model reasons in hidden tokens.
+        sample = (
             usage is not None
             and not partial
             and parsed.terminal_seen
-            and (parsed.output_text or parsed.output_extra_tokens)
-        ):
+            and bool(parsed.output_text or parsed.output_extra_tokens)
+        )
+        may_estimate = (usage is None or partial) and self.estimate_missing
+        hidden = (
+            (sample or may_estimate)
+            and parsed.is_stream
+            and self.estimator.reasons_hidden(parsed, model)
+        )
+        if sample:
             timing = stream_timing(c) if hidden else None
             self.estimator.observe(parsed, model=model, timing=timing, request_body=request_body)
         # Estimate when the provider gave no usage (or only a snapshot from before the cut) and
         # there is something to count: streamed text, a reasoning model's stream that ran (its
         # hidden tokens), or the logged request of a request that reached the model (a
         # cancelled or unfinished one; errors before the model are free).
-        if (
-            (usage is None or partial)
-            and self.estimate_missing
-            and (
-                bool(parsed.output_text or c.prior_text)
-                or (hidden and c.has_body())
-                or (request_body is not None and status in (STATUS_OK, STATUS_CANCELLED))
-            )
+        if may_estimate and (
+            bool(parsed.output_text or c.prior_text)
+            or (hidden and c.has_body())
+            or (request_body is not None and status in (STATUS_OK, STATUS_CANCELLED))
         ):
             est = self.estimator.estimate(
                 parsed,
