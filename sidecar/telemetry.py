@@ -113,18 +113,12 @@ class Series:
 
 
 @dataclass(slots=True)
-class _LabelSet:
+class _LabelSet(_Row):
     """The counts of one label set (model, status, provider, tenant) not yet added to the
     tables (`Telemetry._fold`), and its (provider, model, tenant) cost series, made at its
     first cost."""
 
-    key: tuple[Any, Any, Any, Any]
-    requests: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_nusd: int = 0
-    unpriced: int = 0
-    estimated: int = 0
+    key: tuple[Any, Any, Any, Any] = (None, None, None, None)
     cost_row: _Series | None = None
 
 
@@ -237,7 +231,7 @@ class Telemetry:
         ROW_CACHE_MAX label sets (tenants can be many). Past it, a row for this event alone:
         the rows met before it are added to the tables first, so the series are made in the
         order their label sets were met."""
-        row = _LabelSet(key)
+        row = _LabelSet(key=key)
         if len(self._rows) < ROW_CACHE_MAX:
             self._rows[key] = row
         else:
