@@ -7,6 +7,7 @@ integer nano-USD, never as floats.
 from __future__ import annotations
 
 import bisect
+import operator
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -27,6 +28,19 @@ class _Row:
     estimated: int = 0
 
 
+# The event fields observe_event reads, in the order it unpacks them.
+OBSERVED_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "estimated_cost_usd",
+    "model",
+    "status",
+    "provider",
+    "tenant",
+    "cost_status",
+    "tokens_estimated",
+)
+_observed = operator.itemgetter(*OBSERVED_KEYS)
 ROW_CACHE_MAX = 4096  # label sets whose rows observe_event keeps (bounded memory)
 OTHER = "other"  # the label value of series beyond the cardinality cap
 # HEC request latency buckets (seconds), Prometheus' defaults stretched to the request timeout.
@@ -98,20 +112,51 @@ class Series:
         return self._row(self.by_pmt, (provider, model, tenant))
 
 
+@dataclass(slots=True)
+class _LabelSet(_Row):
+    """The counts of one label set (model, status, provider, tenant) not yet added to the
+    tables (`Telemetry._fold`), and its (provider, model, tenant) cost series, made at its
+    first cost."""
+
+    key: tuple[Any, Any, Any, Any] = (None, None, None, None)
+    cost_row: _Series | None = None
+
+
 @dataclass
 class Telemetry:
+    """Counters and the per-label-set sums. `observe_event` adds an event to its label set's row
+    only; the tables (`by_model`, `by_status` and the (provider, model, status) `series`) get
+    the rows' counts when read, in the order the label sets were met (the series' cap counts
+    them in that order, as if added one by one)."""
+
     counters: Counter[str] = field(default_factory=Counter)
     malformed: Counter[str] = field(default_factory=Counter)  # reason -> count
     fields_invalid: Counter[str] = field(default_factory=Counter)  # field -> count (nulled)
-    by_model: dict[str, _Row] = field(default_factory=lambda: defaultdict(_Row))
-    by_status: dict[str, _Row] = field(default_factory=lambda: defaultdict(_Row))
+    _by_model: dict[str, _Row] = field(default_factory=lambda: defaultdict(_Row))
+    _by_status: dict[str, _Row] = field(default_factory=lambda: defaultdict(_Row))
     estimation: dict[str, Any] = field(default_factory=dict)  # TokenEstimator.metrics()
     set_aside_path: str | None = None
     set_aside_cap: int = 100_000
-    series: Series = field(default_factory=Series)  # /metrics label sets (capped)
+    _series: Series = field(default_factory=Series)  # /metrics label sets (capped)
     hec_latency: Histogram = field(default_factory=Histogram)  # HEC request durations
     _set_aside_fh: Any = None
-    _rows: dict[tuple[Any, Any, Any, Any], list[Any]] = field(default_factory=dict)
+    _rows: dict[tuple[Any, Any, Any, Any], _LabelSet] = field(default_factory=dict)
+    _unfolded: list[_LabelSet] = field(default_factory=list)  # rows with counts, met order
+
+    @property
+    def by_model(self) -> dict[str, _Row]:
+        self._fold()
+        return self._by_model
+
+    @property
+    def by_status(self) -> dict[str, _Row]:
+        self._fold()
+        return self._by_status
+
+    @property
+    def series(self) -> Series:
+        self._fold()
+        return self._series
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
@@ -148,61 +193,73 @@ class Telemetry:
         self.counters["records_set_aside_total"] += 1
 
     def observe_event(self, body: dict[str, Any]) -> None:
-        get = body.get
-        input_tokens = get("input_tokens") or 0
-        output_tokens = get("output_tokens") or 0
-        cost = get("estimated_cost_usd")
+        try:  # every key is there in a usage event: one call reads them all
+            values = _observed(body)
+        except KeyError:
+            values = tuple(map(body.get, OBSERVED_KEYS))
+        input_tokens, output_tokens, cost, model, status, provider, tenant, cost_status, est = (
+            values
+        )
         nusd = round(cost * NANO) if cost else 0  # exact: the float is nusd / 1e9
-        model = get("model")
-        key = (model, get("status"), get("provider"), get("tenant"))
-        rows = self._rows.get(key)
-        if rows is None:
-            rows = self._rows_for(key)
-        by_model, by_status, r, r_cost = rows
-        # the two summary rows, written out (no loop): a request is one call here
-        by_model.requests += 1
-        by_model.input_tokens += input_tokens
-        by_model.output_tokens += output_tokens
-        by_status.requests += 1
-        by_status.input_tokens += input_tokens
-        by_status.output_tokens += output_tokens
+        key = (model, status, provider, tenant)
+        row = self._rows.get(key)
+        if row is None:
+            row = self._row_for(key)
+        if not row.requests:
+            self._unfolded.append(row)
+        row.requests += 1
+        if input_tokens:
+            row.input_tokens += input_tokens
+        if output_tokens:
+            row.output_tokens += output_tokens
         if nusd:
-            by_model.cost_nusd += nusd
-            by_status.cost_nusd += nusd
-        if get("cost_status") == "unpriced_model":
-            by_model.unpriced += 1
-            by_status.unpriced += 1
-        if get("tokens_estimated"):
-            by_model.estimated += 1
-            by_status.estimated += 1
-        self.counters["events_emitted_total"] += 1
-        r.requests += 1
-        r.input_tokens += input_tokens
-        r.output_tokens += output_tokens
-        if nusd:
-            if r_cost is None:  # made at the first cost, as Series.add does (the cap counts it)
-                r_cost = rows[3] = self.series.pmt_row(
-                    key[2] or "unknown", model or "unknown", key[3] or ""
+            row.cost_nusd += nusd
+            cost_row = row.cost_row
+            if cost_row is None:  # made at the first cost (the cap counts it then)
+                cost_row = row.cost_row = self._series.pmt_row(
+                    provider or "unknown", model or "unknown", tenant or ""
                 )
-            r_cost.cost_nusd += nusd
+            cost_row.cost_nusd += nusd
+        if cost_status == "unpriced_model":
+            row.unpriced += 1
+        if est:
+            row.estimated += 1
+        self.counters["events_emitted_total"] += 1
 
-    def _rows_for(self, key: tuple[Any, Any, Any, Any]) -> list[Any]:
-        """The rows one event's counts go to: by model, by status, and the /metrics series
-        (provider, model, status) and (provider, model, tenant), the last made at the first
-        cost. Kept per label set for the next events with the same labels, up to
-        ROW_CACHE_MAX label sets (tenants can be many: past it, looked up every time). Rows are
-        never removed from their tables, so a kept row stays the one a lookup would find."""
-        model, status, provider, _ = key
-        series = self.series
-        rows: list[Any] = [
-            self.by_model[model or "(no model)"],
-            self.by_status[status or "(no status)"],
-            series.pms_row(provider or "unknown", model or "unknown", status or "unknown"),
-            None,
-        ]
+    def _row_for(self, key: tuple[Any, Any, Any, Any]) -> _LabelSet:
+        """A new label set's row, kept for the next events with these labels up to
+        ROW_CACHE_MAX label sets (tenants can be many). Past it, a row for this event alone:
+        the rows met before it are added to the tables first, so the series are made in the
+        order their label sets were met."""
+        row = _LabelSet(key=key)
         if len(self._rows) < ROW_CACHE_MAX:
-            self._rows[key] = rows
-        return rows
+            self._rows[key] = row
+        else:
+            self._fold()
+        return row
+
+    def _fold(self) -> None:
+        """Add the rows' counts to the summary tables and the series, in the order met."""
+        if not self._unfolded:
+            return
+        by_model, by_status, series = self._by_model, self._by_status, self._series
+        for row in self._unfolded:
+            model, status, provider, _ = row.key
+            requests, inp, out = row.requests, row.input_tokens, row.output_tokens
+            for r in (by_model[model or "(no model)"], by_status[status or "(no status)"]):
+                r.requests += requests
+                r.input_tokens += inp
+                r.output_tokens += out
+                r.cost_nusd += row.cost_nusd
+                r.unpriced += row.unpriced
+                r.estimated += row.estimated
+            s = series.pms_row(provider or "unknown", model or "unknown", status or "unknown")
+            s.requests += requests
+            s.input_tokens += inp
+            s.output_tokens += out
+            row.requests = row.input_tokens = row.output_tokens = row.cost_nusd = 0
+            row.unpriced = row.estimated = 0
+        self._unfolded.clear()
 
     def close(self) -> None:
         if self._set_aside_fh is not None:

@@ -1,8 +1,8 @@
 /*
  * sidecar.enrich._ratelimit: the rate-limit fields of a response's usual headers, in C.
  *
- * limits(headers: dict, names: tuple[str * 8], kinds: bytes, keys: tuple[str * 9], now: float)
- *     -> dict | None
+ * limits(headers: dict, names: tuple[str * 8], kinds: bytes, keys: tuple[str * 9], now: float
+ *        [, into: dict]) -> dict | None
  *
  * `names` are the limit, remaining and reset headers of the requests family, the same of the
  * tokens family, then `retry-after-ms` and `retry-after`; `kinds` (6 bytes) says how each of the
@@ -21,6 +21,8 @@
  * int / int), and every value below 2^53. Anything else (another form, a value Python would
  * null, a retry header) returns None and the caller reads the headers in Python. Rounding is
  * float.__round__'s, exactly (sidecar/_round.h), so each number is the one Python computes.
+ * With `into` (the event being built), the fields are set in it and it is returned; on None it
+ * is left as it was.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -173,15 +175,17 @@ static PyObject *
 limits(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "limits takes 5 arguments");
+    if (nargs != 5 && nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "limits takes 5 or 6 arguments");
         return NULL;
     }
     PyObject *headers = args[0], *names = args[1], *kinds = args[2], *keys = args[3];
+    PyObject *into = nargs == 6 ? args[5] : NULL;
     if (!PyDict_Check(headers) || !PyTuple_Check(names) || PyTuple_GET_SIZE(names) != 8 ||
         !PyBytes_Check(kinds) || PyBytes_GET_SIZE(kinds) != 6 || !PyTuple_Check(keys) ||
-        PyTuple_GET_SIZE(keys) != 9 || !PyFloat_CheckExact(args[4])) {
-        PyErr_SetString(PyExc_TypeError, "limits(dict, 8 names, 6 kinds, 9 keys, float)");
+        PyTuple_GET_SIZE(keys) != 9 || !PyFloat_CheckExact(args[4]) ||
+        (into != NULL && !PyDict_CheckExact(into))) {
+        PyErr_SetString(PyExc_TypeError, "limits(dict, 8 names, 6 kinds, 9 keys, float[, dict])");
         return NULL;
     }
     double now = PyFloat_AS_DOUBLE(args[4]);
@@ -239,7 +243,7 @@ limits(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (sidecar_round(p, 2, &pct[f]) < 0)
             return NULL;
     }
-    PyObject *out = PyDict_New();
+    PyObject *out = into != NULL ? Py_NewRef(into) : PyDict_New();
     if (out == NULL)
         return NULL;
     for (int i = 0; i < 6; i++) {

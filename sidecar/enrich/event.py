@@ -9,8 +9,8 @@ than the rate-limit numbers.
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Callable
-from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,16 @@ from sidecar.types import (
     Usage,
 )
 
+# CPython's own SHA-256 (3.11: _sha256, 3.12+: _sha2): the same digest as hashlib's OpenSSL one
+# at less cost for a short input (no EVP context to set up, copy and clean per hash).
+try:
+    from _sha256 import sha256
+except ImportError:  # pragma: no cover - depends on the Python version and build
+    try:
+        from _sha2 import sha256  # type: ignore[no-redef]
+    except ImportError:
+        from hashlib import sha256  # type: ignore[assignment]
+
 SCHEMA = "llm_usage/1"
 PROVIDERS = frozenset({"openai", "azure", "anthropic", "gemini", "vertex", "other"})
 APIS = frozenset({"chat.completions", "responses", "messages", "generate_content", "embeddings"})
@@ -49,7 +59,8 @@ def _schema_keys() -> tuple[str, ...]:
     (sidecar/schema/llm_usage_1.json): every event has them all, the rate-limit fields
     (ratelimit.KEYS, which `parse_ratelimits` always returns) together in their order."""
     path = Path(__file__).resolve().parent.parent / "schema" / "llm_usage_1.json"
-    keys = tuple(loads(path.read_bytes())["required"])
+    # interned: the same objects as the constant keys `enrich` stores by (a pointer compare)
+    keys = tuple(map(sys.intern, loads(path.read_bytes())["required"]))
     i = keys.index(LIMIT_KEYS[0])
     if keys[i : i + len(LIMIT_KEYS)] != LIMIT_KEYS:
         raise RuntimeError("the schema lists the rate-limit fields apart from ratelimit.KEYS")
@@ -159,27 +170,31 @@ class Enricher:
         media_uncounted = False
         partial = usage is not None and parsed.usage_partial
         request_body = a.request_body if a is not None else None
-        hidden = parsed.is_stream and self.estimator.reasons_hidden(parsed, model)
-        if (
+        # A calibration sample (a complete stream parsed with its text), or a request whose
+        # tokens may be estimated: only these ask whether the model reasons in hidden tokens.
+        sample = (
             usage is not None
             and not partial
             and parsed.terminal_seen
-            and (parsed.output_text or parsed.output_extra_tokens)
-        ):
+            and bool(parsed.output_text or parsed.output_extra_tokens)
+        )
+        may_estimate = (usage is None or partial) and self.estimate_missing
+        hidden = (
+            (sample or may_estimate)
+            and parsed.is_stream
+            and self.estimator.reasons_hidden(parsed, model)
+        )
+        if sample:
             timing = stream_timing(c) if hidden else None
             self.estimator.observe(parsed, model=model, timing=timing, request_body=request_body)
         # Estimate when the provider gave no usage (or only a snapshot from before the cut) and
         # there is something to count: streamed text, a reasoning model's stream that ran (its
         # hidden tokens), or the logged request of a request that reached the model (a
         # cancelled or unfinished one; errors before the model are free).
-        if (
-            (usage is None or partial)
-            and self.estimate_missing
-            and (
-                bool(parsed.output_text or c.prior_text)
-                or (hidden and c.has_body())
-                or (request_body is not None and status in (STATUS_OK, STATUS_CANCELLED))
-            )
+        if may_estimate and (
+            bool(parsed.output_text or c.prior_text)
+            or (hidden and c.has_body())
+            or (request_body is not None and status in (STATUS_OK, STATUS_CANCELLED))
         ):
             est = self.estimator.estimate(
                 parsed,
@@ -232,12 +247,6 @@ class Enricher:
             )
 
         headers = a.response_headers if a is not None else _NO_HEADERS
-        limits = parse_ratelimits(
-            headers,
-            provider=provider,
-            now=end_time,
-            body_retry_after_secs=parsed.retry_after_secs,
-        )
         flags = self._flags(c, parsed, status)
         if input_unknown:
             flags.append("input_unknown")
@@ -291,7 +300,8 @@ class Enricher:
             api_key_id = retry_group = attempt = None
 
         # Filled in a copy of a template holding every key in schema order: a copy and one
-        # store per key cost about half of building a 60-key dict from a display.
+        # store per key cost about half of building a 60-key dict from a display (and less than
+        # dict(template, **fields): past 14 keywords the call builds a dict of them first).
         body = self._template.copy()
         body["event_id"] = _event_id(c)
         body["request_id"] = c.request_id
@@ -331,7 +341,6 @@ class Enricher:
         body["cost_status"] = cost.cost_status
         body["pricing_source"] = cost.pricing_source
         body["pricing_version"] = cost.pricing_version
-        body.update(limits)  # exactly ratelimit.KEYS, in the template's places
         body["user"] = user
         body["tenant"] = tenant
         body["api_key_id"] = api_key_id
@@ -341,6 +350,14 @@ class Enricher:
         body["calibration_ratio"] = calibration_ratio
         body["estimate_lower_bound"] = lower_bound
         body["flags"] = flags
+        # exactly ratelimit.KEYS, set in the template's places
+        parse_ratelimits(
+            headers,
+            provider=provider,
+            now=end_time,
+            body_retry_after_secs=parsed.retry_after_secs,
+            into=body,
+        )
         ev = OutEvent(body, end_time, c.source_path)  # positional: keywords cost about 3x
         ev.positions = c.positions
         return ev

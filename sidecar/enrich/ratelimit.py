@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from sidecar import native
 
@@ -246,8 +247,10 @@ def parse_ratelimits(
     provider: str | None,
     now: float,
     body_retry_after_secs: float | None = None,
-) -> dict[str, int | float | None]:
-    """The rate-limit fields of one response; every key of `KEYS`, None when unknown.
+    into: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The rate-limit fields of one response; every key of `KEYS`, None when unknown. With
+    `into` (the event being built), they are set in it and `into` is returned.
 
     - OpenAI / Azure: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`; resets are Go
       durations (Azure: bare numbers, read as seconds); a limit of `-1` (Azure) is unknown.
@@ -282,7 +285,11 @@ def parse_ratelimits(
         and type(now) is float
         and type(h) is dict
     ):
-        limits = _ratelimit.limits(h, names, kinds, KEYS, now)
+        limits = (
+            _ratelimit.limits(h, names, kinds, KEYS, now)
+            if into is None
+            else _ratelimit.limits(h, names, kinds, KEYS, now, into)
+        )
         if limits is not None:
             return limits  # the usual forms, read in C as below
     if anthropic:
@@ -324,9 +331,11 @@ def parse_ratelimits(
     top = max(
         lim_r or 0, rem_r or 0, lim_t or 0, rem_t or 0, reset_r or 0, reset_t or 0, retry or 0
     )
-    if top < _BOUND:
+    if top >= _BOUND:
+        for k, v in limits.items():
+            if v is not None and not -_BOUND < v < _BOUND:  # also NaN and infinities
+                limits[k] = None
+    if into is None:
         return limits
-    for k, v in limits.items():
-        if v is not None and not -_BOUND < v < _BOUND:  # also NaN and infinities
-            limits[k] = None
-    return limits
+    into.update(limits)
+    return into

@@ -40,12 +40,27 @@ NOW = 1772442000.4567
 def both(headers: Any, provider: str | None, now: Any, body: Any = None) -> tuple[Any, Any]:
     native = R._ratelimit
     try:
-        c = R.parse_ratelimits(headers, provider=provider, now=now, body_retry_after_secs=body)
+        c = read(headers, provider, now, body)
         R._ratelimit = None
-        pure = R.parse_ratelimits(headers, provider=provider, now=now, body_retry_after_secs=body)
+        pure = read(headers, provider, now, body)
     finally:
         R._ratelimit = native
     return c, pure
+
+
+def read(headers: Any, provider: str | None, now: Any, body: Any) -> dict[str, Any]:
+    """`parse_ratelimits`' dict; set in an event (`into`), the same values in their places and
+    nothing else changed."""
+    out = R.parse_ratelimits(headers, provider=provider, now=now, body_retry_after_secs=body)
+    event = {"before": 1, **dict.fromkeys(R.KEYS, "unset"), "after": 2}
+    got = R.parse_ratelimits(
+        headers, provider=provider, now=now, body_retry_after_secs=body, into=event
+    )
+    assert got is event
+    assert list(event) == ["before", *R.KEYS, "after"]
+    assert (event["before"], event["after"]) == (1, 2)
+    assert_same({k: event[k] for k in R.KEYS}, out)
+    return out
 
 
 def assert_same(c: dict[str, Any], pure: dict[str, Any]) -> None:
@@ -146,6 +161,21 @@ def test_limits_refuses_bad_arguments() -> None:
         R._ratelimit.limits(OPENAI, names, kinds, R.KEYS, 5)
     with pytest.raises(ValueError):
         R._ratelimit.limits(OPENAI, names, b"ccxccd", R.KEYS, NOW)
+    with pytest.raises(TypeError):  # `into` must be a plain dict
+        R._ratelimit.limits(OPENAI, names, kinds, R.KEYS, NOW, [])
+    with pytest.raises(TypeError):
+        R._ratelimit.limits(OPENAI, names, kinds, R.KEYS, NOW, {}, None)
+
+
+def test_limits_into_an_event_sets_its_fields_or_leaves_it_as_it_was() -> None:
+    names, kinds = R._GENERIC_NAMES, R._GENERIC_KINDS
+    event = {"schema": "x"}
+    assert R._ratelimit.limits(OPENAI, names, kinds, R.KEYS, NOW, event) is event
+    assert event == {"schema": "x", **R._ratelimit.limits(OPENAI, names, kinds, R.KEYS, NOW)}
+    event = {"schema": "x"}
+    declined = dict(OPENAI, **{"retry-after": "3"})
+    assert R._ratelimit.limits(declined, names, kinds, R.KEYS, NOW, event) is None
+    assert event == {"schema": "x"}
 
 
 VALUE = st.one_of(
@@ -182,5 +212,6 @@ def test_limits_does_not_leak() -> None:
     def calls() -> None:
         for h, names, kinds in cases:
             R._ratelimit.limits(h, names, kinds, R.KEYS, NOW)
+            R._ratelimit.limits(h, names, kinds, R.KEYS, NOW, dict.fromkeys(R.KEYS))
 
     assert grown_bytes(calls, warm=100) < 10_000

@@ -116,13 +116,16 @@ def test_metric_label_sets_are_capped_with_an_other_bucket() -> None:
     assert sum(s.value for s in m["llm_sidecar_cost_usd_total"]) == pytest.approx(5.0)
 
 
+@pytest.mark.parametrize("read_every", [0, 1, 3])
 @pytest.mark.parametrize("row_cache_max", [4096, 2])
 def test_observed_rows_kept_per_label_set_count_as_looked_up_each_time(
-    monkeypatch: pytest.MonkeyPatch, row_cache_max: int
+    monkeypatch: pytest.MonkeyPatch, row_cache_max: int, read_every: int
 ) -> None:
     """observe_event keeps each label set's rows: the sums and the capped series must be what
     looking them up for every event (Series.add) gives, also past the kept sets' bound, and a
-    label set's tenant series is made only at its first cost (the cap counts it)."""
+    label set's tenant series is made only at its first cost (the cap counts it); whether the
+    tables are read only at the end or every `read_every` events (the rows' counts are added
+    to them when read)."""
     monkeypatch.setattr(telemetry_mod, "ROW_CACHE_MAX", row_cache_max)
     events = []
     for i in range(40):
@@ -136,8 +139,10 @@ def test_observed_rows_kept_per_label_set_count_as_looked_up_each_time(
     t.series.cap = 6
     ref = Series(cap=6)
     by_model: dict = {}
-    for ev in events:
+    for i, ev in enumerate(events):
         t.observe_event(ev)
+        if read_every and i % read_every == 0:
+            assert sum(r.requests for r in t.by_status.values()) == i + 1
         cost = ev.get("estimated_cost_usd")
         nusd = round(cost * 1_000_000_000) if cost else 0
         ref.add(
