@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import sys
 from collections.abc import Callable
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +36,6 @@ from sidecar.types import (
     ParsedBody,
     Usage,
 )
-
-# CPython's own SHA-256 (3.11: _sha256, 3.12+: _sha2): the same digest as hashlib's OpenSSL one
-# at less cost for a short input (no EVP context to set up, copy and clean per hash).
-try:
-    from _sha256 import sha256
-except ImportError:  # pragma: no cover - depends on the Python version and build
-    try:
-        from _sha2 import sha256  # type: ignore[no-redef]
-    except ImportError:
-        from hashlib import sha256  # type: ignore[assignment]
 
 SCHEMA = "llm_usage/1"
 PROVIDERS = frozenset({"openai", "azure", "anthropic", "gemini", "vertex", "other"})

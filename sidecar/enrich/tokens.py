@@ -89,10 +89,6 @@ from sidecar.types import (
 
 WARMUP_SAMPLES = 20  # wants_sample: the first N completed streams of a model are all sampled
 MAX_MODELS = 1000  # models tracked for calibration; beyond, new models are not calibrated
-# `_stats`' memo of served names (spellings of the MAX_MODELS models): bounded, names up to
-# NAMED_MAX_CHARS characters, emptied when full
-NAMED_MAX = 4096
-NAMED_MAX_CHARS = 256
 # Hidden reasoning (gpt-5-mini pool: an OpenAI reasoning model's answer bills ~10 tokens beyond
 # its visible text and end token: the switch from the hidden channel to the final one; not
 # applied to other providers, whose answer counts hold no such framing).
@@ -118,7 +114,6 @@ class TokenEstimator:
     def __init__(self, cfg: Tokens) -> None:
         self.cfg = cfg
         self._models: dict[str, ModelStats] = {}
-        self._named: dict[str, ModelStats] = {}  # model name as served -> its _models entry
         self._heuristic_fallbacks = 0  # counts made with the character heuristic
         self._estimates: dict[str, int] = {}  # token_source -> estimates made
 
@@ -170,9 +165,6 @@ class TokenEstimator:
         return max(0, found[0] + found[1]) if found is not None else None
 
     def _stats(self, model: str | None, create: bool) -> ModelStats | None:
-        stats = self._named.get(model)  # type: ignore[arg-type]
-        if stats is not None:
-            return stats  # asked about on most requests: one lookup by the name as served
         if not model:
             return None
         key = normalise_model(model)
@@ -181,10 +173,6 @@ class TokenEstimator:
         stats = self._models.get(key)
         if stats is None and create and len(self._models) < MAX_MODELS:
             stats = self._models[key] = ModelStats()
-        if stats is not None and len(model) <= NAMED_MAX_CHARS:
-            if len(self._named) >= NAMED_MAX:
-                self._named.clear()
-            self._named[model] = stats  # never removed from _models: stays the one found there
         return stats
 
     def reasons_hidden(self, parsed: ParsedBody, model: str | None) -> bool:

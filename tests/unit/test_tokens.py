@@ -374,11 +374,9 @@ def test_is_degenerate_counts_the_pieces_as_one_text() -> None:
     assert seen == {True, False} and cal.is_degenerate([]) and cal.is_degenerate(["", ""])
 
 
-def test_stats_by_served_name_are_the_normalised_models(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`_stats` keeps the served names it was asked about: every spelling of a model finds the
-    one entry of its normalised name, also after the bounded memo is emptied; a name with no
-    entry yet (create=False) is not kept, so it finds the entry made later."""
-    monkeypatch.setattr(tk, "NAMED_MAX", 2)
+def test_stats_by_served_name_are_the_normalised_models() -> None:
+    """Every spelling of a model finds the one entry of its normalised name; a name with no
+    entry yet (create=False) finds the entry made later."""
     est = TokenEstimator(Tokens())
     assert est._stats("openai/GPT-4o", False) is None
     stats = est._stats("gpt-4o", True)
@@ -386,7 +384,6 @@ def test_stats_by_served_name_are_the_normalised_models(monkeypatch: pytest.Monk
     for _ in range(2):
         for name in ("openai/GPT-4o", "GPT-4o", "gpt-4o", "azure/gpt-4o"):
             assert est._stats(name, False) is stats
-            assert len(est._named) <= 2
     other = est._stats("claude-sonnet-4", True)
     assert other is not None and other is not stats
     assert est._stats("", True) is None and est._stats(None, True) is None
