@@ -47,7 +47,8 @@ class Frontier:
 
     @property
     def active(self) -> bool:
-        """Reading, with data in hand: its frontier says where it is."""
+        """Reading, with data in hand: its frontier says where it is. (`may_read` inlines its
+        negation: change both together.)"""
         return not self.done and self.idle_since is None
 
     def passed(self, t: float, now: float, settle: float, since: float) -> bool:

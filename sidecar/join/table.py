@@ -435,7 +435,7 @@ class Joiner(Storage, Expiry, PositionNotes):
             self.on_drop(p.positions)  # no event will carry them: release them now
 
     def _complete(self, rid: str, p: Pending, *, expired: bool) -> Completed:
-        if p.ts_due:
+        if p.ts_due:  # `settle`'s own test, inline (once per request)
             settle(p)
         if self._pending.get(rid) is p:
             del self._pending[rid]
@@ -450,7 +450,7 @@ class Joiner(Storage, Expiry, PositionNotes):
         )
         if dup and access is not None:
             self.stats["duplicate_request_id"] += 1
-        parts: list | BodyLines = unpacked(p) if p.packed else p.parts
+        parts: list | BodyLines = unpacked(p) if p.packed else p.parts  # `unpacked`'s test, inline
         if head is not None:
             parts = [head, *parts]
         n = p.lines + p.packed_lines + (head is not None)
