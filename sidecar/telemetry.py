@@ -228,9 +228,9 @@ class Telemetry:
 
     def _row_for(self, key: tuple[Any, Any, Any, Any]) -> _LabelSet:
         """A new label set's row, kept for the next events with these labels up to
-        ROW_CACHE_MAX label sets (tenants can be many). Past it, a row for this event alone:
-        the rows met before it are added to the tables first, so the series are made in the
-        order their label sets were met."""
+        ROW_CACHE_MAX label sets (tenants can be many). Past it, a row for this event alone,
+        and the rows waiting to be added (`_unfolded`) are added to the tables now: without
+        that, a run nobody reads (`run --once`, no /metrics) would keep one row per such event."""
         row = _LabelSet(key=key)
         if len(self._rows) < ROW_CACHE_MAX:
             self._rows[key] = row

@@ -181,10 +181,11 @@ class BodyRecord:
 
 @dataclass(slots=True, eq=False)
 class Positions:
-    """Which source bytes a request came from (issue 8; only sources/ledger.py reads it):
-    per tailed file key, the start offset of the first batch in which the request appeared.
-    Compared and hashed by identity: the ledger holds the object itself (two requests with one
-    id have two)."""
+    """Which source bytes a request came from (issue 8): per tailed file key, the start offset
+    of the first batch in which the request appeared. Set by the join and the hand-back, read
+    by the ledger. Compared and hashed by identity: the ledger holds the object itself (two
+    requests with one id have two), so the same object must travel from the join to the
+    event and back to the ledger."""
 
     rid: str
     at: dict[str, int] = field(default_factory=dict)

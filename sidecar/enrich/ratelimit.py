@@ -284,6 +284,7 @@ def parse_ratelimits(
         and body_retry_after_secs is None
         and type(now) is float
         and type(h) is dict
+        and (into is None or type(into) is dict)  # as C takes it
     ):
         limits = (
             _ratelimit.limits(h, names, kinds, KEYS, now)

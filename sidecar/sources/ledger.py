@@ -26,7 +26,7 @@ what `commit_info` says.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 
@@ -89,9 +89,8 @@ class Ledger:
         if pos is not None:
             self.release_all((pos,))
 
-    def release_all(self, positions: Iterable[Positions | None]) -> None:
+    def release_all(self, positions: Sequence[Positions | None]) -> None:
         """`release` each of `positions` (a spool batch's events'; None: nothing held)."""
-        positions = positions if isinstance(positions, (list, tuple)) else list(positions)
         for key, f in self._files.items():
             if f.held:
                 f.held.difference_update(positions)

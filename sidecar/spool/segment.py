@@ -112,7 +112,8 @@ def record_headers(first_seq: int, payloads: list[bytes]) -> list[bytes]:
 
 
 def encode_records(first_seq: int, payloads: list[bytes]) -> list[bytes]:
-    """Each payload as a record (header + payload), numbered from `first_seq`."""
+    """Each payload as a record (header + payload), numbered from `first_seq` (for tests and
+    tools: the spool writes headers beside payloads, `record_headers`)."""
     return list(map(bytes.__add__, record_headers(first_seq, payloads), payloads))
 
 

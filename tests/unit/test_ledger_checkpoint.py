@@ -49,7 +49,7 @@ def test_one_request_across_two_files_holds_both() -> None:
     assert led.commit_info(B)[0] == 80 and led.commit_info(K)[0] == 20  # type: ignore[index]
 
 
-def test_the_same_offset_held_twice_is_a_multiset() -> None:
+def test_two_requests_at_one_offset_hold_it_until_both_are_released() -> None:
     led = Ledger()
     a, _ = held(led, K, 5, "a", "b")
     led.processed(K, 9)

@@ -139,10 +139,12 @@ def test_observed_rows_kept_per_label_set_count_as_looked_up_each_time(
     t.series.cap = 6
     ref = Series(cap=6)
     by_model: dict = {}
+    by_status: dict = {}
     for i, ev in enumerate(events):
         t.observe_event(ev)
         if read_every and i % read_every == 0:
             assert sum(r.requests for r in t.by_status.values()) == i + 1
+        assert len(t._unfolded) <= row_cache_max + 1  # bounded when nobody reads
         cost = ev.get("estimated_cost_usd")
         nusd = round(cost * 1_000_000_000) if cost else 0
         ref.add(
@@ -154,21 +156,24 @@ def test_observed_rows_kept_per_label_set_count_as_looked_up_each_time(
             ev.get("output_tokens") or 0,
             nusd,
         )
-        row = by_model.setdefault(ev.get("model") or "(no model)", [0, 0, 0, 0, 0])
-        row[0] += 1
-        row[1] += ev.get("output_tokens") or 0
-        row[2] += nusd
-        row[3] += ev.get("cost_status") == "unpriced_model"
-        row[4] += bool(ev.get("tokens_estimated"))
+        for table, label in ((by_model, ev.get("model")), (by_status, ev.get("status"))):
+            none = "(no status)" if table is by_status else "(no model)"
+            row = table.setdefault(label or none, [0, 0, 0, 0, 0, 0])
+            row[0] += 1
+            row[1] += ev.get("input_tokens") or 0
+            row[2] += ev.get("output_tokens") or 0
+            row[3] += nusd
+            row[4] += ev.get("cost_status") == "unpriced_model"
+            row[5] += bool(ev.get("tokens_estimated"))
     assert t.series.by_pms == ref.by_pms
     assert t.series.by_pmt == ref.by_pmt
     assert len(t.series.by_pmt) == 6 + 1  # capped: other
-    got = {
-        m: [r.requests, r.output_tokens, r.cost_nusd, r.unpriced, r.estimated]
-        for m, r in t.by_model.items()
-    }
-    assert got == by_model
-    assert sum(r.requests for r in t.by_status.values()) == len(events)
+    for table, want in ((t.by_model, by_model), (t.by_status, by_status)):
+        got = {
+            k: [r.requests, r.input_tokens, r.output_tokens, r.cost_nusd, r.unpriced, r.estimated]
+            for k, r in table.items()
+        }
+        assert got == want
     assert len(t._rows) <= row_cache_max
 
 
