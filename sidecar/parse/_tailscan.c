@@ -701,6 +701,18 @@ edges(PyObject *parts, Py_ssize_t head_bytes, Py_ssize_t tail_bytes, Py_ssize_t 
     return 0;
 }
 
+/* `out`, or None when making it raised UnicodeDecodeError (not UTF-8 there: Python's to judge,
+ * with replacement characters); any other error passed on (NULL). */
+static PyObject *
+none_if_not_utf8(PyObject *out)
+{
+    if (out == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    return out;
+}
+
 /* A decoding buffer: on the stack when it fits. */
 typedef struct {
     unsigned char stack[STACK_BYTES];
@@ -927,14 +939,7 @@ anthropic_edges(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_XDECREF(start);
     Py_XDECREF(block);
     Py_XDECREF(delta);
-    if (out == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-        PyErr_Clear(); /* not UTF-8 there: Python's to judge (replacement characters) */
-        goto none;
-    }
-    goto done;
-none:
-    out = Py_None;
-    Py_INCREF(out);
+    out = none_if_not_utf8(out);
 done:
     buf_free(&head);
     buf_free(&tail);
@@ -1414,11 +1419,7 @@ string_of(PyObject *self, PyObject *arg)
         }
         i += 6;
     }
-    out = PyUnicode_DecodeUTF8((const char *)buf.p, w, NULL);
-    if (out == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-        PyErr_Clear();
-        goto none;
-    }
+    out = none_if_not_utf8(PyUnicode_DecodeUTF8((const char *)buf.p, w, NULL));
     goto done;
 none:
     out = Py_None;

@@ -1255,3 +1255,39 @@ def test_no_memory_kept_by_string_of() -> None:
     whole = b'"' + small[1:-1] * 500 + b'"'
     for b in (small, big, whole, b'"\\ud800"', b'"\xff"'):
         assert grown_bytes(lambda b=b: tailscan.string_of(b), n=2000) < 10_000
+
+
+def test_a_chat_stream_cut_short_leaves_out_the_first_tail() -> None:
+    """A chat stream without its `[DONE]` (cancelled), its chunks the generated mix's size:
+    `chat_tail` declines; the walk back through four content chunks would cross the first
+    tail, so `_parse_edges` leaves that try out and reads the next tail, with the answer of the
+    path that tries both (`chat_tail` off): no usage, not terminal, the last chunk's model."""
+    pad = {"obfuscation": "x" * 350}
+    delta = [{"index": 0, "delta": {"content": " w"}}]
+    chunks = [{**BASE, "choices": delta, **pad}] * 60
+    body = "".join(f"data: {dumps(o)}\n\n" for o in chunks)
+    parts = records(body, [400] * 80)
+    assert b"[DONE]" not in parts[-1]
+    tries: list[int] = []
+    read = response.parse_stream_edges
+
+    def counted(tail: str, head: Any, **kw: Any) -> Any:
+        tries.append(len(tail))
+        return read(tail, head, **kw)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(response, "parse_stream_edges", counted)
+    try:
+        assert not check(parts)  # the C reader declined; equal to the pure path (asserted)
+        tries.clear()
+        fast = outcome(completed(parts))
+        assert len(tries) == 1 and tries[0] > 1536
+        mp.setattr(response, "_chat_tail", None)
+        tries.clear()
+        assert outcome(completed(parts)) == fast
+        assert len(tries) == 2 and tries[0] < 1536 < tries[1]
+    finally:
+        mp.undo()
+    parsed, body_text, _, _ = fast
+    assert body_text is None  # read from the edges, not decoded whole
+    assert parsed.usage is None and not parsed.terminal_seen and parsed.model == "gpt-4o-mini"
