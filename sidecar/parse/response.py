@@ -209,11 +209,12 @@ def _cut_short(parts: Sequence | None) -> bool:
     that tries both: `chat_tail` off)."""
     if not parts:
         return False
-    last = parts[-1]
-    return type(last) is bytes and _DONE not in last
+    last = parts[-1]  # its end only: a non-streaming body's one record can be long
+    return type(last) is bytes and last.find(_DONE, -_DONE_NEAR_END) < 0
 
 
 _DONE = b"[DONE]"
+_DONE_NEAR_END = 64  # bytes: `data: [DONE]\n\n"}` and some room (further: a try more, no harm)
 
 
 def _parse_edges(c: Completed, provider: str, api: str, skip: int = 0) -> ParsedBody | None:
