@@ -95,10 +95,12 @@ specials(__m128i x, int printable)
 
 /* Decode the escaped `data` at `s` (`n` bytes) into `out` (NULL: check only; else room for
  * `n` bytes: 16 at a time are copied before they are looked at, never past the `n`th), the
- * escapes as `esc` (ESC or ESC_CR) decodes them. The number of bytes written, or -1: not a JSON
- * string of those escapes. */
+ * escapes as `esc` (ESC or ESC_CR) decodes them, up to the end or the first byte it does not
+ * take (a quote, a control character, an escape `esc` leaves out): the number of bytes
+ * written; `*read` is set to the bytes read (`n`: all of them). */
 static Py_ssize_t
-unescape(const unsigned char *s, Py_ssize_t n, unsigned char *out, const unsigned char *esc)
+unescape_upto(const unsigned char *s, Py_ssize_t n, unsigned char *out, const unsigned char *esc,
+              Py_ssize_t *read)
 {
     Py_ssize_t i = 0, w = 0;
     for (;;) {
@@ -108,14 +110,20 @@ unescape(const unsigned char *s, Py_ssize_t n, unsigned char *out, const unsigne
             if (out)
                 _mm_storeu_si128((__m128i *)(out + w), x);
             int bits = specials(x, 0);
-            if (bits) {
-                int k = __builtin_ctz((unsigned)bits);
-                i += k;
-                w += k;
-                break;
+            if (!bits) {
+                i += 16;
+                w += 16;
+                continue;
             }
-            i += 16;
-            w += 16;
+            int k = __builtin_ctz((unsigned)bits);
+            i += k;
+            w += k;
+            if (s[i] != '\\' || i + 1 >= n || !esc[s[i + 1]])
+                break; /* the end: said below */
+            if (out) /* the usual escape, taken here: a stream's text holds one every few bytes */
+                out[w] = esc[s[i + 1]];
+            w++;
+            i += 2;
         }
 #endif
         while (i < n && PLAIN[s[i]]) {
@@ -124,15 +132,25 @@ unescape(const unsigned char *s, Py_ssize_t n, unsigned char *out, const unsigne
             w++;
             i++;
         }
-        if (i >= n)
+        if (i >= n || s[i] != '\\' || i + 1 >= n || !esc[s[i + 1]]) {
+            *read = i;
             return w;
-        if (s[i] != '\\' || i + 1 >= n || !esc[s[i + 1]])
-            return -1;
+        }
         if (out)
             out[w] = esc[s[i + 1]];
         w++;
         i += 2;
     }
+}
+
+/* `unescape_upto` of all `n` bytes: the number of bytes written, or -1: not a JSON string of
+ * those escapes. */
+static Py_ssize_t
+unescape(const unsigned char *s, Py_ssize_t n, unsigned char *out, const unsigned char *esc)
+{
+    Py_ssize_t read;
+    Py_ssize_t w = unescape_upto(s, n, out, esc, &read);
+    return read == n ? w : -1;
 }
 
 /* The last "\n\n" in buf[0:end], or -1 (`bytes.rfind`). A byte that is not a newline rules
@@ -683,6 +701,18 @@ edges(PyObject *parts, Py_ssize_t head_bytes, Py_ssize_t tail_bytes, Py_ssize_t 
     return 0;
 }
 
+/* `out`, or None when making it raised UnicodeDecodeError (not UTF-8 there: Python's to judge,
+ * with replacement characters); any other error passed on (NULL). */
+static PyObject *
+none_if_not_utf8(PyObject *out)
+{
+    if (out == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    return out;
+}
+
 /* A decoding buffer: on the stack when it fits. */
 typedef struct {
     unsigned char stack[STACK_BYTES];
@@ -909,14 +939,7 @@ anthropic_edges(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_XDECREF(start);
     Py_XDECREF(block);
     Py_XDECREF(delta);
-    if (out == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-        PyErr_Clear(); /* not UTF-8 there: Python's to judge (replacement characters) */
-        goto none;
-    }
-    goto done;
-none:
-    out = Py_None;
-    Py_INCREF(out);
+    out = none_if_not_utf8(out);
 done:
     buf_free(&head);
     buf_free(&tail);
@@ -1331,6 +1354,81 @@ done:
     return out;
 }
 
+/* ------------------------------------------------------------------ a whole body */
+
+/* The value of the hex digit `c`, or -1. */
+static inline int
+hex_digit(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* string_of(b) -> str | None: the JSON string `b` (a quote, its escaped contents, a quote:
+ * body.py's joined records) as `orjson.loads(b)` reads it, or None where this may differ:
+ * anything but bytes, a quote or a control character in the contents, an escape orjson
+ * refuses, a `\u` escape of a surrogate (a pair or not), invalid UTF-8 (all of which orjson
+ * reads its own way, or refuses: the caller asks it then). The escapes are undone into a
+ * buffer and the UTF-8 decoded once (strict). */
+static PyObject *
+string_of(PyObject *self, PyObject *arg)
+{
+    if (!PyBytes_CheckExact(arg))
+        Py_RETURN_NONE;
+    const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(arg);
+    Py_ssize_t n = PyBytes_GET_SIZE(arg);
+    if (n < 2 || s[0] != '"' || s[n - 1] != '"')
+        Py_RETURN_NONE;
+    s++;
+    n -= 2;
+    Buf buf;
+    buf.p = buf.stack;
+    if (n > STACK_BYTES) {
+        buf.p = PyMem_Malloc((size_t)n);
+        if (buf.p == NULL)
+            return PyErr_NoMemory();
+    }
+    PyObject *out = NULL;
+    Py_ssize_t i = 0, w = 0; /* w <= i: an escape never writes more than it reads */
+    for (;;) {
+        Py_ssize_t read;
+        w += unescape_upto(s + i, n - i, buf.p + w, ESC_CR, &read);
+        i += read;
+        if (i >= n)
+            break;
+        if (s[i] != '\\' || n - i < 6 || s[i + 1] != 'u')
+            goto none;
+        int d0 = hex_digit(s[i + 2]), d1 = hex_digit(s[i + 3]);
+        int d2 = hex_digit(s[i + 4]), d3 = hex_digit(s[i + 5]);
+        if ((d0 | d1 | d2 | d3) < 0)
+            goto none;
+        unsigned cp = (unsigned)(d0 << 12 | d1 << 8 | d2 << 4 | d3);
+        if (cp >= 0xD800 && cp <= 0xDFFF)
+            goto none;
+        if (cp < 0x80) {
+            buf.p[w++] = (unsigned char)cp;
+        } else if (cp < 0x800) {
+            buf.p[w++] = (unsigned char)(0xC0 | cp >> 6);
+            buf.p[w++] = (unsigned char)(0x80 | (cp & 0x3F));
+        } else {
+            buf.p[w++] = (unsigned char)(0xE0 | cp >> 12);
+            buf.p[w++] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+            buf.p[w++] = (unsigned char)(0x80 | (cp & 0x3F));
+        }
+        i += 6;
+    }
+    out = none_if_not_utf8(PyUnicode_DecodeUTF8((const char *)buf.p, w, NULL));
+    goto done;
+none:
+    out = Py_None;
+    Py_INCREF(out);
+done:
+    buf_free(&buf);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"chat_tail", (PyCFunction)(void (*)(void))chat_tail, METH_FASTCALL,
      "chat_tail(parts, head_bytes, tail_bytes) -> tuple | None: see sidecar/parse/tailscan.py."},
@@ -1340,6 +1438,8 @@ static PyMethodDef methods[] = {
      "anthropic_tail(parts, head_bytes, tail_bytes) -> tuple | None: see tailscan.py."},
     {"gemini_tail", (PyCFunction)(void (*)(void))gemini_tail, METH_FASTCALL,
      "gemini_tail(parts, head_bytes, tail_bytes) -> tuple | None: see tailscan.py."},
+    {"string_of", string_of, METH_O,
+     "string_of(b) -> str | None: the JSON string b as orjson.loads(b) reads it, or None."},
     {NULL, NULL, 0, NULL},
 };
 

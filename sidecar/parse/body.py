@@ -28,6 +28,7 @@ import orjson
 from sidecar import native
 from sidecar.errors import ParseError
 from sidecar.parse.fields import is_absent, parse_time, request_id
+from sidecar.parse.tailscan import string_of as _string_of
 from sidecar.types import BODY_DATA, BODY_END, BODY_WHOLE, BodyRecord
 
 _loads = orjson.loads
@@ -111,7 +112,8 @@ def assemble_escaped(parts: list[bytes]) -> tuple[str, int, int]:
     before the end (`"}`).
 
     1. The common case: one `orjson.loads` of the whole body (a UTF-8 character split across
-       two parts is whole again here).
+       two parts is whole again here), or the same read in C by `tailscan.string_of` (about 60 %
+       of the instructions) when it can tell it is the same.
     2. Invalid UTF-8 left: decode with replacement characters, `lossy` = 1.
     3. A part that is not a valid JSON string (a torn or hand-edited line): decode part by part,
        drop the bad ones and count them in `bad`.
@@ -121,6 +123,10 @@ def assemble_escaped(parts: list[bytes]) -> tuple[str, int, int]:
     else:  # a sequence over the join's chunks (join/bodylines.py): cut in one pass, in C
         chunks = getattr(parts, "chunks", None)
         joined = _join_escaped(parts) if chunks is None else _join_escaped_lines(chunks)
+    if _string_of is not None:
+        body = _string_of(joined)
+        if body is not None:
+            return body, 0, 0
     try:
         return _loads(joined), 0, 0
     except _JSONDecodeError:

@@ -87,10 +87,13 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
         if provider is None:
             provider = det_provider
     if not want_text and provider is not None and api is not None and c.body is None:
+        skip = 0  # tail sizes `_parse_edges` leaves out
         if c.assemble is assemble_escaped:
             parsed = None
             if _chat_tail is not None and api not in NOT_CHAT:
                 parsed = _raw_edges(c, provider, api, _chat_tail, openai_chat.read_tail)
+                if parsed is None and _cut_short(c.parts):
+                    skip = 1
             elif _anthropic_tail is not None and api == MESSAGES:
                 parsed = _raw_edges(c, provider, api, _anthropic_tail, anthropic.read_tail)
                 if parsed is None and _anthropic_edges is not None:  # beyond its JSON subset
@@ -99,7 +102,7 @@ def parse_completed(c: Completed, *, provider: str | None, want_text: bool = Fal
                 parsed = _raw_edges(c, provider, api, _gemini_tail, gemini.read_tail)
             if parsed is not None:
                 return _finish(parsed, c, provider, api)
-        parsed = _parse_edges(c, provider, api)
+        parsed = _parse_edges(c, provider, api, skip)
         if parsed is not None:
             return _finish(parsed, c, provider, api)
     elif not want_text:
@@ -195,11 +198,31 @@ def _tails(api: str) -> tuple[int, ...]:
     return _TAILS.get(api, _EDGE_TAILS)
 
 
-def _parse_edges(c: Completed, provider: str, api: str) -> ParsedBody | None:
+def _cut_short(parts: Sequence | None) -> bool:
+    """Whether a chat stream's last record lacks `[DONE]` (a stream cut short: cancelled, or
+    ended by an error). Its walk from the end then reads back to a finish reason or through
+    four content chunks (`openai_chat._MAX_TAIL_CHUNKS`), past the first tail's three events
+    or so: `_parse_edges` leaves out its first try (unless that tail already reaches the
+    head). Only the work changes: the next try's tail is the one it would have read after it,
+    and its events are the first tail's and more before them, so a walk the first tail held
+    ends at the same event with the same answer (`test_tailscan.py` compares with the path
+    that tries both: `chat_tail` off)."""
+    if not parts:
+        return False
+    last = parts[-1]  # its end only: a non-streaming body's one record can be long
+    return type(last) is bytes and last.find(_DONE, -_DONE_NEAR_END) < 0
+
+
+_DONE = b"[DONE]"
+_DONE_NEAR_END = 64  # bytes: `data: [DONE]\n\n"}` and some room (further: a try more, no harm)
+
+
+def _parse_edges(c: Completed, provider: str, api: str, skip: int = 0) -> ParsedBody | None:
     """The stream parsed from its edges (`EdgeChunks`), or None: the whole body decides.
 
     The tail is the body's last parts (`_EDGE_TAILS[0]` bytes of them, then more if a parser
-    walked past them), decoded, from just after its first event boundary; the head (the first
+    walked past them; the first `skip` tries left out, their tails not reaching the head),
+    decoded, from just after its first event boundary; the head (the first
     parts, at least `WINDOW_HEAD_BYTES`, cut after their last boundary) is decoded up front for
     the parsers that walk forward, else only if one asks; head and tail never share a part.
     Newlines are normalised as `Chunks.from_sse` does: the head's are a
@@ -240,6 +263,9 @@ def _parse_edges(c: Completed, provider: str, api: str) -> ParsedBody | None:
         while t > h and size < want:  # head and tail never overlap (see `EdgeChunks`)
             t -= 1
             size += len(parts[t])
+        if skip and t > h:
+            skip -= 1  # left out: the next, longer tail holds its events (see `_cut_short`)
+            continue
         tail = normalise_newlines(assemble(parts[t:])[0])
         cut = tail.find("\n\n", 1)
         if cut < 0:

@@ -43,6 +43,13 @@ when null or absent), or None; `gemini.read_tail` fills the result. Its JSON sub
 reader's, but that a string value it does not return is read past whatever text it holds
 (UTF-8 or not, any escape but `\\u`, no control character): the last chunk carries the answer's
 last words.
+
+`string_of(joined)` is the whole body's decode for `body.assemble_escaped`: the records' data
+joined as one JSON string, read as `orjson.loads` reads it (the escapes undone into a buffer,
+the UTF-8 decoded once: about 60 % of orjson's instructions on a stream's escaped text), or None
+where it might differ (a `\\u` escape of a surrogate, invalid UTF-8, anything not a JSON
+string): orjson then reads it as before. Its pure twin is orjson itself
+(`tests/unit/test_tailscan.py` compares the two on hostile strings).
 """
 
 from __future__ import annotations
@@ -62,3 +69,4 @@ chat_tail: TailReader | None = _c.chat_tail if _c is not None else None
 anthropic_edges: TailReader | None = _c.anthropic_edges if _c is not None else None
 anthropic_tail: TailReader | None = _c.anthropic_tail if _c is not None else None
 gemini_tail: TailReader | None = _c.gemini_tail if _c is not None else None
+string_of: Callable[[bytes], str | None] | None = _c.string_of if _c is not None else None

@@ -874,3 +874,24 @@ def test_usage_and_parsed_body_field_order_the_positional_calls_rely_on() -> Non
         assert stream_parsed("openai", "responses", truncated) == want
     a, b = stream_parsed("x", "y", False), stream_parsed("x", "y", False)
     assert a.output_text is not b.output_text and a.billing_parts is not b.billing_parts
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(min_value=-5, max_value=1 << 70), min_size=6, max_size=6))
+def test_subset_clamped_is_min_of_each_subset(counts: list[int]) -> None:
+    """`subset_clamped` writes `min` out: the same fields as the builtin gives them."""
+    u = Usage(*counts)
+    want_cached = min(u.cached_input_tokens, u.input_tokens)
+    want_write = min(u.cache_write_input_tokens, u.input_tokens - want_cached)
+    want_1h = min(u.cache_write_1h_input_tokens, want_write)
+    want_reasoning = min(u.reasoning_tokens, u.output_tokens)
+    got = subset_clamped(u)
+    assert got is u
+    assert (
+        got.input_tokens,
+        got.cached_input_tokens,
+        got.cache_write_input_tokens,
+        got.cache_write_1h_input_tokens,
+        got.output_tokens,
+        got.reasoning_tokens,
+    ) == (counts[0], want_cached, want_write, want_1h, counts[4], want_reasoning)

@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sidecar.parse import body as body_module
 from sidecar.parse import response, tailscan
 from sidecar.parse.body import assemble_escaped
 from sidecar.types import AccessRecord, Completed, ParsedBody
@@ -542,6 +543,7 @@ def test_built_and_used_under_ci() -> None:
     if not os.environ.get("CI") or _PURE:
         pytest.skip("only under CI (CI=1), C path")
     assert tailscan.NATIVE and response._chat_tail is tailscan.chat_tail
+    assert body_module._string_of is tailscan.string_of is not None
     assert response._anthropic_tail is tailscan.anthropic_tail is not None
     assert response._gemini_tail is tailscan.gemini_tail is not None
 
@@ -1132,3 +1134,160 @@ def test_no_reference_or_memory_kept_by_the_anthropic_reader() -> None:
     no_reference_or_memory_kept(
         tailscan.anthropic_tail, 896, [parts, big_parts], [refused, big_refused]
     )
+
+
+# ------------------------------------------------------------------ a whole body's decode
+
+_PIECES = [
+    "plain ascii",
+    '\\"',
+    "\\\\",
+    "\\/",
+    "\\n",
+    "\\r",
+    "\\t",
+    "\\b",
+    "\\f",
+    "\\u00e9",
+    "\\u20AC",
+    "\\u0000",
+    "\\u007f",
+    "\\ud83d\\ude80",  # a surrogate pair: left to orjson
+    "\\ud800",  # a lone surrogate: left to orjson
+    "\\udc00x",
+    "\\u12",  # short
+    "\\uzzzz",
+    "\\x",  # not an escape
+    "\\",
+    '"',  # a bare quote: not one JSON string
+    "\n",  # a control character
+    "\x7f",
+    "Größe déjà 日本語 🚀",
+]
+_BYTES = [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf", b"\x00", b"\x1f"]
+
+
+def _read_in_c(piece: str) -> bool:
+    """Whether string_of reads a string holding `piece` (else orjson's to judge)."""
+    return piece not in ('"', "\\", "\n", "\\u12", "\\uzzzz", "\\x") and "\\ud" not in piece
+
+
+def _orjson_or_error(b: bytes) -> Any:
+    try:
+        return orjson.loads(b)
+    except orjson.JSONDecodeError:
+        return "<error>"
+
+
+def _decode_matches_orjson(b: bytes) -> bool:
+    """string_of(b) reads b as orjson does, or says None; True when it answered."""
+    got = tailscan.string_of(b)
+    if got is None:
+        return False
+    assert type(got) is str and got == orjson.loads(b)
+    return True
+
+
+def test_string_of_reads_a_json_string_as_orjson() -> None:
+    assert tailscan.string_of(b'""') == ""
+    usual = "".join(p for p in _PIECES if _read_in_c(p))
+    for text in (usual, usual * 400):  # the second beyond the stack buffer
+        assert _decode_matches_orjson(f'"{text}"'.encode())
+    for piece in _PIECES:
+        for b in ((f'"{piece}"').encode(), f'"{f"a{piece}z" * 3}"'.encode()):
+            answered = _decode_matches_orjson(b)
+            assert answered == _read_in_c(piece), b
+    for raw in _BYTES:
+        b = b'"ab' + raw + b'cd"'
+        answered = _decode_matches_orjson(b)
+        assert answered == (raw == b"\x7f"), b
+    for b in (b"", b'"', b"'x'", b'"x', b'x"', b' "x"', b'"x" ', b"[1]", '"x"'.encode("utf-16")):
+        assert tailscan.string_of(b) is None
+    assert tailscan.string_of("not bytes") is None  # type: ignore[arg-type]
+    assert tailscan.string_of(bytearray(b'"x"')) is None  # type: ignore[arg-type]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(_PIECES),
+            st.sampled_from(_BYTES),
+            st.binary(max_size=24),
+            st.text(max_size=24),
+        ),
+        max_size=40,
+    )
+)
+def test_string_of_hostile_strings(pieces: list[Any]) -> None:
+    raw = [p if type(p) is bytes else p.encode("utf-8", "surrogatepass") for p in pieces]
+    b = b'"' + b"".join(raw) + b'"'
+    if tailscan.string_of(b) is not None:
+        assert _decode_matches_orjson(b)
+    else:
+        # declined: orjson refuses it, or it holds a `\u` escape (of a surrogate: orjson's)
+        assert _orjson_or_error(b) == "<error>" or b"\\u" in b
+
+
+def test_the_whole_body_decode_is_orjson_s_on_every_recorded_stream() -> None:
+    """assemble_escaped with string_of gives what it gives with orjson alone (its pure twin),
+    on every recorded fixture body cut into records, torn and not UTF-8 ones too."""
+    rng = random.Random(11)
+    mp = pytest.MonkeyPatch()
+    seen = 0
+    for body in BODIES.values():
+        for damage in (False, True):
+            parts = lines_for(body, rng, 7, damage)
+            fast = assemble_escaped(parts)
+            mp.setattr(body_module, "_string_of", None)
+            try:
+                pure = assemble_escaped(parts)
+            finally:
+                mp.undo()
+            assert fast == pure
+            seen += 1
+    assert seen > 20
+
+
+def test_no_memory_kept_by_string_of() -> None:
+    small = b'"' + "Größe \\n \\u00e9 🚀 x".encode() * 10 + b'"'
+    big = small * 500  # not one string: declined after the buffer is taken
+    whole = b'"' + small[1:-1] * 500 + b'"'
+    for b in (small, big, whole, b'"\\ud800"', b'"\xff"'):
+        assert grown_bytes(lambda b=b: tailscan.string_of(b), n=2000) < 10_000
+
+
+def test_a_chat_stream_cut_short_leaves_out_the_first_tail() -> None:
+    """A chat stream without its `[DONE]` (cancelled), its chunks the generated mix's size:
+    `chat_tail` declines; the walk back through four content chunks would cross the first
+    tail, so `_parse_edges` leaves that try out and reads the next tail, with the answer of the
+    path that tries both (`chat_tail` off): no usage, not terminal, the last chunk's model."""
+    pad = {"obfuscation": "x" * 350}
+    delta = [{"index": 0, "delta": {"content": " w"}}]
+    chunks = [{**BASE, "choices": delta, **pad}] * 60
+    body = "".join(f"data: {dumps(o)}\n\n" for o in chunks)
+    parts = records(body, [400] * 80)
+    assert b"[DONE]" not in parts[-1]
+    tries: list[int] = []
+    read = response.parse_stream_edges
+
+    def counted(tail: str, head: Any, **kw: Any) -> Any:
+        tries.append(len(tail))
+        return read(tail, head, **kw)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(response, "parse_stream_edges", counted)
+    try:
+        assert not check(parts)  # the C reader declined; equal to the pure path (asserted)
+        tries.clear()
+        fast = outcome(completed(parts))
+        assert len(tries) == 1 and tries[0] > 1536
+        mp.setattr(response, "_chat_tail", None)
+        tries.clear()
+        assert outcome(completed(parts)) == fast
+        assert len(tries) == 2 and tries[0] < 1536 < tries[1]
+    finally:
+        mp.undo()
+    parsed, body_text, _, _ = fast
+    assert body_text is None  # read from the edges, not decoded whole
+    assert parsed.usage is None and not parsed.terminal_seen and parsed.model == "gpt-4o-mini"

@@ -61,15 +61,22 @@ class Counts:
 
 def subset_clamped(usage: Usage) -> Usage:
     """Keep the subset fields within their totals (a provider reporting more reasoning than
-    output must not make a later `output - reasoning` negative)."""
-    usage.cached_input_tokens = min(usage.cached_input_tokens, usage.input_tokens)
-    usage.cache_write_input_tokens = min(
-        usage.cache_write_input_tokens, usage.input_tokens - usage.cached_input_tokens
-    )
-    usage.cache_write_1h_input_tokens = min(
-        usage.cache_write_1h_input_tokens, usage.cache_write_input_tokens
-    )
-    usage.reasoning_tokens = min(usage.reasoning_tokens, usage.output_tokens)
+    output must not make a later `output - reasoning` negative). Each is `min(a, b)` written
+    out (`b if b < a else a`, what `min` gives): the builtin costs ~700 instructions a call,
+    four calls per parsed usage."""
+    total = usage.input_tokens
+    cached = usage.cached_input_tokens
+    cached = total if total < cached else cached
+    usage.cached_input_tokens = cached
+    room = total - cached
+    write = usage.cache_write_input_tokens
+    write = room if room < write else write
+    usage.cache_write_input_tokens = write
+    write_1h = usage.cache_write_1h_input_tokens
+    usage.cache_write_1h_input_tokens = write if write < write_1h else write_1h
+    output = usage.output_tokens
+    reasoning = usage.reasoning_tokens
+    usage.reasoning_tokens = output if output < reasoning else reasoning
     return usage
 
 
