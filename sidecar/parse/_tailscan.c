@@ -33,6 +33,10 @@
  * while the parts are read. Every reader returns NULL with the exception set on an error: out
  * of memory, a wrong number of arguments or a size that is not an int (TypeError), a size
  * beyond Py_ssize_t (OverflowError); `parts` of another type give None.
+ *
+ * string_of(b) -> str | None: one JSON string (a request's joined escaped records) decoded
+ * exactly as orjson decodes it, or None for anything it does not read (then orjson decides):
+ * see its comment below.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

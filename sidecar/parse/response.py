@@ -199,8 +199,9 @@ def _tails(api: str) -> tuple[int, ...]:
 
 
 def _cut_short(parts: Sequence | None) -> bool:
-    """Whether a chat stream's last record lacks `[DONE]` (a stream cut short: cancelled, or
-    ended by an error). Its walk from the end then reads back to a finish reason or through
+    """Whether a chat stream's last record lacks `[DONE]` near its end (a stream cut short:
+    cancelled, or ended by an error; or `[DONE]` before a last record of a few bytes: only
+    the work changes). Its walk from the end then reads back to a finish reason or through
     four content chunks (`openai_chat._MAX_TAIL_CHUNKS`), past the first tail's three events
     or so: `_parse_edges` leaves out its first try (unless that tail already reaches the
     head). Only the work changes: the next try's tail is the one it would have read after it,

@@ -11,6 +11,10 @@ does, and reads the two chunks with a small JSON reader that takes only a subset
 orjson surely reads the same (see the C file: printable ASCII, no escapes in strings, unsigned
 integers of at most 15 digits, no key given twice...).
 
+`string_of(b)` (used by `parse.body.assemble_escaped`) decodes one JSON string, a request's
+joined escaped records, exactly as orjson does, or gives None (then orjson decides): see its
+comment in the C file.
+
 `chat_tail(parts, head_bytes, tail_bytes)` gives `(model, id, service_tier, finish_reason,
 prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, reasoning_tokens)` (the
 cached and cache-write counts None when absent or null), exactly what the edges path reads on
