@@ -367,7 +367,7 @@ class Joiner(Storage, Expiry, PositionNotes):
             p = self._start(rid, source)
             if p is None:
                 return
-        older = self._older.pop(rid, None) if self._older else None
+        older = self._older.pop(rid, None)
         if older is not None:  # the ended body this access line belongs to (see add_chunks)
             p = older
         elif p.access is not None:
@@ -435,8 +435,7 @@ class Joiner(Storage, Expiry, PositionNotes):
             self.on_drop(p.positions)  # no event will carry them: release them now
 
     def _complete(self, rid: str, p: Pending, *, expired: bool) -> Completed:
-        if p.ts_due:  # `settle`'s own test, inline (once per request)
-            settle(p)
+        settle(p)
         if self._pending.get(rid) is p:
             del self._pending[rid]
         self.pending_bytes -= p.cost
@@ -450,7 +449,7 @@ class Joiner(Storage, Expiry, PositionNotes):
         )
         if dup and access is not None:
             self.stats["duplicate_request_id"] += 1
-        parts: list | BodyLines = unpacked(p) if p.packed else p.parts  # `unpacked`'s test, inline
+        parts: list | BodyLines = unpacked(p)
         if head is not None:
             parts = [head, *parts]
         n = p.lines + p.packed_lines + (head is not None)

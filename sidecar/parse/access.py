@@ -120,8 +120,7 @@ def _finish(
     if raw_key:
         key = _strip_bearer(raw_key)
         rec.api_key_id = hasher(key) if hasher and key else None
-    if path and "key=" in path:  # `redact_query_key`'s own test, inline (once per line)
-        rec.path = redact_query_key(path)
+    rec.path = redact_query_key(path)
     if f is not None:
         rec.invalid_fields = f.invalid
     rec.lossy_utf8 = lossy
