@@ -47,8 +47,7 @@ class Frontier:
 
     @property
     def active(self) -> bool:
-        """Reading, with data in hand: its frontier says where it is. (`may_read` inlines its
-        negation: change both together.)"""
+        """Reading, with data in hand: its frontier says where it is."""
         return not self.done and self.idle_since is None
 
     def passed(self, t: float, now: float, settle: float, since: float) -> bool:
@@ -67,6 +66,5 @@ def may_read(mine: Frontier, other: Frontier, t_next: float | None, lead: float)
     would gain nothing). Publishes `t_next` as this reader's frontier first."""
     if t_next is None:
         return True
-    if t_next > mine.front:  # `mine.advance(t_next)`, and below `not other.active`, inline:
-        mine.front = t_next  # this is asked once per access line
-    return other.done or other.idle_since is not None or t_next <= other.front + lead
+    mine.advance(t_next)
+    return not other.active or t_next <= other.front + lead

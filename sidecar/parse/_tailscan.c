@@ -265,32 +265,20 @@ string(J *j, Str *out)
     return 0;
 }
 
-/* JSON_ESC[c]: `\c` is an escape orjson reads (all but `\u`, left to Python). */
-static unsigned char JSON_ESC[256];
-
 /* A string value read past at its opening quote, its contents any bytes but control
  * characters (UTF-8 or not: Python decodes invalid UTF-8 with replacement characters, and a
- * string read past is never returned), with the escapes of JSON_ESC. */
+ * string read past is never returned), with the escapes orjson reads but `\u` (ESC_CR):
+ * `unescape_upto`'s walk, checking only, which must stop at the closing quote. */
 static int
 text(J *j)
 {
-    const unsigned char *p = j->p + 1, *e = j->e;
-    while (p < e) {
-        unsigned char c = *p;
-        if (c == '"') {
-            j->p = p + 1;
-            return 0;
-        }
-        if (c < 0x20)
-            return FAIL;
-        if (c == '\\') {
-            if (e - p < 2 || !JSON_ESC[p[1]])
-                return FAIL;
-            p += 2;
-        } else
-            p++;
-    }
-    return FAIL;
+    const unsigned char *p = j->p + 1;
+    Py_ssize_t r;
+    unescape_upto(p, j->e - p, NULL, ESC_CR, &r);
+    if (p + r >= j->e || p[r] != '"')
+        return FAIL;
+    j->p = p + r + 1;
+    return 0;
 }
 
 /* An unsigned integer of at most MAX_DIGITS digits, no leading zero, no fraction or exponent. */
@@ -1469,8 +1457,6 @@ PyInit__tailscan(void)
     ESC['t'] = '\t';
     memcpy(ESC_CR, ESC, sizeof ESC);
     ESC_CR['r'] = '\r';
-    for (const char *c = "\"\\/bfnrt"; *c; c++)
-        JSON_ESC[(unsigned char)*c] = 1;
     for (int c = 0x20; c < 0x7F; c++)
         STR[c] = c != '"' && c != '\\';
     return PyModule_Create(&module);
