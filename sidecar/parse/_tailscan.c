@@ -576,17 +576,26 @@ finish_chunk(void *ctx, const Str *k, J *j)
     return common(c, k, j);
 }
 
-/* The block `data: {...}` at buf[a:b]: its object read by `fn`, nothing after it but spaces. */
+/* buf[a:b] an object read by `fn`, nothing after it but spaces (orjson.loads: a dict); its
+ * string values read past as `text` reads them when `lenient`. */
 static int
-chunk(const unsigned char *buf, Py_ssize_t a, Py_ssize_t b, KeyFn fn, Chunk *c)
+payload(const unsigned char *buf, Py_ssize_t a, Py_ssize_t b, KeyFn fn, void *ctx, int lenient)
 {
-    if (b - a < 7 || memcmp(buf + a, "data: {", 7) != 0)
-        return FAIL;
-    J j = {buf + a + 6, buf + b, 0, 0};
-    if (object(&j, fn, c) < 0)
+    J j = {buf + a, buf + b, 0, lenient};
+    ws(&j);
+    if (!at(&j, '{') || object(&j, fn, ctx) < 0)
         return FAIL;
     ws(&j);
     return j.p == j.e ? 0 : FAIL;
+}
+
+/* The block `data: {...}` at buf[a:b]: `payload` of what follows `data: `. */
+static int
+chunk(const unsigned char *buf, Py_ssize_t a, Py_ssize_t b, KeyFn fn, void *ctx, int lenient)
+{
+    if (b - a < 7 || memcmp(buf + a, "data: {", 7) != 0)
+        return FAIL;
+    return payload(buf, a + 6, b, fn, ctx, lenient);
 }
 
 /* ------------------------------------------------------------------ chat_tail */
@@ -822,10 +831,10 @@ chat_tail(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Chunk u, f;
     memset(&u, 0, sizeof u);
     memset(&f, 0, sizeof f);
-    if (chunk(buf, j3 + 2, j2, usage_chunk, &u) < 0 || !u.choices_empty || !u.usage_seen ||
+    if (chunk(buf, j3 + 2, j2, usage_chunk, &u, 0) < 0 || !u.choices_empty || !u.usage_seen ||
         !u.prompt_set || !u.completion_set || !u.reasoning_set)
         goto none;
-    if (chunk(buf, j4 + 2, j3, finish_chunk, &f) < 0 || f.choices == 0 || f.finish.s == NULL)
+    if (chunk(buf, j4 + 2, j3, finish_chunk, &f, 0) < 0 || f.choices == 0 || f.finish.s == NULL)
         goto none;
     if ((u.model.s == NULL && f.model.s == NULL) || (u.id.s == NULL && f.id.s == NULL))
         goto none; /* parse_stream walks on, past the finish chunk */
@@ -1103,18 +1112,6 @@ delta_key(void *ctx, const Str *k, J *j)
     return value(j);
 }
 
-/* buf[a:b] an object read by `fn`, nothing after it but spaces (orjson.loads: a dict). */
-static int
-payload(const unsigned char *buf, Py_ssize_t a, Py_ssize_t b, KeyFn fn, void *ctx)
-{
-    J j = {buf + a, buf + b, 0, 1};
-    ws(&j);
-    if (!at(&j, '{') || object(&j, fn, ctx) < 0)
-        return FAIL;
-    ws(&j);
-    return j.p == j.e ? 0 : FAIL;
-}
-
 /* merge_usage of one value: the delta's when not null (present), else the message's. */
 static const Val *
 merged(const Val *start, const Val *delta)
@@ -1137,9 +1134,9 @@ anthropic_tail(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Anthropic a;
     memset(&a, 0, sizeof a);
-    if (payload(head.p, span[0], span[1], start_key, &a) < 0 ||
-        payload(head.p, span[2], span[3], block_key, &a) < 0 ||
-        payload(tail.p, span[4], span[5], delta_key, &a) < 0)
+    if (payload(head.p, span[0], span[1], start_key, &a, 1) < 0 ||
+        payload(head.p, span[2], span[3], block_key, &a, 1) < 0 ||
+        payload(tail.p, span[4], span[5], delta_key, &a, 1) < 0)
         goto none;
     const AUsage *s = &a.start, *d = &a.delta;
     if (!a.message || s->iterations || d->iterations || (s->keys == 0 && d->keys == 0))
@@ -1313,15 +1310,10 @@ gemini_tail(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (memchr(buf + bs, '\n', (size_t)(j1 - bs)) != NULL || contains(buf, bs, j1, "\"error\"") ||
         contains(buf, bs, j1, "\"thought\""))
         goto none;
-    if (j1 - bs < 7 || memcmp(buf + bs, "data: {", 7) != 0)
-        goto none;
     Gemini g;
     memset(&g, 0, sizeof g);
-    J j = {buf + bs + 6, buf + j1, 0, 1};
-    if (object(&j, gemini_chunk, &g) < 0)
-        goto none;
-    ws(&j);
-    if (j.p != j.e || !g.counts || g.finish.s == NULL || g.model.s == NULL || g.id.s == NULL)
+    if (chunk(buf, bs, j1, gemini_chunk, &g, 1) < 0 || !g.counts || g.finish.s == NULL ||
+        g.model.s == NULL || g.id.s == NULL)
         goto none;
 
     PyObject *items[10] = {
